@@ -1,0 +1,264 @@
+"""Reading and writing ``.tflite`` flatbuffers.
+
+The object API of ``ai_edge_litert.schema_py_generated`` is used both ways so that every
+field we do not understand survives a round trip. Two things the generated code gets wrong
+for microcontrollers are fixed here: buffer data is placed at 16-byte file offsets (the
+schema's ``force_align: 16``, ignored by every generated Python ``Pack``), and buffers kept
+outside the flatbuffer (``offset``/``size``, models over 2 GB) are carried along.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+FILE_IDENTIFIER = b"TFL3"
+BUFFER_ALIGNMENT = 16
+SUPPORTED_SCHEMA_VERSION = 3
+
+
+class ModelError(Exception):
+    """A model that cannot be read, understood or written; the message is one line."""
+
+
+@dataclass
+class LoadedModel:
+    """A parsed model plus where it came from (for messages) and its original bytes."""
+
+    model: schema.ModelT
+    raw: bytes
+    source: str
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file, turning every OS-level failure into a one-line ModelError."""
+    p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"{p}: is a directory, not a .tflite file")
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{p}: no such file") from None
+    except PermissionError:
+        raise ModelError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise ModelError(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
+def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
+    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+    if len(raw) == 0:
+        raise ModelError(f"{source}: empty file (0 bytes)")
+    if len(raw) < 8:
+        raise ModelError(f"{source}: too short to be a .tflite model ({len(raw)} bytes)")
+    if raw[4:8] != FILE_IDENTIFIER:
+        raise ModelError(
+            f"{source}: not a TFLite flatbuffer (file identifier {raw[4:8]!r}, expected b'TFL3')"
+        )
+    root = int.from_bytes(raw[0:4], "little")
+    if root < 8 or root + 4 > len(raw):
+        raise ModelError(f"{source}: corrupt flatbuffer (root offset {root} outside the file)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    except Exception as exc:  # the generated reader raises anything on corrupt input
+        raise ModelError(f"{source}: corrupt or truncated flatbuffer ({type(exc).__name__})") from None
+    if model.version != SUPPORTED_SCHEMA_VERSION:
+        raise ModelError(
+            f"{source}: unsupported schema version {model.version} (expected {SUPPORTED_SCHEMA_VERSION})"
+        )
+    if not model.subgraphs:
+        raise ModelError(f"{source}: model has no subgraphs")
+    _load_external_buffers(model, raw, source)
+    return LoadedModel(model=model, raw=bytes(raw), source=source)
+
+
+def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
+    """Accept a path, raw bytes or an already loaded model (the API's one entry point)."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, bytes | bytearray | memoryview):
+        return parse_model(bytes(model))
+    return parse_model(read_bytes(model), str(model))
+
+
+def _load_external_buffers(model: schema.ModelT, raw: bytes, source: str) -> None:
+    """Pull data stored after the flatbuffer (``Buffer.offset/size``) inline into the object.
+
+    The writer puts it back after the new flatbuffer; the absolute offsets change.
+    """
+    for i, buf in enumerate(model.buffers or []):
+        if buf.offset > 1 and buf.size > 0:
+            end = buf.offset + buf.size
+            if end > len(raw):
+                raise ModelError(f"{source}: buffer {i} points past the end of the file")
+            buf.data = np.frombuffer(raw[buf.offset : end], dtype=np.uint8).copy()
+            buf.external = True  # marker for the writer
+        else:
+            buf.external = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _pack_buffer(builder: flatbuffers.Builder, data: bytes | None, offset: int, size: int) -> int:
+    data_off = None
+    if data is not None:
+        builder.StartVector(1, len(data), BUFFER_ALIGNMENT)
+        builder.head = builder.head - len(data)
+        builder.Bytes[builder.head : builder.head + len(data)] = data
+        data_off = builder.EndVector()
+    schema.BufferStart(builder)
+    if data_off is not None:
+        schema.BufferAddData(builder, data_off)
+    schema.BufferAddOffset(builder, offset)
+    schema.BufferAddSize(builder, size)
+    return schema.BufferEnd(builder)
+
+
+class _AlignedBuffer(schema.BufferT):
+    """A BufferT whose Pack aligns its data to 16 bytes; external data gets a new offset."""
+
+    def __init__(self, src: schema.BufferT, external_offset: int) -> None:
+        super().__init__()
+        if getattr(src, "external", False):
+            self.payload, self.offset, self.size = None, external_offset, len(src.data)
+        else:
+            has = src.data is not None
+            self.payload = np.asarray(src.data, dtype=np.uint8).tobytes() if has else None
+            self.offset, self.size = src.offset, src.size
+
+    def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 (generated API name)
+        return _pack_buffer(builder, self.payload, self.offset, self.size)
+
+
+def _pack_once(model: schema.ModelT, external_offsets: dict[int, int]) -> bytes:
+    original = model.buffers
+    model.buffers = [
+        _AlignedBuffer(b, external_offsets.get(i, 1)) for i, b in enumerate(original or [])
+    ] if original is not None else None
+    try:
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+        out = bytes(builder.Output())
+    finally:
+        model.buffers = original
+    return out
+
+
+def serialize_model(model: schema.ModelT) -> bytes:
+    """Pack a model; every buffer's data starts at a multiple of 16 in the file."""
+    externals = [i for i, b in enumerate(model.buffers or []) if getattr(b, "external", False)]
+    if not externals:
+        return _pack_once(model, {})
+    # Offsets of external data depend on the flatbuffer's length, which does not depend on
+    # their values (the fields are fixed-width and present either way): pack twice.
+    head = _pack_once(model, {})
+    offsets, tail, pos = {}, bytearray(), _align(len(head))
+    for i in externals:
+        data = np.asarray(model.buffers[i].data, dtype=np.uint8).tobytes()
+        offsets[i] = pos
+        pad = pos - (len(head) + len(tail))
+        tail += b"\0" * pad + data
+        pos = _align(pos + len(data))
+    head = _pack_once(model, offsets)
+    return head + bytes(tail)
+
+
+def _align(n: int, a: int = BUFFER_ALIGNMENT) -> int:
+    return (n + a - 1) // a * a
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write via a temp file in the target directory and rename, so no half file is left."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ModelError(f"{target}: output directory {parent} does not exist")
+    if target.is_dir():
+        raise ModelError(f"{target}: output path is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def buffer_data_offsets(raw: bytes) -> list[int]:
+    """File offsets of every non-empty inline buffer's data (to check the 16-byte rule)."""
+    model = schema.Model.GetRootAs(raw, 0)
+    offsets = []
+    for i in range(model.BuffersLength()):
+        buf = model.Buffers(i)
+        if buf.DataLength() > 0:
+            offsets.append(buf._tab.Vector(buf._tab.Offset(4)))
+    return offsets
+
+
+# ---------------------------------------------------------------------------------------------
+# TFLM's offline arena plan: Model.metadata "OfflineMemoryAllocation" -> Model.buffers[i] =
+# little-endian int32 [version, subgraph count, n, offset_0 .. offset_{n-1}], n = total tensors.
+
+OFFLINE_PLAN_NAME = "OfflineMemoryAllocation"
+OFFLINE_PLAN_VERSION = 1
+ONLINE = -1  # "plan this tensor online"
+
+
+def _metadata_name(entry: schema.MetadataT) -> str:
+    name = entry.name
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
+
+
+def get_offline_plan(model: schema.ModelT) -> list[int] | None:
+    """The offsets of an existing offline plan, or None."""
+    for entry in model.metadata or []:
+        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+            data = np.asarray(model.buffers[entry.buffer].data, dtype=np.uint8).tobytes()
+            words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4")
+            return [int(w) for w in words[3 : 3 + int(words[2])]]
+    return None
+
+
+def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
+    """Write (or replace) the offline plan; ``offsets`` covers every tensor of every subgraph."""
+    n_tensors = sum(len(sg.tensors or []) for sg in model.subgraphs)
+    if len(offsets) != n_tensors:
+        raise ValueError(f"offline plan has {len(offsets)} offsets for {n_tensors} tensors")
+    words = [OFFLINE_PLAN_VERSION, len(model.subgraphs), n_tensors, *offsets]
+    payload = np.asarray(words, dtype="<i4").view(np.uint8).copy()
+    model.metadata = model.metadata or []
+    model.buffers = model.buffers or []
+    for entry in model.metadata:
+        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+            model.buffers[entry.buffer].data = payload
+            return
+    buf = schema.BufferT()
+    buf.data = payload
+    model.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name = OFFLINE_PLAN_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+
+
+def remove_offline_plan(model: schema.ModelT) -> None:
+    """Drop an existing plan (its buffer is emptied, indices of other buffers stay valid)."""
+    keep = []
+    for entry in model.metadata or []:
+        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+            model.buffers[entry.buffer].data = None
+        else:
+            keep.append(entry)
+    if model.metadata is not None:
+        model.metadata = keep

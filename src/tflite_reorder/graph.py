@@ -1,0 +1,277 @@
+"""The operator DAG of every subgraph of a TFLite model.
+
+Edges come from data (a tensor's producer before its consumers) and, conservatively, from
+state: operators that touch variable or resource tensors, custom operators and other ops
+with side effects keep their stored relative order, so no reorder can change what they see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ai_edge_litert import schema_py_generated as schema
+
+from .flatbuffer_io import ModelError
+
+ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
+
+BUILTIN_NAMES: dict[int, str] = {
+    v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")
+}
+TYPE_NAMES: dict[int, str] = {
+    v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")
+}
+# Bytes per element as TFLM's TfLiteTypeSizeOf counts them; 0 = not an arena type.
+TYPE_SIZES: dict[str, int] = {
+    "FLOAT32": 4, "FLOAT16": 2, "BFLOAT16": 2, "FLOAT64": 8, "INT32": 4, "UINT32": 4,
+    "INT16": 2, "UINT16": 2, "INT8": 1, "UINT8": 1, "INT64": 8, "UINT64": 8, "BOOL": 1,
+    "COMPLEX64": 8, "COMPLEX128": 16, "INT4": 1, "STRING": 0, "RESOURCE": 0, "VARIANT": 0,
+}
+# Builtins whose effect is not captured by their tensors (state, I/O, randomness).
+SIDE_EFFECT_OPS = frozenset({
+    "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "HASHTABLE",
+    "HASHTABLE_FIND", "HASHTABLE_IMPORT", "HASHTABLE_SIZE", "RANDOM_STANDARD_NORMAL",
+    "RANDOM_UNIFORM", "MULTINOMIAL", "CUSTOM",
+})
+# Control-flow builtins whose subgraphs TFLM nests inside the calling operator's scope, with
+# the options fields that name them, in the order TFLM marks them.
+CONTROL_FLOW = {
+    "IF": ("thenSubgraphIndex", "elseSubgraphIndex"),
+    "WHILE": ("condSubgraphIndex", "bodySubgraphIndex"),
+    "CALL_ONCE": ("initSubgraphIndex",),
+}
+
+
+def align(n: int, a: int = ARENA_ALIGNMENT) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int  # bytes the kernels use (true shape where known, else stored shape)
+    in_arena: bool  # TFLM plans it: no constant data, not a variable, nbytes > 0
+    stored_shape: tuple[int, ...] = ()
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes this tensor takes in the arena (rounded to TFLM's 16-byte alignment)."""
+        return align(self.nbytes) if self.in_arena else 0
+
+
+@dataclass(frozen=True)
+class OpNode:
+    index: int  # position in the stored order
+    opcode: str
+    inputs: tuple[int, ...]  # tensor indices, optional (-1) inputs removed
+    outputs: tuple[int, ...]
+    calls: tuple[int, ...] = ()  # subgraphs nested by TFLM (IF, WHILE, CALL_ONCE)
+
+
+@dataclass
+class SubgraphGraph:
+    index: int
+    name: str
+    tensors: list[TensorInfo]
+    ops: list[OpNode]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    producer: dict[int, int] = field(default_factory=dict)
+    consumers: dict[int, list[int]] = field(default_factory=dict)
+    preds: list[tuple[int, ...]] = field(default_factory=list)
+
+    @cached_property
+    def succs(self) -> list[tuple[int, ...]]:
+        out: list[list[int]] = [[] for _ in self.ops]
+        for v, ps in enumerate(self.preds):
+            for u in ps:
+                out[u].append(v)
+        return [tuple(s) for s in out]
+
+    def is_topological(self, order: list[int] | tuple[int, ...]) -> bool:
+        if sorted(order) != list(range(len(self.ops))):
+            return False
+        pos = {v: i for i, v in enumerate(order)}
+        return all(pos[u] < pos[v] for v, ps in enumerate(self.preds) for u in ps)
+
+
+@dataclass
+class ModelGraph:
+    subgraphs: list[SubgraphGraph]
+
+    @property
+    def n_ops(self) -> int:
+        return sum(len(sg.ops) for sg in self.subgraphs)
+
+    @property
+    def n_tensors(self) -> int:
+        return sum(len(sg.tensors) for sg in self.subgraphs)
+
+    def stored_orders(self) -> list[list[int]]:
+        return [list(range(len(sg.ops))) for sg in self.subgraphs]
+
+
+def opcode_name(model: schema.ModelT, opcode_index: int) -> str:
+    codes = model.operatorCodes or []
+    if not 0 <= opcode_index < len(codes):
+        raise ModelError(f"operator code index {opcode_index} out of range ({len(codes)} codes)")
+    code = codes[opcode_index]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    name = BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+    if name == "CUSTOM":
+        custom = code.customCode
+        if isinstance(custom, bytes):
+            custom = custom.decode("utf-8", "replace")
+        return f"CUSTOM:{custom}" if custom else "CUSTOM"
+    return name
+
+
+def _is_constant(model: schema.ModelT, buffer_index: int) -> bool:
+    buffers = model.buffers or []
+    if buffer_index <= 0 or buffer_index >= len(buffers):
+        return False
+    buf = buffers[buffer_index]
+    return (buf.data is not None and len(buf.data) > 0) or buf.offset > 1
+
+
+def _decode(name: object) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
+
+
+def tensor_bytes(shape: tuple[int, ...], dtype: str) -> int:
+    n = 1
+    for d in shape:
+        n *= max(int(d), 0)
+    return n * TYPE_SIZES.get(dtype, 0)
+
+
+def _tensor_info(
+    model: schema.ModelT, t: schema.TensorT, index: int, true_shape: tuple[int, ...] | None
+) -> TensorInfo:
+    stored = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+    shape = true_shape if true_shape is not None else stored
+    dtype = TYPE_NAMES.get(t.type, f"TYPE_{t.type}")
+    nbytes = tensor_bytes(shape, dtype)
+    in_arena = not _is_constant(model, t.buffer) and not t.isVariable and nbytes > 0
+    return TensorInfo(index, _decode(t.name), shape, dtype, nbytes, in_arena, stored)
+
+
+def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
+    fields = CONTROL_FLOW.get(opcode)
+    if not fields or op.builtinOptions is None:
+        return ()
+    return tuple(int(getattr(op.builtinOptions, f)) for f in fields)
+
+
+def _stateful(opcode: str, tensors: list[TensorInfo], ts: tuple[int, ...], model_t) -> bool:
+    if opcode.startswith("CUSTOM") or opcode in SIDE_EFFECT_OPS:
+        return True
+    return any(tensors[t].dtype in ("RESOURCE", "VARIANT") or model_t[t].isVariable for t in ts)
+
+
+def build_subgraph(
+    model: schema.ModelT,
+    sg_index: int,
+    true_shapes: dict[int, tuple[int, ...]] | None = None,
+) -> SubgraphGraph:
+    sg = model.subgraphs[sg_index]
+    raw_tensors = sg.tensors or []
+    nt = len(raw_tensors)
+    where = f"subgraph {sg_index}"
+    true_shapes = true_shapes or {}
+    tensors = [_tensor_info(model, t, i, true_shapes.get(i)) for i, t in enumerate(raw_tensors)]
+
+    def check(t: int, what: str) -> int:
+        if not -1 <= t < nt:
+            raise ModelError(f"{where}: {what} refers to tensor {t}, but there are {nt} tensors")
+        return t
+
+    ops: list[OpNode] = []
+    n_sub = len(model.subgraphs)
+    for i, op in enumerate(sg.operators or []):
+        name = opcode_name(model, op.opcodeIndex)
+        ins = tuple(check(int(t), f"operator {i} ({name})") for t in (op.inputs if op.inputs is not None else ()))
+        outs = tuple(check(int(t), f"operator {i} ({name})") for t in (op.outputs if op.outputs is not None else ()))
+        if -1 in outs:
+            raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
+        calls = _calls(op, name)
+        for c in calls:
+            if not 0 <= c < n_sub:
+                raise ModelError(f"{where}: operator {i} ({name}) calls missing subgraph {c}")
+        ops.append(OpNode(i, name, tuple(dict.fromkeys(t for t in ins if t >= 0)), tuple(dict.fromkeys(outs)), calls))
+
+    io_in = tuple(check(int(t), "subgraph inputs") for t in (sg.inputs if sg.inputs is not None else ()))
+    io_out = tuple(check(int(t), "subgraph outputs") for t in (sg.outputs if sg.outputs is not None else ()))
+    if -1 in io_in or -1 in io_out:
+        raise ModelError(f"{where}: subgraph input/output index -1")
+
+    producer: dict[int, int] = {}
+    consumers: dict[int, list[int]] = {}
+    for op in ops:
+        for t in op.outputs:
+            if t in producer:
+                raise ModelError(
+                    f"{where}: tensor {t} ({tensors[t].name}) is produced by operators "
+                    f"{producer[t]} and {op.index}"
+                )
+            producer[t] = op.index
+    for op in ops:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op.index)
+
+    preds: list[set[int]] = [set() for _ in ops]
+    for op in ops:
+        for t in op.inputs:
+            p = producer.get(t)
+            if p is not None and p != op.index:
+                preds[op.index].add(p)
+    # Ops with state or side effects keep their stored relative order.
+    last_stateful = None
+    for op in ops:
+        if _stateful(op.opcode, tensors, op.inputs + op.outputs, raw_tensors):
+            if last_stateful is not None:
+                preds[op.index].add(last_stateful)
+            last_stateful = op.index
+
+    graph = SubgraphGraph(
+        index=sg_index, name=_decode(sg.name), tensors=tensors, ops=ops, inputs=io_in,
+        outputs=io_out, producer=producer, consumers=consumers,
+        preds=[tuple(sorted(p)) for p in preds],
+    )
+    _check_acyclic(graph, where)
+    return graph
+
+
+def _check_acyclic(graph: SubgraphGraph, where: str) -> None:
+    indeg = [len(p) for p in graph.preds]
+    ready = [v for v, d in enumerate(indeg) if d == 0]
+    seen = 0
+    while ready:
+        v = ready.pop()
+        seen += 1
+        for w in graph.succs[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                ready.append(w)
+    if seen != len(graph.ops):
+        stuck = [v for v, d in enumerate(indeg) if d > 0]
+        raise ModelError(
+            f"{where}: operator graph has a cycle (through operators {stuck[:5]})"
+        )
+
+
+def build_graph(
+    model: schema.ModelT,
+    true_shapes: dict[tuple[int, int], tuple[int, ...]] | None = None,
+) -> ModelGraph:
+    """Build every subgraph's DAG; ``true_shapes`` maps (subgraph, tensor) to a repaired shape."""
+    true_shapes = true_shapes or {}
+    subgraphs = []
+    for s in range(len(model.subgraphs)):
+        per = {t: shp for (si, t), shp in true_shapes.items() if si == s}
+        subgraphs.append(build_subgraph(model, s, per))
+    return ModelGraph(subgraphs)

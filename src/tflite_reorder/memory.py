@@ -1,0 +1,333 @@
+"""TFLM's memory semantics, exactly: lifetimes, live bytes per scope, and in-place aliasing.
+
+TFLM (``micro_allocation_info.cc``, ``MarkAllocationLifetimes``) gives every operator its own
+scope, in stored order: subgraph inputs are created at the subgraph's first scope, an
+operator's outputs are created at its scope, and every input and output of an operator is
+last used at its scope, so all of them are live together; subgraph outputs live to the end.
+Control-flow operators (IF, WHILE, CALL_ONCE) nest their subgraphs in new scopes inside their
+own, with the caller's inputs and outputs live throughout. Arena sizes are rounded to 16.
+
+Two views of the same rules live here and are tested against each other:
+``simulate`` replays TFLM over the whole model (the truth for reports and the arena plan);
+``Problem`` is one subgraph reduced to integers for the scheduler, where the nested
+subgraphs of a control-flow operator become transient ``extra`` bytes at that operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .graph import ModelGraph, SubgraphGraph
+
+# Operators whose output may take the buffer of an input of the same size and type that dies
+# at the operator. Each entry was run in place on TFLM's kernels with bit-identical results
+# (tests/test_inplace.py); the reshape family is a plain copy that TFLM skips when the
+# pointers are equal.
+INPLACE_OPS = frozenset({
+    "ADD", "MUL", "RELU", "RESHAPE",
+})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One subgraph as a scheduling problem; tensors keep their subgraph indices.
+
+    ``size`` is the arena bytes of each tensor (0 for constants and the like); ``pinned``
+    marks subgraph outputs (live to the end); ``alias[v]`` lists, per output of op ``v``,
+    the inputs whose buffer it may take if that input dies at ``v``.
+    """
+
+    n_ops: int
+    size: tuple[int, ...]
+    producer: tuple[int, ...]  # -1: not produced by an op (subgraph input, constant, …)
+    consumers: tuple[tuple[int, ...], ...]
+    pinned: tuple[bool, ...]
+    inputs: tuple[int, ...]  # subgraph inputs: live from scope 0
+    op_in: tuple[tuple[int, ...], ...]
+    op_out: tuple[tuple[int, ...], ...]
+    preds: tuple[tuple[int, ...], ...]
+    extra: tuple[int, ...]
+    alias: tuple[tuple[tuple[int, tuple[int, ...]], ...], ...]
+
+    @property
+    def succs(self) -> tuple[tuple[int, ...], ...]:
+        out: list[list[int]] = [[] for _ in range(self.n_ops)]
+        for v, ps in enumerate(self.preds):
+            for u in ps:
+                out[u].append(v)
+        return tuple(tuple(s) for s in out)
+
+
+def alias_candidates(
+    sg: SubgraphGraph, inplace: bool | frozenset[str] = True
+) -> list[tuple[tuple[int, tuple[int, ...]], ...]]:
+    """Static in-place candidates per op: output -> inputs of the same size and type."""
+    ops = INPLACE_OPS if inplace is True else (frozenset(inplace) if inplace else frozenset())
+    sg_io = set(sg.inputs) | set(sg.outputs)
+    result = []
+    for op in sg.ops:
+        pairs = []
+        if op.opcode in ops:
+            for o in op.outputs:
+                # an input that is a subgraph input or output must keep its contents
+                to = sg.tensors[o]
+                cands = tuple(
+                    i for i in op.inputs
+                    if i not in sg_io and sg.tensors[i].in_arena and to.in_arena
+                    and sg.tensors[i].nbytes == to.nbytes and sg.tensors[i].dtype == to.dtype
+                )
+                if cands:
+                    pairs.append((o, cands))
+        result.append(tuple(pairs))
+    return result
+
+
+def build_problem(
+    sg: SubgraphGraph,
+    extra: Sequence[int] | None = None,
+    inplace: bool | frozenset[str] = True,
+) -> Problem:
+    n = len(sg.ops)
+    nt = len(sg.tensors)
+    producer = [-1] * nt
+    for t, p in sg.producer.items():
+        producer[t] = p
+    consumers = tuple(tuple(sg.consumers.get(t, ())) for t in range(nt))
+    pinned = [False] * nt
+    for t in sg.outputs:
+        pinned[t] = True
+    # A non-constant tensor that nothing produces and is no input holds no defined data;
+    # TFLM plans it outside every scope, so it takes no part in scheduling.
+    inputs = set(sg.inputs)
+    size = tuple(
+        t.arena_bytes if (producer[t.index] >= 0 or t.index in inputs) else 0
+        for t in sg.tensors
+    )
+    return Problem(
+        n_ops=n,
+        size=size,
+        producer=tuple(producer),
+        consumers=consumers,
+        pinned=tuple(pinned),
+        inputs=tuple(dict.fromkeys(sg.inputs)),
+        op_in=tuple(op.inputs for op in sg.ops),
+        op_out=tuple(op.outputs for op in sg.ops),
+        preds=tuple(sg.preds),
+        extra=tuple(extra) if extra is not None else (0,) * n,
+        alias=tuple(alias_candidates(sg, inplace)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduler's view: incremental step costs over executed-op sets
+
+
+def initial_live(p: Problem) -> int:
+    """Bytes live at scope 0: every subgraph input (TFLM creates them before the first op)."""
+    return sum(p.size[t] for t in p.inputs)
+
+
+def resident_after_inputs(p: Problem) -> int:
+    """Bytes resident before the first op: inputs that are consumed or are outputs."""
+    return sum(p.size[t] for t in p.inputs if p.consumers[t] or p.pinned[t])
+
+
+def step_costs(p: Problem, order: Sequence[int]) -> list[int]:
+    """Live bytes at each operator's scope when ops run in ``order`` (TFLM's rule).
+
+    At op v: everything resident (made earlier, still needed) + v's outputs + the nested
+    subgraphs' bytes, less outputs that take the buffer of an input dying at v.
+    """
+    remaining = [len(c) for c in p.consumers]
+    mem = resident_after_inputs(p)
+    costs = []
+    for v in order:
+        for t in p.op_in[v]:
+            remaining[t] -= 1
+        out = sum(p.size[t] for t in p.op_out[v])
+        saved = sum(
+            p.size[o] for o, cands in p.alias[v]
+            if any(remaining[i] == 0 and not p.pinned[i] for i in cands)
+        )
+        costs.append(mem + out + p.extra[v] - saved)
+        mem += sum(p.size[t] for t in p.op_out[v] if p.consumers[t] or p.pinned[t])
+        mem -= sum(p.size[t] for t in p.op_in[v] if remaining[t] == 0 and not p.pinned[t])
+    return costs
+
+
+def peak(p: Problem, order: Sequence[int]) -> int:
+    """Peak live bytes of an order: the lower bound any arena plan for it must meet."""
+    return max([initial_live(p), *step_costs(p, order)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The truth: TFLM's lifetime marking replayed over the whole model
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One arena allocation: a tensor, or several that share memory in place."""
+
+    tensors: tuple[tuple[int, int], ...]  # (subgraph, tensor); the first owns the buffer
+    size: int
+    first: int
+    last: int
+
+    def overlaps(self, other: Buffer) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class ArenaUse:
+    """Every arena buffer of a model under given orders, with TFLM's global scopes."""
+
+    buffers: tuple[Buffer, ...]
+    n_scopes: int
+    op_scope: dict[tuple[int, int], int]  # (subgraph, op) -> the scope TFLM gives it
+
+    def profile(self) -> list[int]:
+        """Live bytes at every scope 0 .. n_scopes-1."""
+        diff = [0] * (self.n_scopes + 1)
+        for b in self.buffers:
+            if b.first >= 0:
+                diff[b.first] += b.size
+                diff[b.last + 1] -= b.size
+        out, run = [], 0
+        for s in range(self.n_scopes):
+            run += diff[s]
+            out.append(run)
+        return out
+
+    @property
+    def lower_bound(self) -> int:
+        """Max live bytes over scopes: no plan of these lifetimes can use less arena."""
+        unplaced = max((b.size for b in self.buffers if b.first < 0), default=0)
+        return max([unplaced, *self.profile()], default=0)
+
+
+class _Marker:
+    """Replays MarkAllocationLifetimes for subgraph 0 and every subgraph it nests."""
+
+    def __init__(self, graph: ModelGraph, orders: Sequence[Sequence[int]]) -> None:
+        self.graph, self.orders = graph, orders
+        self.scope = 0
+        self.first: dict[tuple[int, int], int] = {}
+        self.last: dict[tuple[int, int], int] = {}
+        self.op_scope: dict[tuple[int, int], int] = {}
+
+    def created(self, key: tuple[int, int]) -> None:
+        self.first[key] = self.scope
+        self.last[key] = self.scope
+
+    def used(self, key: tuple[int, int]) -> None:
+        self.last[key] = self.scope
+
+    def mark(self, s: int) -> None:
+        sg = self.graph.subgraphs[s]
+        for t in sg.inputs:
+            self.created((s, t))
+        for t in sg.outputs:
+            self.created((s, t))
+        for v in self.orders[s]:
+            op = sg.ops[v]
+            self.scope += 1
+            self.op_scope[(s, v)] = self.scope
+            for t in op.outputs:
+                self.created((s, t))
+            for callee in op.calls:
+                self.scope += 1
+                self.mark(callee)
+            for t in op.inputs:
+                self.used((s, t))
+            for t in op.outputs:
+                self.used((s, t))
+        for t in sg.outputs:
+            self.used((s, t))
+
+
+def simulate(
+    graph: ModelGraph,
+    orders: Sequence[Sequence[int]],
+    inplace: bool | frozenset[str] = True,
+    root: int = 0,
+) -> ArenaUse:
+    """TFLM's lifetimes for ``orders`` (one per subgraph), with in-place groups merged."""
+    m = _Marker(graph, orders)
+    m.mark(root)
+    return _arena_use(graph, orders, m, inplace, only_marked=False)
+
+
+def _arena_use(graph, orders, m: _Marker, inplace, only_marked: bool) -> ArenaUse:
+    parent = _alias_groups(graph, orders, m, inplace)
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for s, sg in enumerate(graph.subgraphs):
+        for t, info in enumerate(sg.tensors):
+            key = (s, t)
+            if info.in_arena and (key in m.first or not only_marked):
+                groups.setdefault(_find(parent, key), []).append(key)
+    buffers = []
+    for members in groups.values():
+        members.sort(key=lambda k: (m.first.get(k, -1), k))
+        marked = [k for k in members if k in m.first]
+        size = max(graph.subgraphs[s].tensors[t].arena_bytes for s, t in members)
+        if marked:
+            first = min(m.first[k] for k in marked)
+            last = max(m.last[k] for k in marked)
+        else:  # never referenced by the marking walk: TFLM plans it with lifetime -1
+            first = last = -1
+        buffers.append(Buffer(tuple(members), size, first, last))
+    buffers.sort(key=lambda b: (b.first, b.tensors))
+    return ArenaUse(tuple(buffers), m.scope + 1, m.op_scope)
+
+
+def _find(parent: dict, k):
+    while parent.get(k, k) != k:
+        k = parent[k]
+    return k
+
+
+def _alias_groups(graph, orders, m: _Marker, inplace) -> dict:
+    """Union each in-place output with the candidate input that dies at its operator."""
+    parent: dict[tuple[int, int], tuple[int, int]] = {}
+    if not inplace:
+        return parent
+    for s, sg in enumerate(graph.subgraphs):
+        cands = alias_candidates(sg, inplace)
+        for v in orders[s]:
+            if (s, v) not in m.op_scope:
+                continue
+            scope = m.op_scope[(s, v)]
+            taken: set[int] = set()
+            for o, inputs in cands[v]:
+                for i in inputs:
+                    if i not in taken and m.last.get((s, i)) == scope:
+                        taken.add(i)
+                        parent[(s, o)] = _find(parent, (s, i))
+                        break
+    return parent
+
+
+def nested_extra(
+    graph: ModelGraph, orders: Sequence[Sequence[int]], s: int, inplace=True
+) -> list[int]:
+    """Per op of subgraph ``s``: peak bytes of the subgraphs it nests (0 if none)."""
+    extra = []
+    for op in graph.subgraphs[s].ops:
+        m = _Marker(graph, orders)
+        for callee in op.calls:
+            m.scope += 1
+            m.mark(callee)
+        use = _arena_use(graph, orders, m, inplace, only_marked=True) if op.calls else None
+        extra.append(use.lower_bound if use else 0)
+    return extra
+
+
+def subgraph_problems(
+    graph: ModelGraph, orders: Sequence[Sequence[int]], inplace: bool | frozenset[str] = True
+) -> list[Problem]:
+    """One scheduling problem per subgraph, control-flow ops carrying their nested bytes."""
+    return [
+        build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        for s, sg in enumerate(graph.subgraphs)
+    ]

@@ -1,0 +1,476 @@
+"""Exact minimum-peak operator order for one subgraph, with a certificate.
+
+The peak of a partial schedule depends only on the set S of operators already run
+(SERENITY, Ahn et al., MLSys 2020), so the optimum is a bottleneck (minimax) path in the
+lattice of downsets. We search it best-first and make the lattice small:
+
+* **Floor.** Every order peaks at least at ``lower_bound`` (the bytes that must be live at
+  each operator whatever the order). Costs below the floor are all equal, so the search
+  keys states by ``max(peak so far, floor)`` and dives (deepest first) among equal keys.
+* **Free moves.** A ready operator whose kept outputs are no larger than the inputs that die
+  at it, and whose step stays under the key, can be run at once: moving it to the front of
+  any completion lowers or keeps every later step (checked against brute force in tests).
+* **Cut points.** An operator comparable to every other splits the problem: the state at it
+  is forced, so the pieces are solved apart, hardest first, each under the floor raised by
+  the pieces already solved.
+* **Anytime.** An upper bound from greedy orders comes first; a time or state limit returns
+  the best order found with the proven lower bound (the smallest open key) and the gap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .memory import Problem, initial_live, peak, resident_after_inputs
+
+Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
+
+
+@dataclass
+class Schedule:
+    """The result: an order of the subgraph's ops, its peak and how sure we are of it."""
+
+    order: list[int]
+    peak: int
+    lower_bound: int
+    optimal: bool
+    states: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # "", "time limit" or "state limit"
+
+    @property
+    def gap(self) -> int:
+        return self.peak - self.lower_bound
+
+
+@dataclass
+class _Ctx:
+    """Per-problem tables in the integer/bitmask form the search loops want."""
+
+    p: Problem
+    pred_mask: list[int]
+    succs: tuple[tuple[int, ...], ...]
+    cons_mask: list[int]
+    out_total: list[int]
+    out_kept: list[int]
+    inputs: list[tuple[int, ...]]
+    extra: tuple[int, ...]
+    alias: tuple
+    anc: list[int] = field(default_factory=list)
+    desc: list[int] = field(default_factory=list)
+
+
+def _context(p: Problem) -> _Ctx:
+    n = p.n_ops
+    pred_mask = [0] * n
+    for v, ps in enumerate(p.preds):
+        for u in ps:
+            pred_mask[v] |= 1 << u
+    cons_mask = [0] * len(p.size)
+    for t, cs in enumerate(p.consumers):
+        for c in cs:
+            cons_mask[t] |= 1 << c
+    out_total = [sum(p.size[t] for t in p.op_out[v]) for v in range(n)]
+    out_kept = [
+        sum(p.size[t] for t in p.op_out[v] if p.consumers[t] or p.pinned[t]) for v in range(n)
+    ]
+    inputs = [tuple(t for t in p.op_in[v] if p.size[t] and not p.pinned[t]) for v in range(n)]
+    ctx = _Ctx(p, pred_mask, p.succs, cons_mask, out_total, out_kept, inputs, p.extra, p.alias)
+    ctx.anc, ctx.desc = _closures(p, pred_mask)
+    return ctx
+
+
+def _topological(p: Problem) -> list[int]:
+    indeg = [len(ps) for ps in p.preds]
+    ready = [v for v in range(p.n_ops) if indeg[v] == 0]
+    heapq.heapify(ready)
+    out = []
+    succs = p.succs
+    while ready:
+        v = heapq.heappop(ready)
+        out.append(v)
+        for w in succs[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                heapq.heappush(ready, w)
+    return out
+
+
+def _closures(p: Problem, pred_mask: list[int]) -> tuple[list[int], list[int]]:
+    """Ancestor and descendant bitmasks (excluding the op itself)."""
+    n = p.n_ops
+    topo = _topological(p)
+    anc = [0] * n
+    for v in topo:
+        m = 0
+        for u in p.preds[v]:
+            m |= anc[u] | (1 << u)
+        anc[v] = m
+    desc = [0] * n
+    succs = p.succs
+    for v in reversed(topo):
+        m = 0
+        for w in succs[v]:
+            m |= desc[w] | (1 << w)
+        desc[v] = m
+    return anc, desc
+
+
+def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int]:
+    """(step cost above resident bytes, change of resident bytes, new state) of running v."""
+    S2 = S | (1 << v)
+    size = ctx.p.size
+    cons = ctx.cons_mask
+    freed = 0
+    dead = ()
+    for t in ctx.inputs[v]:
+        if cons[t] & ~S2 == 0:
+            freed += size[t]
+            dead += (t,)
+    saved = 0
+    if ctx.alias[v] and dead:
+        for o, cands in ctx.alias[v]:
+            for i in cands:
+                if i in dead:
+                    saved += size[o]
+                    break
+    return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds
+
+
+def _mask_bits(mask: int, n: int) -> np.ndarray:
+    raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+
+
+def op_lower_bounds(ctx: _Ctx) -> np.ndarray:
+    """Bytes that are live at each op in *every* order: a per-op lower bound on its step.
+
+    A tensor is live at v whatever the order if it is made before v (by an ancestor, or is a
+    subgraph input) and read at or after v (by v or a descendant) or is a subgraph output.
+    """
+    p = ctx.p
+    n = p.n_ops
+    full = (1 << n) - 1
+    need = np.zeros(n, dtype=np.int64)
+    for t, s in enumerate(p.size):
+        if not s:
+            continue
+        prod = p.producer[t]
+        if prod < 0 and t not in p.inputs:
+            continue
+        after = ctx.desc[prod] if prod >= 0 else full
+        if p.pinned[t]:
+            reach = full
+        else:
+            reach = 0
+            for c in p.consumers[t]:
+                reach |= ctx.anc[c] | (1 << c)
+        live = after & reach
+        if prod >= 0:
+            live &= ~(1 << prod)  # counted in the producer's own outputs below
+        if live:
+            need += s * _mask_bits(live, n)
+    for v in range(n):
+        ins = set(p.op_in[v])
+        saved = 0
+        for o, cands in ctx.alias[v]:
+            if any(
+                i in ins and not p.pinned[i] and ctx.cons_mask[i] & ctx.desc[v] == 0
+                for i in cands
+            ):
+                saved += p.size[o]
+        need[v] += ctx.out_total[v] + ctx.extra[v] - saved
+    return need
+
+
+# ---------------------------------------------------------------------------------------------
+# Upper bounds
+
+
+def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | None = None):
+    """Run, at each step, the ready op with the cheapest step; ties by memory left behind."""
+    p = ctx.p
+    goal = (1 << p.n_ops) - 1 if goal is None else goal
+    S = start
+    M = resident_after_inputs(p) if mem is None else mem
+    ready = {v for v in range(p.n_ops) if (goal >> v) & 1 and not (S >> v) & 1
+             and ctx.pred_mask[v] & ~S == 0}
+    order, worst = [], 0
+    while ready:
+        best = None
+        for v in ready:
+            up, delta, _ = _step(ctx, S, v)
+            key = (M + up, delta, v)
+            if best is None or key < best[0]:
+                best = (key, v)
+        (cost, delta, _), v = best
+        worst = max(worst, cost)
+        M += delta
+        S |= 1 << v
+        ready.discard(v)
+        order.append(v)
+        for w in ctx.succs[v]:
+            if (goal >> w) & 1 and ctx.pred_mask[w] & ~S == 0:
+                ready.add(w)
+    return order, worst
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact search between two forced states
+
+
+@dataclass
+class _Result:
+    order: list[int]
+    worst: int  # max step cost of the order (not floored)
+    bound: int  # proven: no order between these states has max(worst, floor) below it
+    exact: bool
+    states: int
+    stopped: str = ""
+
+
+def search(
+    ctx: _Ctx,
+    start: int,
+    goal: int,
+    mem: int,
+    floor: int,
+    incumbent: tuple[list[int], int],
+    deadline: float,
+    max_states: int,
+    progress: Progress | None = None,
+) -> _Result:
+    """Best-first bottleneck search from downset ``start`` to ``goal``.
+
+    Returns an order minimising max(step costs, floor) together with the proof status.
+    """
+    best_order, best_worst = incumbent
+    ub = max(best_worst, floor)
+    pred_mask, succs = ctx.pred_mask, ctx.succs
+    parent: dict[int, tuple[int, tuple[int, ...]]] = {start: (-1, ())}
+    best_key: dict[int, int] = {start: floor}
+
+    def ready_of(S: int) -> int:
+        r = 0
+        rest = goal & ~S
+        while rest:
+            low = rest & -rest
+            v = low.bit_length() - 1
+            if pred_mask[v] & ~S == 0:
+                r |= low
+            rest ^= low
+        return r
+
+    def free_moves(S: int, M: int, key: int, ready: int):
+        """Apply every free move (in stored order) until none is left."""
+        moved: tuple[int, ...] = ()
+        changed = True
+        while changed:
+            changed = False
+            r = ready
+            while r:
+                low = r & -r
+                v = low.bit_length() - 1
+                r ^= low
+                up, delta, S2 = _step(ctx, S, v)
+                if delta <= 0 and M + up <= key:
+                    S, M = S2, M + delta
+                    moved += (v,)
+                    ready ^= low
+                    for w in succs[v]:
+                        if (goal >> w) & 1 and pred_mask[w] & ~S == 0:
+                            ready |= 1 << w
+                    changed = True
+        return S, M, ready, moved
+
+    S0, M0, R0, moved0 = free_moves(start, mem, floor, ready_of(start))
+    if S0 != start:
+        parent[S0] = (start, moved0)
+        best_key[S0] = floor
+    heap = [(floor, -S0.bit_count(), M0, S0, R0)]
+    expanded = 0
+    stopped = ""
+    goal_state = None
+    while heap:
+        key, negdepth, M, S, ready = heapq.heappop(heap)
+        if key >= ub:
+            heap.append((key, negdepth, M, S, ready))
+            break
+        if best_key.get(S, key) < key:
+            continue
+        if S == goal:
+            goal_state = (S, key)
+            break
+        expanded += 1
+        if expanded & 1023 == 0:
+            if time.monotonic() > deadline:
+                stopped = "time limit"
+                heap.append((key, negdepth, M, S, ready))
+                break
+            if progress:
+                progress(expanded, ub, key)
+        if len(best_key) > max_states:
+            stopped = "state limit"
+            heap.append((key, negdepth, M, S, ready))
+            break
+        r = ready
+        while r:
+            low = r & -r
+            v = low.bit_length() - 1
+            r ^= low
+            up, delta, S2 = _step(ctx, S, v)
+            k2 = max(key, M + up)
+            if k2 >= ub:
+                continue
+            M2 = M + delta
+            ready2 = ready ^ low
+            for w in succs[v]:
+                if (goal >> w) & 1 and pred_mask[w] & ~S2 == 0:
+                    ready2 |= 1 << w
+            S3, M3, ready3, moved = free_moves(S2, M2, k2, ready2)
+            old = best_key.get(S3)
+            if old is not None and old <= k2:
+                continue
+            best_key[S3] = k2
+            parent[S3] = (S, (v, *moved))
+            heapq.heappush(heap, (k2, -S3.bit_count(), M3, S3, ready3))
+    if goal_state is not None:
+        order = _path(parent, start, goal)
+        worst = _worst(ctx, start, mem, order)
+        return _Result(order, worst, goal_state[1], True, expanded)
+    # No order below ub exists (exact), or the search stopped: the smallest open key is a bound.
+    bound = ub if not stopped else min(ub, min((h[0] for h in heap), default=ub))
+    return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
+
+
+def _path(parent: dict, start: int, goal: int) -> list[int]:
+    chunks = []
+    S = goal
+    while S != start:
+        prev, ops = parent[S]
+        chunks.append(ops)
+        S = prev
+    return [v for ops in reversed(chunks) for v in ops]
+
+
+def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
+    S, M, worst = start, mem, 0
+    for v in order:
+        up, delta, S = _step(ctx, S, v)
+        worst = max(worst, M + up)
+        M += delta
+    return worst
+
+
+# ---------------------------------------------------------------------------------------------
+# Decomposition at cut points and the public entry point
+
+
+def cut_points(ctx: _Ctx) -> list[int]:
+    """Ops comparable to every other op, in topological order."""
+    n = ctx.p.n_ops
+    full = (1 << n) - 1
+    cuts = [v for v in range(n) if (ctx.anc[v] | ctx.desc[v] | (1 << v)) == full]
+    return sorted(cuts, key=lambda v: ctx.anc[v].bit_count())
+
+
+def _resident(ctx: _Ctx, S: int) -> int:
+    """Resident bytes after running exactly the ops in downset S."""
+    p = ctx.p
+    M = resident_after_inputs(p)
+    for v in range(p.n_ops):
+        if (S >> v) & 1:
+            M += ctx.out_kept[v]
+    for t in range(len(p.size)):
+        if p.size[t] and not p.pinned[t] and p.consumers[t] and ctx.cons_mask[t] & ~S == 0:
+            if p.producer[t] < 0 and t not in p.inputs:
+                continue
+            M -= p.size[t]
+    return M
+
+
+def schedule(
+    p: Problem,
+    time_limit: float = 10.0,
+    max_states: int = 2_000_000,
+    progress: Progress | None = None,
+    ctx: _Ctx | None = None,
+) -> Schedule:
+    """Minimum-peak topological order of ``p`` (exact unless a limit stops the search)."""
+    t0 = time.monotonic()
+    deadline = t0 + time_limit
+    n = p.n_ops
+    base = initial_live(p)
+    if n == 0:
+        return Schedule([], base, base, True)
+    ctx = ctx or _context(p)
+    lbs = op_lower_bounds(ctx)
+    floor = max(base, int(lbs.max()))
+
+    # Segments between cut points: (start state, goal state) with the cut op run in between.
+    cuts = cut_points(ctx)
+    segments: list[tuple[int, int]] = []
+    prev = 0
+    for c in cuts:
+        segments.append((prev, ctx.anc[c]))
+        prev = ctx.anc[c] | (1 << c)
+    segments.append((prev, (1 << n) - 1))
+    seg_data = []
+    for start, goal in segments:
+        if start == goal:
+            seg_data.append((start, goal, 0, [], 0))
+            continue
+        mem = _resident(ctx, start)
+        order, worst = greedy_order(ctx, start, goal, mem)
+        seg_data.append((start, goal, mem, order, worst))
+    # The cut ops' own steps are forced.
+    for c in cuts:
+        S = ctx.anc[c]
+        up, _, _ = _step(ctx, S, c)
+        floor = max(floor, _resident(ctx, S) + up)
+
+    results: dict[int, _Result] = {}
+    states = 0
+    stopped = ""
+    # Hardest first: the floor they raise makes the others easier.
+    for i in sorted(range(len(seg_data)), key=lambda i: -seg_data[i][4]):
+        start, goal, mem, order, worst = seg_data[i]
+        if start == goal:
+            results[i] = _Result([], 0, 0, True, 0)
+            continue
+        if worst <= floor:
+            results[i] = _Result(order, worst, floor, True, 0)
+            continue
+        r = search(ctx, start, goal, mem, floor, (order, worst), deadline,
+                   max_states, progress)
+        states += r.states
+        stopped = stopped or r.stopped
+        results[i] = r
+        floor = max(floor, r.bound)  # a proven lower bound on the whole problem
+    full_order: list[int] = []
+    for i in range(len(seg_data)):
+        full_order += results[i].order
+        if i < len(cuts):
+            full_order.append(cuts[i])
+    pk = peak(p, full_order)
+    exact = all(r.exact for r in results.values())
+    if exact and pk != floor:  # the two views of the memory model must agree
+        raise AssertionError(f"scheduler inconsistency: peak {pk} != proven {floor}")
+    return Schedule(
+        order=full_order,
+        peak=pk,
+        lower_bound=min(floor, pk),
+        optimal=floor >= pk,
+        states=states,
+        seconds=time.monotonic() - t0,
+        stopped=stopped,
+    )

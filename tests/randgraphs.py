@@ -1,0 +1,81 @@
+"""Random operator DAGs with TFLM-like structure, for property tests against brute force."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from tflite_reorder.graph import ModelGraph, OpNode, SubgraphGraph, TensorInfo
+
+
+def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3) -> SubgraphGraph:
+    """Multi-output ops, shared inputs, mid-graph outputs, dead outputs, random sizes."""
+    tensors: list[TensorInfo] = []
+
+    def new_tensor(nbytes: int | None = None) -> int:
+        nb = nbytes if nbytes is not None else rng.choice([8, 16, 24, 40, 64, 100, 128, 200])
+        idx = len(tensors)
+        tensors.append(TensorInfo(idx, f"t{idx}", (nb,), "INT8", nb, True, (nb,)))
+        return idx
+
+    inputs = tuple(new_tensor() for _ in range(rng.randint(1, 2)))
+    avail = list(inputs)
+    ops: list[OpNode] = []
+    for i in range(n_ops):
+        k = rng.randint(1, min(3, len(avail)))
+        # prefer recent tensors so the DAG has depth, but allow long skips
+        pool = avail[-4:] if rng.random() < 0.7 else avail
+        ins = tuple(dict.fromkeys(rng.sample(pool, min(k, len(pool)))))
+        if rng.random() < inplace_share:
+            opcode = "ADD"
+            outs = (new_tensor(tensors[ins[0]].nbytes),)
+        else:
+            opcode = "CONV_2D"
+            outs = tuple(new_tensor() for _ in range(rng.choice([1, 1, 1, 2, 3])))
+        ops.append(OpNode(i, opcode, ins, outs))
+        avail.extend(outs)
+    producer = {t: op.index for op in ops for t in op.outputs}
+    consumers: dict[int, list[int]] = {}
+    for op in ops:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op.index)
+    sinks = [t for t in producer if t not in consumers]
+    outputs = set(rng.sample(sinks, max(1, len(sinks) // 2))) if sinks else set()
+    mid = [t for t in producer if t in consumers]
+    if mid and rng.random() < 0.3:
+        outputs.add(rng.choice(mid))  # an output that is also consumed inside the graph
+    if not outputs:
+        outputs.add(ops[-1].outputs[0])
+    preds = [
+        tuple(sorted({producer[t] for t in op.inputs if t in producer})) for op in ops
+    ]
+    return SubgraphGraph(
+        index=0, name="random", tensors=tensors, ops=ops, inputs=inputs,
+        outputs=tuple(sorted(outputs)), producer=producer, consumers=consumers, preds=preds,
+    )
+
+
+def all_topological_orders(sg: SubgraphGraph):
+    n = len(sg.ops)
+    preds = [set(p) for p in sg.preds]
+
+    def rec(done: list[int], placed: set[int]):
+        if len(done) == n:
+            yield list(done)
+            return
+        for v in range(n):
+            if v not in placed and preds[v] <= placed:
+                done.append(v)
+                placed.add(v)
+                yield from rec(done, placed)
+                done.pop()
+                placed.discard(v)
+
+    yield from rec([], set())
+
+
+def model_of(sg: SubgraphGraph) -> ModelGraph:
+    return ModelGraph([sg])
+
+
+__all__ = ["random_subgraph", "all_topological_orders", "model_of", "itertools"]
