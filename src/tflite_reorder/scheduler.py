@@ -63,6 +63,11 @@ class _Ctx:
     alias: tuple
     anc: list[int] = field(default_factory=list)
     desc: list[int] = field(default_factory=list)
+    in_info: list[tuple[tuple[int, int, int], ...]] = field(default_factory=list)
+    alias_info: list[tuple[tuple[int, int], ...]] = field(default_factory=list)
+    shares: list[int] = field(default_factory=list)  # ops reading an input of v (not v)
+    can_free: int = 0  # ops whose kept outputs could ever be paid for by dying inputs
+    static_lb: np.ndarray | None = None  # op_lower_bounds
 
 
 def _context(p: Problem) -> _Ctx:
@@ -82,6 +87,20 @@ def _context(p: Problem) -> _Ctx:
     inputs = [tuple(t for t in p.op_in[v] if p.size[t] and not p.pinned[t]) for v in range(n)]
     ctx = _Ctx(p, pred_mask, p.succs, cons_mask, out_total, out_kept, inputs, p.extra, p.alias)
     ctx.anc, ctx.desc = _closures(p, pred_mask)
+    ctx.in_info = [tuple((t, p.size[t], cons_mask[t]) for t in inputs[v]) for v in range(n)]
+    ctx.alias_info = [
+        tuple((p.size[o], sum(1 << i for i in cands)) for o, cands in p.alias[v])
+        for v in range(n)
+    ]
+    ctx.shares = [0] * n
+    for v in range(n):
+        for t in inputs[v]:
+            ctx.shares[v] |= cons_mask[t]
+        ctx.shares[v] &= ~(1 << v)
+    for v in range(n):
+        if out_kept[v] <= sum(p.size[t] for t in inputs[v]):
+            ctx.can_free |= 1 << v
+    ctx.static_lb = op_lower_bounds(ctx)
     return ctx
 
 
@@ -121,25 +140,21 @@ def _closures(p: Problem, pred_mask: list[int]) -> tuple[list[int], list[int]]:
     return anc, desc
 
 
-def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int]:
-    """(step cost above resident bytes, change of resident bytes, new state) of running v."""
+def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
+    """Running v in state S: (step cost above resident bytes, change of resident bytes,
+    new state, bitmask of the tensors that die at v)."""
     S2 = S | (1 << v)
-    size = ctx.p.size
-    cons = ctx.cons_mask
-    freed = 0
-    dead = ()
-    for t in ctx.inputs[v]:
-        if cons[t] & ~S2 == 0:
-            freed += size[t]
-            dead += (t,)
+    freed = dead = 0
+    for t, size, cons in ctx.in_info[v]:
+        if cons & ~S2 == 0:
+            freed += size
+            dead |= 1 << t
     saved = 0
-    if ctx.alias[v] and dead:
-        for o, cands in ctx.alias[v]:
-            for i in cands:
-                if i in dead:
-                    saved += size[o]
-                    break
-    return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2
+    if dead:
+        for o_size, cand_mask in ctx.alias_info[v]:
+            if cand_mask & dead:
+                saved += o_size
+    return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2, dead
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +223,7 @@ def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | 
     while ready:
         best = None
         for v in ready:
-            up, delta, _ = _step(ctx, S, v)
+            up, delta, _, _ = _step(ctx, S, v)
             key = (M + up, delta, v)
             if best is None or key < best[0]:
                 best = (key, v)
@@ -252,101 +267,107 @@ def search(
     """Best-first bottleneck search from downset ``start`` to ``goal``.
 
     Returns an order minimising max(step costs, floor) together with the proof status.
+    A state is (S, resident bytes, ready ops); its key is max(peak so far, floor).
     """
     best_order, best_worst = incumbent
     ub = max(best_worst, floor)
-    pred_mask, succs = ctx.pred_mask, ctx.succs
-    parent: dict[int, tuple[int, tuple[int, ...]]] = {start: (-1, ())}
-    best_key: dict[int, int] = {start: floor}
+    pred_mask, succs, can_free = ctx.pred_mask, ctx.succs, ctx.can_free
+    shares = ctx.shares
+    step = _step
 
-    def ready_of(S: int) -> int:
+    def newly_ready(v: int, S: int) -> int:
         r = 0
-        rest = goal & ~S
-        while rest:
-            low = rest & -rest
-            v = low.bit_length() - 1
-            if pred_mask[v] & ~S == 0:
-                r |= low
-            rest ^= low
+        for w in succs[v]:
+            if (goal >> w) & 1 and pred_mask[w] & ~S == 0:
+                r |= 1 << w
         return r
 
-    def free_moves(S: int, M: int, key: int, ready: int):
-        """Apply every free move (in stored order) until none is left."""
-        moved: tuple[int, ...] = ()
-        changed = True
-        while changed:
-            changed = False
-            r = ready
-            while r:
-                low = r & -r
-                v = low.bit_length() - 1
-                r ^= low
-                up, delta, S2 = _step(ctx, S, v)
-                if delta <= 0 and M + up <= key:
-                    S, M = S2, M + delta
-                    moved += (v,)
-                    ready ^= low
-                    for w in succs[v]:
-                        if (goal >> w) & 1 and pred_mask[w] & ~S == 0:
-                            ready |= 1 << w
-                    changed = True
-        return S, M, ready, moved
+    def free_moves(S: int, M: int, key: int, ready: int, check: int):
+        """Apply free moves until none is left; ``check`` = the ready ops that may be free.
 
-    S0, M0, R0, moved0 = free_moves(start, mem, floor, ready_of(start))
-    if S0 != start:
-        parent[S0] = (start, moved0)
-        best_key[S0] = floor
-    heap = [(floor, -S0.bit_count(), M0, S0, R0)]
-    expanded = 0
-    stopped = ""
-    goal_state = None
-    while heap:
-        key, negdepth, M, S, ready = heapq.heappop(heap)
-        if key >= ub:
-            heap.append((key, negdepth, M, S, ready))
-            break
-        if best_key.get(S, key) < key:
-            continue
-        if S == goal:
-            goal_state = (S, key)
-            break
-        expanded += 1
-        if expanded & 1023 == 0:
-            if time.monotonic() > deadline:
-                stopped = "time limit"
-                heap.append((key, negdepth, M, S, ready))
-                break
-            if progress:
-                progress(expanded, ub, key)
-        if len(best_key) > max_states:
-            stopped = "state limit"
-            heap.append((key, negdepth, M, S, ready))
-            break
-        r = ready
+        An op that was not free stays not free unless the key rose, resident bytes fell,
+        it just became ready, or an input it shares with the op just run may now die.
+        """
+        moved: tuple[int, ...] = ()
+        r = check & can_free & ready
         while r:
             low = r & -r
             v = low.bit_length() - 1
             r ^= low
-            up, delta, S2 = _step(ctx, S, v)
-            k2 = max(key, M + up)
-            if k2 >= ub:
+            up, delta, S2, _ = step(ctx, S, v)
+            if delta <= 0 and M + up <= key:
+                S, M = S2, M + delta
+                moved += (v,)
+                new = newly_ready(v, S)
+                ready = (ready ^ low) | new
+                r = (ready if delta < 0 else (r | new | (shares[v] & ready))) & can_free
+        return S, M, ready, moved
+
+    ready0 = 0
+    rest = goal & ~start
+    while rest:
+        low = rest & -rest
+        if pred_mask[low.bit_length() - 1] & ~start == 0:
+            ready0 |= low
+        rest ^= low
+    parent: dict[int, tuple[int, tuple[int, ...]]] = {}
+    best_key: dict[int, int] = {start: floor}
+    closed: set[int] = set()
+    heap = [(floor, -start.bit_count(), mem, start, ready0, ready0)]
+    expanded = 0
+    stopped = ""
+    found = None
+    inf = 1 << 62
+    while heap:
+        item = heapq.heappop(heap)
+        key, negdepth, M, S, ready, check = item
+        if key >= ub:
+            heap.append(item)
+            break
+        if best_key.get(S, inf) < key:
+            continue  # stale entry
+        # Free moves are applied when a state is taken off the heap (once, not per push).
+        S3, M3, ready3, moved = free_moves(S, M, key, ready, check)
+        if S3 != S:
+            if best_key.get(S3, inf) < key or S3 in closed:
                 continue
-            M2 = M + delta
-            ready2 = ready ^ low
-            for w in succs[v]:
-                if (goal >> w) & 1 and pred_mask[w] & ~S2 == 0:
-                    ready2 |= 1 << w
-            S3, M3, ready3, moved = free_moves(S2, M2, k2, ready2)
-            old = best_key.get(S3)
-            if old is not None and old <= k2:
+            best_key[S3] = key
+            parent[S3] = (S, moved)
+        if S3 in closed:
+            continue
+        if S3 == goal:
+            found = key
+            break
+        closed.add(S3)
+        expanded += 1
+        if expanded & 1023 == 0:
+            if time.monotonic() > deadline:
+                stopped = "time limit"
+            elif len(best_key) > max_states:
+                stopped = "state limit"
+            if stopped:
+                heap.append((key, -S3.bit_count(), M3, S3, ready3, 0))
+                break
+            if progress:
+                progress(expanded, ub, key)
+        r = ready3
+        while r:
+            low = r & -r
+            v = low.bit_length() - 1
+            r ^= low
+            up, delta, S2, _ = step(ctx, S3, v)
+            k2 = key if M3 + up <= key else M3 + up
+            if k2 >= ub or S2 in closed or best_key.get(S2, inf) <= k2:
                 continue
-            best_key[S3] = k2
-            parent[S3] = (S, (v, *moved))
-            heapq.heappush(heap, (k2, -S3.bit_count(), M3, S3, ready3))
-    if goal_state is not None:
+            best_key[S2] = k2
+            parent[S2] = (S3, (v,))
+            new = newly_ready(v, S2)
+            ready2 = (ready3 ^ low) | new
+            chk = ready2 if (k2 > key or delta < 0) else new | (shares[v] & ready2)
+            heapq.heappush(heap, (k2, -S2.bit_count(), M3 + delta, S2, ready2, chk))
+    if found is not None:
         order = _path(parent, start, goal)
-        worst = _worst(ctx, start, mem, order)
-        return _Result(order, worst, goal_state[1], True, expanded)
+        return _Result(order, _worst(ctx, start, mem, order), found, True, expanded)
     # No order below ub exists (exact), or the search stopped: the smallest open key is a bound.
     bound = ub if not stopped else min(ub, min((h[0] for h in heap), default=ub))
     return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
@@ -365,7 +386,7 @@ def _path(parent: dict, start: int, goal: int) -> list[int]:
 def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
     S, M, worst = start, mem, 0
     for v in order:
-        up, delta, S = _step(ctx, S, v)
+        up, delta, S, _ = _step(ctx, S, v)
         worst = max(worst, M + up)
         M += delta
     return worst
@@ -413,7 +434,7 @@ def schedule(
     if n == 0:
         return Schedule([], base, base, True)
     ctx = ctx or _context(p)
-    lbs = op_lower_bounds(ctx)
+    lbs = ctx.static_lb
     floor = max(base, int(lbs.max()))
 
     # Segments between cut points: (start state, goal state) with the cut op run in between.
@@ -435,7 +456,7 @@ def schedule(
     # The cut ops' own steps are forced.
     for c in cuts:
         S = ctx.anc[c]
-        up, _, _ = _step(ctx, S, c)
+        up, _, _, _ = _step(ctx, S, c)
         floor = max(floor, _resident(ctx, S) + up)
 
     results: dict[int, _Result] = {}
