@@ -67,10 +67,12 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     try:
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
     except Exception as exc:  # the generated reader raises anything on corrupt input
-        raise ModelError(f"{source}: corrupt or truncated flatbuffer ({type(exc).__name__})") from None
+        kind = type(exc).__name__
+        raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
     if model.version != SUPPORTED_SCHEMA_VERSION:
         raise ModelError(
-            f"{source}: unsupported schema version {model.version} (expected {SUPPORTED_SCHEMA_VERSION})"
+            f"{source}: unsupported schema version {model.version} "
+            f"(expected {SUPPORTED_SCHEMA_VERSION})"
         )
     if not model.subgraphs:
         raise ModelError(f"{source}: model has no subgraphs")

@@ -160,6 +160,11 @@ def _tensor_info(
     return TensorInfo(index, _decode(t.name), shape, dtype, nbytes, in_arena, stored)
 
 
+def _ints(vec) -> tuple[int, ...]:
+    """A flatbuffer int vector (numpy array, list or None) as a tuple."""
+    return () if vec is None else tuple(int(x) for x in vec)
+
+
 def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
     fields = CONTROL_FLOW.get(opcode)
     if not fields or op.builtinOptions is None:
@@ -194,18 +199,20 @@ def build_subgraph(
     n_sub = len(model.subgraphs)
     for i, op in enumerate(sg.operators or []):
         name = opcode_name(model, op.opcodeIndex)
-        ins = tuple(check(int(t), f"operator {i} ({name})") for t in (op.inputs if op.inputs is not None else ()))
-        outs = tuple(check(int(t), f"operator {i} ({name})") for t in (op.outputs if op.outputs is not None else ()))
+        what = f"operator {i} ({name})"
+        ins = tuple(check(int(t), what) for t in _ints(op.inputs))
+        outs = tuple(check(int(t), what) for t in _ints(op.outputs))
         if -1 in outs:
             raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
         calls = _calls(op, name)
         for c in calls:
             if not 0 <= c < n_sub:
                 raise ModelError(f"{where}: operator {i} ({name}) calls missing subgraph {c}")
-        ops.append(OpNode(i, name, tuple(dict.fromkeys(t for t in ins if t >= 0)), tuple(dict.fromkeys(outs)), calls))
+        used = tuple(dict.fromkeys(t for t in ins if t >= 0))
+        ops.append(OpNode(i, name, used, tuple(dict.fromkeys(outs)), calls))
 
-    io_in = tuple(check(int(t), "subgraph inputs") for t in (sg.inputs if sg.inputs is not None else ()))
-    io_out = tuple(check(int(t), "subgraph outputs") for t in (sg.outputs if sg.outputs is not None else ()))
+    io_in = tuple(check(int(t), "subgraph inputs") for t in _ints(sg.inputs))
+    io_out = tuple(check(int(t), "subgraph outputs") for t in _ints(sg.outputs))
     if -1 in io_in or -1 in io_out:
         raise ModelError(f"{where}: subgraph input/output index -1")
 
