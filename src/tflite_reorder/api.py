@@ -1,0 +1,368 @@
+"""The Python API: read → graph → schedule (→ rewrite) → plan → write, one direction.
+
+``peak_memory`` answers "how much arena does this model need, and how little could it
+need?" without writing anything (the NAS-loop call). ``optimize`` produces the new model
+bytes and a :class:`Report`; the CLI is a thin layer over both.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from . import arena, shapes
+from .flatbuffer_io import (
+    LoadedModel,
+    ModelError,
+    get_offline_plan,
+    load_model,
+    parse_model,
+    remove_offline_plan,
+    serialize_model,
+    set_offline_plan,
+)
+from .graph import ModelGraph, build_graph
+from .memory import ArenaUse, build_problem, nested_extra, peak, simulate
+from .scheduler import Progress, Schedule, schedule
+
+
+@dataclass
+class SubgraphReport:
+    index: int
+    name: str
+    ops: int
+    peak_before: int
+    peak_after: int
+    lower_bound: int
+    optimal: bool
+    states: int
+    seconds: float
+    stopped: str = ""
+
+
+@dataclass
+class Report:
+    """What one run did and measured; ``to_dict`` is the CLI's ``--json``."""
+
+    input: str
+    output: str | None = None
+    ops: int = 0
+    subgraphs: int = 0
+    peak_before: int = 0  # stored order, TFLM's rules, no in-place sharing
+    peak_after: int = 0  # our order (and in-place sharing when enabled)
+    peak_after_no_inplace: int = 0
+    lower_bound: int = 0
+    optimal: bool = False
+    arena_planned: int | None = None  # head of the offline plan written into the model
+    plan_method: str | None = None
+    plan_optimal: bool | None = None
+    tflm_greedy_head: int | None = None  # TFLM's own planner on our order, for comparison
+    inplace: bool = True
+    shape_fixes: list[dict] = field(default_factory=list)
+    rewrites: list[dict] = field(default_factory=list)
+    verification: dict | None = None
+    seconds: float = 0.0
+    schedule_seconds: float = 0.0
+    per_subgraph: list[SubgraphReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return self.peak_before / self.peak_after if self.peak_after else 1.0
+
+    @property
+    def gap(self) -> int:
+        return self.peak_after - self.lower_bound
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ratio"] = round(self.ratio, 4)
+        d["gap"] = self.gap
+        return d
+
+
+@dataclass
+class Optimized:
+    data: bytes
+    report: Report
+    orders: list[list[int]]
+    plan: arena.Plan | None = None
+    use: ArenaUse | None = None
+
+
+@dataclass
+class PeakMemory:
+    """``peak_memory``'s answer, in bytes of TFLM arena (activations only)."""
+
+    stored: int  # the model's own operator order
+    optimal: int  # the best order (proven minimal when ``is_optimal``)
+    lower_bound: int
+    is_optimal: bool
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _call_order(graph: ModelGraph) -> list[int]:
+    """Subgraphs with callees before callers, so nested peaks are known when needed."""
+    seen: set[int] = set()
+    out: list[int] = []
+
+    def visit(s: int) -> None:
+        if s in seen:
+            return
+        seen.add(s)
+        for op in graph.subgraphs[s].ops:
+            for c in op.calls:
+                visit(c)
+        out.append(s)
+
+    for s in range(len(graph.subgraphs)):
+        visit(s)
+    return out
+
+
+def schedule_model(
+    graph: ModelGraph,
+    inplace: bool = True,
+    time_limit: float = 10.0,
+    progress: Progress | None = None,
+) -> tuple[list[list[int]], dict[int, Schedule]]:
+    """Best order of every subgraph; control-flow ops carry their callees' peaks."""
+    deadline = time.monotonic() + time_limit
+    orders = graph.stored_orders()
+    results: dict[int, Schedule] = {}
+    for s in _call_order(graph):
+        sg = graph.subgraphs[s]
+        p = build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        res = schedule(p, time_limit=max(0.0, deadline - time.monotonic()), progress=progress)
+        if not sg.is_topological(res.order):  # never expected; keep the model valid
+            raise AssertionError(f"subgraph {s}: scheduler returned a non-topological order")
+        orders[s] = res.order
+        results[s] = res
+    return orders, results
+
+
+def _problems(graph: ModelGraph, orders: list[list[int]], inplace: bool) -> list:
+    return [
+        build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        for s, sg in enumerate(graph.subgraphs)
+    ]
+
+
+def _true_shapes(model) -> dict:
+    try:
+        return shapes.infer_shapes(model)
+    except Exception:  # inference is best effort: unknown ops keep their stored shapes
+        return {}
+
+
+def peak_memory(
+    model: str | bytes | LoadedModel,
+    *,
+    inplace: bool = False,
+    time_limit: float = 10.0,
+) -> PeakMemory:
+    """Arena bytes of the stored order and of the optimal order; nothing is written.
+
+    ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add.
+    """
+    t0 = time.monotonic()
+    loaded = load_model(model)
+    graph = build_graph(loaded.model, _true_shapes(loaded.model))
+    stored = simulate(graph, graph.stored_orders(), inplace=False).lower_bound
+    orders, results = schedule_model(graph, inplace, time_limit)
+    best = simulate(graph, orders, inplace=inplace).lower_bound
+    lb, optimal = _certificate(results, best)
+    return PeakMemory(stored, best, lb, optimal, time.monotonic() - t0)
+
+
+def _certificate(results: dict[int, Schedule], model_peak: int) -> tuple[int, bool]:
+    """The model-level lower bound and whether the model peak is proven optimal.
+
+    Subgraph 0's search includes its callees' peaks; when that matches the exact TFLM
+    replay (it does unless a subgraph is called twice) its certificate is the model's.
+    """
+    root = results[0]
+    agree = root.peak == model_peak
+    optimal = agree and all(r.optimal for r in results.values())
+    lb = min(root.lower_bound, model_peak)
+    return (model_peak if optimal else lb), optimal
+
+
+def apply_orders(model, orders: list[list[int]]) -> None:
+    """Permute each subgraph's stored operators; TFLM runs them in this order."""
+    for sg, order in zip(model.subgraphs, orders, strict=True):
+        ops = sg.operators or []
+        sg.operators = [ops[v] for v in order]
+
+
+def optimize(
+    model: str | bytes | LoadedModel,
+    *,
+    inplace: bool = True,
+    plan: bool = True,
+    fix_shapes: bool = True,
+    rewrite: bool = False,
+    max_error: float | None = None,
+    time_limit: float = 10.0,
+    verify: bool = True,
+    use_tflm: bool = True,
+    progress: Progress | None = None,
+    output_name: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Optimized:
+    """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
+
+    Raises ``ModelError`` for input it cannot handle and ``VerificationError`` when the
+    written model does not compute what the input computes.
+    """
+    t0 = time.monotonic()
+    stage = on_stage or (lambda _s: None)
+    loaded = load_model(model)
+    m = copy.deepcopy(loaded.model)
+    report = Report(input=loaded.source, output=output_name)
+
+    stage("shapes")
+    true = _true_shapes(m)
+    hazards = [h for h in shapes.find_hazards(m) if h.kind == "shape"] if true else []
+    graph = build_graph(m, true)
+    report.ops, report.subgraphs = graph.n_ops, len(graph.subgraphs)
+    if hazards and not fix_shapes and plan:
+        report.warnings.append(
+            "stored shapes are smaller than what the kernels write; without --fix-shapes no "
+            "arena plan is written (TFLM plans online)"
+        )
+        plan = False
+    if not plan:
+        inplace = False
+
+    if rewrite:
+        report.warnings.append("rewrites are not available in this version; none applied")
+
+    stage("schedule")
+    ts = time.monotonic()
+    report.peak_before = simulate(graph, graph.stored_orders(), inplace=False).lower_bound
+    orders, results = schedule_model(graph, inplace, time_limit, progress)
+    report.schedule_seconds = time.monotonic() - ts
+    use = simulate(graph, orders, inplace=inplace)
+    report.peak_after = use.lower_bound
+    report.peak_after_no_inplace = simulate(graph, orders, inplace=False).lower_bound
+    report.lower_bound, report.optimal = _certificate(results, report.peak_after)
+    report.inplace = inplace
+    stored_problems = _problems(graph, graph.stored_orders(), False)
+    for s, r in sorted(results.items()):
+        sg = graph.subgraphs[s]
+        report.per_subgraph.append(SubgraphReport(
+            s, sg.name, len(sg.ops), peak(stored_problems[s], range(len(sg.ops))), r.peak,
+            r.lower_bound, r.optimal, r.states, round(r.seconds, 4), r.stopped,
+        ))
+    apply_orders(m, orders)
+
+    if fix_shapes and true:
+        changed = shapes.fix_shapes(m, true)
+        report.shape_fixes = [
+            {"subgraph": h.subgraph, "tensor": h.tensor, "name": h.name,
+             "stored": list(h.stored), "true": list(h.true), "bytes_missing": h.bytes_missing}
+            for h in hazards
+        ]
+        if changed and not hazards:
+            report.warnings.append(f"{changed} stored shapes rewritten to inferred shapes")
+
+    stage("plan")
+    the_plan = None
+    report.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+    if plan:
+        the_plan = arena.plan_arena(use, time_limit=max(1.0, time_limit / 10))
+        set_offline_plan(m, arena.offsets_for_model(graph, the_plan))
+        report.arena_planned = the_plan.head
+        report.plan_method, report.plan_optimal = the_plan.method, the_plan.optimal
+    elif get_offline_plan(m) is not None:
+        remove_offline_plan(m)  # an old plan does not fit the new order
+        report.warnings.append("removed the input's offline plan (it does not fit the new order)")
+
+    stage("write")
+    data = serialize_model(m)
+    check_written(graph, data, orders, the_plan, use)
+
+    if verify:
+        stage("verify")
+        from .verify import verify as run_verify
+
+        reference = None
+        if hazards:
+            ref_model = copy.deepcopy(loaded.model)
+            shapes.fix_shapes(ref_model, true)
+            remove_offline_plan(ref_model)
+            reference = serialize_model(ref_model)
+        ver = run_verify(loaded.raw, data, tflm_reference=reference, use_tflm=use_tflm)
+        report.verification = ver.to_dict()
+        if not ver.ok:
+            report.seconds = time.monotonic() - t0
+            raise VerificationError(report)
+    report.seconds = time.monotonic() - t0
+    return Optimized(data, report, orders, the_plan, use)
+
+
+class VerificationError(Exception):
+    """The written model's outputs differ from the input's; nothing should be written."""
+
+    def __init__(self, report: Report) -> None:
+        bad = [c for c in report.verification["comparisons"] if not c["within_tolerance"]]
+        what = ", ".join(f"{c['runtime']} max diff {c['max_abs_diff']:g}" for c in bad)
+        super().__init__(f"{report.input}: verification failed ({what})")
+        self.report = report
+
+
+def check_written(
+    graph: ModelGraph, data: bytes, orders: list[list[int]], plan: arena.Plan | None,
+    use: ArenaUse,
+) -> None:
+    """Re-read the bytes about to be written and check them against what we meant to write.
+
+    Same operators (by opcode and tensors) in each subgraph, in a topological order, same
+    tensors, and an offline plan inside bounds whose live buffers never overlap.
+    """
+    out = parse_model(data, "<output>")
+    g2 = build_graph(out.model)
+    if len(g2.subgraphs) != len(graph.subgraphs):
+        raise ModelError("internal check: subgraph count changed")
+    for s, (a, b) in enumerate(zip(graph.subgraphs, g2.subgraphs, strict=True)):
+        if len(a.tensors) != len(b.tensors):
+            raise ModelError(f"internal check: subgraph {s} tensor count changed")
+        want = [(a.ops[v].opcode, a.ops[v].inputs, a.ops[v].outputs) for v in orders[s]]
+        got = [(op.opcode, op.inputs, op.outputs) for op in b.ops]
+        if want != got:
+            raise ModelError(f"internal check: subgraph {s} operators differ from the plan")
+        if not b.is_topological(list(range(len(b.ops)))):
+            raise ModelError(f"internal check: subgraph {s} order is not topological")
+    offsets = get_offline_plan(out.model)
+    if plan is None:
+        if offsets is not None:
+            raise ModelError("internal check: unexpected offline plan in output")
+        return
+    if offsets is None or len(offsets) != graph.n_tensors:
+        raise ModelError("internal check: offline plan missing or of the wrong length")
+    base = [0]
+    for sg in graph.subgraphs:
+        base.append(base[-1] + len(sg.tensors))
+    place = {}
+    for b in use.buffers:
+        s, t = b.tensors[0]
+        off = offsets[base[s] + t]
+        if off < 0 or off % 16 or off + b.size > plan.head:
+            raise ModelError(f"internal check: tensor {t} of subgraph {s} placed out of bounds")
+        for s2, t2 in b.tensors:
+            if offsets[base[s2] + t2] != off:
+                raise ModelError("internal check: in-place tensors do not share their buffer")
+        place[b] = off
+    bufs = sorted(use.buffers, key=lambda b: b.first)
+    for i, x in enumerate(bufs):
+        for y in bufs[i + 1:]:
+            if y.first > x.last:
+                break
+            if x.overlaps(y) and place[x] < place[y] + y.size and place[y] < place[x] + x.size:
+                raise ModelError("internal check: offline plan overlaps two live tensors")

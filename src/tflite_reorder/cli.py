@@ -1,0 +1,311 @@
+"""Command line: ``tflite-reorder IN OUT`` and the ``inspect``/``arena``/``check`` tools.
+
+Exit codes: 0 done; 1 verification failed (nothing written) or, for ``check``, hazards
+found; 2 bad input or usage; 3 internal error. Errors are one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .flatbuffer_io import ModelError, write_atomic
+
+EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+COMMANDS = ("optimize", "inspect", "arena", "check")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Memory-optimal operator order and arena plan for TensorFlow Lite Micro models.\n\n"
+    "The main job is `tflite-reorder IN.tflite OUT.tflite` (the `optimize` command).",
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tflite-reorder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(f"tflite-reorder: error: {message}", highlight=False, markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn every failure into one line and a documented exit code."""
+    from .api import VerificationError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ModelError as exc:
+        raise _fail(EXIT_INPUT, str(exc)) from None
+    except VerificationError as exc:
+        raise _fail(EXIT_VERIFY, f"{exc}; nothing written") from None
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stays open until exit)
+        raise typer.Exit(EXIT_OK) from None
+    except KeyboardInterrupt:
+        raise _fail(130, "interrupted; nothing written") from None
+    except MemoryError:
+        raise _fail(EXIT_INTERNAL, "out of memory; try a smaller --time-limit") from None
+    except Exception as exc:  # a bug of ours: still one line, never a traceback
+        raise _fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}") from None
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable | None]:
+    """A rich progress line for long searches; silent when not on a terminal."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("searching", total=None)
+
+        def update(states: int, best: int, bound: int) -> None:
+            bar.update(task, description=f"searching: {states} states, best {best} B, "
+                                         f"bound {bound} B")
+
+        yield update
+
+
+def _check_paths(src: Path, dst: Path | None) -> None:
+    if not src.exists():
+        raise ModelError(f"{src}: no such file")
+    if src.is_dir():
+        raise ModelError(f"{src}: is a directory, not a .tflite file")
+    if dst is None:
+        return
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ModelError(f"{dst}: output path is the input file; refusing to overwrite it")
+    if dst.is_dir():
+        raise ModelError(f"{dst}: output path is a directory")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        raise ModelError(f"{dst}: output directory {parent} does not exist")
+
+
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+TimeLimit = Annotated[float, typer.Option(
+    "--time-limit", min=0.0, help="Seconds for the exact search; then the best order found "
+    "is used and the gap reported.")]
+
+
+@app.command()
+def optimize(
+    src: Annotated[Path, typer.Argument(help="Input .tflite model (never modified).")],
+    dst: Annotated[Path, typer.Argument(help="Output .tflite model (written atomically).")],
+    json_out: Json = False,
+    time_limit: TimeLimit = 10.0,
+    verify: Annotated[bool, typer.Option(help="Run the written model against the input "
+                                         "(LiteRT reference kernels, and TFLM).")] = True,
+    inplace: Annotated[bool, typer.Option(help="Let outputs of elementwise/reshape ops take "
+                                          "the buffer of an input that dies there.")] = True,
+    plan: Annotated[bool, typer.Option(help="Write an offline arena plan "
+                                       "(OfflineMemoryAllocation metadata).")] = True,
+    fix_shapes: Annotated[bool, typer.Option(help="Write the true shapes of tensors whose "
+                                             "stored shape is smaller than what kernels "
+                                             "write.")] = True,
+    rewrite: Annotated[bool, typer.Option(help="Apply graph rewrites (numerics may "
+                                          "change).")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
+    header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
+                                                "size.")] = None,
+) -> None:
+    """Reorder operators for the minimum peak arena, plan the arena, verify, write."""
+    from . import report as rep
+    from .api import optimize as run
+
+    with _errors():
+        _check_paths(src, dst)
+        with _progress(not json_out) as progress:
+            result = run(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
+                         rewrite=rewrite, time_limit=time_limit, verify=verify,
+                         progress=progress, output_name=str(dst))
+        write_atomic(dst, result.data)
+        r = result.report
+        if header:
+            figures = _arena_figures(src, result, measure=True)
+            write_atomic(header, rep.c_header(str(dst), str(src), figures).encode())
+        if plot:
+            _plot(plot, src, result)
+        if json_out:
+            print(json.dumps(r.to_dict()))
+        else:
+            rep.print_lines(rep.summary_lines(r), out)
+
+
+def _plot(path: Path, src: Path, result) -> None:
+    from . import report as rep
+    from .api import _true_shapes
+    from .flatbuffer_io import load_model
+    from .graph import build_graph
+    from .memory import simulate
+
+    loaded = load_model(src)
+    graph = build_graph(loaded.model, _true_shapes(loaded.model))
+    before = simulate(graph, graph.stored_orders(), inplace=False)
+    offsets = result.plan.offsets if result.plan else None
+    try:
+        rep.plot_memory(path, before, result.use, offsets, f"{src.name}: arena over time")
+    except ImportError:
+        raise ModelError(f"{path}: plotting needs matplotlib (pip install "
+                         f"'tflite-reorder[plot]')") from None
+
+
+@app.command()
+def inspect(
+    src: Annotated[Path, typer.Argument(help="Input .tflite model.")],
+    optimal: Annotated[bool, typer.Option("--optimal", help="Show the optimised order "
+                                          "instead of the stored one.")] = False,
+    inplace: Annotated[bool, typer.Option(help="Count in-place sharing (with --optimal).")]
+    = False,
+    json_out: Json = False,
+    time_limit: TimeLimit = 10.0,
+) -> None:
+    """Per-operator table: position, op, output shape, live bytes, the peak marked."""
+    from dataclasses import asdict
+
+    from . import report as rep
+    from .api import _true_shapes, schedule_model
+    from .flatbuffer_io import load_model
+    from .graph import build_graph
+    from .memory import simulate
+
+    with _errors():
+        _check_paths(src, None)
+        loaded = load_model(src)
+        graph = build_graph(loaded.model, _true_shapes(loaded.model))
+        orders = graph.stored_orders()
+        if optimal:
+            orders, _ = schedule_model(graph, inplace, time_limit)
+        use = simulate(graph, orders, inplace=inplace and optimal)
+        rows = rep.op_rows(graph, orders, use)
+        if json_out:
+            print(json.dumps({"input": str(src), "order": "optimal" if optimal else "stored",
+                              "peak": use.lower_bound, "ops": [asdict(r) for r in rows]}))
+        else:
+            title = f"{src.name}: {'optimised' if optimal else 'stored'} order, " \
+                    f"peak {use.lower_bound} B"
+            out.print(rep.op_table(rows, title))
+
+
+@app.command()
+def arena(
+    src: Annotated[Path, typer.Argument(help="Input .tflite model.")],
+    json_out: Json = False,
+    header: Annotated[Path | None, typer.Option(help="Write a C header with the arena size.")]
+    = None,
+    margin: Annotated[float, typer.Option(min=0.0, help="Extra fraction added to the header's "
+                                          "arena size (0.1 = 10%).")] = 0.0,
+    plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
+    inplace: Annotated[bool, typer.Option(help="Allow in-place sharing in the plan.")] = True,
+    time_limit: TimeLimit = 10.0,
+    measure: Annotated[bool, typer.Option(help="Measure with TFLM when tflite-micro is "
+                                          "installed (and bisect the smallest arena).")] = True,
+) -> None:
+    """Arena figures for firmware: planned head, lower bound, what TFLM reports."""
+    from . import report as rep
+    from .api import optimize as run
+
+    with _errors():
+        _check_paths(src, None)
+        result = run(src, inplace=inplace, time_limit=time_limit, verify=False)
+        figures = _arena_figures(src, result, measure)
+        if header:
+            write_atomic(header, rep.c_header(str(src), str(src), figures, margin).encode())
+        if plot:
+            _plot(plot, src, result)
+        if json_out:
+            print(json.dumps(figures))
+        else:
+            for k, v in figures.items():
+                out.print(f"{k:30s} {v}", highlight=False, markup=False)
+
+
+def _arena_figures(src: Path, result, measure: bool) -> dict:
+    """Planned and (when tflite-micro is installed) measured arena figures."""
+    from . import tflm
+
+    r = result.report
+    figures: dict = {
+        "input": str(src), "head": r.arena_planned or r.tflm_greedy_head,
+        "lower_bound": r.peak_after, "optimal_order": r.optimal, "plan_optimal": r.plan_optimal,
+        "stored_order_peak": r.peak_before, "tflm_greedy_head_same_order": r.tflm_greedy_head,
+    }
+    if measure and tflm.available():
+        before = tflm.measure_arena(Path(src).read_bytes())
+        after = tflm.measure_arena(result.data)
+        figures.update({
+            "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
+            "tflm_head_input": before.head, "tflm_total_input": before.total,
+            "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
+            "tail_source": "measured by TFLM",
+        })
+    else:
+        figures["tail"] = tflm.estimate_tail(result.data)
+        figures["tail_source"] = "estimate (tflite-micro not installed)"
+    return figures
+
+
+@app.command()
+def check(
+    src: Annotated[Path, typer.Argument(help="Input .tflite model.")],
+    json_out: Json = False,
+) -> None:
+    """List TFLM memory hazards (e.g. stored shapes smaller than what kernels write).
+
+    Exit 0 when clean, 1 when hazards were found, 2 on bad input.
+    """
+    from dataclasses import asdict
+
+    from . import shapes
+    from .flatbuffer_io import load_model
+
+    with _errors():
+        _check_paths(src, None)
+        hazards = shapes.find_hazards(load_model(src).model)
+        if json_out:
+            print(json.dumps({"input": str(src), "hazards": [asdict(h) for h in hazards]}))
+        elif not hazards:
+            out.print(f"{src}: no hazards found", highlight=False)
+        else:
+            for line in shapes.describe(hazards):
+                out.print(line, highlight=False, markup=False)
+    if hazards:
+        raise typer.Exit(EXIT_VERIFY)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a first argument that is no command means ``optimize``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
+        args.insert(0, "optimize")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    app(args=args, prog_name="tflite-reorder")
