@@ -60,7 +60,8 @@ class Report:
     plan_optimal: bool | None = None
     tflm_greedy_head: int | None = None  # TFLM's own planner on our order, for comparison
     inplace: bool = True
-    shape_fixes: list[dict] = field(default_factory=list)
+    shape_fixes: list[dict] = field(default_factory=list)  # hazards found in the input
+    repairs: list[dict] = field(default_factory=list)  # ops inserted to make TFLM safe
     rewrites: list[dict] = field(default_factory=list)
     verification: dict | None = None
     seconds: float = 0.0
@@ -193,6 +194,21 @@ def _certificate(results: dict[int, Schedule], model_peak: int) -> tuple[int, bo
     return (model_peak if optimal else lb), optimal
 
 
+def repair_model(model) -> list[dict]:
+    """Make the model safe in TFLM before planning: explicit padding for SPACE_TO_BATCH_ND.
+
+    TFLM's SPACE_TO_BATCH_ND pads with a value it never initialises; a PAD in front of it
+    pads with the zero point, as LiteRT does. Shapes are repaired later, from inference.
+    """
+    return [{"kind": "explicit_pad", **r} for r in shapes.repair_padding(model)]
+
+
+def _hazard_dict(h) -> dict:
+    return {"kind": h.kind, "subgraph": h.subgraph, "tensor": h.tensor, "name": h.name,
+            "op": h.op_index, "opcode": h.opcode, "stored": list(h.stored),
+            "true": list(h.true), "bytes_missing": h.bytes_missing}
+
+
 def apply_orders(model, orders: list[list[int]]) -> None:
     """Permute each subgraph's stored operators; TFLM runs them in this order."""
     for sg, order in zip(model.subgraphs, orders, strict=True):
@@ -227,14 +243,20 @@ def optimize(
     report = Report(input=loaded.source, output=output_name)
 
     stage("shapes")
-    true = _true_shapes(m)
-    hazards = [h for h in shapes.find_hazards(m) if h.kind == "shape"] if true else []
+    hazards = [h for h in shapes.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
+    true_in = _true_shapes(m)
+    graph_in = build_graph(m, true_in)
+    report.peak_before = simulate(graph_in, graph_in.stored_orders(), inplace=False).lower_bound
+    if fix_shapes:
+        report.repairs = repair_model(m)
+    true = _true_shapes(m) if fix_shapes else true_in
     graph = build_graph(m, true)
     report.ops, report.subgraphs = graph.n_ops, len(graph.subgraphs)
+    report.shape_fixes = [_hazard_dict(h) for h in hazards]
     if hazards and not fix_shapes and plan:
         report.warnings.append(
-            "stored shapes are smaller than what the kernels write; without --fix-shapes no "
-            "arena plan is written (TFLM plans online)"
+            "stored shapes or padding are unsafe in TFLM; without --fix-shapes no arena plan "
+            "is written (TFLM plans online)"
         )
         plan = False
     if not plan:
@@ -245,7 +267,6 @@ def optimize(
 
     stage("schedule")
     ts = time.monotonic()
-    report.peak_before = simulate(graph, graph.stored_orders(), inplace=False).lower_bound
     orders, results = schedule_model(graph, inplace, time_limit, progress)
     report.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
@@ -263,14 +284,7 @@ def optimize(
     apply_orders(m, orders)
 
     if fix_shapes and true:
-        changed = shapes.fix_shapes(m, true)
-        report.shape_fixes = [
-            {"subgraph": h.subgraph, "tensor": h.tensor, "name": h.name,
-             "stored": list(h.stored), "true": list(h.true), "bytes_missing": h.bytes_missing}
-            for h in hazards
-        ]
-        if changed and not hazards:
-            report.warnings.append(f"{changed} stored shapes rewritten to inferred shapes")
+        shapes.fix_shapes(m, true)
 
     stage("plan")
     the_plan = None
@@ -290,21 +304,48 @@ def optimize(
 
     if verify:
         stage("verify")
-        from .verify import verify as run_verify
 
         reference = None
-        if hazards:
+        if hazards:  # TFLM's reference: the input made safe, planned by TFLM itself
             ref_model = copy.deepcopy(loaded.model)
-            shapes.fix_shapes(ref_model, true)
+            repair_model(ref_model)
+            shapes.fix_shapes(ref_model, _true_shapes(ref_model))
             remove_offline_plan(ref_model)
             reference = serialize_model(ref_model)
-        ver = run_verify(loaded.raw, data, tflm_reference=reference, use_tflm=use_tflm)
+        ver = _run_verify(loaded, data, reference, use_tflm)
         report.verification = ver.to_dict()
         if not ver.ok:
             report.seconds = time.monotonic() - t0
             raise VerificationError(report)
     report.seconds = time.monotonic() - t0
     return Optimized(data, report, orders, the_plan, use)
+
+
+def _run_verify(loaded: LoadedModel, data: bytes, reference: bytes | None, use_tflm: bool):
+    """``verify.verify``, where a runtime that cannot run the *input* is a bad input.
+
+    LiteRT or TFLM refuse some models (custom or unknown ops, dynamic tensors); those
+    cannot be checked by running, and the user chooses to skip that (``verify=False``).
+    A runtime that runs the input but fails on our output is our bug: re-raised as is.
+    """
+    from . import tflm
+    from .verify import random_inputs, run_litert
+    from .verify import verify as run_verify
+
+    try:
+        return run_verify(loaded.raw, data, tflm_reference=reference, use_tflm=use_tflm)
+    except Exception as exc:
+        failure = exc
+    try:
+        x = random_inputs(loaded.raw, 1)[0]
+        run_litert(loaded.raw, x)
+        if use_tflm and tflm.available():
+            tflm.run_tflm(reference or loaded.raw, x)
+    except Exception as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ModelError(f"{loaded.source}: cannot verify, the input model does not run "
+                         f"({why}); use --no-verify to skip verification") from None
+    raise failure
 
 
 class VerificationError(Exception):
@@ -359,7 +400,8 @@ def check_written(
             if offsets[base[s2] + t2] != off:
                 raise ModelError("internal check: in-place tensors do not share their buffer")
         place[b] = off
-    bufs = sorted(use.buffers, key=lambda b: b.first)
+    # Buffers TFLM's marking never reaches (lifetime -1) are touched by no kernel.
+    bufs = sorted((b for b in use.buffers if b.first >= 0), key=lambda b: b.first)
     for i, x in enumerate(bufs):
         for y in bufs[i + 1:]:
             if y.first > x.last:

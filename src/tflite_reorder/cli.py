@@ -21,7 +21,7 @@ from . import __version__
 from .flatbuffer_io import ModelError, write_atomic
 
 EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-COMMANDS = ("optimize", "inspect", "arena", "check")
+COMMANDS = ("optimize", "inspect", "arena", "check", "batch")
 
 app = typer.Typer(
     add_completion=False,
@@ -48,13 +48,19 @@ def _root(
 
 
 def _fail(code: int, message: str) -> typer.Exit:
+    # Runtimes' messages can span lines; the error stays one line.
+    message = " | ".join(line.strip() for line in message.splitlines() if line.strip())
     err.print(f"tflite-reorder: error: {message}", highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Turn every failure into one line and a documented exit code."""
+def _errors(*paths: Path | None) -> Iterator[None]:
+    """Turn every failure into one line and a documented exit code.
+
+    Errors found past reading (graph checks) do not name the file: a message that starts
+    with none of ``paths`` gets the first (the input) in front.
+    """
     from .api import VerificationError
 
     try:
@@ -62,7 +68,10 @@ def _errors() -> Iterator[None]:
     except typer.Exit:
         raise
     except ModelError as exc:
-        raise _fail(EXIT_INPUT, str(exc)) from None
+        msg, names = str(exc), [str(p) for p in paths if p is not None]
+        if names and not any(msg.startswith(n) for n in names):
+            msg = f"{names[0]}: {msg}"
+        raise _fail(EXIT_INPUT, msg) from None
     except VerificationError as exc:
         raise _fail(EXIT_VERIFY, f"{exc}; nothing written") from None
     except BrokenPipeError:  # e.g. piped into `head`
@@ -142,7 +151,7 @@ def optimize(
     from . import report as rep
     from .api import optimize as run
 
-    with _errors():
+    with _errors(src, dst, header, plot):
         _check_paths(src, dst)
         with _progress(not json_out) as progress:
             result = run(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
@@ -198,7 +207,7 @@ def inspect(
     from .graph import build_graph
     from .memory import simulate
 
-    with _errors():
+    with _errors(src):
         _check_paths(src, None)
         loaded = load_model(src)
         graph = build_graph(loaded.model, _true_shapes(loaded.model))
@@ -234,7 +243,7 @@ def arena(
     from . import report as rep
     from .api import optimize as run
 
-    with _errors():
+    with _errors(src, header, plot):
         _check_paths(src, None)
         result = run(src, inplace=inplace, time_limit=time_limit, verify=False)
         figures = _arena_figures(src, result, measure)
@@ -288,7 +297,7 @@ def check(
     from . import shapes
     from .flatbuffer_io import load_model
 
-    with _errors():
+    with _errors(src):
         _check_paths(src, None)
         hazards = shapes.find_hazards(load_model(src).model)
         if json_out:
@@ -300,6 +309,30 @@ def check(
                 out.print(line, highlight=False, markup=False)
     if hazards:
         raise typer.Exit(EXIT_VERIFY)
+
+
+@app.command()
+def batch(
+    inputs: Annotated[list[str], typer.Argument(help="Directories (their *.tflite), glob "
+                                                "patterns or .tflite files.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for OUT/<name>.tflite "
+                                          "(created if missing).")],
+    jobs: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: all "
+                                             "cores).")] = None,
+    time_limit: TimeLimit = 10.0,
+    verify: Annotated[bool, typer.Option(help="Verify every written model.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line per model.")] = False,
+) -> None:
+    """Optimise many models in parallel; a failing model never stops the others."""
+    from .batch import run_command
+
+    with _errors():
+        code = run_command(inputs, out_dir, jobs=jobs, time_limit=time_limit, verify=verify,
+                           json_out=json_out, console=out,
+                           report_error=lambda m: err.print(f"tflite-reorder: error: {m}",
+                                                            highlight=False, markup=False))
+    if code:
+        raise typer.Exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,8 +76,38 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
         )
     if not model.subgraphs:
         raise ModelError(f"{source}: model has no subgraphs")
+    _check_indices(model, source)
     _load_external_buffers(model, raw, source)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
+
+
+def _check_indices(model: schema.ModelT, source: str) -> None:
+    """Reject indices outside their tables, naming the file: every later stage indexes lists
+    with them (shape inference, hazards and the graph all run on the object tree)."""
+    n_codes, n_bufs = len(model.operatorCodes or []), len(model.buffers or [])
+
+    def bad(where: str, what: str, i: int, n: int) -> ModelError:
+        return ModelError(f"{source}: {where} refers to {what} {i}, but there are {n}")
+
+    for k, entry in enumerate(model.metadata or []):
+        if not 0 <= entry.buffer < n_bufs:
+            raise bad(f"metadata entry {k}", "buffer", entry.buffer, n_bufs)
+    for s, sg in enumerate(model.subgraphs):
+        nt = len(sg.tensors or [])
+        for t, tensor in enumerate(sg.tensors or []):
+            if not 0 <= tensor.buffer < max(n_bufs, 1):
+                raise bad(f"subgraph {s} tensor {t}", "buffer", tensor.buffer, n_bufs)
+        for what, vec in (("inputs", sg.inputs), ("outputs", sg.outputs)):
+            for t in vec if vec is not None else ():
+                if not 0 <= t < nt:
+                    raise bad(f"subgraph {s} {what}", "tensor", int(t), nt)
+        for i, op in enumerate(sg.operators or []):
+            if not 0 <= op.opcodeIndex < n_codes:
+                raise bad(f"subgraph {s} operator {i}", "operator code", op.opcodeIndex, n_codes)
+            for vec in (op.inputs, op.outputs, op.intermediates):
+                for t in vec if vec is not None else ():
+                    if not -1 <= t < nt:
+                        raise bad(f"subgraph {s} operator {i}", "tensor", int(t), nt)
 
 
 def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
@@ -226,9 +256,11 @@ def get_offline_plan(model: schema.ModelT) -> list[int] | None:
     """The offsets of an existing offline plan, or None."""
     for entry in model.metadata or []:
         if _metadata_name(entry) == OFFLINE_PLAN_NAME:
-            data = np.asarray(model.buffers[entry.buffer].data, dtype=np.uint8).tobytes()
+            data = model.buffers[entry.buffer].data
+            data = b"" if data is None else np.asarray(data, dtype=np.uint8).tobytes()
             words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4")
-            return [int(w) for w in words[3 : 3 + int(words[2])]]
+            n = int(words[2]) if len(words) >= 3 else 0  # a short entry holds no offsets
+            return [int(w) for w in words[3 : 3 + max(n, 0)]]
     return None
 
 

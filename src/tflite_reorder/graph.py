@@ -169,7 +169,10 @@ def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
     fields = CONTROL_FLOW.get(opcode)
     if not fields or op.builtinOptions is None:
         return ()
-    return tuple(int(getattr(op.builtinOptions, f)) for f in fields)
+    found = [getattr(op.builtinOptions, f, None) for f in fields]
+    if None in found:  # e.g. an IF whose options table is some other op's
+        raise ModelError(f"{opcode} has {type(op.builtinOptions).__name__[:-1]}, not its own")
+    return tuple(int(c) for c in found)
 
 
 def _stateful(opcode: str, tensors: list[TensorInfo], ts: tuple[int, ...], model_t) -> bool:
@@ -204,7 +207,10 @@ def build_subgraph(
         outs = tuple(check(int(t), what) for t in _ints(op.outputs))
         if -1 in outs:
             raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
-        calls = _calls(op, name)
+        try:
+            calls = _calls(op, name)
+        except ModelError as exc:
+            raise ModelError(f"{where}: operator {i}: {exc}") from None
         for c in calls:
             if not 0 <= c < n_sub:
                 raise ModelError(f"{where}: operator {i} ({name}) calls missing subgraph {c}")
@@ -281,4 +287,48 @@ def build_graph(
     for s in range(len(model.subgraphs)):
         per = {t: shp for (si, t), shp in true_shapes.items() if si == s}
         subgraphs.append(build_subgraph(model, s, per))
-    return ModelGraph(subgraphs)
+    graph = ModelGraph(subgraphs)
+    _check_calls_acyclic(graph)
+    _check_arena_size(graph)
+    return graph
+
+
+MAX_ARENA = 2**31 - 1  # offline-plan offsets and TFLM's arena sizes are 32-bit
+
+
+def _check_arena_size(graph: ModelGraph) -> None:
+    """Reject arena tensors whose sizes add up past 32 bits: no plan of them is representable
+    (``OfflineMemoryAllocation`` offsets are int32); it takes a corrupt or absurd shape."""
+    tensors = [(t.arena_bytes, s, t) for s, sg in enumerate(graph.subgraphs) for t in sg.tensors]
+    if sum(b for b, _, _ in tensors) > MAX_ARENA:
+        size, s, t = max(tensors, key=lambda x: x[0])
+        raise ModelError(
+            f"subgraph {s}: arena tensors need more than {MAX_ARENA} bytes (tensor {t.index} "
+            f"({t.name}) alone {size} bytes, shape {list(t.shape)}); TFLM arenas are 32-bit"
+        )
+
+
+def _check_calls_acyclic(graph: ModelGraph) -> None:
+    """Reject control flow that calls itself: TFLM's lifetime marking (and ours) would recurse
+    forever, and TFLite has no recursive subgraphs."""
+    state = [0] * len(graph.subgraphs)  # 0 new, 1 on the current path, 2 done
+    for root in range(len(graph.subgraphs)):
+        if state[root]:
+            continue
+        state[root] = 1
+        stack = [(root, iter(_callees(graph, root)))]
+        while stack:
+            s, it = stack[-1]
+            c = next(it, None)
+            if c is None:
+                state[s] = 2
+                stack.pop()
+            elif state[c] == 1:
+                raise ModelError(f"subgraph {s}: control flow calls subgraph {c} recursively")
+            elif state[c] == 0:
+                state[c] = 1
+                stack.append((c, iter(_callees(graph, c))))
+
+
+def _callees(graph: ModelGraph, s: int) -> list[int]:
+    return [c for op in graph.subgraphs[s].ops for c in op.calls]

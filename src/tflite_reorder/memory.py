@@ -23,9 +23,16 @@ from .graph import ModelGraph, SubgraphGraph
 # Operators whose output may take the buffer of an input of the same size and type that dies
 # at the operator. Each entry was run in place on TFLM's kernels with bit-identical results
 # (tests/test_inplace.py); the reshape family is a plain copy that TFLM skips when the
-# pointers are equal.
+# pointers are equal (RESHAPE) or does onto itself (SQUEEZE, EXPAND_DIMS: memcpy with equal
+# pointers, formally undefined in C but a no-op in practice). Proven on the reference
+# kernels only: vendor-optimised kernels (CMSIS-NN, Xtensa, …) were not tested.
 INPLACE_OPS = frozenset({
     "ADD", "MUL", "RELU", "RESHAPE",
+    # tests/test_inplace.py, models/inplace_*: int8 and float32 unless noted
+    "SUB", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "RELU6", "LOGISTIC", "TANH",
+    "HARD_SWISH", "LEAKY_RELU", "ABS", "SOFTMAX", "SQUEEZE", "EXPAND_DIMS",
+    "NEG",  # float32 only: the converter has no int8 NEG
+    "QUANTIZE",  # int8 -> int8 requantisation (other type pairs differ in size anyway)
 })
 
 

@@ -1,0 +1,142 @@
+"""Offline arena plans: offsets for every arena buffer, as low as the lower bound allows.
+
+The layout mirrors TFLM's ``memory_planner/`` folder: one module per planner, all behind
+one interface (:class:`Planner`). ``plan_arena`` runs them as a pipeline, cheapest first,
+each seeing the best plan so far, and stops as soon as the head reaches the lower bound
+(the peak of live bytes, which no plan can beat):
+
+1. ``greedy_by_size`` — TFLM's own planner, exactly; the floor we must never lose to.
+2. ``ordered_fit`` — first/best fit in several priority orders.
+3. ``hill_climb`` — local search over placement orders.
+4. ``cpsat`` — exact (OR-Tools CP-SAT, optional), warm-started from the best plan.
+
+Planners work on :class:`~.blocks.Blocks`: sizes and inclusive scope intervals only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ai_edge_litert import schema_py_generated as schema
+
+from ..flatbuffer_io import serialize_model, set_offline_plan
+from ..graph import ModelGraph
+from ..memory import ArenaUse, Buffer
+from . import cpsat, greedy_by_size, hill_climb, ordered_fit
+from .blocks import Attempt, Blocks, attempt, overlapping_pairs
+
+__all__ = [
+    "Attempt", "Blocks", "Plan", "Planner", "greedy_head", "offsets_for_model", "plan_arena",
+    "tflm_blocks", "write_plan",
+]
+
+Key = tuple[int, int]  # (subgraph, tensor)
+
+# The one planner interface: given the buffers, the best plan so far (None for the first
+# stage) and a ``time.monotonic()`` deadline, return a plan or None for "nothing better".
+Planner = Callable[[Blocks, Attempt | None, float], Attempt | None]
+
+# Share of ``time_limit`` the local search may use before the exact solver takes over.
+CLIMB_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An arena plan: every arena tensor's offset; aliased tensors share their buffer's."""
+
+    offsets: dict[Key, int]
+    head: int  # max(offset + size): the arena head TFLM will report for this plan
+    lower_bound: int  # ArenaUse.lower_bound: no plan of these lifetimes can be lower
+    method: str  # the planner that produced it
+    optimal: bool  # head == lower_bound, or the exact solver proved nothing lower exists
+    baseline: int = 0  # TFLM's greedy head for the same buffers (what we are beating)
+    seconds: float = 0.0
+
+
+def tflm_blocks(use: ArenaUse) -> tuple[list[Buffer], Blocks]:
+    """Buffers in TFLM's ``AddBuffer`` order (subgraph, then tensor index) and their Blocks.
+
+    Lifetimes are TFLM's, including ``[-1, -1]`` for buffers the marking never reaches.
+    """
+    buffers = sorted(use.buffers, key=lambda b: min(b.tensors))
+    return buffers, Blocks.of(buffers)
+
+
+def greedy_head(use: ArenaUse) -> int:
+    """The head TFLM's own planner gives these buffers (scratch buffers not included)."""
+    _, blocks = tflm_blocks(use)
+    return max(
+        (o + s for o, s in zip(greedy_by_size.plan(blocks), blocks.size, strict=True)),
+        default=0,
+    )
+
+
+def _planning_blocks(blocks: Blocks) -> Blocks:
+    """The same buffers with never-used ones (lifetime -1) freed of all conflicts.
+
+    TFLM gives them all the interval [-1, -1], so its planner stacks them, but no kernel
+    ever touches them; each gets its own empty scope so every planner puts it at 0.
+    """
+    dead = [i for i, f in enumerate(blocks.first) if f < 0]
+    if not dead:
+        return blocks
+    first, last = list(blocks.first), list(blocks.last)
+    for k, i in enumerate(dead):
+        first[i] = last[i] = -2 - k
+    return Blocks(blocks.size, tuple(first), tuple(last))
+
+
+def _stages(time_limit: float) -> list[tuple[Planner, float]]:
+    """Each planner with the share of ``time_limit`` by which it must finish."""
+    climb_until = CLIMB_SHARE if cpsat.available() else 1.0
+    return [
+        (greedy_by_size.improve, 0.0),
+        (ordered_fit.improve, 0.0),
+        (hill_climb.improve, climb_until * time_limit),
+        (cpsat.improve, time_limit),
+    ]
+
+
+def plan_arena(use: ArenaUse, time_limit: float = 1.0) -> Plan:
+    """The lowest plan found within ``time_limit`` seconds; never above TFLM's greedy."""
+    start = time.monotonic()
+    buffers, tflm = tflm_blocks(use)
+    blocks = _planning_blocks(tflm)
+    lower = use.lower_bound
+    baseline = attempt(tflm, greedy_by_size.plan(tflm), greedy_by_size.NAME)
+    best = baseline
+    for planner, until in _stages(time_limit):
+        if best.head <= lower or best.proven:
+            break
+        found = planner(blocks, best, start + until)
+        if found is not None and not overlapping_pairs(blocks, found.offsets) and (
+            found.head < best.head or (found.proven and found.head == best.head)
+        ):
+            best = found
+    offsets = {k: best.offsets[i] for i, b in enumerate(buffers) for k in b.tensors}
+    return Plan(
+        offsets=offsets,
+        head=best.head,
+        lower_bound=lower,
+        method=best.method,
+        optimal=best.head <= lower or best.proven,
+        baseline=baseline.head,
+        seconds=time.monotonic() - start,
+    )
+
+
+def offsets_for_model(graph: ModelGraph, plan: Plan) -> list[int]:
+    """The flat list ``set_offline_plan`` wants: all tensors of all subgraphs, -1 = online."""
+    return [
+        plan.offsets.get((s, t), -1)
+        for s, sg in enumerate(graph.subgraphs)
+        for t in range(len(sg.tensors))
+    ]
+
+
+def write_plan(model_t: schema.ModelT, graph: ModelGraph, plan: Plan) -> bytes:
+    """Serialised model carrying ``plan`` as TFLM's offline plan (``model_t`` is updated)."""
+    set_offline_plan(model_t, offsets_for_model(graph, plan))
+    return serialize_model(model_t)

@@ -1,0 +1,238 @@
+"""Running models in TFLite Micro and measuring its arena (optional ``tflite-micro``).
+
+TFLM is the ground truth for everything the planner claims: its reported head must equal
+our plan's head, and its outputs must not change when our plan moves tensors around.
+The Python interpreter allocates at construction and reports through C-level ``printf``
+to file descriptor 2 (``print_allocations``, error logs), bypassing ``sys.stderr``. We
+capture fds 1 and 2 around every call into TFLM, so our own output stays clean and the
+numbers can be parsed. Swapping process-wide descriptors is not thread-safe: do not call
+these functions from several threads at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .flatbuffer_io import load_model
+from .graph import build_graph
+
+try:
+    from tflite_micro import runtime as _runtime
+except ImportError:  # pragma: no cover - exercised only where tflite-micro is absent
+    _runtime = None
+
+ALIGN = 16  # MicroArenaBufferAlignment(); also the bisection granularity
+_ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+_TOO_SMALL = re.compile(r"missing: \d+")  # TFLM's "Failed to … Requested: …, missing: N"
+
+
+class TflmError(RuntimeError):
+    """TFLM refused or failed; the message carries TFLM's own log lines."""
+
+
+class ArenaTooSmall(TflmError):
+    """The arena cannot hold the model (TFLM logged a ``missing: N`` allocation failure)."""
+
+
+@dataclass(frozen=True)
+class TflmArena:
+    """``print_allocations``: total = head (planned buffers) + tail (persistent data)."""
+
+    total: int
+    head: int
+    tail: int
+
+
+def available() -> bool:
+    """True when ``tflite_micro`` is importable."""
+    return _runtime is not None
+
+
+@dataclass
+class _Log:
+    text: str = ""
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[_Log]:
+    """Redirect fds 1 and 2 to a temp file for the duration; the text lands in the log."""
+    log = _Log()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield log
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            log.text = sink.read().decode("utf-8", "replace")
+
+
+def _require() -> None:
+    if _runtime is None:
+        raise TflmError("tflite-micro is not installed (pip install 'tflite-reorder[tflm]')")
+
+
+def _fail(exc: Exception, log: str) -> TflmError:
+    lines = " | ".join(line.strip() for line in log.splitlines() if line.strip())
+    kind = ArenaTooSmall if _TOO_SMALL.search(log) else TflmError
+    return kind(f"{exc}: {lines}" if lines else str(exc))
+
+
+def _interpreter(model_bytes: bytes, arena_size: int):
+    """A TFLM interpreter; it plans and allocates the arena right here."""
+    _require()
+    with _captured() as log:
+        try:
+            interp = _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+        except RuntimeError as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        raise _fail(error, log.text) from None
+    return interp
+
+
+def default_arena_size(model_bytes: bytes) -> int:
+    """Generous arena: every activation unshared plus room for the persistent tail.
+
+    The tail holds per-tensor and per-node structs and per-channel quantisation data,
+    all bounded by a few times the model size.
+    """
+    graph = build_graph(load_model(bytes(model_bytes)).model)
+    activations = sum(t.arena_bytes for sg in graph.subgraphs for t in sg.tensors)
+    structs = 128 * graph.n_tensors + 128 * graph.n_ops
+    size = activations + 2 * len(model_bytes) + structs + (64 << 10)
+    return -(-size // ALIGN) * ALIGN
+
+
+def _open(model_bytes: bytes, arena_size: int | None):
+    """An interpreter with ``arena_size``, or with a default that grows until it fits."""
+    if arena_size is not None:
+        return _interpreter(model_bytes, arena_size)
+    size = default_arena_size(model_bytes)
+    for _ in range(4):
+        try:
+            return _interpreter(model_bytes, size)
+        except ArenaTooSmall:
+            size *= 4
+    return _interpreter(model_bytes, size)
+
+
+def run_tflm(
+    model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None = None
+) -> list[np.ndarray]:
+    """Run one inference; returns every output of subgraph 0, in order."""
+    outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
+    n_out = 0 if outputs is None else len(outputs)
+    interp = _open(model_bytes, arena_size)
+    with _captured() as log:
+        try:
+            for i, x in enumerate(inputs):
+                want = interp.get_input_details(i)
+                x = np.asarray(x)
+                if x.dtype != want["dtype"] or tuple(x.shape) != tuple(want["shape"]):
+                    raise ValueError(
+                        f"input {i}: got {x.dtype}{list(x.shape)}, model wants "
+                        f"{np.dtype(want['dtype'])}{[int(d) for d in want['shape']]}"
+                    )
+                interp.set_input(x, i)
+            interp.invoke()
+            outputs = [np.array(interp.get_output(i), copy=True) for i in range(n_out)]
+        except RuntimeError as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        raise _fail(error, log.text) from None
+    return outputs
+
+
+def random_inputs(model_bytes: bytes, seed: int = 0) -> list[np.ndarray]:
+    """Random values for every input of subgraph 0, in the model's dtypes and shapes.
+
+    Quantised inputs span their whole range; floats are uniform in [-1, 1); integer
+    inputs wider than 16 bits are small non-negative numbers (0..3), since they tend to
+    be counts or indices (a WHILE loop bound, a gather index).
+    """
+    from .graph import TYPE_NAMES
+
+    model = load_model(bytes(model_bytes)).model
+    sg = model.subgraphs[0]
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in sg.inputs if sg.inputs is not None else ():
+        tensor = sg.tensors[int(t)]
+        shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else ()))
+        dtype = np.dtype(TYPE_NAMES[tensor.type].lower().replace("bool", "bool_"))
+        if dtype.kind == "f":
+            out.append(rng.uniform(-1, 1, shape).astype(dtype))
+        elif dtype.kind == "b":
+            out.append(rng.integers(0, 2, shape).astype(bool))
+        elif dtype.itemsize <= 2:
+            info = np.iinfo(dtype)
+            out.append(rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype))
+        else:
+            out.append(rng.integers(0, 4, shape, dtype=dtype))
+    return out
+
+
+def _parse(text: str) -> TflmArena:
+    found = {k: int(v) for k, v in _ALLOCATION.findall(text)}
+    if set(found) != {"total", "head", "tail"}:
+        raise TflmError(f"could not parse TFLM's print_allocations output: {text[:200]!r}")
+    return TflmArena(found["total"], found["head"], found["tail"])
+
+
+def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmArena:
+    """TFLM's own account of the arena after planning the model."""
+    interp = _open(model_bytes, arena_size)
+    with _captured() as log:
+        interp.print_allocations()
+    return _parse(log.text)
+
+
+def _fits(model_bytes: bytes, size: int) -> bool:
+    try:
+        _interpreter(model_bytes, size)
+    except ArenaTooSmall:
+        return False
+    return True
+
+
+def min_arena_size(model_bytes: bytes) -> int:
+    """Smallest ``arena_size`` (a multiple of 16) with which TFLM accepts the model.
+
+    Bisection between a size that fails and one that works, started around TFLM's own
+    total, which usually is the answer.
+    """
+    total = measure_arena(model_bytes).total
+    hi = -(-total // ALIGN) * ALIGN
+    while not _fits(model_bytes, hi):
+        hi *= 2
+    lo = max(hi - 1024, 0)
+    if _fits(model_bytes, lo):
+        lo = 0
+    while hi - lo > ALIGN:  # invariant: lo fails (or is 0), hi fits
+        mid = (lo + hi) // 2 // ALIGN * ALIGN
+        if _fits(model_bytes, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi

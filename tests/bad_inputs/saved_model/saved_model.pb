@@ -1,0 +1,3 @@
+ 
+
+serveserving_default

@@ -1,0 +1,159 @@
+"""The Python API as a user (or a NAS loop) calls it: ``peak_memory`` and ``optimize``."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+from conftest import ROOT
+
+from tflite_reorder import api
+from tflite_reorder.flatbuffer_io import (
+    LoadedModel,
+    get_offline_plan,
+    load_model,
+    serialize_model,
+)
+from tflite_reorder.graph import build_graph
+from tflite_reorder.memory import simulate
+
+MODELS = ROOT / "models"
+SMALL = ["inception_int8", "hostile_order_int8", "multi_output_int8", "nasnet_cells_int8",
+         "randwire_small_int8", "concat_dw_int8", "mobilenet_int8"]
+
+
+def path(name: str):
+    return MODELS / f"{name}.tflite"
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_peak_memory_from_path_and_bytes(name):
+    by_path = api.peak_memory(path(name))
+    by_str = api.peak_memory(str(path(name)))
+    by_bytes = api.peak_memory(path(name).read_bytes())
+    by_loaded = api.peak_memory(load_model(path(name)))
+    for pm in (by_str, by_bytes, by_loaded):
+        assert (pm.stored, pm.optimal, pm.lower_bound, pm.is_optimal) == \
+               (by_path.stored, by_path.optimal, by_path.lower_bound, by_path.is_optimal)
+    assert by_path.stored >= by_path.optimal
+    assert by_path.lower_bound <= by_path.optimal
+    assert by_path.is_optimal and by_path.lower_bound == by_path.optimal
+    assert by_path.seconds >= 0
+
+
+def test_peak_memory_inplace_never_needs_more():
+    plain = api.peak_memory(path("randwire_small_int8"))
+    shared = api.peak_memory(path("randwire_small_int8"), inplace=True)
+    assert shared.optimal <= plain.optimal
+    assert shared.stored == plain.stored  # the stored order is always measured as TFLM plans it
+
+
+def test_peak_memory_finds_the_known_win():
+    # hostile_order is inception_int8 stored breadth-first: same graph, worse order.
+    hostile = api.peak_memory(path("hostile_order_int8"))
+    good = api.peak_memory(path("inception_int8"))
+    assert hostile.stored > good.stored
+    assert hostile.optimal == good.optimal < hostile.stored
+
+
+def test_optimize_returns_bytes_and_report():
+    raw = path("inception_int8").read_bytes()
+    result = api.optimize(raw, verify=True, output_name="opt.tflite")
+    assert isinstance(result.data, bytes) and result.data[4:8] == b"TFL3"
+    r = result.report
+    assert r.output == "opt.tflite" and r.ops == 41 and r.subgraphs == 1
+    assert r.lower_bound <= r.peak_after <= r.peak_before
+    assert r.optimal and r.ratio == pytest.approx(r.peak_before / r.peak_after)
+    assert r.arena_planned == r.peak_after  # the plan packs without fragmentation here
+    assert r.verification["ok"]
+    d = r.to_dict()
+    assert d["ratio"] == round(r.ratio, 4) and d["gap"] == 0
+    assert raw == path("inception_int8").read_bytes()  # input untouched
+    # The written bytes are a model whose stored order has the optimal peak.
+    out = load_model(result.data)
+    graph = build_graph(out.model)
+    assert simulate(graph, graph.stored_orders(), inplace=False).lower_bound == \
+        r.peak_after_no_inplace
+    assert len(get_offline_plan(out.model)) == graph.n_tensors
+
+
+def test_optimize_without_plan_writes_no_offline_plan():
+    result = api.optimize(path("randwire_small_int8"), plan=False, verify=False)
+    r = result.report
+    assert result.plan is None and r.arena_planned is None
+    assert not r.inplace and r.peak_after == r.peak_after_no_inplace
+    assert get_offline_plan(load_model(result.data).model) is None
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_optimize_inplace_flag(inplace):
+    r = api.optimize(path("randwire_small_int8"), inplace=inplace, verify=False).report
+    assert r.inplace is inplace
+    if inplace:
+        assert r.peak_after <= r.peak_after_no_inplace
+    else:
+        assert r.peak_after == r.peak_after_no_inplace
+    assert r.arena_planned is not None and r.arena_planned >= r.peak_after
+
+
+def test_optimize_accepts_a_loaded_model_and_leaves_it_alone():
+    loaded = load_model(path("hostile_order_int8"))
+    before = serialize_model(loaded.model)
+    result = api.optimize(loaded, verify=False)
+    assert isinstance(loaded, LoadedModel)
+    assert serialize_model(loaded.model) == before
+    assert result.report.peak_after < result.report.peak_before
+
+
+def _reordered(loaded: LoadedModel, rng: random.Random) -> bytes:
+    """The same network stored in a random topological order (a NAS 'candidate')."""
+    graph = build_graph(loaded.model)
+    sg = graph.subgraphs[0]
+    indeg = [len(p) for p in sg.preds]
+    ready = [v for v, d in enumerate(indeg) if d == 0]
+    order = []
+    while ready:
+        v = ready.pop(rng.randrange(len(ready)))
+        order.append(v)
+        for w in sg.succs[v]:
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                ready.append(w)
+    m = copy.deepcopy(loaded.model)
+    api.apply_orders(m, [order])
+    return serialize_model(m)
+
+
+def test_nas_loop():
+    """A search loop scores candidates by their optimal arena, picks the best under budget.
+
+    Candidates: several architectures, each also stored in random operator orders. The
+    stored peak depends on the order the converter happened to emit; the optimal peak
+    must not, so the ranking is by architecture alone.
+    """
+    rng = random.Random(0)
+    budget = 64 * 1024
+    candidates: list[tuple[str, bytes]] = []
+    for name in ("inception_int8", "randwire_small_int8", "nasnet_cells_int8",
+                 "concat_dw_int8", "mobilenet_int8"):
+        loaded = load_model(path(name))
+        candidates.append((name, loaded.raw))
+        candidates += [(name, _reordered(loaded, rng)) for _ in range(3)]
+    scores: dict[str, set[int]] = {}
+    stored: dict[str, set[int]] = {}
+    fits = []
+    for name, data in candidates:
+        pm = api.peak_memory(data, time_limit=5)
+        assert pm.is_optimal and pm.lower_bound <= pm.optimal <= pm.stored
+        scores.setdefault(name, set()).add(pm.optimal)
+        stored.setdefault(name, set()).add(pm.stored)
+        if pm.optimal <= budget:
+            fits.append((pm.optimal, name))
+    assert len(candidates) == 20
+    assert all(len(v) == 1 for v in scores.values()), scores  # order-independent
+    assert any(len(v) > 1 for v in stored.values())  # …while stored peaks vary
+    best = min(fits)
+    assert best == (min(min(v) for v in scores.values()), "nasnet_cells_int8")
+    # What the loop would report: every architecture that fits the budget once reordered.
+    assert {n for _, n in fits} >= {"inception_int8", "randwire_small_int8"}

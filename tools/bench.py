@@ -1,0 +1,621 @@
+#!/usr/bin/env python3
+"""Benchmark tflite-reorder on the shipped models and on growing RandWire stages.
+
+Usage::
+
+    python tools/bench.py                                  # model table (stdout)
+    python tools/bench.py --markdown docs/results.md --plot docs/arena.png \\
+        --scaling docs/scaling.png                         # everything, as shipped in docs/
+
+Model table (one fresh subprocess per model, so peak RSS is that model's alone): ops, peak
+live bytes of the stored order and of our order (TFLM lifetimes, in-place sharing on),
+ratio, optimality certificate and lower bound, scheduling seconds, the planned arena head,
+TFLM's measured head/total for the input model (TFLM's own planner) and for our output,
+the tool's peak RSS (read + schedule + plan + write + verify) and NAS throughput
+(``api.peak_memory`` calls per second on that model).
+
+Scaling (``--scaling``): RandWire stages built directly as ``memory.Problem``s (Watts-
+Strogatz k=4, p=0.75, edges oriented low -> high; a node = ADD chain over its inputs -> one
+op; sinks summed by ADDs into the stage output; every tensor the same size; no in-place
+sharing). Our ``scheduler.schedule`` against an exhaustive memoised search over executed-op
+sets (tflite-tools style), both in this process, each stopped at a time (and, for the
+baseline, memory) limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (8, 12, 16, 24, 32, 48, 64)
+TENSOR = 9216  # bytes of every synthetic tensor (24x24x16 int8)
+
+
+# =============================================================================================
+# Per-model measurements (run in a child process: ``bench.py --one MODEL``)
+
+
+def measure_model(path: Path, time_limit: float, nas_seconds: float) -> dict:
+    """Everything the model table shows, for one model, in this (fresh) process."""
+    from tflite_reorder import api, tflm
+
+    raw = path.read_bytes()
+    verified = True
+    try:
+        result = api.optimize(path, time_limit=time_limit, verify=True)
+    except api.VerificationError:
+        verified = False
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if not verified:  # still measure what we would have written
+        result = api.optimize(path, time_limit=time_limit, verify=False)
+    r = result.report
+    row = {
+        "model": path.stem, "ops": r.ops, "subgraphs": r.subgraphs,
+        "peak_before": r.peak_before, "peak_after": r.peak_after, "ratio": r.ratio,
+        "optimal": r.optimal, "lower_bound": r.lower_bound,
+        "schedule_seconds": r.schedule_seconds, "arena_planned": r.arena_planned,
+        "tflm_greedy_head_our_order": r.tflm_greedy_head, "verified": verified,
+        "shape_fixes": len(r.shape_fixes), "rss_mib": rss_mib,
+    }
+    if tflm.available():
+        before, after = tflm.measure_arena(raw), tflm.measure_arena(result.data)
+        row.update(tflm_head_before=before.head, tflm_total_before=before.total,
+                   tflm_head_after=after.head, tflm_total_after=after.total)
+    rewritten = api.optimize(path, rewrite=True, time_limit=time_limit, verify=False)
+    if rewritten.report.rewrites and tflm.available():
+        row["tflm_head_rewrite"] = tflm.measure_arena(rewritten.data).head
+    row["nas_per_second"] = nas_throughput(raw, time_limit, nas_seconds)
+    return row
+
+
+def nas_throughput(raw: bytes, time_limit: float, seconds: float) -> float:
+    """Candidates per second a NAS loop gets from ``api.peak_memory`` on this model."""
+    from tflite_reorder import api
+
+    n, t0 = 0, time.perf_counter()
+    while n == 0 or time.perf_counter() - t0 < seconds:
+        api.peak_memory(raw, time_limit=time_limit)
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def run_child(path: Path, time_limit: float, nas_seconds: float) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(path),
+           "--time-limit", str(time_limit), "--nas-seconds", str(nas_seconds)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30 * time_limit + 300)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": path.stem, "error": tail}
+    return json.loads(lines[-1])
+
+
+def bench_models(models: list[Path], time_limit: float, nas_seconds: float) -> list[dict]:
+    rows = []
+    for path in models:
+        t0 = time.perf_counter()
+        row = run_child(path, time_limit, nas_seconds)
+        print(f"  {path.stem}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def pick_models(models_dir: Path, only: list[str] | None) -> list[Path]:
+    """The main models: everything but the one-op ``inplace_*`` kernel-check models."""
+    found = sorted(p for p in models_dir.glob("*.tflite") if not p.stem.startswith("inplace_"))
+    if only:
+        found = [p for p in found if p.stem in only]
+    return found
+
+
+# =============================================================================================
+# Synthetic RandWire stages and the exhaustive baseline
+
+
+def ws_graph(n: int, k: int, p: float, seed: int) -> list[tuple[int, int]]:
+    """Watts-Strogatz graph (networkx's algorithm), edges oriented low -> high.
+
+    Same construction as ``tools/make_models.py`` (so n=32, seed=1 is the first stage of
+    ``randwire_ws_int8``).
+    """
+    import numpy as np
+
+    rs = np.random.RandomState(seed)
+    adj: dict[int, set[int]] = {i: set() for i in range(n)}
+    for i in range(n):
+        for j in range(1, k // 2 + 1):
+            a, b = i, (i + j) % n
+            adj[a].add(b)
+            adj[b].add(a)
+    for j in range(1, k // 2 + 1):
+        for u in range(n):
+            v = (u + j) % n
+            if rs.rand() < p:
+                w = int(rs.randint(n))
+                ok = True
+                while w == u or w in adj[u]:
+                    if len(adj[u]) >= n - 1:
+                        ok = False
+                        break
+                    w = int(rs.randint(n))
+                if ok:
+                    adj[u].discard(v)
+                    adj[v].discard(u)
+                    adj[u].add(w)
+                    adj[w].add(u)
+    return sorted({(min(a, b), max(a, b)) for a in adj for b in adj[a]})
+
+
+def randwire_problem(n_nodes: int, seed: int = 1, size: int = TENSOR):
+    """One RandWire stage as a ``memory.Problem``: tensor 0 is the stage input."""
+    from tflite_reorder.memory import Problem
+
+    preds: dict[int, list[int]] = {v: [] for v in range(n_nodes)}
+    has_succ = set()
+    for a, b in ws_graph(n_nodes, 4, 0.75, seed):
+        preds[b].append(a)
+        has_succ.add(a)
+    op_in: list[tuple[int, ...]] = []
+    op_out: list[tuple[int, ...]] = []
+    n_tensors = 1
+
+    def op(*inputs: int) -> int:
+        nonlocal n_tensors
+        op_in.append(inputs)
+        op_out.append((n_tensors,))
+        n_tensors += 1
+        return n_tensors - 1
+
+    def add_chain(ts: list[int]) -> int:
+        h = ts[0]
+        for t in ts[1:]:
+            h = op(h, t)  # ADD
+        return h
+
+    node_out: dict[int, int] = {}
+    for v in range(n_nodes):
+        ins = [node_out[u] for u in preds[v]] or [0]
+        node_out[v] = op(add_chain(ins))  # the node's op (ReLU-conv-BN in RandWire)
+    out = add_chain([node_out[v] for v in range(n_nodes) if v not in has_succ])
+    producer = [-1] * n_tensors
+    consumers: list[list[int]] = [[] for _ in range(n_tensors)]
+    for i, (ins, outs) in enumerate(zip(op_in, op_out, strict=True)):
+        for t in outs:
+            producer[t] = i
+        for t in dict.fromkeys(ins):
+            consumers[t].append(i)
+    n = len(op_in)
+    return Problem(
+        n_ops=n, size=(size,) * n_tensors, producer=tuple(producer),
+        consumers=tuple(tuple(c) for c in consumers),
+        pinned=tuple(t == out for t in range(n_tensors)), inputs=(0,),
+        op_in=tuple(op_in), op_out=tuple(op_out),
+        preds=tuple(tuple(sorted({producer[t] for t in ins if producer[t] >= 0}))
+                    for ins in op_in),
+        extra=(0,) * n, alias=((),) * n,
+    )
+
+
+class _Stop(Exception):
+    pass
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class BaselineResult:
+    status: str  # "optimal", "time limit", "memory limit"
+    peak: int | None
+    states: int
+    seconds: float
+    rss_mib: float  # resident memory growth while it ran
+
+
+def exhaustive_baseline(p, time_limit: float = 60.0, mem_limit: float = 4e9) -> BaselineResult:
+    """Minimum peak by memoised recursion over executed-op sets (no pruning, no bounds).
+
+    The value of a set S is the best max-step-cost of any completion from S, so the memo
+    holds one entry per downset reached: exact, and exponential in the graph's width.
+    """
+    from tflite_reorder.memory import initial_live, peak, resident_after_inputs
+
+    n = p.n_ops
+    full = (1 << n) - 1
+    pred_mask = [sum(1 << u for u in p.preds[v]) for v in range(n)]
+    step_out = [sum(p.size[t] for t in p.op_out[v]) + p.extra[v] for v in range(n)]
+    kept = [sum(p.size[t] for t in p.op_out[v] if p.consumers[t] or p.pinned[t])
+            for v in range(n)]
+    dying = [[(sum(1 << c for c in p.consumers[t]), p.size[t]) for t in dict.fromkeys(p.op_in[v])
+              if not p.pinned[t] and p.size[t]] for v in range(n)]
+    memo: dict[int, int] = {}
+    calls = [0]
+    t0, rss0 = time.perf_counter(), _rss_bytes()
+    rss_seen = [rss0]
+
+    def check() -> None:
+        rss_seen[0] = max(rss_seen[0], _rss_bytes())
+        if time.perf_counter() - t0 > time_limit:
+            raise _Stop("time limit")
+        if rss_seen[0] - rss0 > mem_limit:
+            raise _Stop("memory limit")
+
+    def rec(S: int, mem: int) -> int:
+        if S == full:
+            return 0
+        hit = memo.get(S)
+        if hit is not None:
+            return hit
+        calls[0] += 1
+        if not calls[0] & 0x3FFF:
+            check()
+        best = 1 << 62
+        for v in range(n):
+            bit = 1 << v
+            if S & bit or pred_mask[v] & ~S:
+                continue
+            S2 = S | bit
+            freed = sum(sz for cm, sz in dying[v] if not cm & ~S2)
+            val = max(mem + step_out[v], rec(S2, mem + kept[v] - freed))
+            best = min(best, val)
+        memo[S] = best
+        return best
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4 * n + 1000))
+    try:
+        value = max(initial_live(p), rec(0, resident_after_inputs(p)))
+        status = "optimal"
+    except _Stop as stop:
+        value, status = None, str(stop)
+    finally:
+        sys.setrecursionlimit(limit)
+    seconds = time.perf_counter() - t0
+    rss_seen[0] = max(rss_seen[0], _rss_bytes())
+    states = len(memo)
+    if value is not None:  # the memo's answer must be an order with that peak
+        order = _baseline_order(p, memo, pred_mask, full)
+        assert peak(p, order) == value, "baseline order does not reach its own value"
+    memo.clear()
+    return BaselineResult(status, value, states, seconds, (rss_seen[0] - rss0) / 2**20)
+
+
+def _baseline_order(p, memo: dict[int, int], pred_mask: list[int], full: int) -> list[int]:
+    """Follow the memo: at each set take an op whose completion achieves the set's value."""
+    from tflite_reorder.memory import step_costs
+
+    order: list[int] = []
+    S = 0
+    while S != full:
+        ready = [v for v in range(p.n_ops) if not S >> v & 1 and not pred_mask[v] & ~S]
+        target = memo[S]
+
+        def total(v: int, S: int = S) -> int:
+            S2 = S | 1 << v
+            return max(step_costs(p, order + [v])[-1], memo.get(S2, 0) if S2 != full else 0)
+
+        v = next(v for v in ready if total(v) <= target)
+        order.append(v)
+        S |= 1 << v
+    return order
+
+
+@dataclass
+class ScalingRow:
+    nodes: int
+    ops: int
+    ours_seconds: float
+    ours_peak: int
+    ours_optimal: bool
+    ours_lower_bound: int
+    ours_states: int
+    base_status: str
+    base_seconds: float | None
+    base_peak: int | None
+    base_states: int | None
+    base_rss_mib: float | None
+
+
+def bench_scaling(sizes, seed: int, time_limit: float, base_limit: float, base_mem: float,
+                  skip_after_timeout: bool) -> list[ScalingRow]:
+    from tflite_reorder.scheduler import schedule
+
+    rows: list[ScalingRow] = []
+    gave_up: int | None = None
+    for n in sizes:
+        p = randwire_problem(n, seed)
+        ours = schedule(p, time_limit=time_limit, max_states=10**9)
+        if gave_up is not None and skip_after_timeout:
+            base = BaselineResult(f"not run (stopped at {gave_up} nodes)", None, 0, 0.0, 0.0)
+        else:
+            base = exhaustive_baseline(p, base_limit, base_mem)
+            if base.status != "optimal":
+                gave_up = n
+        if base.peak is not None and ours.optimal and base.peak != ours.peak:
+            raise AssertionError(f"{n} nodes: baseline {base.peak} != scheduler {ours.peak}")
+        ran = not base.status.startswith("not run")
+        rows.append(ScalingRow(
+            n, p.n_ops, ours.seconds, ours.peak, ours.optimal, ours.lower_bound, ours.states,
+            base.status, base.seconds if ran else None, base.peak,
+            base.states if ran else None, base.rss_mib if ran else None))
+        print(f"  {n} nodes / {p.n_ops} ops: ours {ours.seconds:.2f} s "
+              f"({'optimal' if ours.optimal else 'not optimal'}), baseline {base.status} "
+              f"{base.seconds:.2f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+# =============================================================================================
+# Tables and plots
+
+
+def _b(n) -> str:
+    """Exact bytes: KiB with one decimal hides the 16-byte wins."""
+    return "-" if n is None else str(n)
+
+
+MODEL_COLUMNS = [
+    ("model", lambda r: r["model"]),
+    ("ops", lambda r: str(r["ops"])),
+    ("peak before B", lambda r: _b(r["peak_before"])),
+    ("peak after B", lambda r: _b(r["peak_after"])),
+    ("ratio", lambda r: f"{r['ratio']:.2f}x"),
+    ("optimal", lambda r: "yes" if r["optimal"] else "no"),
+    ("lower bound B", lambda r: _b(r["lower_bound"])),
+    ("sched s", lambda r: f"{r['schedule_seconds']:.3f}"),
+    ("arena planned B", lambda r: _b(r["arena_planned"])),
+    ("TFLM head before B", lambda r: _b(r.get("tflm_head_before"))),
+    ("TFLM total before B", lambda r: _b(r.get("tflm_total_before"))),
+    ("TFLM head after B", lambda r: _b(r.get("tflm_head_after"))),
+    ("TFLM total after B", lambda r: _b(r.get("tflm_total_after"))),
+    ("verified", lambda r: "yes" if r["verified"] else "FAILED"),
+    ("peak RSS MiB", lambda r: f"{r['rss_mib']:.0f}"),
+    ("NAS cand/s", lambda r: f"{r['nas_per_second']:.1f}"),
+]
+
+
+def _scaling_columns(limit: float) -> list:
+    def base_time(r) -> str:
+        if r["base_seconds"] is None:
+            return "-"
+        mark = "" if r["base_status"] == "optimal" else ">"
+        return f"{mark}{r['base_seconds']:.2f}"
+
+    return [
+        ("nodes", lambda r: str(r["nodes"])),
+        ("ops", lambda r: str(r["ops"])),
+        ("ours s", lambda r: f"{r['ours_seconds']:.3f}"),
+        ("ours peak B", lambda r: _b(r["ours_peak"])),
+        ("ours optimal", lambda r: "yes" if r["ours_optimal"] else
+         f"no (bound {r['ours_lower_bound']})"),
+        ("ours states", lambda r: str(r["ours_states"])),
+        ("baseline s", base_time),
+        ("baseline result", lambda r: r["base_status"]),
+        ("baseline peak B", lambda r: _b(r["base_peak"])),
+        ("baseline states", lambda r: "-" if r["base_states"] is None else str(r["base_states"])),
+        ("baseline RSS MiB", lambda r: "-" if r["base_rss_mib"] is None
+         else f"{r['base_rss_mib']:.0f}"),
+    ]
+
+
+def _cells(rows: list[dict], columns) -> list[list[str]]:
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["model"], f"error: {r['error']}"] + [""] * (len(columns) - 2))
+        else:
+            out.append([f(r) for _, f in columns])
+    return out
+
+
+def text_table(rows: list[dict], columns) -> str:
+    head = [c for c, _ in columns]
+    body = _cells(rows, columns)
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    fmt = lambda cells: "  ".join(  # noqa: E731
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                             strict=True)))
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, body)])
+
+
+def markdown_table(rows: list[dict], columns) -> str:
+    head = [c for c, _ in columns]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, columns)]
+    return "\n".join(lines)
+
+
+def plot_arena(rows: list[dict], path: Path) -> None:
+    """Per model: TFLM-measured head of the converter's order, of ours (+ rewrites if any)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in rows if "tflm_head_before" in r]
+    series = [("converter order, TFLM planner", "tflm_head_before"),
+              ("our order + offline plan", "tflm_head_after")]
+    if any(r.get("tflm_head_rewrite") is not None for r in rows):
+        series.append(("with rewrites", "tflm_head_rewrite"))
+    x = np.arange(len(rows))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(rows) + 2), 5))
+    for i, (label, key) in enumerate(series):
+        vals = [(r.get(key) or 0) / 1024 for r in rows]
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
+    for xi, r in zip(x, rows, strict=True):
+        saved = 1 - r["tflm_head_after"] / r["tflm_head_before"]
+        if saved >= 0.01:
+            ax.annotate(f"-{saved:.0%}", (xi, r["tflm_head_before"] / 1024),
+                        ha="center", va="bottom", fontsize=7)
+    names = [r["model"] + (" *" if r.get("shape_fixes") else "") for r in rows]
+    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    if any(r.get("shape_fixes") for r in rows):
+        fig.text(0.01, 0.01, "* stored shapes smaller than what the kernels write: TFLM "
+                 "under-allocates the input model; our output stores the true shapes",
+                 fontsize=7)
+    ax.set_ylabel("TFLM arena head (KiB), measured")
+    ax.set_title("TFLite Micro arena (activations) per model: measured by TFLM")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_scaling(rows: list[dict], path: Path, limit: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot([r["ops"] for r in rows], [r["ours_seconds"] for r in rows], "o-", color="C0",
+            label="tflite-reorder scheduler (proven optimal)")
+    open_ = [r for r in rows if not r["ours_optimal"]]
+    if open_:
+        ax.plot([r["ops"] for r in open_], [r["ours_seconds"] for r in open_], "o", mfc="white",
+                color="C0", label="scheduler stopped at its limit (not proven)")
+    done = [r for r in rows if r["base_status"] == "optimal"]
+    stopped = [r for r in rows if r["base_seconds"] is not None and r["base_status"] != "optimal"]
+    ax.plot([r["ops"] for r in done], [r["base_seconds"] for r in done], "s-", color="C1",
+            label="exhaustive memoised search (baseline)")
+    if stopped:
+        ax.plot([r["ops"] for r in stopped], [r["base_seconds"] for r in stopped], "x",
+                color="C1", ms=10, mew=2, label="baseline stopped (time/memory limit)")
+    ax.axhline(limit, ls=":", color="gray", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("operators in the stage (RandWire WS k=4 p=0.75; nodes in labels)")
+    ax.set_ylabel("seconds")
+    for r in rows:
+        ax.annotate(f"{r['nodes']}", (r["ops"], r["ours_seconds"]), textcoords="offset points",
+                    xytext=(0, -12), ha="center", fontsize=7)
+    ax.set_title("Scheduling time vs graph size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_markdown(path: Path, models: list[dict], scaling: list[dict] | None,
+                   args: argparse.Namespace, plots: dict[str, Path | None]) -> None:
+    from tflite_reorder import __version__
+
+    parts = [
+        "# Benchmark results",
+        "",
+        f"Generated by `python tools/bench.py` (tflite-reorder {__version__}) on "
+        f"{platform.machine()} / Python {platform.python_version()} / {os.cpu_count()} "
+        f"cores, {time.strftime('%Y-%m-%d')}. Do not edit by hand.",
+        "",
+    ]
+    if models:
+        parts += [
+            "## Models (`models/*.tflite`, except the one-op `inplace_*` kernel checks)", "",
+            markdown_table(models, MODEL_COLUMNS), "",
+            "Peaks are live arena bytes under TFLM's lifetime rules (16-byte rounded, true "
+            "shapes): *before* = stored (converter) order, no sharing; *after* = our order "
+            "with in-place sharing. *arena planned* is the head of the offline plan written "
+            "into the model. *TFLM head/total before* = TFLM (`print_allocations`) on the "
+            "input model with its own greedy planner; *after* = TFLM on our output (head = "
+            "activations, total = head + persistent tail). Models with SPACE_TO_BATCH_ND "
+            "(darts_*, dilated_int8) store shapes smaller than what the kernels write, so "
+            "TFLM's *before* head under-allocates them (DESIGN.md §1); our output stores "
+            "the true shapes. *peak RSS* is the whole tool run (read, schedule, plan, "
+            "write, verify with LiteRT and TFLM) in a fresh process. *NAS cand/s* = "
+            f"`api.peak_memory` calls per second on that model (~{args.nas_seconds:g} s of "
+            "repeats).", "",
+        ]
+        if plots.get("arena"):
+            parts += [f"![TFLM-measured arena per model]({plots['arena'].name})", ""]
+    if scaling:
+        parts += [
+            "## Scheduling time vs graph size (synthetic RandWire stages)", "",
+            markdown_table(scaling, _scaling_columns(args.baseline_seconds)), "",
+            f"Watts-Strogatz k=4, p=0.75 stages (seed {args.seed}) as synthetic problems: "
+            "a node is an ADD chain over its inputs followed by one op; sinks are summed "
+            f"into the stage output; every tensor {TENSOR} B; no in-place sharing. *ours* = "
+            f"`scheduler.schedule` (time limit {args.time_limit:g} s). *baseline* = "
+            "exhaustive memoised recursion over executed-op sets (tflite-tools style), same "
+            f"process, stopped after {args.baseline_seconds:g} s or "
+            f"{args.baseline_gb:g} GB of RSS growth ('>' = stopped, not finished)."
+            + (" After the baseline is stopped once, larger sizes are not run."
+               if args.baseline_skip else ""), "",
+        ]
+        if plots.get("scaling"):
+            parts += [f"![Scheduling time vs graph size]({plots['scaling'].name})", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))
+
+
+# =============================================================================================
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, default=ROOT / "models")
+    ap.add_argument("--only", nargs="*", help="model names (stems) to run")
+    ap.add_argument("--no-models", action="store_true", help="skip the model table")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="scheduler time limit (s)")
+    ap.add_argument("--nas-seconds", type=float, default=1.0)
+    ap.add_argument("--markdown", type=Path)
+    ap.add_argument("--plot", type=Path, help="grouped bar chart of TFLM-measured arenas")
+    ap.add_argument("--scaling", type=Path, help="run the scaling study and plot it here")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--baseline-seconds", type=float, default=60.0)
+    ap.add_argument("--baseline-gb", type=float, default=4.0)
+    ap.add_argument("--baseline-skip", action="store_true",
+                    help="do not run the baseline at larger sizes once it was stopped")
+    ap.add_argument("--json", type=Path, help="also dump the raw numbers as JSON")
+    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_model(args.one, args.time_limit, args.nas_seconds)))
+        return 0
+    t0 = time.perf_counter()
+    models: list[dict] = []
+    if not args.no_models:
+        print("models:", file=sys.stderr)
+        models = bench_models(pick_models(args.models, args.only), args.time_limit,
+                              args.nas_seconds)
+        print(text_table(models, MODEL_COLUMNS), "\n", flush=True)
+    scaling = None
+    if args.scaling:
+        print("scaling:", file=sys.stderr)
+        sizes = [int(s) for s in args.sizes.split(",")]
+        scaling = [asdict(r) for r in bench_scaling(
+            sizes, args.seed, args.time_limit, args.baseline_seconds,
+            args.baseline_gb * 1e9, args.baseline_skip)]
+        print(text_table(scaling, _scaling_columns(args.baseline_seconds)), "\n", flush=True)
+        plot_scaling(scaling, args.scaling, args.baseline_seconds)
+    if args.plot and models:
+        plot_arena(models, args.plot)
+    if args.markdown:
+        write_markdown(args.markdown, models, scaling, args,
+                       {"arena": args.plot, "scaling": args.scaling})
+    if args.json:
+        args.json.write_text(json.dumps({"models": models, "scaling": scaling}, indent=1))
+    print(f"total {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

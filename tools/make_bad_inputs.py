@@ -1,0 +1,375 @@
+"""Build the bad-input corpus in ``tests/bad_inputs/`` and the synthetic stress models.
+
+    python tools/make_bad_inputs.py            # (re)write tests/bad_inputs/
+    python tools/make_bad_inputs.py --check    # exit 1 if the committed files are stale
+
+Structurally bad models are real models from ``models/`` edited with the schema object API
+(``ai_edge_litert.schema_py_generated``) and packed with ``flatbuffer_io.serialize_model``,
+so each file has exactly one thing wrong. Deterministic: same bytes on every run.
+
+``synthetic_chains`` (the 20,000-operator model) and ``wide_branches`` (an adversarially
+wide graph) are built in memory by the tests and by ``tools/limits.py``; they are too big
+to commit. Neither needs to run in TFLM: they exist to stress the scheduler and the writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from tflite_reorder.flatbuffer_io import load_model, serialize_model
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+OUT = ROOT / "tests" / "bad_inputs"
+BASE = "inplace_add_int8"  # 6 ops, two parallel branches, 4.6 kB: small enough to commit
+OP = schema.BuiltinOperator
+
+
+def _base(name: str = BASE) -> schema.ModelT:
+    return copy.deepcopy(load_model(MODELS / f"{name}.tflite").model)
+
+
+def _ops(m: schema.ModelT, s: int = 0) -> list[schema.OperatorT]:
+    return m.subgraphs[s].operators
+
+
+def _opcode(m: schema.ModelT, builtin: int, custom: str | None = None) -> int:
+    """Index of an operator code (added if missing)."""
+    for i, c in enumerate(m.operatorCodes):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin and (
+            custom is None or c.customCode in (custom, custom.encode())
+        ):
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, 127)
+    code.customCode = custom
+    code.version = 1
+    m.operatorCodes.append(code)
+    return len(m.operatorCodes) - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus entries: file name -> bytes. The expected outcomes live in tests/test_robustness.py.
+
+
+def wrong_identifier() -> bytes:
+    data = bytearray((MODELS / f"{BASE}.tflite").read_bytes())
+    data[4:8] = b"TFL2"
+    return bytes(data)
+
+
+def random_bytes() -> bytes:
+    return random.Random(1).randbytes(4096)
+
+
+def onnx_like() -> bytes:
+    """An ONNX ModelProto: ir_version, producer, a graph with one Relu node (protobuf)."""
+
+    def field(num: int, payload: bytes) -> bytes:
+        return bytes([num << 3 | 2, len(payload)]) + payload
+
+    node = field(1, b"x") + field(2, b"y") + field(4, b"Relu")
+    graph = field(1, node) + field(2, b"g")
+    return b"\x08\x07" + field(2, b"pytorch") + field(3, b"2.1") + field(7, graph) + \
+        b"\x42\x04\x08\x11\x10\x00"  # opset_import {version: 17}
+
+
+def saved_model_pb() -> bytes:
+    """The start of a SavedModel's ``saved_model.pb`` (a protobuf, schema version 1)."""
+    return b"\x08\x01\x12\x20\x0a\x1e\x0a\x0bserve\x12\x0fserving_default"
+
+
+def json_text() -> bytes:
+    return b'{"version": 3, "subgraphs": [{"operators": []}], "buffers": []}\n'
+
+
+def tensor_index_out_of_range() -> bytes:
+    m = _base()
+    _ops(m)[3].inputs = np.array([8, 99], dtype=np.int32)  # ADD reads tensor 99 of 14
+    return serialize_model(m)
+
+
+def output_index_out_of_range() -> bytes:
+    m = _base()
+    m.subgraphs[0].outputs = np.array([-5], dtype=np.int32)
+    return serialize_model(m)
+
+
+def buffer_index_out_of_range() -> bytes:
+    m = _base()
+    m.subgraphs[0].tensors[9].buffer = len(m.buffers) + 40
+    return serialize_model(m)
+
+
+def opcode_index_out_of_range() -> bytes:
+    m = _base()
+    _ops(m)[2].opcodeIndex = len(m.operatorCodes) + 3
+    return serialize_model(m)
+
+
+def cycle() -> bytes:
+    """ADD 3 reads the output of ADD 4, which reads ADD 3's: a two-operator cycle."""
+    m = _base()
+    ops = _ops(m)
+    ops[3].inputs = np.array([8, 12], dtype=np.int32)  # 12 = output of op 4
+    return serialize_model(m)
+
+
+def produced_twice() -> bytes:
+    m = _base()
+    ops = _ops(m)
+    ops[1].outputs = np.array(ops[0].outputs)  # both CONV_2Ds write tensor 8
+    return serialize_model(m)
+
+
+def recursive_control_flow() -> bytes:
+    """The WHILE body calls subgraph 0 (which holds the WHILE): infinite recursion."""
+    m = _base("while_float32")
+    for op in _ops(m):
+        opts = op.builtinOptions
+        if isinstance(opts, schema.WhileOptionsT):
+            opts.bodySubgraphIndex = 0
+    # Keep the file small: drop the constant data (weights) of the convolutions.
+    for b in m.buffers:
+        if b.data is not None and len(b.data) > 256:
+            b.data = np.zeros(16, dtype=np.uint8)
+    return serialize_model(m)
+
+
+def dynamic_shapes() -> bytes:
+    """Every activation's ``shape_signature`` has a dynamic (-1) batch; stored shapes are 1."""
+    m = _base()
+    for t in m.subgraphs[0].tensors:
+        if t.shape is not None and len(t.shape) == 4 and not _constant(m, t):
+            t.shapeSignature = np.array([-1, *list(t.shape)[1:]], dtype=np.int32)
+    return serialize_model(m)
+
+
+def dynamic_stored_dim() -> bytes:
+    """The input stored as [-1, 8, 8, 16]: its size is unknown until run time."""
+    m = _base()
+    t = m.subgraphs[0].tensors[int(m.subgraphs[0].inputs[0])]
+    t.shape = np.array([-1, 8, 8, 16], dtype=np.int32)
+    t.shapeSignature = np.array([-1, 8, 8, 16], dtype=np.int32)
+    return serialize_model(m)
+
+
+def zero_sized_tensor() -> bytes:
+    """An extra MEAN output of 0 elements ([1, 0, 1, 16]) beside the real graph."""
+    m = _base()
+    sg = m.subgraphs[0]
+    ops = _ops(m)
+    mean = next(op for op in ops if m.operatorCodes[op.opcodeIndex].builtinCode == OP.MEAN)
+    zero = copy.deepcopy(sg.tensors[int(mean.inputs[0])])
+    zero.name = "zero_sized"
+    zero.shape = np.array([1, 0, 8, 16], dtype=np.int32)
+    zero.shapeSignature = None
+    sg.tensors.append(zero)
+    relu = schema.OperatorT()
+    relu.opcodeIndex = _opcode(m, OP.RELU)
+    relu.inputs = np.array([len(sg.tensors) - 1], dtype=np.int32)
+    out = copy.deepcopy(zero)
+    out.name = "zero_sized_relu"
+    sg.tensors.append(out)
+    relu.outputs = np.array([len(sg.tensors) - 1], dtype=np.int32)
+    ops.insert(2, relu)
+    sg.inputs = np.array([*list(sg.inputs), len(sg.tensors) - 2], dtype=np.int32)
+    sg.outputs = np.array([*list(sg.outputs), len(sg.tensors) - 1], dtype=np.int32)
+    return serialize_model(m)
+
+
+def custom_and_unknown_ops() -> bytes:
+    """The MEAN becomes a custom op and one CONV_2D an unknown builtin (code 250)."""
+    m = _base()
+    ops = _ops(m)
+    codes = m.operatorCodes
+    mean = next(op for op in ops if codes[op.opcodeIndex].builtinCode == OP.MEAN)
+    mean.opcodeIndex = _opcode(m, OP.CUSTOM, "MyVendorMean")
+    mean.builtinOptionsType, mean.builtinOptions = 0, None
+    mean.customOptions = np.frombuffer(b"\x01\x02\x03\x04", dtype=np.uint8).copy()
+    ops[0].opcodeIndex = _opcode(m, 250)
+    ops[0].builtinOptionsType, ops[0].builtinOptions = 0, None
+    return serialize_model(m)
+
+
+def _constant(m: schema.ModelT, t: schema.TensorT) -> bool:
+    buf = m.buffers[t.buffer] if 0 < t.buffer < len(m.buffers) else None
+    return buf is not None and buf.data is not None and len(buf.data) > 0
+
+
+CORPUS: dict[str, Callable[[], bytes]] = {
+    "empty.tflite": lambda: b"",
+    "random.tflite": random_bytes,
+    "wrong_identifier.tflite": wrong_identifier,
+    "model.onnx": onnx_like,
+    "saved_model/saved_model.pb": saved_model_pb,
+    "saved_model/variables/variables.index": lambda: b"\x00" * 16,
+    "model.json": json_text,
+    "tensor_index_out_of_range.tflite": tensor_index_out_of_range,
+    "output_index_out_of_range.tflite": output_index_out_of_range,
+    "buffer_index_out_of_range.tflite": buffer_index_out_of_range,
+    "opcode_index_out_of_range.tflite": opcode_index_out_of_range,
+    "cycle.tflite": cycle,
+    "produced_twice.tflite": produced_twice,
+    "recursive_control_flow.tflite": recursive_control_flow,
+    "dynamic_shapes.tflite": dynamic_shapes,
+    "dynamic_stored_dim.tflite": dynamic_stored_dim,
+    "zero_sized_tensor.tflite": zero_sized_tensor,
+    "custom_and_unknown_ops.tflite": custom_and_unknown_ops,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic stress models (built in memory)
+
+
+class _Builder:
+    """A single-subgraph float32 model assembled with the object API."""
+
+    def __init__(self) -> None:
+        self.m = schema.ModelT()
+        self.m.version = 3
+        self.m.description = "tflite-reorder synthetic stress model"
+        self.m.operatorCodes = []
+        empty = schema.BufferT()
+        self.m.buffers = [empty]
+        self.sg = schema.SubGraphT()
+        self.sg.name = "main"
+        self.sg.tensors, self.sg.operators = [], []
+        self.m.subgraphs = [self.sg]
+
+    def tensor(self, shape: list[int], name: str, data: bytes | None = None,
+               dtype: int = schema.TensorType.FLOAT32) -> int:
+        t = schema.TensorT()
+        t.shape = np.array(shape, dtype=np.int32)
+        t.type = dtype
+        t.name = name
+        t.buffer = 0
+        if data is not None:
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(data, dtype=np.uint8).copy()
+            self.m.buffers.append(buf)
+            t.buffer = len(self.m.buffers) - 1
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    def op(self, builtin: int, inputs: list[int], outputs: list[int],
+           options_type: int = 0, options=None) -> None:
+        o = schema.OperatorT()
+        o.opcodeIndex = _opcode(self.m, builtin)
+        o.inputs = np.array(inputs, dtype=np.int32)
+        o.outputs = np.array(outputs, dtype=np.int32)
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        self.sg.operators.append(o)
+
+    def concat(self, inputs: list[int], output: int) -> None:
+        opts = schema.ConcatenationOptionsT()
+        opts.axis = 1
+        self.op(OP.CONCATENATION, inputs, [output], schema.BuiltinOptions.ConcatenationOptions,
+                opts)
+
+    def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
+        self.sg.inputs = np.array(inputs, dtype=np.int32)
+        self.sg.outputs = np.array(outputs, dtype=np.int32)
+        return serialize_model(self.m)
+
+
+def synthetic_chains(chains: int = 100, length: int = 200, width: int = 4) -> bytes:
+    """``chains`` parallel chains of ``length`` ops (ADD(x, x), RELU alternating) from one
+    input, joined by one CONCATENATION: chains * length + 1 operators.
+
+    Chain c works on [1, width * (1 + c % 4)] floats (its first op widens the input by a
+    CONCATENATION), so the chains differ in size and the order matters.
+    """
+    b = _Builder()
+    x = b.tensor([1, width], "input")
+    ends = []
+    for c in range(chains):
+        k = 1 + c % 4
+        shape = [1, width * k]
+        prev = x
+        for i in range(length):
+            t = b.tensor(shape, f"c{c}_{i}")
+            if i == 0:
+                b.concat([x] * k, t)
+            elif i % 2:
+                b.op(OP.RELU, [prev], [t])
+            else:
+                b.op(OP.ADD, [prev, prev], [t], schema.BuiltinOptions.AddOptions,
+                     schema.AddOptionsT())
+            prev = t
+        ends.append(prev)
+    total = sum(b.sg.tensors[e].shape[1] for e in ends)
+    y = b.tensor([1, int(total)], "output")
+    b.concat(ends, y)
+    return b.finish([x], [y])
+
+
+def wide_branches(branches: int = 200, width: int = 4, seed: int = 0) -> bytes:
+    """``branches`` two-op branches joined by one CONCATENATION (2 * branches + 1 ops).
+
+    Branch i widens the input to a transient of its own size (CONCATENATION of k_i copies)
+    and reduces it to [1, 1] (MEAN): the classic case where the best order (big transients
+    first) is easy to find but the search cannot prove it optimal for hundreds of branches
+    without visiting many sets of finished branches.
+    """
+    rng = random.Random(seed)
+    b = _Builder()
+    x = b.tensor([1, width], "input")
+    axis = b.tensor([1], "axis", np.array([1], dtype="<i4").tobytes(), schema.TensorType.INT32)
+    ends = []
+    for i in range(branches):
+        k = rng.randint(8, 64)
+        big = b.tensor([1, width * k], f"b{i}_wide")
+        b.concat([x] * k, big)
+        small = b.tensor([1, 1], f"b{i}_mean")
+        opts = schema.ReducerOptionsT()
+        opts.keepDims = True
+        b.op(OP.MEAN, [big, axis], [small], schema.BuiltinOptions.ReducerOptions, opts)
+        ends.append(small)
+    y = b.tensor([1, branches], "output")
+    b.concat(ends, y)
+    return b.finish([x], [y])
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def write_corpus(out: Path = OUT) -> dict[str, bytes]:
+    files = {name: make() for name, make in CORPUS.items()}
+    for name, data in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare with the committed files")
+    args = ap.parse_args(argv)
+    if args.check:
+        stale = [n for n, make in CORPUS.items()
+                 if not (OUT / n).is_file() or (OUT / n).read_bytes() != make()]
+        for n in stale:
+            print(f"stale: tests/bad_inputs/{n}")
+        return 1 if stale else 0
+    files = write_corpus()
+    total = sum(len(d) for d in files.values())
+    for name, data in files.items():
+        print(f"{len(data):8d}  tests/bad_inputs/{name}")
+    print(f"{total:8d}  total")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
