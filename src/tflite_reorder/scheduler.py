@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bounds import closure_bound, static_bounds
 from .memory import Problem, initial_live, peak, resident_after_inputs
 
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
@@ -67,7 +68,7 @@ class _Ctx:
     alias_info: list[tuple[tuple[int, int], ...]] = field(default_factory=list)
     shares: list[int] = field(default_factory=list)  # ops reading an input of v (not v)
     can_free: int = 0  # ops whose kept outputs could ever be paid for by dying inputs
-    static_lb: np.ndarray | None = None  # op_lower_bounds
+    static_lb: np.ndarray | None = None  # bounds.static_bounds
 
 
 def _context(p: Problem) -> _Ctx:
@@ -100,7 +101,7 @@ def _context(p: Problem) -> _Ctx:
     for v in range(n):
         if out_kept[v] <= sum(p.size[t] for t in inputs[v]):
             ctx.can_free |= 1 << v
-    ctx.static_lb = op_lower_bounds(ctx)
+    ctx.static_lb = static_bounds(ctx)
     return ctx
 
 
@@ -161,81 +162,59 @@ def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
 # Bounds
 
 
-def _mask_bits(mask: int, n: int) -> np.ndarray:
-    raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
-    return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
-
-
-def op_lower_bounds(ctx: _Ctx) -> np.ndarray:
-    """Bytes that are live at each op in *every* order: a per-op lower bound on its step.
-
-    A tensor is live at v whatever the order if it is made before v (by an ancestor, or is a
-    subgraph input) and read at or after v (by v or a descendant) or is a subgraph output.
-    """
-    p = ctx.p
-    n = p.n_ops
-    full = (1 << n) - 1
-    need = np.zeros(n, dtype=np.int64)
-    for t, s in enumerate(p.size):
-        if not s:
-            continue
-        prod = p.producer[t]
-        if prod < 0 and t not in p.inputs:
-            continue
-        after = ctx.desc[prod] if prod >= 0 else full
-        if p.pinned[t]:
-            reach = full
-        else:
-            reach = 0
-            for c in p.consumers[t]:
-                reach |= ctx.anc[c] | (1 << c)
-        live = after & reach
-        if prod >= 0:
-            live &= ~(1 << prod)  # counted in the producer's own outputs below
-        if live:
-            need += s * _mask_bits(live, n)
-    for v in range(n):
-        ins = set(p.op_in[v])
-        saved = 0
-        for o, cands in ctx.alias[v]:
-            if any(
-                i in ins and not p.pinned[i] and ctx.cons_mask[i] & ctx.desc[v] == 0
-                for i in cands
-            ):
-                saved += p.size[o]
-        need[v] += ctx.out_total[v] + ctx.extra[v] - saved
-    return need
-
-
 # ---------------------------------------------------------------------------------------------
 # Upper bounds
 
 
 def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | None = None):
-    """Run, at each step, the ready op with the cheapest step; ties by memory left behind."""
+    """Run, at each step, the ready op with the cheapest step; ties by memory left behind.
+
+    Step costs are cached in a heap: running u changes the cost of a ready op only if they
+    share an input (``shares[u]``), so only those and the newly ready ops are re-costed
+    (stale heap entries are skipped). Same order as re-costing every ready op at every
+    step, but O(n log n) rather than O(n * ready): 20,000 ops in well under a second.
+    """
     p = ctx.p
     goal = (1 << p.n_ops) - 1 if goal is None else goal
     S = start
     M = resident_after_inputs(p) if mem is None else mem
-    ready = {v for v in range(p.n_ops) if (goal >> v) & 1 and not (S >> v) & 1
-             and ctx.pred_mask[v] & ~S == 0}
+    cost: dict[int, tuple[int, int]] = {}  # ready op -> (step cost above M, resident change)
+    heap: list[tuple[int, int, int]] = []
+    ready = 0
+
+    def push(v: int) -> None:
+        up, delta, _, _ = _step(ctx, S, v)
+        cost[v] = (up, delta)
+        heapq.heappush(heap, (up, delta, v))
+
+    rest = goal & ~S
+    while rest:
+        low = rest & -rest
+        rest ^= low
+        v = low.bit_length() - 1
+        if ctx.pred_mask[v] & ~S == 0:
+            ready |= low
+            push(v)
     order, worst = [], 0
-    while ready:
-        best = None
-        for v in ready:
-            up, delta, _, _ = _step(ctx, S, v)
-            key = (M + up, delta, v)
-            if best is None or key < best[0]:
-                best = (key, v)
-        (cost, delta, _), v = best
-        worst = max(worst, cost)
+    while heap:
+        up, delta, v = heapq.heappop(heap)
+        if cost.get(v) != (up, delta):
+            continue  # re-costed since this entry was pushed
+        del cost[v]
+        worst = max(worst, M + up)
         M += delta
         S |= 1 << v
-        ready.discard(v)
+        ready ^= 1 << v
         order.append(v)
+        r = ctx.shares[v] & ready
+        while r:
+            low = r & -r
+            r ^= low
+            push(low.bit_length() - 1)
         for w in ctx.succs[v]:
-            if (goal >> w) & 1 and ctx.pred_mask[w] & ~S == 0:
-                ready.add(w)
+            if (goal >> w) & 1 and not (ready >> w) & 1 and ctx.pred_mask[w] & ~S == 0:
+                ready |= 1 << w
+                push(w)
     return order, worst
 
 
@@ -340,7 +319,8 @@ def search(
             break
         closed.add(S3)
         expanded += 1
-        if expanded & 1023 == 0:
+        # Checked often: one expansion of a 20,000-op graph takes milliseconds.
+        if expanded & 15 == 0:
             if time.monotonic() > deadline:
                 stopped = "time limit"
             elif len(best_key) > max_states:
@@ -348,7 +328,7 @@ def search(
             if stopped:
                 heap.append((key, -S3.bit_count(), M3, S3, ready3, 0))
                 break
-            if progress:
+            if progress and expanded & 1023 == 0:
                 progress(expanded, ub, key)
         r = ready3
         while r:
@@ -419,6 +399,30 @@ def _resident(ctx: _Ctx, S: int) -> int:
     return M
 
 
+def _raise_floor(ctx: _Ctx, seg_data, cuts: list[int], floor: int, deadline: float) -> int:
+    """Raise the floor with exact per-op closure bounds where the greedy order is above it.
+
+    An op's closure bound is at most its step in any order, so only ops whose greedy step
+    exceeds the floor can raise it; they are tried most expensive first.
+    """
+    order: list[int] = []
+    for i, d in enumerate(seg_data):
+        order += d[3]
+        if i < len(cuts):
+            order.append(cuts[i])
+    steps = []
+    S, M = 0, resident_after_inputs(ctx.p)
+    for v in order:
+        up, delta, S, _ = _step(ctx, S, v)
+        steps.append((M + up, v))
+        M += delta
+    for cost, v in sorted(steps, reverse=True):
+        if cost <= floor or time.monotonic() > deadline:
+            break
+        floor = max(floor, closure_bound(ctx, v))
+    return floor
+
+
 def schedule(
     p: Problem,
     time_limit: float = 10.0,
@@ -458,6 +462,9 @@ def schedule(
         S = ctx.anc[c]
         up, _, _, _ = _step(ctx, S, c)
         floor = max(floor, _resident(ctx, S) + up)
+
+    if any(d[4] > floor for d in seg_data):
+        floor = _raise_floor(ctx, seg_data, cuts, floor, deadline)
 
     results: dict[int, _Result] = {}
     states = 0

@@ -1,0 +1,172 @@
+"""Lower bounds on the peak of every order, per operator.
+
+``static_bounds``: the bytes live at an op in *every* order (made before it, read at or after
+it). ``closure_bound``: the least an op can cost over *all* states in which it can run,
+an exact minimisation: resident bytes of a downset are a cut function (a tensor is resident
+when its producer ran and not all its consumers did), so the cheapest downset is a maximum-
+weight closure, solved by one minimum cut (Picard, "Maximal closure of a graph and
+applications to combinatorial problems", Management Science 1976).
+Either bound, maximised over ops, bounds the optimal peak from below.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+INF = 1 << 60
+
+
+def mask_bits(mask: int, n: int) -> np.ndarray:
+    raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+
+
+def max_alias_saving(ctx, v: int) -> int:
+    """Most bytes op v can save in place: inputs that may die at v (none read later)."""
+    p = ctx.p
+    ins = set(p.op_in[v])
+    return sum(
+        p.size[o] for o, cands in p.alias[v]
+        if any(i in ins and not p.pinned[i] and ctx.cons_mask[i] & ctx.desc[v] == 0
+               for i in cands)
+    )
+
+
+def static_bounds(ctx) -> np.ndarray:
+    """Per op: bytes live at it whatever the order (a lower bound on its step)."""
+    p = ctx.p
+    n = p.n_ops
+    full = (1 << n) - 1
+    need = np.zeros(n, dtype=np.int64)
+    for t, s in enumerate(p.size):
+        if not s:
+            continue
+        prod = p.producer[t]
+        if prod < 0 and t not in p.inputs:
+            continue
+        after = ctx.desc[prod] if prod >= 0 else full
+        reach = full if p.pinned[t] else 0
+        if not p.pinned[t]:
+            for c in p.consumers[t]:
+                reach |= ctx.anc[c] | (1 << c)
+        live = after & reach
+        if live:
+            need += s * mask_bits(live, n)
+    for v in range(n):
+        need[v] += ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
+    return need
+
+
+class _FlowGraph:
+    """Dinic's maximum flow on a small graph (adjacency lists of edge indices)."""
+
+    def __init__(self) -> None:
+        self.to: list[int] = []
+        self.cap: list[int] = []
+        self.adj: list[list[int]] = [[], []]  # 0 = source, 1 = sink
+
+    def node(self) -> int:
+        self.adj.append([])
+        return len(self.adj) - 1
+
+    def edge(self, a: int, b: int, cap: int) -> None:
+        self.adj[a].append(len(self.to))
+        self.to.append(b)
+        self.cap.append(cap)
+        self.adj[b].append(len(self.to))
+        self.to.append(a)
+        self.cap.append(0)
+
+    def max_flow(self) -> int:
+        flow = 0
+        to, cap, adj = self.to, self.cap, self.adj
+        while True:
+            level = [-1] * len(adj)
+            level[0] = 0
+            q = deque([0])
+            while q:
+                a = q.popleft()
+                for e in adj[a]:
+                    if cap[e] and level[to[e]] < 0:
+                        level[to[e]] = level[a] + 1
+                        q.append(to[e])
+            if level[1] < 0:
+                return flow
+            it = [0] * len(adj)
+            while True:
+                pushed = self._augment(level, it)
+                if not pushed:
+                    break
+                flow += pushed
+
+    def _augment(self, level: list[int], it: list[int]) -> int:
+        """One augmenting path in the level graph (iterative DFS)."""
+        to, cap, adj = self.to, self.cap, self.adj
+        path: list[int] = []
+        a = 0
+        while True:
+            if a == 1:
+                f = min(cap[e] for e in path)
+                for e in path:
+                    cap[e] -= f
+                    cap[e ^ 1] += f
+                return f
+            while it[a] < len(adj[a]):
+                e = adj[a][it[a]]
+                if cap[e] and level[to[e]] == level[a] + 1:
+                    break
+                it[a] += 1
+            else:
+                if not path:
+                    return 0
+                level[a] = -1  # dead end
+                e = path.pop()
+                a = to[e ^ 1]
+                it[a] += 1
+                continue
+            path.append(e)
+            a = to[e]
+
+
+def closure_bound(ctx, v: int) -> int:
+    """min over states S in which v can run of its step cost (minus its best saving)."""
+    p = ctx.p
+    forced_in, forced_out = ctx.anc[v], ctx.desc[v] | (1 << v)
+    g = _FlowGraph()
+    node: dict[int, int] = {}
+    # inputs are made before everything; unread ones are gone after scope 0
+    resident = sum(p.size[t] for t in p.inputs if p.consumers[t] or p.pinned[t])
+    for u in range(p.n_ops):
+        if (forced_out >> u) & 1:
+            continue
+        if (forced_in >> u) & 1:
+            resident += ctx.out_kept[u]
+            continue
+        node[u] = g.node()
+        if ctx.out_kept[u]:
+            g.edge(node[u], 1, ctx.out_kept[u])  # running u keeps its outputs resident
+    for u, a in node.items():
+        for q in p.preds[u]:
+            if q in node:
+                g.edge(a, node[q], INF)  # a downset holds u's predecessors
+    gain = 0
+    for t, size in enumerate(p.size):
+        if not size or p.pinned[t] or not p.consumers[t]:
+            continue
+        if p.producer[t] < 0 and t not in p.inputs:
+            continue
+        if any((forced_out >> c) & 1 for c in p.consumers[t]):
+            continue  # read by v or later: cannot have died
+        open_cons = [c for c in p.consumers[t] if c in node]
+        if not open_cons:
+            resident -= size  # all readers already forced in: dead
+            continue
+        y = g.node()  # "t has died": needs all of its readers in S
+        gain += size
+        g.edge(0, y, size)
+        for c in open_cons:
+            g.edge(y, node[c], INF)
+    best_closure = gain - g.max_flow()  # bytes freed minus bytes kept, at best
+    return resident - best_closure + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
