@@ -109,3 +109,12 @@ def test_runs_are_deterministic_and_quiet(capfd) -> None:
     assert all(same_bits(a, b) for a, b in zip(first, second, strict=True))
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+@pytest.mark.parametrize("name", ["mobilenet_int8", "nasnet_int8", "darts_int8", "while_float32"])
+def test_tail_estimate_is_within_fifteen_percent(name):
+    data = (ROOT / "models" / f"{name}.tflite").read_bytes()
+    if not tflm.available():
+        pytest.skip("tflite-micro not installed")
+    measured = tflm.measure_arena(data).tail
+    assert abs(tflm.estimate_tail(data) - measured) <= 0.15 * measured
