@@ -33,9 +33,15 @@ def summary_lines(r: Report) -> list[str]:
             f"; TFLM's own planner on this order: {r.tflm_greedy_head} B"
         )
     if r.shape_fixes:
-        missing = sum(f["bytes_missing"] for f in r.shape_fixes)
-        lines.append(f"repaired {len(r.shape_fixes)} stored shape(s) the kernels overrun "
-                     f"({missing} B missing in the input)")
+        n_shape = sum(1 for f in r.shape_fixes if f["kind"] == "shape")
+        missing = sum(f["bytes_missing"] for f in r.shape_fixes if f["kind"] == "shape")
+        n_pad = sum(1 for f in r.shape_fixes if f["kind"] == "uninitialized_padding")
+        lines.append(
+            f"input is unsafe in TFLM: {n_shape} stored shape(s) smaller than what kernels "
+            f"write ({missing} B missing), {n_pad} SPACE_TO_BATCH_ND padding with an "
+            f"uninitialised value; wrote true shapes and {len(r.repairs)} explicit PAD(s) "
+            f"(input as it was: {r.peak_input} B)"
+        )
     if r.verification:
         for c in r.verification["comparisons"]:
             verdict = "bit-identical" if c["identical"] else f"max diff {c['max_abs_diff']:g}"
