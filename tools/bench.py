@@ -222,7 +222,7 @@ class BaselineResult:
     peak: int | None
     states: int
     seconds: float
-    rss_mib: float  # resident memory growth while it ran
+    memo_mib: float  # the memo's own size (dict + keys + values) when it stopped
 
 
 def exhaustive_baseline(p, time_limit: float = 60.0, mem_limit: float = 4e9) -> BaselineResult:
@@ -284,13 +284,14 @@ def exhaustive_baseline(p, time_limit: float = 60.0, mem_limit: float = 4e9) -> 
     finally:
         sys.setrecursionlimit(limit)
     seconds = time.perf_counter() - t0
-    rss_seen[0] = max(rss_seen[0], _rss_bytes())
     states = len(memo)
+    memo_bytes = sys.getsizeof(memo) + sum(map(sys.getsizeof, memo)) \
+        + sum(map(sys.getsizeof, memo.values()))
     if value is not None:  # the memo's answer must be an order with that peak
         order = _baseline_order(p, memo, pred_mask, full)
         assert peak(p, order) == value, "baseline order does not reach its own value"
     memo.clear()
-    return BaselineResult(status, value, states, seconds, (rss_seen[0] - rss0) / 2**20)
+    return BaselineResult(status, value, states, seconds, memo_bytes / 2**20)
 
 
 def _baseline_order(p, memo: dict[int, int], pred_mask: list[int], full: int) -> list[int]:
@@ -326,7 +327,7 @@ class ScalingRow:
     base_seconds: float | None
     base_peak: int | None
     base_states: int | None
-    base_rss_mib: float | None
+    base_memo_mib: float | None
 
 
 def bench_scaling(sizes, seed: int, time_limit: float, base_limit: float, base_mem: float,
@@ -350,7 +351,7 @@ def bench_scaling(sizes, seed: int, time_limit: float, base_limit: float, base_m
         rows.append(ScalingRow(
             n, p.n_ops, ours.seconds, ours.peak, ours.optimal, ours.lower_bound, ours.states,
             base.status, base.seconds if ran else None, base.peak,
-            base.states if ran else None, base.rss_mib if ran else None))
+            base.states if ran else None, base.memo_mib if ran else None))
         print(f"  {n} nodes / {p.n_ops} ops: ours {ours.seconds:.2f} s "
               f"({'optimal' if ours.optimal else 'not optimal'}), baseline {base.status} "
               f"{base.seconds:.2f} s", file=sys.stderr, flush=True)
@@ -386,6 +387,14 @@ MODEL_COLUMNS = [
 ]
 
 
+def model_columns(rows: list[dict]) -> list:
+    """The model table's columns; the rewrites column only when some model was rewritten."""
+    cols = list(MODEL_COLUMNS)
+    if any(r.get("tflm_head_rewrite") is not None for r in rows):
+        cols.insert(13, ("TFLM head rewrites B", lambda r: _b(r.get("tflm_head_rewrite"))))
+    return cols
+
+
 def _scaling_columns(limit: float) -> list:
     def base_time(r) -> str:
         if r["base_seconds"] is None:
@@ -405,8 +414,8 @@ def _scaling_columns(limit: float) -> list:
         ("baseline result", lambda r: r["base_status"]),
         ("baseline peak B", lambda r: _b(r["base_peak"])),
         ("baseline states", lambda r: "-" if r["base_states"] is None else str(r["base_states"])),
-        ("baseline RSS MiB", lambda r: "-" if r["base_rss_mib"] is None
-         else f"{r['base_rss_mib']:.0f}"),
+        ("baseline memo MiB", lambda r: "-" if r["base_memo_mib"] is None
+         else f"{r['base_memo_mib']:.1f}"),
     ]
 
 
@@ -455,13 +464,16 @@ def plot_arena(rows: list[dict], path: Path) -> None:
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(rows) + 2), 5))
     for i, (label, key) in enumerate(series):
-        vals = [(r.get(key) or 0) / 1024 for r in rows]
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=label)
-    for xi, r in zip(x, rows, strict=True):
-        saved = 1 - r["tflm_head_after"] / r["tflm_head_before"]
-        if saved >= 0.01:
-            ax.annotate(f"-{saved:.0%}", (xi, r["tflm_head_before"] / 1024),
-                        ha="center", va="bottom", fontsize=7)
+        pos = x + (i - (len(series) - 1) / 2) * width
+        vals = [r.get(key) for r in rows]
+        ax.bar(pos, [(v or 0) / 1024 for v in vals], width, label=label)
+        for xi, v, r in zip(pos, vals, rows, strict=True):
+            saved = 1 - v / r["tflm_head_before"] if i and v else 0
+            if saved >= 0.01:  # each bar's cut against the converter's order
+                ax.annotate(f"-{saved:.0%}", (xi, v / 1024), ha="center", va="bottom",
+                            fontsize=7)
+    top = max(r["tflm_head_before"] for r in rows) / 1024
+    ax.set_ylim(0, top * 1.3)
     names = [r["model"] + (" *" if r.get("shape_fixes") else "") for r in rows]
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
     if any(r.get("shape_fixes") for r in rows):
@@ -470,7 +482,7 @@ def plot_arena(rows: list[dict], path: Path) -> None:
                  fontsize=7)
     ax.set_ylabel("TFLM arena head (KiB), measured")
     ax.set_title("TFLite Micro arena (activations) per model: measured by TFLM")
-    ax.legend()
+    ax.legend(loc="upper left", ncols=len(series), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -488,7 +500,8 @@ def plot_scaling(rows: list[dict], path: Path, limit: float) -> None:
     open_ = [r for r in rows if not r["ours_optimal"]]
     if open_:
         ax.plot([r["ops"] for r in open_], [r["ours_seconds"] for r in open_], "o", mfc="white",
-                color="C0", label="scheduler stopped at its limit (not proven)")
+                color="C0", ms=9, mew=2, zorder=5,
+                label="scheduler stopped at its limit (not proven)")
     done = [r for r in rows if r["base_status"] == "optimal"]
     stopped = [r for r in rows if r["base_seconds"] is not None and r["base_status"] != "optimal"]
     ax.plot([r["ops"] for r in done], [r["base_seconds"] for r in done], "s-", color="C1",
@@ -525,7 +538,7 @@ def write_markdown(path: Path, models: list[dict], scaling: list[dict] | None,
     if models:
         parts += [
             "## Models (`models/*.tflite`, except the one-op `inplace_*` kernel checks)", "",
-            markdown_table(models, MODEL_COLUMNS), "",
+            markdown_table(models, model_columns(models)), "",
             "Peaks are live arena bytes under TFLM's lifetime rules (16-byte rounded, true "
             "shapes): *before* = stored (converter) order, no sharing; *after* = our order "
             "with in-place sharing. *arena planned* is the head of the offline plan written "
@@ -551,7 +564,8 @@ def write_markdown(path: Path, models: list[dict], scaling: list[dict] | None,
             f"`scheduler.schedule` (time limit {args.time_limit:g} s). *baseline* = "
             "exhaustive memoised recursion over executed-op sets (tflite-tools style), same "
             f"process, stopped after {args.baseline_seconds:g} s or "
-            f"{args.baseline_gb:g} GB of RSS growth ('>' = stopped, not finished)."
+            f"{args.baseline_gb:g} GB of RSS growth ('>' = stopped, not finished); "
+            "*states* = memo entries (downsets evaluated), *memo MiB* = the memo's size."
             + (" After the baseline is stopped once, larger sizes are not run."
                if args.baseline_skip else ""), "",
         ]
@@ -596,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         print("models:", file=sys.stderr)
         models = bench_models(pick_models(args.models, args.only), args.time_limit,
                               args.nas_seconds)
-        print(text_table(models, MODEL_COLUMNS), "\n", flush=True)
+        print(text_table(models, model_columns(models)), "\n", flush=True)
     scaling = None
     if args.scaling:
         print("scaling:", file=sys.stderr)

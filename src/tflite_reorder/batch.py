@@ -1,8 +1,9 @@
 """Many models at once: ``tflite-reorder batch DIR_OR_GLOB --out DIR``.
 
-Each model runs the full ``api.optimize`` pipeline in its own worker process (spawned,
-never forked: TFLM and LiteRT hold native state that does not survive a fork), so all
-cores are used and one model's failure is just a row in the results. A worker that dies
+Each model runs the full ``api.optimize`` pipeline in a worker process (spawned, not
+forked: forking a process that may already hold native runtimes and their threads is
+unsafe, and spawn is what macOS and Windows do anyway), so all cores are used and one
+model's failure is just a row in the results. A worker that dies
 outright (a native crash) breaks the whole pool; the models that were in flight are then
 re-run one at a time in a fresh single-worker pool so the culprit is named and the
 innocent ones still finish.

@@ -269,7 +269,11 @@ def _arena_figures(src: Path, result, measure: bool) -> dict:
         "stored_order_peak": r.peak_before, "tflm_greedy_head_same_order": r.tflm_greedy_head,
     }
     if measure and tflm.available():
-        before = tflm.measure_arena(Path(src).read_bytes())
+        try:
+            before = tflm.measure_arena(Path(src).read_bytes())
+        except tflm.TflmError as exc:  # custom ops, dynamic tensors, ...: not our output's fault
+            raise ModelError(f"{src}: TFLM cannot run the input model ({exc}); "
+                             "use --no-measure") from None
         after = tflm.measure_arena(result.data)
         figures.update({
             "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,

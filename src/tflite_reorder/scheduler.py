@@ -350,7 +350,33 @@ def search(
         return _Result(order, _worst(ctx, start, mem, order), found, True, expanded)
     # No order below ub exists (exact), or the search stopped: the smallest open key is a bound.
     bound = ub if not stopped else min(ub, min((h[0] for h in heap), default=ub))
+    if stopped:
+        best_order, best_worst = _complete_frontier(
+            ctx, heap, parent, start, goal, mem, (best_order, best_worst)
+        )
     return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
+
+
+def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, tries: int = 16):
+    """Anytime answer: finish the most promising open states greedily, keep the best order.
+
+    The open states with the lowest keys (deepest first) are prefixes that stayed cheapest;
+    completing them usually beats the greedy order the search started from.
+    """
+    best_order, best_worst = incumbent
+    seen: set[int] = set()
+    for _key, _negdepth, M, S, _ready, _check in heapq.nsmallest(4 * tries, heap):
+        if S in seen or (S not in parent and S != start):
+            continue
+        seen.add(S)
+        prefix = _path(parent, start, S)
+        rest, worst_rest = greedy_order(ctx, S, goal, M)
+        worst = max(_worst(ctx, start, mem, prefix), worst_rest)
+        if worst < best_worst:
+            best_order, best_worst = prefix + rest, worst
+        if len(seen) >= tries:
+            break
+    return best_order, best_worst
 
 
 def _path(parent: dict, start: int, goal: int) -> list[int]:
