@@ -63,7 +63,10 @@ class Report:
     inplace: bool = True
     shape_fixes: list[dict] = field(default_factory=list)  # hazards found in the input
     repairs: list[dict] = field(default_factory=list)  # ops inserted to make TFLM safe
-    rewrites: list[dict] = field(default_factory=list)
+    rewrites: list[dict] = field(default_factory=list)  # applied (numerics may change)
+    rewrites_rejected: list[dict] = field(default_factory=list)
+    rewrite_error: dict | None = None  # rewritten model vs input, measured on random inputs
+    peak_without_rewrites: int | None = None  # optimal-order peak before rewriting
     verification: dict | None = None
     seconds: float = 0.0
     schedule_seconds: float = 0.0
@@ -195,6 +198,22 @@ def _certificate(results: dict[int, Schedule], model_peak: int) -> tuple[int, bo
     return (model_peak if optimal else lb), optimal
 
 
+def _stored_peaks(model, repaired: bool) -> tuple[int, int]:
+    """Peak of the stored order as the input is, and as it is once made safe in TFLM.
+
+    "Before" figures compare with the safe input: the repairs add memory that the unsafe
+    input only appears to save.
+    """
+    as_is = build_graph(model, _true_shapes(model))
+    peak_as_is = simulate(as_is, as_is.stored_orders(), inplace=False).lower_bound
+    if not repaired:
+        return peak_as_is, peak_as_is
+    safe = copy.deepcopy(model)
+    repair_model(safe)
+    g = build_graph(safe, _true_shapes(safe))
+    return peak_as_is, simulate(g, g.stored_orders(), inplace=False).lower_bound
+
+
 def repair_model(model) -> list[dict]:
     """Make the model safe in TFLM before planning: explicit padding for SPACE_TO_BATCH_ND.
 
@@ -235,7 +254,10 @@ def optimize(
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
 
     Raises ``ModelError`` for input it cannot handle and ``VerificationError`` when the
-    written model does not compute what the input computes.
+    written model does not compute what the input computes. With ``rewrite`` the graph is
+    rewritten first where that lowers the optimal peak (numerics may change within
+    ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
+    compares bit for bit with the rewritten model and the rewrite error is reported.
     """
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
@@ -245,17 +267,29 @@ def optimize(
 
     stage("shapes")
     hazards = [h for h in shapes.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
-    true_in = _true_shapes(m)
-    graph_in = build_graph(m, true_in)
-    report.peak_input = simulate(graph_in, graph_in.stored_orders(), inplace=False).lower_bound
+    report.shape_fixes = [_hazard_dict(h) for h in hazards]
+    report.peak_input, report.peak_before = _stored_peaks(m, fix_shapes and bool(hazards))
+
+    reference = loaded  # what the written model must compute (the rewritten model, if any)
+    if rewrite:
+        stage("rewrite")
+        from .rewrites import rewrite_model
+
+        rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
+                           max_error_lsb=2.0 if max_error is None else max_error)
+        if rw.applied:
+            m = rw.model
+            reference = parse_model(serialize_model(copy.deepcopy(m)), loaded.source)
+        report.rewrites = rw.applied
+        report.rewrites_rejected = rw.rejected
+        report.rewrite_error = rw.error
+        report.peak_without_rewrites = rw.peak_before
+
     if fix_shapes:
         report.repairs = repair_model(m)
-    true = _true_shapes(m) if fix_shapes else true_in
+    true = _true_shapes(m)
     graph = build_graph(m, true)
-    # "before" is the stored order of the model as written (repaired, if it needed repairs)
-    report.peak_before = simulate(graph, graph.stored_orders(), inplace=False).lower_bound
     report.ops, report.subgraphs = graph.n_ops, len(graph.subgraphs)
-    report.shape_fixes = [_hazard_dict(h) for h in hazards]
     if hazards and not fix_shapes and plan:
         report.warnings.append(
             "stored shapes or padding are unsafe in TFLM; without --fix-shapes no arena plan "
@@ -264,9 +298,6 @@ def optimize(
         plan = False
     if not plan:
         inplace = False
-
-    if rewrite:
-        report.warnings.append("rewrites are not available in this version; none applied")
 
     stage("schedule")
     ts = time.monotonic()
@@ -309,14 +340,14 @@ def optimize(
     if verify:
         stage("verify")
 
-        reference = None
+        safe = None
         if hazards:  # TFLM's reference: the input made safe, planned by TFLM itself
-            ref_model = copy.deepcopy(loaded.model)
+            ref_model = copy.deepcopy(reference.model)
             repair_model(ref_model)
             shapes.fix_shapes(ref_model, _true_shapes(ref_model))
             remove_offline_plan(ref_model)
-            reference = serialize_model(ref_model)
-        ver = _run_verify(loaded, data, reference, use_tflm)
+            safe = serialize_model(ref_model)
+        ver = _run_verify(reference, data, safe, use_tflm)
         report.verification = ver.to_dict()
         if not ver.ok:
             report.seconds = time.monotonic() - t0

@@ -143,6 +143,8 @@ def optimize(
                                              "write.")] = True,
     rewrite: Annotated[bool, typer.Option(help="Apply graph rewrites (numerics may "
                                           "change).")] = False,
+    max_error: Annotated[float, typer.Option(min=0.0, help="Largest output error a rewrite "
+                                             "may cause, in int8 LSBs.")] = 2.0,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
@@ -155,8 +157,8 @@ def optimize(
         _check_paths(src, dst)
         with _progress(not json_out) as progress:
             result = run(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
-                         rewrite=rewrite, time_limit=time_limit, verify=verify,
-                         progress=progress, output_name=str(dst))
+                         rewrite=rewrite, max_error=max_error, time_limit=time_limit,
+                         verify=verify, progress=progress, output_name=str(dst))
         write_atomic(dst, result.data)
         r = result.report
         if header:

@@ -42,6 +42,14 @@ def summary_lines(r: Report) -> list[str]:
             f"uninitialised value; wrote true shapes and {len(r.repairs)} explicit PAD(s) "
             f"(input as it was: {r.peak_input} B)"
         )
+    if r.rewrites:
+        kinds = ", ".join(sorted({a["kind"] for a in r.rewrites}))
+        err = r.rewrite_error or {}
+        lines.append(
+            f"rewrites: {len(r.rewrites)} applied ({kinds}); optimal peak without them "
+            f"{r.peak_without_rewrites} B; measured error vs input: "
+            + ", ".join(f"{k} {v}" for k, v in err.items() if not isinstance(v, list | dict))
+        )
     if r.verification:
         for c in r.verification["comparisons"]:
             verdict = "bit-identical" if c["identical"] else f"max diff {c['max_abs_diff']:g}"

@@ -1,0 +1,321 @@
+"""Editing one subgraph of a ``ModelT`` in place: tensors, constants, operators, order.
+
+Rewrites build new operators next to the ones they replace and drop the old ones; the
+operator list is put back into a (stable) topological order afterwards, and tensors nothing
+refers to any more are removed at the very end (``compact``), because TFLM would still give
+every unreferenced non-constant tensor arena space.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from ..graph import TYPE_NAMES, opcode_name
+
+NUMPY_TYPES = {
+    "FLOAT32": np.float32, "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16,
+    "INT32": np.int32, "INT64": np.int64, "FLOAT16": np.float16, "BOOL": np.bool_,
+}
+# Operator versions LiteRT's builtin resolver accepts for the types used here.
+VERSIONS = {"ADD": {"INT8": 2, "FLOAT32": 1}, "CONCATENATION": {"INT8": 2, "FLOAT32": 1}}
+
+
+class NotApplicable(Exception):
+    """A rewrite does not apply at a site; the message says why (for ``rejected``)."""
+
+
+def text(raw) -> str:
+    """A flatbuffer string field (bytes from the reader, str from us) as str."""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Per-tensor or per-axis affine quantisation (``scale`` and ``zero_point`` arrays)."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    dim: int = 0
+
+    @property
+    def per_tensor(self) -> bool:
+        return len(self.scale) == 1
+
+    def to_t(self) -> schema.QuantizationParametersT:
+        q = schema.QuantizationParametersT()
+        q.scale = [float(s) for s in self.scale]
+        q.zeroPoint = [int(z) for z in self.zero_point]
+        q.quantizedDimension = int(self.dim)
+        return q
+
+    def sliced(self, lo: int, hi: int, along: int) -> Quant:
+        """The quantisation of a slice [lo, hi) of axis ``along`` (per-axis data sliced)."""
+        if self.per_tensor or self.dim != along:
+            return self
+        return Quant(self.scale[lo:hi], self.zero_point[lo:hi], self.dim)
+
+
+class Editor:
+    """One subgraph of a model, with helpers that keep buffers and opcodes consistent."""
+
+    def __init__(self, model: schema.ModelT, s: int) -> None:
+        self.model, self.s = model, s
+        self.sg = model.subgraphs[s]
+        self.sg.tensors = list(self.sg.tensors or [])
+        self.sg.operators = list(self.sg.operators or [])
+        model.buffers = list(model.buffers or [])
+        model.operatorCodes = list(model.operatorCodes or [])
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def t(self, i: int) -> schema.TensorT:
+        return self.sg.tensors[i]
+
+    def opcode(self, op: schema.OperatorT) -> str:
+        return opcode_name(self.model, op.opcodeIndex)
+
+    def dtype(self, i: int) -> str:
+        return TYPE_NAMES.get(self.t(i).type, "")
+
+    def shape(self, i: int) -> tuple[int, ...]:
+        sh = self.t(i).shape
+        return tuple(int(d) for d in (sh if sh is not None else ()))
+
+    def name(self, i: int) -> str:
+        return text(self.t(i).name)
+
+    def quant(self, i: int) -> Quant | None:
+        q = self.t(i).quantization
+        if q is None or q.scale is None or len(q.scale) == 0:
+            return None
+        zp = q.zeroPoint if q.zeroPoint is not None else np.zeros(len(q.scale))
+        return Quant(np.asarray(q.scale, np.float64), np.asarray(zp, np.int64),
+                     int(q.quantizedDimension))
+
+    def same_quant(self, a: int, b: int) -> bool:
+        """Same quantisation (or none on both): a copy between them changes no bit."""
+        qa, qb = self.quant(a), self.quant(b)
+        if qa is None or qb is None:
+            return qa is None and qb is None
+        return np.array_equal(qa.scale, qb.scale) and np.array_equal(qa.zero_point,
+                                                                     qb.zero_point)
+
+    def constant(self, i: int) -> np.ndarray | None:
+        """The data of a constant tensor, typed and shaped, or None when it has none."""
+        if i < 0:
+            return None
+        t = self.t(i)
+        bufs = self.model.buffers
+        if not 0 < t.buffer < len(bufs) or bufs[t.buffer].data is None:
+            return None
+        raw = np.asarray(bufs[t.buffer].data, np.uint8)
+        if raw.size == 0:
+            return None
+        np_type = NUMPY_TYPES.get(self.dtype(i))
+        if np_type is None:
+            return None
+        return raw.view(np.dtype(np_type).newbyteorder("<")).reshape(self.shape(i)).copy()
+
+    def inputs(self, op: schema.OperatorT) -> list[int]:
+        return [int(x) for x in (op.inputs if op.inputs is not None else ())]
+
+    def outputs(self, op: schema.OperatorT) -> list[int]:
+        return [int(x) for x in (op.outputs if op.outputs is not None else ())]
+
+    def consumers(self, t: int) -> list[schema.OperatorT]:
+        return [op for op in self.sg.operators if t in self.inputs(op)]
+
+    def producer(self, t: int) -> schema.OperatorT | None:
+        for op in self.sg.operators:
+            if t in self.outputs(op):
+                return op
+        return None
+
+    def is_io(self, t: int) -> bool:
+        ins = self.sg.inputs if self.sg.inputs is not None else ()
+        outs = self.sg.outputs if self.sg.outputs is not None else ()
+        return t in {int(x) for x in ins} | {int(x) for x in outs}
+
+    # -- creating ----------------------------------------------------------------------------
+
+    def new_tensor(
+        self, like: int, shape: tuple[int, ...], name: str, quant: Quant | None = None,
+        keep_quant: bool = False,
+    ) -> int:
+        """An activation tensor of ``like``'s type; quantisation given or copied."""
+        src = self.t(like)
+        t = schema.TensorT()
+        t.type, t.buffer, t.name = src.type, 0, name
+        t.shape = np.array(shape, np.int32)
+        sig = src.shapeSignature
+        if sig is not None and len(sig) == len(shape):
+            t.shapeSignature = np.array(
+                [-1 if d == -1 else n for d, n in zip(sig, shape, strict=True)], np.int32)
+        if quant is not None:
+            t.quantization = quant.to_t()
+        elif keep_quant and src.quantization is not None:
+            t.quantization = copy.deepcopy(src.quantization)
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    def new_constant(
+        self, value: np.ndarray, like: int, name: str, quant: Quant | None = None
+    ) -> int:
+        """A constant of ``like``'s type holding ``value``, with a buffer of its own."""
+        return self._constant(value, self.t(like).type, name, quant)
+
+    def new_int32(self, value: np.ndarray, name: str) -> int:
+        """An int32 constant (shapes, paddings, slice bounds)."""
+        return self._constant(value, schema.TensorType.INT32, name, None)
+
+    def _constant(self, value: np.ndarray, tensor_type: int, name: str, quant) -> int:
+        np_type = NUMPY_TYPES[TYPE_NAMES[tensor_type]]
+        value = np.asarray(value).astype(np.dtype(np_type).newbyteorder("<"))
+        buf = schema.BufferT()
+        buf.data = np.ascontiguousarray(value).reshape(-1).view(np.uint8).copy()
+        self.model.buffers.append(buf)
+        t = schema.TensorT()
+        t.type, t.name = tensor_type, name
+        t.buffer = len(self.model.buffers) - 1
+        t.shape = np.array(value.shape, np.int32)
+        if quant is not None:
+            t.quantization = quant.to_t()
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    def opcode_index(self, opcode: str, version: int = 1) -> int:
+        for i in range(len(self.model.operatorCodes)):
+            if opcode_name(self.model, i) == opcode:
+                code = self.model.operatorCodes[i]
+                code.version = max(int(code.version), version)
+                return i
+        code = schema.OperatorCodeT()
+        code.builtinCode = getattr(schema.BuiltinOperator, opcode)
+        code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+        code.version = version
+        self.model.operatorCodes.append(code)
+        return len(self.model.operatorCodes) - 1
+
+    def clone_op(
+        self, op: schema.OperatorT, inputs: list[int], outputs: list[int]
+    ) -> schema.OperatorT:
+        """Same operator and options on other tensors (optional inputs stay -1)."""
+        new = copy.deepcopy(op)
+        new.inputs = np.array(inputs, np.int32)
+        new.outputs = np.array(outputs, np.int32)
+        return new
+
+    def new_op(
+        self, opcode: str, inputs: list[int], outputs: list[int], options_type: int,
+        options, version: int = 1,
+    ) -> schema.OperatorT:
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode_index(opcode, version)
+        op.inputs = np.array(inputs, np.int32)
+        op.outputs = np.array(outputs, np.int32)
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        return op
+
+    def add_op(self, opcode: str, inputs: list[int], output: int, act: int) -> schema.OperatorT:
+        opts = schema.AddOptionsT()
+        opts.fusedActivationFunction = act
+        version = VERSIONS["ADD"].get(self.dtype(output), 1)
+        return self.new_op("ADD", inputs, [output], schema.BuiltinOptions.AddOptions, opts,
+                           version)
+
+    def concat_op(self, inputs: list[int], output: int, axis: int) -> schema.OperatorT:
+        opts = schema.ConcatenationOptionsT()
+        opts.axis = axis
+        version = VERSIONS["CONCATENATION"].get(self.dtype(output), 1)
+        return self.new_op("CONCATENATION", inputs, [output],
+                           schema.BuiltinOptions.ConcatenationOptions, opts, version)
+
+    # -- replacing ---------------------------------------------------------------------------
+
+    def replace(self, old: list[schema.OperatorT], new: list[schema.OperatorT]) -> None:
+        """Put ``new`` where the first of ``old`` was and drop ``old``; order fixed later."""
+        ops = self.sg.operators
+        ids = {id(o) for o in old}
+        pos = min(i for i, o in enumerate(ops) if id(o) in ids)
+        kept = [o for o in ops[:pos] if id(o) not in ids]
+        rest = [o for o in ops[pos:] if id(o) not in ids]
+        self.sg.operators = kept + list(new) + rest
+
+    def toposort(self) -> None:
+        """Stable topological order: each op as early in the list as its inputs allow."""
+        ops = self.sg.operators
+        made = {t: i for i, op in enumerate(ops) for t in self.outputs(op)}
+        succs: list[list[int]] = [[] for _ in ops]
+        indeg = [0] * len(ops)
+        for i, op in enumerate(ops):
+            for p in {made[t] for t in self.inputs(op) if t in made and made[t] != i}:
+                succs[p].append(i)
+                indeg[i] += 1
+        ready = [i for i, d in enumerate(indeg) if d == 0]
+        heapq.heapify(ready)
+        order: list[int] = []
+        while ready:
+            i = heapq.heappop(ready)
+            order.append(i)
+            for j in succs[i]:
+                indeg[j] -= 1
+                if indeg[j] == 0:
+                    heapq.heappush(ready, j)
+        if len(order) < len(ops):
+            raise NotApplicable("rewrite made the operator graph cyclic")
+        self.sg.operators = [ops[i] for i in order]
+
+
+def buffers_in_use(model: schema.ModelT) -> set[int]:
+    """Buffers a tensor or a metadata entry refers to."""
+    used = {int(t.buffer) for sg in model.subgraphs for t in sg.tensors or []}
+    return used | {int(m.buffer) for m in model.metadata or []}
+
+
+def compact(model: schema.ModelT, was_used: set[int]) -> list[dict[int, int]]:
+    """Drop tensors no operator or subgraph I/O refers to; empty buffers the rewrites freed.
+
+    Returns, per subgraph, the map old tensor index -> new index. Buffers keep their indices
+    (metadata and other subgraphs may refer to them); those in ``was_used`` that nothing
+    uses any more (weights that were sliced) lose their data.
+    """
+    remaps = []
+    for sg in model.subgraphs:
+        used: set[int] = set()
+        for op in sg.operators or []:
+            for field in (op.inputs, op.outputs, op.intermediates):
+                used.update(int(x) for x in (field if field is not None else ()) if x >= 0)
+        used.update(int(x) for x in (sg.inputs if sg.inputs is not None else ()))
+        used.update(int(x) for x in (sg.outputs if sg.outputs is not None else ()))
+        keep = sorted(used)
+        remap = {old: new for new, old in enumerate(keep)}
+        sg.tensors = [sg.tensors[i] for i in keep]
+
+        def fix(vec, remap=remap):
+            if vec is None:
+                return None
+            return np.array([remap[int(x)] if x >= 0 else -1 for x in vec], np.int32)
+
+        for op in sg.operators or []:
+            op.inputs, op.outputs = fix(op.inputs), fix(op.outputs)
+            if op.intermediates is not None and len(op.intermediates):
+                op.intermediates = fix(op.intermediates)
+        sg.inputs, sg.outputs = fix(sg.inputs), fix(sg.outputs)
+        remaps.append(remap)
+    _fix_signatures(model, remaps)
+    for i in was_used - buffers_in_use(model) - {0}:
+        buf = model.buffers[i]
+        buf.data, buf.offset, buf.size, buf.external = None, 0, 0, False
+    return remaps
+
+
+def _fix_signatures(model: schema.ModelT, remaps: list[dict[int, int]]) -> None:
+    for sig in model.signatureDefs or []:
+        remap = remaps[sig.subgraphIndex] if sig.subgraphIndex < len(remaps) else {}
+        for tmap in list(sig.inputs or []) + list(sig.outputs or []):
+            tmap.tensorIndex = remap.get(int(tmap.tensorIndex), tmap.tensorIndex)

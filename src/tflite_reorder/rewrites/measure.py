@@ -1,0 +1,183 @@
+"""What a candidate rewrite costs and gains: optimal-order peak and error vs the original.
+
+Errors are measured, never assumed: the original and the rewritten model run on the same
+random inputs under LiteRT's reference kernels (which TFLM matches bit for bit). Integer
+outputs, and float outputs of a DEQUANTIZE, are compared in LSBs of their quantisation;
+other float outputs by the absolute error over the largest reference magnitude (so values
+near 0 do not blow the figure up).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from ..graph import build_graph, opcode_name
+from ..memory import simulate
+from ..verify import random_inputs
+from .edit import text
+
+
+def _interpreter(data: bytes, preserve: bool = False):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=preserve,
+    )
+    interp.allocate_tensors()
+    return interp
+
+
+def run_cases(
+    data: bytes, cases: list[list[np.ndarray]], probes: tuple[int, ...] = ()
+) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter."""
+    interp = _interpreter(data, preserve=bool(probes))
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    results, probed = [], []
+    for case in cases:
+        for d, x in zip(ins, case, strict=True):
+            interp.set_tensor(d["index"], x)
+        interp.invoke()
+        results.append([interp.get_tensor(d["index"]).copy() for d in outs])
+        probed.append([interp.get_tensor(t).copy() for t in probes])
+    return results, probed
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Worst difference from the original over all cases and outputs."""
+
+    identical: bool
+    max_lsb: float  # outputs with an integer scale (int outputs, dequantised floats)
+    max_rel: float  # other float outputs: max |diff| / max |reference|
+    cases: int
+
+    def to_dict(self) -> dict:
+        return {"identical": self.identical, "max_error_lsb": self.max_lsb,
+                "max_rel_error": self.max_rel}
+
+
+def lsb_scales(model: schema.ModelT) -> list[float | None]:
+    """Per output of subgraph 0: the value of one LSB, or None for plain float outputs."""
+    sg = model.subgraphs[0]
+    producers = {int(t): op for op in sg.operators or [] for t in op.outputs}
+    scales: list[float | None] = []
+    for t in sg.outputs if sg.outputs is not None else ():
+        tensor = sg.tensors[int(t)]
+        if tensor.type not in (schema.TensorType.FLOAT32, schema.TensorType.FLOAT16):
+            scales.append(1.0)
+            continue
+        op = producers.get(int(t))
+        scale = None
+        if op is not None and opcode_name(model, op.opcodeIndex) == "DEQUANTIZE":
+            q = sg.tensors[int(op.inputs[0])].quantization
+            if q is not None and q.scale is not None and len(q.scale) == 1:
+                scale = float(q.scale[0])
+        scales.append(scale)
+    return scales
+
+
+class Reference:
+    """The original model's outputs on ``cases`` random inputs, computed once."""
+
+    def __init__(self, data: bytes, model: schema.ModelT, cases: int, seed: int) -> None:
+        self.data = data
+        self.inputs = random_inputs(data, cases, seed)
+        self.outputs, _ = run_cases(data, self.inputs)
+        self.scales = lsb_scales(model)
+
+    def compare(self, data: bytes) -> ErrorStats:
+        got, _ = run_cases(data, self.inputs)
+        return self.stats(self.outputs, got, self.scales)
+
+    @staticmethod
+    def stats(want, got, scales) -> ErrorStats:
+        identical, lsb, rel = True, 0.0, 0.0
+        for w_case, g_case in zip(want, got, strict=True):
+            for w, g, scale in zip(w_case, g_case, scales, strict=True):
+                if w.shape != g.shape or w.dtype != g.dtype:
+                    return ErrorStats(False, float("inf"), float("inf"), len(want))
+                if np.array_equal(w, g):
+                    continue
+                identical = False
+                diff = np.abs(w.astype(np.float64) - g.astype(np.float64))
+                if scale is not None:
+                    lsb = max(lsb, float(diff.max()) / scale)
+                else:
+                    top = float(np.abs(w.astype(np.float64)).max())
+                    rel = max(rel, float(diff.max()) / max(top, 1e-30))
+        return ErrorStats(identical, lsb, rel, len(want))
+
+    def local(self, data: bytes, pairs: list[tuple[int, int]]) -> list[float]:
+        """Max difference in LSBs (or relative) at tensors: (original index, new index)."""
+        if not pairs:
+            return []
+        _, want = run_cases(self.data, self.inputs, tuple(a for a, _ in pairs))
+        _, got = run_cases(data, self.inputs, tuple(b for _, b in pairs))
+        out = []
+        for k in range(len(pairs)):
+            w = [case[k] for case in want]
+            g = [case[k] for case in got]
+            scale = 1.0 if w[0].dtype.kind in "iu" else None
+            s = self.stats([[x] for x in w], [[y] for y in g], [scale])
+            out.append(s.max_lsb if scale is not None else s.max_rel)
+        return out
+
+
+PARTIAL_NAME = re.compile(r"/(part|sum)\d+$")
+# Calibrated ranges are widened by this share of their span on each side (and at least
+# two steps of the worst-case scale), so inputs unlike the random ones rarely saturate.
+RANGE_MARGIN = 0.25
+
+
+def observed_ranges(
+    data: bytes, model: schema.ModelT, cases: list[list[np.ndarray]]
+) -> dict[str, tuple[float, float]]:
+    """Real ranges the int8 partial products and sums of subgraph 0 take on ``cases``."""
+    sg = model.subgraphs[0]
+    probes = tuple(
+        i for i, t in enumerate(sg.tensors)
+        if t.type == schema.TensorType.INT8 and t.buffer == 0 and t.quantization is not None
+        and PARTIAL_NAME.search(text(t.name))
+    )
+    if not probes:
+        return {}
+    _, seen = run_cases(data, cases, probes)
+    out = {}
+    for k, t in enumerate(probes):
+        q = sg.tensors[t].quantization
+        scale, zp = float(q.scale[0]), int(q.zeroPoint[0])
+        lo = min(float(case[k].min()) for case in seen)
+        hi = max(float(case[k].max()) for case in seen)
+        lo, hi = (lo - zp) * scale, (hi - zp) * scale
+        pad = max(RANGE_MARGIN * (hi - lo), 2 * scale)
+        out[text(sg.tensors[t].name)] = (lo - pad, hi + pad)
+    return out
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The best order's peak (TFLM's lifetimes) and whether the scheduler proved it."""
+
+    peak: int
+    optimal: bool
+    orders: list[list[int]]
+
+
+def optimal_peak(model: schema.ModelT, inplace: bool, time_limit: float) -> Peak:
+    from .. import api, shapes  # api imports this package: import late
+
+    try:
+        true = shapes.infer_shapes(model)
+    except Exception:  # best effort, as in api: unknown ops keep their stored shapes
+        true = {}
+    graph = build_graph(model, true)
+    orders, results = api.schedule_model(graph, inplace, time_limit)
+    use = simulate(graph, orders, inplace=inplace)
+    return Peak(use.lower_bound, all(r.optimal for r in results.values()), orders)

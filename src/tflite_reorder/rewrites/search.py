@@ -1,0 +1,397 @@
+"""Which rewrites to apply: only those that lower the optimal-order peak, within error bounds.
+
+Candidate *sites*: every channel concat (``partition.dissolve``), every 1×1 strided op
+reading a shifted tensor (``subsample``) and every ADD tree that is not a chain yet
+(``add_tree``). A concat has up to three variants: ``calibrated`` and ``full`` do everything
+``dissolve`` can, including the inexact channel-wise partitioning of CONV_2D and
+FULLY_CONNECTED (int8 partial products quantised to the ranges seen on random inputs, or to
+their worst case), ``exact`` only the bit-exact steps.
+
+Memory is decided first, because it is cheap: all sites are applied together, each in its
+preferred variant, and the optimal-order peak measured; then, one at a time, a site is
+dropped (or downgraded to ``exact``) when the peak does not rise without it. Starting from
+all of them rather than adding one at a time matters: when the peak sits at several concats
+at once, no single rewrite lowers it. Only the survivors are run (LiteRT reference kernels,
+random inputs) and compared with the original: a variant over the error bounds, or an exact
+one that is not bit-exact, is struck and the selection repeated, and so is the worst site
+when the survivors together exceed the bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+from ai_edge_litert import schema_py_generated as schema
+
+from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
+from ..verify import random_inputs
+from . import add_tree, subsample
+from .edit import Editor, NotApplicable, buffers_in_use, compact
+from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
+from .partition import Step, dissolve
+
+# Variants per site kind, most memory first. "full" may be inexact; "exact" is bit-exact.
+# "calibrated" is "full" with int8 partial products quantised to the ranges seen on random
+# inputs (widened) instead of their worst case: far less rounding error, a small risk of
+# saturation on real data. Preferred over "full" when both are within bounds.
+VARIANTS = {
+    "concat": ("calibrated", "full", "exact"),
+    "subsample": ("exact",),
+    "add_tree": ("full",),
+}
+# Priority of a site's main kind, for its "kind" in the report.
+KIND_ORDER = ("channel_partition", "kernel_partition", "add_chain", "subsample", "distribute",
+              "flatten")
+
+
+@dataclass
+class RewriteResult:
+    """A rewritten copy of the model and what was applied, rejected and gained."""
+
+    model: schema.ModelT
+    applied: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    peak_before: int = 0  # optimal-order peak of the input
+    peak_after: int = 0  # optimal-order peak with the applied rewrites
+    optimal: bool = True  # both peaks proven optimal by the scheduler
+    error: dict | None = None  # the rewritten model's error vs the input, all rewrites on
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    subgraph: int
+    op: int  # the anchor op's index in the original stored order
+    kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op) or "add_tree" (its root)
+
+
+@dataclass
+class _Built:
+    model: schema.ModelT
+    steps: dict[Site, list[Step]]
+    remaps: list[dict[int, int]]
+    origin: dict[int, int]  # id(OperatorT) -> original op index, for the report
+    skipped: dict[Site, str] = field(default_factory=dict)  # sites that no longer applied
+
+
+@dataclass
+class _Trial:
+    """One site with one variant applied alone."""
+
+    variant: str
+    steps: list[Step]
+    stats: ErrorStats
+
+
+class _Builder:
+    """Applies a choice of sites (each with a variant) to a fresh copy of the base model."""
+
+    def __init__(self, base: schema.ModelT) -> None:
+        self.base = base
+        self.used = buffers_in_use(base)
+        self.ranges: dict[str, tuple[float, float]] = {}  # for "calibrated" variants
+
+    def build(self, choice: dict[Site, str]) -> _Built:
+        m = copy.deepcopy(self.base)
+        editors: dict[int, Editor] = {}
+        originals: dict[int, list[schema.OperatorT]] = {}
+        origin: dict[int, int] = {}
+        for s in {site.subgraph for site in choice}:
+            editors[s] = Editor(m, s)
+            originals[s] = list(editors[s].sg.operators)
+            origin.update({id(op): i for i, op in enumerate(originals[s])})
+        steps, skipped = {}, {}
+        for site in sorted(choice):
+            ed = editors[site.subgraph]
+            op = originals[site.subgraph][site.op]
+            try:
+                if not any(o is op for o in ed.sg.operators):
+                    raise NotApplicable("the operator was removed by another rewrite")
+                ranges = self.ranges if choice[site] == "calibrated" else None
+                steps[site] = _apply(ed, op, site.kind, choice[site], ranges)
+            except NotApplicable as exc:  # checked before any change: the model is intact
+                if len(choice) == 1:
+                    raise
+                skipped[site] = str(exc)
+        remaps = compact(m, self.used)
+        return _Built(m, steps, remaps, origin, skipped)
+
+
+def _apply(
+    ed: Editor, op: schema.OperatorT, kind: str, variant: str, ranges
+) -> list[Step]:
+    if kind == "concat":
+        return dissolve(ed, op, contract=variant != "exact", ranges=ranges)
+    if kind == "add_tree":
+        add_tree.rebalance(ed, op)
+        return [Step("add_chain", "ADD", False, op)]
+    subsample.fold(ed, op)
+    return [Step("subsample", ed.opcode(op), True, op)]
+
+
+def find_sites(model: schema.ModelT) -> list[Site]:
+    sites = []
+    for s in range(len(model.subgraphs)):
+        ed = Editor(model, s)
+        sites += [Site(s, i) for i, op in enumerate(ed.sg.operators)
+                  if ed.opcode(op) == "CONCATENATION"]
+        sites += [Site(s, i, "subsample") for i in subsample.candidates(ed)]
+        sites += [Site(s, i, "add_tree") for i in add_tree.candidates(ed)]
+    return sorted(sites)
+
+
+class _Search:
+    """The decision procedure; memory first (cheap), errors only for what memory needs."""
+
+    def __init__(
+        self, model: schema.ModelT, *, inplace: bool, time_limit: float, max_error_lsb: float,
+        max_rel_error: float, cases: int, seed: int,
+    ) -> None:
+        self.original = model
+        self.base = copy.deepcopy(model)
+        if get_offline_plan(self.base) is not None:
+            remove_offline_plan(self.base)  # its tensor count will not match any more
+        self.builder = _Builder(self.base)
+        self.inplace, self.time_limit = inplace, time_limit
+        self.max_lsb, self.max_rel = max_error_lsb, max_rel_error
+        self.ref = Reference(serialize_model(self.base), self.base, cases, seed)
+        self.cases, self.seed = cases, seed
+        self.optimal = True
+        self._peaks: dict[tuple, int] = {}
+        self._trials: dict[tuple[Site, str], _Trial | None] = {}
+        self._calibrated = False
+        self.reasons: dict[tuple[Site, str], dict] = {}  # why a variant was not applied
+
+    # -- measuring ---------------------------------------------------------------------------
+
+    def peak(self, choice: dict[Site, str]) -> int:
+        """Optimal-order peak with ``choice`` applied (cached)."""
+        key = tuple(sorted(choice.items()))
+        if key not in self._peaks:
+            model = self.builder.build(choice).model if choice else self.base
+            res = optimal_peak(model, self.inplace, self.time_limit)
+            self.optimal &= res.optimal
+            self._peaks[key] = res.peak
+        return self._peaks[key]
+
+    def within(self, stats: ErrorStats) -> bool:
+        return stats.max_lsb <= self.max_lsb and stats.max_rel <= self.max_rel
+
+    def reject(self, site: Site, variant: str, reason: str, **extra) -> None:
+        self.reasons[(site, variant)] = {
+            "kind": site.kind, "subgraph": site.subgraph, "op": site.op, "variant": variant,
+            "reason": reason, **extra}
+
+    def trial(self, site: Site, variant: str) -> _Trial | None:
+        """``site`` with ``variant`` alone: its error, if admissible (cached), else None."""
+        key = (site, variant)
+        if key not in self._trials:
+            self._trials[key] = self._measure(site, variant)
+        return self._trials[key]
+
+    def _measure(self, site: Site, variant: str) -> _Trial | None:
+        if variant == "calibrated":
+            self.calibrate()
+        built = self.builder.build({site: variant})
+        steps = built.steps[site]
+        try:
+            stats = self.ref.compare(serialize_model(built.model))
+        except (RuntimeError, ValueError) as exc:
+            self.reject(site, variant, f"rewritten model does not run: {exc}")
+            return None
+        extra = stats.to_dict()
+        if all(s.exact for s in steps) and not stats.identical:
+            self.reject(site, variant, "expected bit-exact, outputs differ", **extra)
+        elif not self.within(stats):
+            self.reject(site, variant, "error over the bound", **extra)
+        else:
+            return _Trial(variant, steps, stats)
+        return None
+
+    def calibrate(self) -> None:
+        """Ranges of every int8 partial product, seen on random inputs (one run for all)."""
+        if self._calibrated:
+            return
+        self._calibrated = True
+        concat = {s: "full" for s in self.sites if s.kind == "concat"}
+        try:
+            built = self.builder.build(concat)
+            inputs = random_inputs(self.ref.data, self.cases, self.seed + 1)  # not the tests'
+            ranges = observed_ranges(serialize_model(built.model), built.model, inputs)
+        except Exception:  # no calibration: "calibrated" falls back to worst-case ranges
+            ranges = {}
+        self.builder.ranges = ranges
+
+    # -- which variants exist at all (no LiteRT runs) ------------------------------------------
+
+    def variants(self, site: Site) -> list[str]:
+        """The variants that apply to ``site``, in order of preference, duplicates removed."""
+        out: list[str] = []
+        seen: list[list[tuple]] = []
+        for variant in VARIANTS[site.kind]:
+            try:
+                steps = self.builder.build({site: variant}).steps[site]
+            except NotApplicable as exc:
+                self.reject(site, variant, str(exc))
+                continue
+            except Exception as exc:  # a rewrite bug must not cost the whole run
+                self.reject(site, variant, f"internal error: {type(exc).__name__}: {exc}")
+                continue
+            if variant == "calibrated" and not any(s.quantized for s in steps):
+                continue  # no int8 partial products: the same model as "full"
+            if all(s.exact for s in steps):
+                variant = "exact"  # a "full" that found nothing inexact to do
+            for s in steps:
+                if s.kind == "kernel_partition" and not s.exact:
+                    self.reject(site, variant, "kernel-wise partitioning would not be "
+                                "bit-exact (branch quantisation differs)")
+                    break
+            else:
+                sig = [(s.kind, s.opcode, s.quantized) for s in steps]
+                if variant not in out and (sig not in seen or variant == "full"):
+                    out.append(variant)
+                    seen.append(sig)
+        return out
+
+    # -- the decision --------------------------------------------------------------------------
+
+    def run(self) -> RewriteResult:
+        t0 = time.monotonic()
+        peak_before = self.peak({})
+        self.sites = find_sites(self.base)
+        options = {site: self.variants(site) for site in self.sites}
+        options = {site: v for site, v in options.items() if v}
+        stats = None
+        while True:
+            choice = self.select(options, peak_before)
+            failed = [s for s, v in choice.items() if self.trial(s, v) is None]
+            for site in failed:
+                options[site].remove(choice[site])
+            if failed:
+                continue
+            if not choice:
+                break
+            stats = self.ref.compare(serialize_model(self.builder.build(choice).model))
+            if self.within(stats):
+                break
+            worst = max(choice, key=lambda s: (self.trial(s, choice[s]).stats.max_lsb,
+                                               self.trial(s, choice[s]).stats.max_rel))
+            self.reject(worst, choice[worst], "combined error over the bound",
+                        **stats.to_dict())
+            options[worst].remove(choice[worst])
+        return self._result(peak_before, choice, t0, stats)
+
+    def select(self, options: dict[Site, list[str]], peak_before: int) -> dict[Site, str]:
+        """The sites (with variants) needed for the lowest peak; memory only."""
+        choice = {site: v[0] for site, v in options.items() if v}
+        current = self.peak(choice) if choice else peak_before
+        if current >= peak_before and len(choice) > 1:
+            # Rewrites that raise the peak on their own (a partial product wider than the
+            # concat) can hide the ones that help: keep those that do not, and retry.
+            choice = {k: v for k, v in choice.items() if self.peak({k: v}) <= peak_before}
+            current = self.peak(choice) if choice else peak_before
+        if current >= peak_before:
+            for site, variant in choice.items():
+                self.reject(site, variant, "does not lower the optimal peak")
+            return {}
+        for site in sorted(choice):
+            without = {k: v for k, v in choice.items() if k != site}
+            p = self.peak(without) if without else peak_before
+            if p <= current:
+                self.reject(site, choice[site], "not needed: the optimal peak is as low "
+                            "without it")
+                choice, current = without, p
+            elif choice[site] != "exact" and "exact" in options[site]:
+                exact = {**choice, site: "exact"}
+                if self.peak(exact) <= current:
+                    choice, current = exact, self.peak(exact)
+        return choice
+
+    # -- the answer --------------------------------------------------------------------------
+
+    def _result(self, peak_before, choice, t0, stats) -> RewriteResult:
+        applied: list[dict] = []
+        model, current = copy.deepcopy(self.original), peak_before
+        if choice:
+            built = self.builder.build(choice)
+            model, current = built.model, self.peak(choice)
+            for site in sorted(choice):
+                without = {k: v for k, v in choice.items() if k != site}
+                saved = (self.peak(without) if without else peak_before) - current
+                applied.append(self._entry(site, choice[site], built, saved))
+            self._local_errors(built, applied)
+        done = set(choice.items())
+        rejected = [r for key, r in self.reasons.items() if key not in done]
+        return RewriteResult(model, applied, rejected, peak_before, current, self.optimal,
+                             stats.to_dict() if stats else None, time.monotonic() - t0)
+
+    def _local_errors(self, built: _Built, applied: list[dict]) -> None:
+        """Error where each rewrite ends (the output of the op it replaced), subgraph 0."""
+        pairs, where = [], []
+        for entry in applied:
+            t = entry.pop("_output", None)
+            if entry["subgraph"] == 0 and t is not None and t in built.remaps[0]:
+                pairs.append((t, built.remaps[0][t]))
+                where.append(entry)
+        try:
+            errors = self.ref.local(serialize_model(built.model), pairs)
+        except (RuntimeError, ValueError):
+            return
+        for entry, err in zip(where, errors, strict=True):
+            entry["local_max_error"] = err
+
+    def _entry(self, site: Site, variant: str, built: _Built, saved: int) -> dict:
+        stats = self.trial(site, variant).stats
+        steps = built.steps[site]
+        kinds = {s.kind for s in steps}
+        kind = next(k for k in KIND_ORDER if k in kinds)
+        main = next(s for s in steps if s.kind == kind)
+        entry = {
+            "kind": kind,
+            "subgraph": site.subgraph,
+            "op": built.origin.get(id(main.op), site.op),
+            "opcode": main.opcode,
+            "site": site.kind,
+            "site_op": site.op,
+            "variant": variant,
+            "steps": [f"{s.kind}:{s.opcode}" for s in steps],
+            "exact": all(s.exact for s in steps),
+            "saved_bytes": saved,
+            "_output": int(main.op.outputs[0]) if main.op is not None else None,
+        }
+        if stats.max_rel > 0 or self.ref.scales.count(None) == len(self.ref.scales):
+            entry["max_rel_error"] = stats.max_rel
+        else:
+            entry["max_error_lsb"] = stats.max_lsb
+        return entry
+
+
+def rewrite_model(
+    model_t: schema.ModelT,
+    *,
+    inplace: bool = True,
+    time_limit: float = 5.0,
+    max_error_lsb: float = 2.0,
+    max_rel_error: float = 1e-5,
+    cases: int = 20,
+    seed: int = 0,
+) -> RewriteResult:
+    """SERENITY-style graph rewrites that lower the optimal-order peak; ``model_t`` untouched.
+
+    ``time_limit`` bounds each scheduler call (one per candidate set evaluated). Errors are
+    measured on ``cases`` random inputs (LiteRT reference kernels) at the model outputs:
+    integer outputs in LSBs (``max_error_lsb``), float outputs relative to their largest
+    magnitude (``max_rel_error``).
+    """
+    try:
+        search = _Search(model_t, inplace=inplace, time_limit=time_limit,
+                         max_error_lsb=max_error_lsb, max_rel_error=max_rel_error,
+                         cases=cases, seed=seed)
+    except (RuntimeError, ValueError) as exc:  # LiteRT cannot run it: no error measurable
+        peak = optimal_peak(model_t, inplace, time_limit)
+        reason = f"model does not run in LiteRT, errors cannot be measured: {exc}"
+        return RewriteResult(copy.deepcopy(model_t), [], [{"kind": "model", "reason": reason}],
+                             peak.peak, peak.peak, peak.optimal)
+    return search.run()
