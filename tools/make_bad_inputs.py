@@ -131,17 +131,44 @@ def produced_twice() -> bytes:
     return serialize_model(m)
 
 
+def constant_size_mismatch() -> bytes:
+    """A convolution's bias buffer cut to 7 bytes: not the 16 int32 its shape [16] needs."""
+    m = _base()
+    sg = m.subgraphs[0]
+    bias = sg.tensors[int(_ops(m)[0].inputs[2])]
+    m.buffers[bias.buffer].data = np.asarray(m.buffers[bias.buffer].data[:7], dtype=np.uint8)
+    return serialize_model(m)
+
+
+def uninitialized_read() -> bytes:
+    """The second ADD reads a new activation tensor that no operator writes."""
+    m = _base()
+    sg = m.subgraphs[0]
+    ghost = copy.deepcopy(sg.tensors[int(_ops(m)[4].inputs[0])])
+    ghost.name = "never_written"
+    sg.tensors.append(ghost)
+    _ops(m)[4].inputs = np.array([len(sg.tensors) - 1, int(_ops(m)[4].inputs[1])], np.int32)
+    return serialize_model(m)
+
+
 def recursive_control_flow() -> bytes:
-    """The WHILE body calls subgraph 0 (which holds the WHILE): infinite recursion."""
-    m = _base("while_float32")
-    for op in _ops(m):
-        opts = op.builtinOptions
-        if isinstance(opts, schema.WhileOptionsT):
-            opts.bodySubgraphIndex = 0
-    # Keep the file small: drop the constant data (weights) of the convolutions.
-    for b in m.buffers:
-        if b.data is not None and len(b.data) > 256:
-            b.data = np.zeros(16, dtype=np.uint8)
+    """A WHILE appended to subgraph 0 whose cond and body are subgraph 0: TFLM would recurse
+    forever (so would any lifetime analysis)."""
+    m = _base()
+    sg = m.subgraphs[0]
+    out = int(sg.outputs[0])
+    looped = copy.deepcopy(sg.tensors[out])
+    looped.name = "looped"
+    sg.tensors.append(looped)
+    opts = schema.WhileOptionsT()
+    opts.condSubgraphIndex = opts.bodySubgraphIndex = 0
+    op = schema.OperatorT()
+    op.opcodeIndex = _opcode(m, OP.WHILE)
+    op.inputs = np.array([out], dtype=np.int32)
+    op.outputs = np.array([len(sg.tensors) - 1], dtype=np.int32)
+    op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.WhileOptions, opts
+    sg.operators.append(op)
+    sg.outputs = np.array([len(sg.tensors) - 1], dtype=np.int32)
     return serialize_model(m)
 
 
@@ -221,6 +248,8 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "cycle.tflite": cycle,
     "produced_twice.tflite": produced_twice,
     "recursive_control_flow.tflite": recursive_control_flow,
+    "constant_size_mismatch.tflite": constant_size_mismatch,
+    "uninitialized_read.tflite": uninitialized_read,
     "dynamic_shapes.tflite": dynamic_shapes,
     "dynamic_stored_dim.tflite": dynamic_stored_dim,
     "zero_sized_tensor.tflite": zero_sized_tensor,
@@ -277,45 +306,54 @@ class _Builder:
         self.op(OP.CONCATENATION, inputs, [output], schema.BuiltinOptions.ConcatenationOptions,
                 opts)
 
+    def mean(self, x: int, axis: int, output: int) -> None:
+        opts = schema.ReducerOptionsT()
+        opts.keepDims = True
+        self.op(OP.MEAN, [x, axis], [output], schema.BuiltinOptions.ReducerOptions, opts)
+
     def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
         self.sg.inputs = np.array(inputs, dtype=np.int32)
         self.sg.outputs = np.array(outputs, dtype=np.int32)
         return serialize_model(self.m)
 
 
-def synthetic_chains(chains: int = 100, length: int = 200, width: int = 4) -> bytes:
-    """``chains`` parallel chains of ``length`` ops (ADD(x, x), RELU alternating) from one
-    input, joined by one CONCATENATION: chains * length + 1 operators.
+def synthetic_chains(chains: int = 100, length: int = 200, width: int = 4, seed: int = 0) -> bytes:
+    """``chains`` parallel chains of ``length`` ops from one input, joined by one
+    CONCATENATION: ``chains * length + 1`` operators on small float32 tensors.
 
-    Chain c works on [1, width * (1 + c % 4)] floats (its first op widens the input by a
-    CONCATENATION), so the chains differ in size and the order matters.
+    Chain c widens the input to [1, width * k_c] (a CONCATENATION of k_c copies, k_c random),
+    alternates ADD(x, x) and RELU at that width and ends in a MEAN to [1, 1]. The order of
+    the chains decides the peak (each finished chain leaves 16 bytes behind while a wide one
+    runs), so the search has real work to do and the time limit is what stops it.
     """
+    rng = random.Random(seed)
     b = _Builder()
     x = b.tensor([1, width], "input")
+    axis = b.tensor([1], "axis", np.array([1], dtype="<i4").tobytes(), schema.TensorType.INT32)
     ends = []
     for c in range(chains):
-        k = 1 + c % 4
-        shape = [1, width * k]
-        prev = x
-        for i in range(length):
-            t = b.tensor(shape, f"c{c}_{i}")
-            if i == 0:
-                b.concat([x] * k, t)
-            elif i % 2:
+        k = rng.randint(8, 64)
+        prev = b.tensor([1, width * k], f"c{c}_0")
+        b.concat([x] * k, prev)
+        for i in range(1, length - 1):
+            t = b.tensor([1, width * k], f"c{c}_{i}")
+            if i % 2:
                 b.op(OP.RELU, [prev], [t])
             else:
                 b.op(OP.ADD, [prev, prev], [t], schema.BuiltinOptions.AddOptions,
                      schema.AddOptionsT())
             prev = t
-        ends.append(prev)
-    total = sum(b.sg.tensors[e].shape[1] for e in ends)
-    y = b.tensor([1, int(total)], "output")
+        ends.append(b.tensor([1, 1], f"c{c}_mean"))
+        b.mean(prev, axis, ends[-1])
+    y = b.tensor([1, chains], "output")
     b.concat(ends, y)
     return b.finish([x], [y])
 
 
-def wide_branches(branches: int = 200, width: int = 4, seed: int = 0) -> bytes:
-    """``branches`` two-op branches joined by one CONCATENATION (2 * branches + 1 ops).
+def wide_branches(branches: int = 200, width: int = 4, seed: int = 0, join: str = "concat",
+                  ) -> bytes:
+    """``branches`` two-op branches joined by one CONCATENATION (2 * branches + 1 ops) or,
+    with ``join="add"``, by a balanced tree of ADDs (3 * branches - 1 ops).
 
     Branch i widens the input to a transient of its own size (CONCATENATION of k_i copies)
     and reduces it to [1, 1] (MEAN): the classic case where the best order (big transients
@@ -331,11 +369,20 @@ def wide_branches(branches: int = 200, width: int = 4, seed: int = 0) -> bytes:
         k = rng.randint(8, 64)
         big = b.tensor([1, width * k], f"b{i}_wide")
         b.concat([x] * k, big)
-        small = b.tensor([1, 1], f"b{i}_mean")
-        opts = schema.ReducerOptionsT()
-        opts.keepDims = True
-        b.op(OP.MEAN, [big, axis], [small], schema.BuiltinOptions.ReducerOptions, opts)
-        ends.append(small)
+        ends.append(b.tensor([1, 1], f"b{i}_mean"))
+        b.mean(big, axis, ends[-1])
+    if join == "add":
+        level = 0
+        while len(ends) > 1:
+            nxt = []
+            for i in range(0, len(ends) - 1, 2):
+                t = b.tensor([1, 1], f"sum{level}_{i // 2}")
+                b.op(OP.ADD, [ends[i], ends[i + 1]], [t], schema.BuiltinOptions.AddOptions,
+                     schema.AddOptionsT())
+                nxt.append(t)
+            ends = nxt + ends[len(ends) // 2 * 2:]
+            level += 1
+        return b.finish([x], ends)
     y = b.tensor([1, branches], "output")
     b.concat(ends, y)
     return b.finish([x], [y])

@@ -76,9 +76,60 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
         )
     if not model.subgraphs:
         raise ModelError(f"{source}: model has no subgraphs")
+    _normalize_vectors(model)
     _check_indices(model, source)
     _load_external_buffers(model, raw, source)
+    _check_constant_sizes(model, source)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
+
+
+# Bytes per element of the fixed-size types (packed INT4, strings, resources: not checked).
+_ELEMENT_BYTES = {
+    getattr(schema.TensorType, name): size
+    for name, size in (("FLOAT32", 4), ("FLOAT16", 2), ("BFLOAT16", 2), ("FLOAT64", 8),
+                       ("INT8", 1), ("UINT8", 1), ("INT16", 2), ("UINT16", 2), ("INT32", 4),
+                       ("UINT32", 4), ("INT64", 8), ("UINT64", 8), ("BOOL", 1),
+                       ("COMPLEX64", 8), ("COMPLEX128", 16))
+    if hasattr(schema.TensorType, name)
+}
+
+
+def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
+    """Constant data must fill exactly its tensor's shape, as TFLite's own verifier demands
+    (``Tensor … requires N bytes, but is allocated with M bytes buffer``): kernels and
+    shape inference read it as an array of that shape."""
+    buffers = model.buffers or []
+    for s, sg in enumerate(model.subgraphs):
+        for t, tensor in enumerate(sg.tensors):
+            size = _ELEMENT_BYTES.get(tensor.type)
+            data = buffers[tensor.buffer].data if 0 < tensor.buffer < len(buffers) else None
+            if size is None or data is None or len(data) == 0 or tensor.sparsity is not None:
+                continue
+            shape = [int(d) for d in (tensor.shape if tensor.shape is not None else ())]
+            if any(d < 0 for d in shape):
+                continue
+            need = size * int(np.prod(shape, dtype=object))
+            if need != len(data):
+                raise ModelError(
+                    f"{source}: subgraph {s} tensor {t} needs {need} bytes of constant data "
+                    f"for shape {shape}, but its buffer {tensor.buffer} holds {len(data)}"
+                )
+
+
+def _normalize_vectors(model: schema.ModelT) -> None:
+    """Absent tensor-index vectors (writers may omit empty ones) become empty arrays, so
+    every later stage can iterate and index them without a None check."""
+    empty = np.zeros(0, dtype=np.int32)
+    for sg in model.subgraphs:
+        sg.tensors = sg.tensors or []
+        sg.operators = sg.operators or []
+        for name in ("inputs", "outputs"):
+            if getattr(sg, name) is None:
+                setattr(sg, name, empty.copy())
+        for op in sg.operators:
+            for name in ("inputs", "outputs"):
+                if getattr(op, name) is None:
+                    setattr(op, name, empty.copy())
 
 
 def _check_indices(model: schema.ModelT, source: str) -> None:
@@ -215,16 +266,29 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise ModelError(f"{target}: output directory {parent} does not exist")
     if target.is_dir():
         raise ModelError(f"{target}: output path is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:  # read-only or full file system, no permission, ...
+        raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 would hide the model from others
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
         raise
+
+
+def _new_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file (0666 less the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def buffer_data_offsets(raw: bytes) -> list[int]:

@@ -176,7 +176,8 @@ def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
 
 
 def _stateful(opcode: str, tensors: list[TensorInfo], ts: tuple[int, ...], model_t) -> bool:
-    if opcode.startswith("CUSTOM") or opcode in SIDE_EFFECT_OPS:
+    # Custom ops and builtins newer than our schema (BUILTIN_<n>) may have any effect.
+    if opcode.startswith(("CUSTOM", "BUILTIN_")) or opcode in SIDE_EFFECT_OPS:
         return True
     return any(tensors[t].dtype in ("RESOURCE", "VARIANT") or model_t[t].isVariable for t in ts)
 
@@ -235,6 +236,14 @@ def build_subgraph(
     for op in ops:
         for t in op.inputs:
             consumers.setdefault(t, []).append(op.index)
+            if t not in producer and t not in io_in and tensors[t].in_arena \
+                    and not getattr(raw_tensors[t], "externalBuffer", 0):
+                # Its bytes are whatever the arena held: no order or plan can be checked.
+                raise ModelError(
+                    f"{where}: operator {op.index} ({op.opcode}) reads tensor {t} "
+                    f"({tensors[t].name}), which no operator writes and is neither a "
+                    f"subgraph input nor a constant (uninitialized memory)"
+                )
 
     preds: list[set[int]] = [set() for _ in ops]
     for op in ops:

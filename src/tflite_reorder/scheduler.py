@@ -248,6 +248,7 @@ def search(
     Returns an order minimising max(step costs, floor) together with the proof status.
     A state is (S, resident bytes, ready ops); its key is max(peak so far, floor).
     """
+    entered = time.monotonic()
     best_order, best_worst = incumbent
     ub = max(best_worst, floor)
     pred_mask, succs, can_free = ctx.pred_mask, ctx.succs, ctx.can_free
@@ -350,30 +351,39 @@ def search(
         return _Result(order, _worst(ctx, start, mem, order), found, True, expanded)
     # No order below ub exists (exact), or the search stopped: the smallest open key is a bound.
     bound = ub if not stopped else min(ub, min((h[0] for h in heap), default=ub))
-    if stopped:
+    if stopped:  # completions may overrun the deadline by 5 % of this search's budget
+        until = deadline + 0.05 * max(0.0, deadline - entered)
         best_order, best_worst = _complete_frontier(
-            ctx, heap, parent, start, goal, mem, (best_order, best_worst)
+            ctx, heap, parent, start, goal, mem, (best_order, best_worst), until
         )
     return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
 
 
-def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, tries: int = 16):
+def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, until: float,
+                       tries: int = 16):
     """Anytime answer: finish the most promising open states greedily, keep the best order.
 
     The open states with the lowest keys (deepest first) are prefixes that stayed cheapest;
-    completing them usually beats the greedy order the search started from.
+    completing them usually beats the greedy order the search started from. A completion
+    is started only if one more (as long as the last) ends by ``until``: each is a greedy
+    run over the whole rest of the graph (a third of a second at 20,000 ops).
     """
     best_order, best_worst = incumbent
     seen: set[int] = set()
+    last = 0.0
     for _key, _negdepth, M, S, _ready, _check in heapq.nsmallest(4 * tries, heap):
         if S in seen or (S not in parent and S != start):
             continue
+        t = time.monotonic()
+        if t + last > until:
+            break
         seen.add(S)
         prefix = _path(parent, start, S)
         rest, worst_rest = greedy_order(ctx, S, goal, M)
         worst = max(_worst(ctx, start, mem, prefix), worst_rest)
         if worst < best_worst:
             best_order, best_worst = prefix + rest, worst
+        last = time.monotonic() - t
         if len(seen) >= tries:
             break
     return best_order, best_worst
@@ -490,7 +500,9 @@ def schedule(
         floor = max(floor, _resident(ctx, S) + up)
 
     if any(d[4] > floor for d in seg_data):
-        floor = _raise_floor(ctx, seg_data, cuts, floor, deadline)
+        # the bounds may use a quarter of the budget; the search needs the rest
+        budget = time.monotonic() + 0.25 * max(0.0, deadline - time.monotonic())
+        floor = _raise_floor(ctx, seg_data, cuts, floor, budget)
 
     results: dict[int, _Result] = {}
     states = 0

@@ -1,0 +1,432 @@
+"""Bad inputs fail cleanly: one line on stderr naming the file, exit 2, nothing written.
+
+The corpus is ``tests/bad_inputs/`` (built by ``tools/make_bad_inputs.py`` from real models
+in ``models/``). Every case runs through the real CLI entry point, ``cli.main([...])``, in
+process (a few through the installed ``tflite-reorder`` script), and checks: the exit code
+and message, no traceback, the input unchanged (hashes), and after a failure no output file
+and no temp file left in the output directory. Cases that are valid but unusual (dynamic
+shape signatures, zero-sized tensors, custom/unknown ops, 20,000 ops) must give a correct
+output instead: the same operators, custom ones in their original relative order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tflite_reorder import cli
+from tflite_reorder.flatbuffer_io import load_model
+from tflite_reorder.graph import build_graph
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "tests" / "bad_inputs"
+MODELS = ROOT / "models"
+sys.path.insert(0, str(ROOT / "tools"))
+
+import make_bad_inputs as mb  # noqa: E402 (tools/ is not a package)
+
+PREFIX = "tflite-reorder: error: "
+
+# Corpus file -> text the one-line error must contain (besides the file name); exit 2.
+REJECTED = {
+    "empty.tflite": "empty file (0 bytes)",
+    "random.tflite": "not a TFLite flatbuffer",
+    "wrong_identifier.tflite": "file identifier b'TFL2'",
+    "model.onnx": "not a TFLite flatbuffer",
+    "saved_model": "is a directory",
+    "saved_model/saved_model.pb": "not a TFLite flatbuffer",
+    "model.json": "not a TFLite flatbuffer",
+    "tensor_index_out_of_range.tflite": "operator 3 refers to tensor 99, but there are 14",
+    "output_index_out_of_range.tflite": "outputs refers to tensor -5, but there are 14",
+    "buffer_index_out_of_range.tflite": "tensor 9 refers to buffer 57, but there are 17",
+    "opcode_index_out_of_range.tflite": "operator 2 refers to operator code 6, but there are 3",
+    "cycle.tflite": "operator graph has a cycle",
+    "produced_twice.tflite": "is produced by operators 0 and 1",
+    "recursive_control_flow.tflite": "control flow calls subgraph 0 recursively",
+    "constant_size_mismatch.tflite": "tensor 6 needs 64 bytes of constant data for shape [16]",
+    "uninitialized_read.tflite": "operator 4 (ADD) reads tensor 14 (never_written), which no "
+                                 "operator writes",
+    # We can reorder these, but LiteRT/TFLM cannot run them, so verification cannot check
+    # the result: refused unless --no-verify (then accepted, see ACCEPTED_NO_VERIFY).
+    "dynamic_stored_dim.tflite": "cannot verify, the input model does not run",
+    "zero_sized_tensor.tflite": "cannot verify, the input model does not run",
+    "custom_and_unknown_ops.tflite": "cannot verify, the input model does not run",
+}
+ACCEPTED_VERIFIED = ["dynamic_shapes.tflite"]
+ACCEPTED_NO_VERIFY = [
+    "dynamic_shapes.tflite", "dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
+    "custom_and_unknown_ops.tflite",
+]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys, *args: object) -> Run:
+    """``cli.main`` in process, as the console script would run it."""
+    capsys.readouterr()
+    try:
+        cli.main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    out, err = capsys.readouterr()
+    return Run(code, out, err)
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    """sha256 of every file (hidden ones included) under ``roots``."""
+    found = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for p in paths:
+            found[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    dst.mkdir()
+    return src, dst
+
+
+def stage(name: str, in_dir: Path) -> Path:
+    """Copy a corpus entry into the test's input directory."""
+    src, dst = CORPUS / name, in_dir / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def assert_clean_failure(run: Run, code: int, src: Path, expected: str, out_dir: Path) -> None:
+    """Exit ``code``, one line naming ``src`` (the file at fault), nothing in ``out_dir``."""
+    assert run.code == code, (run.code, run.err)
+    assert "Traceback" not in run.err + run.out
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith(PREFIX)
+    assert str(src) in lines[0], lines[0]
+    assert expected in lines[0], lines[0]
+    assert not list(out_dir.iterdir()), "failure left files in the output directory"
+
+
+def op_keys(model_t, s: int = 0) -> list[tuple]:
+    """(opcode name, inputs, outputs) of every operator of subgraph s, stored order."""
+    g = build_graph(model_t)
+    return [(op.opcode, op.inputs, op.outputs) for op in g.subgraphs[s].ops]
+
+
+def assert_same_ops(before: Path | bytes, after: Path | bytes) -> None:
+    a, b = load_model(before).model, load_model(after).model
+    assert len(a.subgraphs) == len(b.subgraphs)
+    for s in range(len(a.subgraphs)):
+        ka, kb = op_keys(a, s), op_keys(b, s)
+        assert Counter(ka) == Counter(kb), f"subgraph {s}: operators changed"
+        # Custom and unknown operators may have side effects: their order is kept.
+        keep = [k for k in ka if k[0].startswith(("CUSTOM", "BUILTIN_"))]
+        assert [k for k in kb if k in keep] == keep
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus
+
+
+def test_corpus_is_up_to_date():
+    """The committed files are what the generator builds (and stay small)."""
+    assert mb.main(["--check"]) == 0
+    total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
+    assert total < 100_000
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_rejected(name, dirs, capsys):
+    in_dir, out_dir = dirs
+    src = stage(name, in_dir)
+    before = snapshot(in_dir)
+    run = run_cli(capsys, src, out_dir / "out.tflite")
+    assert_clean_failure(run, 2, src, REJECTED[name], out_dir)
+    assert snapshot(in_dir) == before
+
+
+@pytest.mark.parametrize("name", ACCEPTED_NO_VERIFY)
+def test_accepted_without_verification(name, dirs, capsys):
+    in_dir, out_dir = dirs
+    src = stage(name, in_dir)
+    before = snapshot(in_dir)
+    dst = out_dir / "out.tflite"
+    run = run_cli(capsys, src, dst, "--no-verify", "--json")
+    assert run.code == 0, run.err
+    assert "Traceback" not in run.err + run.out
+    report = json.loads(run.out)
+    assert report["lower_bound"] <= report["peak_after"] <= report["peak_before"]
+    assert_same_ops(src, dst)
+    assert [p.name for p in out_dir.iterdir()] == ["out.tflite"]  # no temp files
+    assert snapshot(in_dir) == before
+
+
+@pytest.mark.parametrize("name", ACCEPTED_VERIFIED)
+def test_accepted_and_verified(name, dirs, capsys):
+    in_dir, out_dir = dirs
+    src = stage(name, in_dir)
+    dst = out_dir / "out.tflite"
+    run = run_cli(capsys, src, dst, "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["verification"]["ok"]
+    assert_same_ops(src, dst)
+
+
+def test_dynamic_signature_survives(dirs, capsys):
+    """Dynamic (-1) batch dims in ``shape_signature`` are carried into the output."""
+    in_dir, out_dir = dirs
+    src = stage("dynamic_shapes.tflite", in_dir)
+    dst = out_dir / "out.tflite"
+    assert run_cli(capsys, src, dst, "--no-verify").code == 0
+    sigs = [t.shapeSignature for t in load_model(dst).model.subgraphs[0].tensors]
+    assert sum(1 for s in sigs if s is not None and len(s) and s[0] == -1) >= 5
+
+
+def test_custom_ops_are_kept_in_order(dirs, capsys):
+    in_dir, out_dir = dirs
+    src = stage("custom_and_unknown_ops.tflite", in_dir)
+    dst = out_dir / "out.tflite"
+    assert run_cli(capsys, src, dst, "--no-verify").code == 0
+    names = [k[0] for k in op_keys(load_model(dst).model)]
+    assert "CUSTOM:MyVendorMean" in names and "BUILTIN_250" in names
+    assert names.index("BUILTIN_250") < names.index("CUSTOM:MyVendorMean")  # stored order
+    custom = load_model(dst).model
+    codes = [custom.operatorCodes[op.opcodeIndex] for op in custom.subgraphs[0].operators]
+    mine = [op for op, c in zip(custom.subgraphs[0].operators, codes, strict=True)
+            if c.customCode in (b"MyVendorMean", "MyVendorMean")]
+    assert bytes(np.asarray(mine[0].customOptions, dtype=np.uint8)) == b"\x01\x02\x03\x04"
+
+
+def test_truncated_at_50_offsets(dirs, capsys):
+    """A real model cut anywhere is rejected as corrupt or truncated."""
+    in_dir, out_dir = dirs
+    data = (MODELS / "multi_output_int8.tflite").read_bytes()
+    offsets = sorted({int(x) for x in np.linspace(0, len(data) - 1, 50)})
+    assert len(offsets) == 50
+    for off in offsets:
+        src = in_dir / f"cut_{off}.tflite"
+        src.write_bytes(data[:off])
+        run = run_cli(capsys, src, out_dir / "out.tflite", "--no-verify")
+        expected = "empty file" if off == 0 else (
+            "too short" if off < 8 else "corrupt or truncated flatbuffer")
+        assert_clean_failure(run, 2, src, expected, out_dir)
+        assert src.read_bytes() == data[:off]
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["check"], ["arena"]])
+def test_other_commands_on_corpus(command, dirs, capsys):
+    """inspect/check/arena: documented exit codes, one-line errors naming the file."""
+    in_dir, _ = dirs
+    for name in sorted(REJECTED) + ACCEPTED_NO_VERIFY:
+        src = stage(name, in_dir) if not (in_dir / name).exists() else in_dir / name
+        limit = [] if command[0] == "check" else ["--time-limit", "0.5"]
+        run = run_cli(capsys, *command, src, *limit)
+        assert run.code in (0, 1, 2), (name, run.code, run.err)
+        assert "Traceback" not in run.err + run.out, name
+        if run.code == 2:
+            lines = run.err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(PREFIX), (name, run.err)
+            assert str(src) in lines[0], (name, lines[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths and the file system
+
+
+@pytest.fixture
+def good(dirs) -> Path:
+    src = dirs[0] / "model.tflite"
+    shutil.copyfile(MODELS / "inplace_add_int8.tflite", src)
+    return src
+
+
+def test_missing_file(dirs, capsys):
+    in_dir, out_dir = dirs
+    src = in_dir / "nope.tflite"
+    run = run_cli(capsys, src, out_dir / "out.tflite")
+    assert_clean_failure(run, 2, src, "no such file", out_dir)
+
+
+def test_directory_as_input(dirs, capsys):
+    in_dir, out_dir = dirs
+    run = run_cli(capsys, in_dir, out_dir / "out.tflite")
+    assert_clean_failure(run, 2, in_dir, "is a directory", out_dir)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reads files whatever their mode")
+def test_unreadable_file(good, dirs, capsys):
+    good.chmod(0)
+    try:
+        run = run_cli(capsys, good, dirs[1] / "out.tflite")
+    finally:
+        good.chmod(0o644)
+    assert_clean_failure(run, 2, good, "permission denied", dirs[1])
+
+
+def test_unreadable_file_simulated(good, dirs, capsys, monkeypatch):
+    """What chmod 000 does for a non-root user, simulated (tests may run as root)."""
+    real = Path.read_bytes
+
+    def deny(self: Path) -> bytes:
+        if self == good:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    run = run_cli(capsys, good, dirs[1] / "out.tflite")
+    assert_clean_failure(run, 2, good, "permission denied", dirs[1])
+
+
+def test_output_in_missing_directory(good, dirs, capsys):
+    dst = dirs[1] / "no" / "such" / "dir" / "out.tflite"
+    run = run_cli(capsys, good, dst, "--no-verify")
+    assert_clean_failure(run, 2, dst, "does not exist", dirs[1])
+
+
+def test_output_is_input(good, dirs, capsys):
+    before = snapshot(dirs[0])
+    for dst in (good, dirs[0] / "sub" / ".." / good.name):
+        (dirs[0] / "sub").mkdir(exist_ok=True)
+        run = run_cli(capsys, good, dst, "--no-verify")
+        assert run.code == 2 and "refusing to overwrite" in run.err, run.err
+        assert "Traceback" not in run.err
+    assert snapshot(dirs[0]) == before
+
+
+def test_output_is_a_directory(good, dirs, capsys):
+    run = run_cli(capsys, good, dirs[1], "--no-verify")
+    assert_clean_failure(run, 2, dirs[1], "output path is a directory", dirs[1])
+
+
+def test_existing_output_survives_a_failure(dirs, capsys):
+    in_dir, out_dir = dirs
+    src = stage("cycle.tflite", in_dir)
+    dst = out_dir / "out.tflite"
+    dst.write_bytes(b"previous build")
+    run = run_cli(capsys, src, dst)
+    assert run.code == 2
+    assert dst.read_bytes() == b"previous build"
+    assert [p.name for p in out_dir.iterdir()] == ["out.tflite"]
+
+
+def test_disk_full_while_writing(good, dirs, capsys, monkeypatch):
+    def full(_fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    run = run_cli(capsys, good, dirs[1] / "out.tflite", "--no-verify")
+    assert_clean_failure(run, 2, dirs[1] / "out.tflite", "No space left on device", dirs[1])
+
+
+def test_interrupt_while_writing(good, dirs, capsys, monkeypatch):
+    def interrupted(*_args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    run = run_cli(capsys, good, dirs[1] / "out.tflite", "--no-verify")
+    assert run.code == 130 and "nothing written" in run.err
+    assert "Traceback" not in run.err
+    assert not list(dirs[1].iterdir())
+
+
+def test_failed_verification_writes_nothing(good, dirs, capsys, monkeypatch):
+    from tflite_reorder import verify
+
+    def differs(original, written, **_kw):
+        result = verify.Verification()
+        result.comparisons.append(verify.Comparison("litert", "input", 3, False, 1.0, 1.0, False))
+        return result
+
+    monkeypatch.setattr(verify, "verify", differs)
+    run = run_cli(capsys, good, dirs[1] / "out.tflite")
+    assert_clean_failure(run, 1, good, "verification failed", dirs[1])
+
+
+def test_output_file_mode_follows_umask(good, dirs, capsys):
+    dst = dirs[1] / "out.tflite"
+    old = os.umask(0o022)
+    try:
+        assert run_cli(capsys, good, dst, "--no-verify").code == 0
+    finally:
+        os.umask(old)
+    assert dst.stat().st_mode & 0o777 == 0o644
+
+
+def test_console_script(good, dirs):
+    """The installed ``tflite-reorder`` script: success, and two failures."""
+    exe = shutil.which("tflite-reorder")
+    if exe is None:
+        pytest.skip("tflite-reorder is not on PATH")
+    in_dir, out_dir = dirs
+    ok = subprocess.run([exe, good, out_dir / "ok.tflite", "--no-verify", "--json"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["optimal"] is True
+    assert_same_ops(good, out_dir / "ok.tflite")
+    (out_dir / "ok.tflite").unlink()
+    for name, expected in (("empty.tflite", "empty file"), ("cycle.tflite", "cycle")):
+        src = stage(name, in_dir)
+        bad = subprocess.run([exe, src, out_dir / "x.tflite"], capture_output=True, text=True,
+                             timeout=120)
+        run = Run(bad.returncode, bad.stdout, bad.stderr)
+        assert_clean_failure(run, 2, src, expected, out_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Size and limits (timings themselves are measured by tools/limits.py, not here)
+
+
+@pytest.fixture(scope="module")
+def chains20k(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "chains20k.tflite"
+    path.write_bytes(mb.synthetic_chains())
+    return path
+
+
+def test_20000_operators(chains20k, dirs, capsys):
+    dst = dirs[1] / "out.tflite"
+    run = run_cli(capsys, chains20k, dst, "--no-verify", "--json", "--time-limit", "0.5")
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    assert report["ops"] == 20_001
+    assert report["optimal"] is False
+    assert report["lower_bound"] <= report["peak_after"] <= report["peak_before"]
+    assert report["gap"] == report["peak_after"] - report["lower_bound"] > 0
+    assert_same_ops(chains20k, dst)
+
+
+@pytest.mark.parametrize("join", ["concat", "add"])
+def test_wide_graph_reports_gap(join, dirs, capsys):
+    src = dirs[0] / f"wide_{join}.tflite"
+    src.write_bytes(mb.wide_branches(join=join))
+    run = run_cli(capsys, src, dirs[1] / "out.tflite", "--no-verify", "--json",
+                  "--time-limit", "0.1")
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    assert report["optimal"] is False
+    assert report["per_subgraph"][0]["stopped"] == "time limit"
+    assert 0 < report["lower_bound"] <= report["peak_after"]
+    assert report["gap"] == report["peak_after"] - report["lower_bound"]
