@@ -35,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from wsgraph import ws_graph  # tools/ is on sys.path when run as a script
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,40 +123,6 @@ def pick_models(models_dir: Path, only: list[str] | None) -> list[Path]:
 
 # =============================================================================================
 # Synthetic RandWire stages and the exhaustive baseline
-
-
-def ws_graph(n: int, k: int, p: float, seed: int) -> list[tuple[int, int]]:
-    """Watts-Strogatz graph (networkx's algorithm), edges oriented low -> high.
-
-    Same construction as ``tools/make_models.py`` (so n=32, seed=1 is the first stage of
-    ``randwire_ws_int8``).
-    """
-    import numpy as np
-
-    rs = np.random.RandomState(seed)
-    adj: dict[int, set[int]] = {i: set() for i in range(n)}
-    for i in range(n):
-        for j in range(1, k // 2 + 1):
-            a, b = i, (i + j) % n
-            adj[a].add(b)
-            adj[b].add(a)
-    for j in range(1, k // 2 + 1):
-        for u in range(n):
-            v = (u + j) % n
-            if rs.rand() < p:
-                w = int(rs.randint(n))
-                ok = True
-                while w == u or w in adj[u]:
-                    if len(adj[u]) >= n - 1:
-                        ok = False
-                        break
-                    w = int(rs.randint(n))
-                if ok:
-                    adj[u].discard(v)
-                    adj[v].discard(u)
-                    adj[u].add(w)
-                    adj[w].add(u)
-    return sorted({(min(a, b), max(a, b)) for a in adj for b in adj[a]})
 
 
 def randwire_problem(n_nodes: int, seed: int = 1, size: int = TENSOR):

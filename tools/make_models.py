@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from wsgraph import ws_graph  # tools/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
@@ -445,35 +446,6 @@ def build_mobilenet():
         x = inv_res(x, cin, cout, s, t=4 if cin < 32 else 3)
     x = conv_bn(x, 64, 1, 1, "relu6")
     return keras.Model(inp, classifier(x), name="mobilenet")
-
-
-def ws_graph(n: int, k: int, p: float, seed: int) -> list[tuple[int, int]]:
-    """Watts–Strogatz graph (networkx's algorithm), edges oriented low -> high."""
-    rs = np.random.RandomState(seed)
-    adj = {i: set() for i in range(n)}
-    for i in range(n):
-        for j in range(1, k // 2 + 1):
-            a, b = i, (i + j) % n
-            adj[a].add(b)
-            adj[b].add(a)
-    for j in range(1, k // 2 + 1):
-        for u in range(n):
-            v = (u + j) % n
-            if rs.rand() < p:
-                w = int(rs.randint(n))
-                ok = True
-                while w == u or w in adj[u]:
-                    if len(adj[u]) >= n - 1:
-                        ok = False
-                        break
-                    w = int(rs.randint(n))
-                if ok:
-                    adj[u].discard(v)
-                    adj[v].discard(u)
-                    adj[u].add(w)
-                    adj[w].add(u)
-    edges = sorted({(min(a, b), max(a, b)) for a in adj for b in adj[a]})
-    return edges
 
 
 def randwire_stage(x, n_nodes, c, seed, stage_idx):

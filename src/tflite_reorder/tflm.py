@@ -16,8 +16,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +29,8 @@ try:
     from tflite_micro import runtime as _runtime
 except ImportError:  # pragma: no cover - exercised only where tflite-micro is absent
     _runtime = None
+
+T = TypeVar("T")
 
 ALIGN = 16  # MicroArenaBufferAlignment(); also the bisection granularity
 _ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
@@ -94,19 +97,26 @@ def _fail(exc: Exception, log: str) -> TflmError:
     return kind(f"{exc}: {lines}" if lines else str(exc))
 
 
-def _interpreter(model_bytes: bytes, arena_size: int):
-    """A TFLM interpreter; it plans and allocates the arena right here."""
-    _require()
+def _guarded(call: Callable[[], T]) -> T:
+    """Run a TFLM call with its log captured; a failure becomes a TflmError with that log."""
     with _captured() as log:
         try:
-            interp = _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+            result = call()
         except RuntimeError as exc:
             error = exc
         else:
             error = None
     if error is not None:
         raise _fail(error, log.text) from None
-    return interp
+    return result
+
+
+def _interpreter(model_bytes: bytes, arena_size: int):
+    """A TFLM interpreter; it plans and allocates the arena right here."""
+    _require()
+    return _guarded(
+        lambda: _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+    )
 
 
 def default_arena_size(model_bytes: bytes) -> int:
@@ -142,26 +152,21 @@ def run_tflm(
     outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
     n_out = 0 if outputs is None else len(outputs)
     interp = _open(model_bytes, arena_size)
-    with _captured() as log:
-        try:
-            for i, x in enumerate(inputs):
-                want = interp.get_input_details(i)
-                x = np.asarray(x)
-                if x.dtype != want["dtype"] or tuple(x.shape) != tuple(want["shape"]):
-                    raise ValueError(
-                        f"input {i}: got {x.dtype}{list(x.shape)}, model wants "
-                        f"{np.dtype(want['dtype'])}{[int(d) for d in want['shape']]}"
-                    )
-                interp.set_input(x, i)
-            interp.invoke()
-            outputs = [np.array(interp.get_output(i), copy=True) for i in range(n_out)]
-        except RuntimeError as exc:
-            error = exc
-        else:
-            error = None
-    if error is not None:
-        raise _fail(error, log.text) from None
-    return outputs
+
+    def invoke() -> list[np.ndarray]:
+        for i, x in enumerate(inputs):
+            want = interp.get_input_details(i)
+            x = np.asarray(x)
+            if x.dtype != want["dtype"] or tuple(x.shape) != tuple(want["shape"]):
+                raise ValueError(
+                    f"input {i}: got {x.dtype}{list(x.shape)}, model wants "
+                    f"{np.dtype(want['dtype'])}{[int(d) for d in want['shape']]}"
+                )
+            interp.set_input(x, i)
+        interp.invoke()
+        return [np.array(interp.get_output(i), copy=True) for i in range(n_out)]
+
+    return _guarded(invoke)
 
 
 def random_inputs(model_bytes: bytes, seed: int = 0) -> list[np.ndarray]:
