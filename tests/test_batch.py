@@ -97,7 +97,7 @@ def test_bad_input_is_exit_2_before_any_work(case, model_dir, tmp_path, capsys):
 
 def test_verification_failure_is_a_row_with_exit_1(model_dir, tmp_path, monkeypatch):
     report = Report(input="x", ops=3)
-    report.verification = {"ok": False, "skipped": [], "comparisons": [
+    report.verification = {"ok": False, "not_run": [], "comparisons": [
         {"runtime": "tflm", "within_tolerance": False, "max_abs_diff": 3.0}]}
 
     def failing(*_args, **_kwargs):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TFLM_MODELS
 
 from tflite_reorder import tflm
 from tflite_reorder.arena import greedy_head, plan_arena, write_plan
@@ -21,7 +22,7 @@ from tflite_reorder.memory import simulate
 from tflite_reorder.shapes import find_hazards, fix_shapes, infer_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = sorted((ROOT / "models").glob("*.tflite"))
+MODELS = TFLM_MODELS  # the models TFLM runs (test_compat.py covers the others)
 SMALL = ROOT / "models" / "dilated_int8.tflite"
 
 pytestmark = pytest.mark.skipif(not tflm.available(), reason="tflite-micro not installed")

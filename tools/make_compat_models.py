@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build models that TFLite Micro cannot run but LiteRT can (and one that neither can).
+"""Build models that TFLite Micro cannot run but LiteRT can (one neither can, one tiny).
 
 Usage::
 
@@ -23,10 +23,13 @@ Files (each under 300 KB), all from the TF 2.21 converter except the last:
 * ``models/audio_custom.tflite`` - ``AudioSpectrogram`` -> ``Mfcc`` custom ops.
 * ``models/unknown_op.tflite`` - ``audio_custom`` with its custom codes renamed to one no
   runtime registers (edited here, no converter): a model nothing can run.
+* ``models/tiny3_int8.tflite`` - int8 dense -> dense -> softmax on 8 values (32 B of
+  activations), which TFLM does run: below its minimum arena TFLM's planner fails with "Too
+  many buffers (max is 3)" and the interpreter crashes at some sizes (``tflm._Prober``).
 
 Every model is checked after building: LiteRT (reference kernels) runs it, except
-``unknown_op``; TFLM refuses it. TensorFlow is needed here only; the tests use the committed
-files.
+``unknown_op``; TFLM refuses it, except ``tiny3_int8``. TensorFlow is needed here only;
+the tests use the committed files.
 """
 
 from __future__ import annotations
@@ -134,18 +137,32 @@ def build_unknown_op() -> bytes:
     return serialize_model(model)
 
 
+def build_tiny3_int8() -> bytes:
+    inp = keras.Input((8,), batch_size=1)
+    x = layers.Dense(8)(layers.Dense(8, activation="relu")(inp))
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, layers.Softmax()(x)))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    conv.representative_dataset = lambda: (
+        [rng.uniform(-1, 1, (1, 8)).astype(np.float32)] for _ in range(8))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
 MODELS_BUILT: dict[str, tuple[Callable[[], bytes], str]] = {
     "tiny_fp16w": (build_tiny_fp16w, "DEQUANTIZE"),
     "mobilenet_deep_fp16w": (build_mobilenet_deep_fp16w, "DEQUANTIZE"),
     "dense_sparse": (build_dense_sparse, "DENSIFY"),
     "audio_custom": (build_audio_custom, "CUSTOM"),
     "unknown_op": (build_unknown_op, "CUSTOM"),
+    "tiny3_int8": (build_tiny3_int8, "SOFTMAX"),
 }
 
 
 def check(name: str, data: bytes, marker: str) -> str:
     """Raise unless the model has ``marker`` ops, LiteRT runs it (but unknown_op) and TFLM
-    refuses it; returns a one-line description."""
+    refuses it (but tiny3_int8); returns a one-line description."""
     from tflite_reorder import tflm, verify
     from tflite_reorder.flatbuffer_io import parse_model
     from tflite_reorder.graph import build_graph
@@ -169,12 +186,15 @@ def check(name: str, data: bytes, marker: str) -> str:
         if name == "unknown_op":
             raise SystemExit(f"{name}: LiteRT unexpectedly runs it")
     try:
-        tflm.run_tflm(data, [np.zeros(1)])  # fails at allocation, before inputs matter
+        tflm.run_tflm(data, tflm.random_inputs(data))
     except tflm.TflmError:
-        pass
+        runs = False
     else:
-        raise SystemExit(f"{name}: TFLM unexpectedly runs it")
-    return f"{name}: {len(data)} B, {len(ops)} ops ({n_marker} {marker}); {litert}; TFLM refuses"
+        runs = True
+    if runs != (name == "tiny3_int8"):
+        raise SystemExit(f"{name}: TFLM {'runs' if runs else 'refuses'} it, unexpectedly")
+    return (f"{name}: {len(data)} B, {len(ops)} ops ({n_marker} {marker}); {litert}; "
+            f"TFLM {'runs' if runs else 'refuses'} it")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,6 +50,7 @@ class _Env:
     sg: schema.SubGraphT
     shapes: list[Shape]
     values: dict[int, np.ndarray] = field(default_factory=dict)
+    stack: tuple[int, ...] = ()  # subgraphs being inferred (this one last), for IF branches
 
     def shape(self, t: int) -> Shape:
         if t < 0:
@@ -385,6 +386,20 @@ def _from_value(index: int) -> Rule:
     return lambda env, op: [_dims(env.value(op.inputs[index]))]
 
 
+def _while(env: _Env, op: schema.OperatorT) -> list[Shape | None]:
+    """WHILE's outputs are its loop variables: the shapes of its inputs."""
+    return [env.shape(t) for t in op.inputs]
+
+
+def _if(env: _Env, op: schema.OperatorT) -> list[Shape | None]:
+    """IF's outputs have the (inferred) shapes of its then-branch subgraph's outputs."""
+    then = int(_opt(op, "thenSubgraphIndex"))
+    if not 0 <= then < len(env.model.subgraphs) or then in env.stack:
+        raise _Unknown("IF branch")
+    shapes = _infer_subgraph(env.model, then, env.stack)
+    return [shapes[int(t)] for t in env.model.subgraphs[then].outputs]
+
+
 def _gather(env: _Env, op: schema.OperatorT) -> list[Shape | None]:
     params, indices = env.shape(op.inputs[0]), env.shape(op.inputs[1])
     axis = _axis(_opt(op, "axis", 0), len(params))
@@ -444,6 +459,8 @@ SHAPE_RULES: dict[str, Rule] = {
     "BROADCAST_TO": _from_value(1),
     "FILL": _from_value(0),
     "GATHER": _gather,
+    "WHILE": _while,
+    "IF": _if,
 }
 
 
@@ -559,10 +576,10 @@ def _apply_values(env: _Env, op: schema.OperatorT, opcode: str, outs: list[int])
             env.values[t] = value
 
 
-def _infer_subgraph(model: schema.ModelT, s: int) -> list[Shape]:
+def _infer_subgraph(model: schema.ModelT, s: int, stack: tuple[int, ...] = ()) -> list[Shape]:
     sg = model.subgraphs[s]
     tensors = sg.tensors or []
-    env = _Env(model, sg, [_stored_shape(t) for t in tensors])
+    env = _Env(model, sg, [_stored_shape(t) for t in tensors], stack=(*stack, s))
     for i, t in enumerate(tensors):
         value = _constant_value(model, t)
         if value is not None:
@@ -807,6 +824,7 @@ KINDS = {
     "plan_count": "offline plan offset count differs from the tensor count",
     "plan_alignment": "offline plan offset is not a multiple of 16",
     "plan_overlap": "offline plan overlaps two tensors that are live at the same time",
+    "unchecked": "no shape rule for this operator: its output shapes were not checked",
 }
 
 
@@ -819,7 +837,21 @@ def find_hazards(model_t: schema.ModelT) -> list[Hazard]:
         *_dataflow_hazards(model_t),
         *_padding_hazards(model_t),
         *_plan_hazards(model_t, true),
+        *_unchecked(model_t),
     ]
+
+
+def _unchecked(model_t: schema.ModelT) -> list[Hazard]:
+    """Operators with arena outputs but no shape rule: nothing above vouches for them."""
+    out = []
+    for s, sg in enumerate(model_t.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            opcode = opcode_name(model_t, op.opcodeIndex)
+            outs = [int(t) for t in (op.outputs if op.outputs is not None else ()) if t >= 0]
+            if opcode in SHAPE_RULES or not outs:
+                continue
+            out.append(_hazard(model_t, s, outs[0], "unchecked", (i, opcode)))
+    return out
 
 
 def _producers(model_t: schema.ModelT, s: int) -> dict[int, tuple[int, str]]:

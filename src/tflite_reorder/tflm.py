@@ -34,7 +34,10 @@ T = TypeVar("T")
 
 ALIGN = 16  # MicroArenaBufferAlignment(); also the bisection granularity
 _ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-_TOO_SMALL = re.compile(r"missing: \d+")  # TFLM's "Failed to … Requested: …, missing: N"
+# TFLM's ways of saying the arena is too small: "Failed to … Requested: …, missing: N"
+# (tail, temp, head, resize) and the greedy planner's "Too many buffers (max is N)", whose
+# buffer table lives in whatever arena is left.
+_TOO_SMALL = re.compile(r"missing: \d+|Too many buffers \(max is \d+\)|is too small")
 
 
 class TflmError(RuntimeError):
@@ -42,7 +45,7 @@ class TflmError(RuntimeError):
 
 
 class ArenaTooSmall(TflmError):
-    """The arena cannot hold the model (TFLM logged a ``missing: N`` allocation failure)."""
+    """The arena cannot hold the model (TFLM logged an allocation failure, ``_TOO_SMALL``)."""
 
 
 @dataclass(frozen=True)
@@ -213,33 +216,96 @@ def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmAren
     return _parse(log.text)
 
 
-def _fits(model_bytes: bytes, size: int) -> bool:
-    try:
-        _interpreter(model_bytes, size)
-    except ArenaTooSmall:
+def _probe_child() -> None:
+    """Child side of :class:`_Prober`: model bytes from the file in argv, one arena size
+    per stdin line, ``1`` (fits) or ``0`` (does not) per stdout line."""
+    data = open(sys.argv[1], "rb").read()  # noqa: SIM115 (read once, process ends soon)
+    for line in sys.stdin:
+        try:
+            _interpreter(data, int(line))
+        except TflmError:
+            answer = "0"
+        else:
+            answer = "1"
+        sys.stdout.write(answer + "\n")
+        sys.stdout.flush()
+
+
+class _Prober:
+    """Try arena sizes in a child process.
+
+    TFLM's Python interpreter crashes (SIGSEGV) at some sizes well below what a model needs
+    (seen here: a 3-op model needing 3,648 B crashes at 0-256 and 1,700-1,776 B and fails
+    cleanly in between), so no size below a known-good one is tried in this process. A
+    crash counts as "does not fit" and the child is restarted.
+    """
+
+    def __init__(self, model_bytes: bytes) -> None:
+        self._file = tempfile.NamedTemporaryFile(suffix=".tflite")  # noqa: SIM115
+        self._file.write(bytes(model_bytes))
+        self._file.flush()
+        self._child = None
+        self.crashes = 0
+
+    def _start(self):
+        import subprocess
+
+        code = "from tflite_reorder.tflm import _probe_child; _probe_child()"
+        return subprocess.Popen([sys.executable, "-c", code, self._file.name],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+
+    def fits(self, size: int) -> bool:
+        self._child = self._child or self._start()
+        try:
+            self._child.stdin.write(f"{size}\n")
+            self._child.stdin.flush()
+            answer = self._child.stdout.readline().strip()
+        except (BrokenPipeError, OSError):
+            answer = ""
+        if answer in ("0", "1"):
+            return answer == "1"
+        self.crashes += 1
+        self._child.wait()
+        self._child = None
         return False
-    return True
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.stdin.close()
+            self._child.wait()
+        self._file.close()
 
 
 def min_arena_size(model_bytes: bytes) -> int:
     """Smallest ``arena_size`` (a multiple of 16) with which TFLM accepts the model.
 
     Bisection between a size that fails and one that works, started around TFLM's own
-    total, which usually is the answer.
+    total, which usually is the answer. Below a size known to work, every TFLM failure
+    (any allocation message, or a crash of the probing child) means "too small": the
+    model itself is the same at every size. Raises ``TflmError`` when TFLM cannot run the
+    model at any size.
     """
-    total = measure_arena(model_bytes).total
-    hi = -(-total // ALIGN) * ALIGN
-    while not _fits(model_bytes, hi):
-        hi *= 2
-    lo = max(hi - 1024, 0)
-    if _fits(model_bytes, lo):
-        lo = 0
-    while hi - lo > ALIGN:  # invariant: lo fails (or is 0), hi fits
-        mid = (lo + hi) // 2 // ALIGN * ALIGN
-        if _fits(model_bytes, mid):
-            hi = mid
-        else:
-            lo = mid
+    total = measure_arena(model_bytes).total  # raises when TFLM cannot run the model
+    prober = _Prober(model_bytes)
+    try:
+        hi = -(-total // ALIGN) * ALIGN
+        while not prober.fits(hi):
+            hi *= 2
+            if hi > (1 << 34):
+                raise TflmError(f"TFLM ran the model with a {total} B arena but accepts "
+                                f"no arena size at or above it")
+        lo = max(hi - 1024, 0)
+        if prober.fits(lo):
+            lo = 0
+        while hi - lo > ALIGN:  # invariant: lo fails (or is 0), hi fits
+            mid = (lo + hi) // 2 // ALIGN * ALIGN
+            if prober.fits(mid):
+                hi = mid
+            else:
+                lo = mid
+    finally:
+        prober.close()
     return hi
 
 

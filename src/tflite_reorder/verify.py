@@ -27,21 +27,68 @@ class Comparison:
     within_tolerance: bool = True
 
 
+@dataclass(frozen=True)
+class Runnability:
+    """Whether one runtime runs a model (one inference on random inputs), and if not why."""
+
+    runtime: str  # "litert" or "tflm"
+    runs: bool
+    why: str = ""  # the runtime's own words, one line; "" when it runs
+
+
 @dataclass
 class Verification:
+    """Each runtime that ran both models (``comparisons``) and each that did not, and why.
+
+    ``ok`` needs at least one comparison and every comparison within tolerance: a
+    verification in which nothing ran proves nothing and is never ``ok``.
+    """
+
     comparisons: list[Comparison] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    not_run: list[Runnability] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(c.within_tolerance for c in self.comparisons)
+        return bool(self.comparisons) and all(c.within_tolerance for c in self.comparisons)
 
     def to_dict(self) -> dict:
         return {
             "ok": self.ok,
+            "ran": [c.runtime for c in self.comparisons],
             "comparisons": [asdict(c) for c in self.comparisons],
-            "skipped": self.skipped,
+            "not_run": [{"runtime": r.runtime, "why": r.why} for r in self.not_run],
         }
+
+
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    return " ".join(f"{exc}".split())[:limit] or type(exc).__name__
+
+
+def runnability(model_bytes: bytes, use_tflm: bool = True) -> list[Runnability]:
+    """Which runtimes run the model, checked by running it once (LiteRT first, then TFLM).
+
+    Cheap next to a search, so callers check it before searching: a model no runtime
+    can run cannot be verified, and one TFLM cannot run gets no TFLM-only promise.
+    """
+    out = []
+    try:
+        run_litert(model_bytes, random_inputs(model_bytes, 1)[0])
+    except Exception as exc:  # LiteRT's own refusal (custom op, bad tensor, ...)
+        out.append(Runnability("litert", False, _one_line(exc)))
+    else:
+        out.append(Runnability("litert", True))
+    if not use_tflm:
+        out.append(Runnability("tflm", False, "disabled by the caller"))
+    elif not tflm.available():
+        out.append(Runnability("tflm", False, "tflite-micro is not installed"))
+    else:
+        try:
+            tflm.run_tflm(model_bytes, tflm.random_inputs(model_bytes))
+        except (tflm.TflmError, ValueError) as exc:
+            out.append(Runnability("tflm", False, _one_line(exc)))
+        else:
+            out.append(Runnability("tflm", True))
+    return out
 
 
 def _litert(model_bytes: bytes):
@@ -114,24 +161,31 @@ def verify(
     seed: int = 0,
     rtol: float | None = None,
     use_tflm: bool = True,
+    runtimes: list[Runnability] | None = None,
 ) -> Verification:
     """Compare ``written`` with ``original`` on ``cases`` random inputs.
 
-    ``rtol`` None demands bit-identical outputs; otherwise outputs may differ by that much
-    (relative, or absolute for values near zero). ``tflm_reference`` replaces ``original``
-    as the TFLM reference (a hazard-free form of the input).
+    Runs every runtime that runs the input (``runtimes``, from :func:`runnability` on the
+    input; computed here when not given); the others are listed in ``not_run`` with the
+    reason. ``rtol`` None demands bit-identical outputs; otherwise outputs may differ by
+    that much (relative, or absolute for values near zero). ``tflm_reference`` replaces
+    ``original`` as the TFLM reference (a hazard-free form of the input). A runtime that
+    runs the input but fails on ``written`` raises: that is our bug, not the input's.
     """
-    result = Verification()
-    inputs = random_inputs(original, cases, seed)
-    ref = [run_litert(original, x) for x in inputs]
-    new = [run_litert(written, x) for x in inputs]
-    result.comparisons.append(_compare("litert", "input model (LiteRT reference kernels)",
-                                       ref, new, rtol))
-    if not use_tflm:
-        result.skipped.append("tflm: disabled")
-    elif not tflm.available():
-        result.skipped.append("tflm: tflite-micro is not installed")
-    else:
+    if runtimes is None:
+        runtimes = runnability(original, use_tflm)
+    runs = {r.runtime: r for r in runtimes}
+    result = Verification(not_run=[r for r in runtimes if not r.runs])
+    if not any(r.runs for r in runtimes):
+        return result
+    inputs = random_inputs(original, cases, seed) if runs["litert"].runs else \
+        [tflm.random_inputs(original, seed + i) for i in range(cases)]
+    if runs["litert"].runs:
+        ref = [run_litert(original, x) for x in inputs]
+        new = [run_litert(written, x) for x in inputs]
+        result.comparisons.append(_compare("litert", "input model (LiteRT reference kernels)",
+                                           ref, new, rtol))
+    if runs["tflm"].runs:
         base = tflm_reference or original
         label = ("input model with repaired shapes (TFLM)" if tflm_reference
                  else "input model (TFLM)")
