@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from . import arena, report, shapes, tflm
+from . import verify as runtimes
 from .flatbuffer_io import (
     LoadedModel,
     ModelError,
@@ -32,33 +33,39 @@ from .scheduler import Progress
 from .scheduling import (
     apply_orders,
     certificate,
+    never_worse,
     schedule_model,
     stored_peak,
     subgraph_reports,
 )
 from .selfcheck import check_written
-from .verify import verify_written
+from .verify import Runnability, verify_written
 
 Model = str | os.PathLike | bytes | LoadedModel
 
 __all__ = [
-    "Model", "apply_orders", "arena_figures", "find_hazards", "inspect_order", "load_model",
-    "optimize", "peak_memory", "plot_memory", "schedule_model",
+    "Model", "apply_orders", "arena_figures", "check_model", "find_hazards", "inspect_order",
+    "load_model", "optimize", "peak_memory", "plot_memory", "schedule_model",
 ]
 
 
 def peak_memory(model: Model, *, inplace: bool = False, time_limit: float = 10.0) -> PeakMemory:
     """Arena bytes of the stored order and of the optimal order; nothing is written.
 
-    ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add.
+    ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add. The
+    figures are ``optimize``'s (its ``peak_before`` and ``peak_after``): the input made safe
+    in TFLM first (explicit padding), and ``optimal <= stored`` whatever stops the search.
     Raises ``ModelError`` for input it cannot read or understand.
     """
     t0 = time.monotonic()
-    graph = shapes.true_graph(load_model(model).model)
+    m = copy.deepcopy(load_model(model).model)
+    shapes.repair_model(m)
+    graph = shapes.true_graph(m)
     stored = stored_peak(graph)
     orders, results = schedule_model(graph, inplace, time_limit)
+    orders, _ = never_worse(graph, orders, inplace)
     best = simulate(graph, orders, inplace=inplace).lower_bound
-    lb, optimal = certificate(results, best)
+    lb, optimal = certificate(graph, results, best)
     return PeakMemory(stored, best, lb, optimal, time.monotonic() - t0)
 
 
@@ -79,17 +86,30 @@ def optimize(
 ) -> Optimized:
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
 
-    Raises ``ModelError`` for input it cannot handle and ``VerificationError`` when the
-    written model does not compute what the input computes. With ``rewrite`` the graph is
-    rewritten first where that lowers the optimal peak (numerics may change within
-    ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
-    compares bit for bit with the rewritten model and the rewrite error is reported.
+    Never worse: ``peak_after <= peak_before`` whatever stops the search (the stored order
+    is always a candidate, and rewrites that end up needing more are dropped).
+    With ``verify``, which runtimes run the input is checked first (before any search):
+    ``ModelError`` when none does; when only LiteRT does, the output is verified with
+    LiteRT and a warning says why TFLM cannot run it. Whenever TFLM runs the output its
+    measured head must equal the planned one.
+
+    Raises ``ModelError`` for input it cannot handle, ``VerificationError`` when the
+    written model does not compute what the input computes or TFLM's head differs from
+    the plan, and ``SelfCheckError`` when the bytes fail the writer's self-check. With
+    ``rewrite`` the graph is rewritten first where that lowers the optimal peak (numerics
+    may change within ``max_error`` output LSBs for int8 models, 1e-5 relative for float);
+    verification then compares bit for bit with the rewritten model and the rewrite error
+    is reported.
     """
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
     loaded = load_model(model)
     m = copy.deepcopy(loaded.model)
     rep = Report(input=loaded.source, output=output_name)
+    runs: list[Runnability] | None = None
+    if verify:
+        stage("runtimes")
+        runs = _runnable(loaded, rep, use_tflm)
 
     stage("shapes")
     hazards = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
@@ -115,6 +135,8 @@ def optimize(
 
     stage("schedule")
     orders, use = _schedule(graph, rep, inplace, time_limit, progress)
+    if rep.rewrites and rep.peak_after > rep.peak_before:
+        return _without_rewrites(model, rep, locals())
     apply_orders(m, orders)
     if fix_shapes and true:
         shapes.fix_shapes(m, true)
@@ -129,13 +151,48 @@ def optimize(
     if verify:
         stage("verify")
         safe = _safe_reference(reference.model) if hazards else None
-        ver = verify_written(reference, data, safe, use_tflm)
+        ver = verify_written(reference, data, safe, runs)
         rep.verification = ver.to_dict()
+        rep.seconds = time.monotonic() - t0
         if not ver.ok:
-            rep.seconds = time.monotonic() - t0
             raise VerificationError(rep)
+        if the_plan is not None and "tflm" in rep.verification["ran"]:
+            rep.tflm_head = tflm.measure_arena(data).head
+            if rep.tflm_head != the_plan.head:
+                raise VerificationError(rep, f"TFLM's measured arena head {rep.tflm_head} B "
+                                             f"is not the planned {the_plan.head} B")
     rep.seconds = time.monotonic() - t0
     return Optimized(data, rep, orders, the_plan, use)
+
+
+def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool) -> list[Runnability]:
+    """Which runtimes run the input, before any search; ``ModelError`` when none does."""
+    runs = runtimes.runnability(loaded.raw, use_tflm)
+    if not any(r.runs for r in runs):
+        why = "; ".join(f"{r.runtime}: {r.why}" for r in runs)
+        raise ModelError(f"{loaded.source}: cannot verify: no runtime runs this model ({why}); "
+                         f"use --no-verify to write it unverified")
+    tflm_run = next(r for r in runs if r.runtime == "tflm")
+    if not tflm_run.runs and tflm_run.why.startswith("tflite-micro is not installed"):
+        rep.warnings.append("tflite-micro is not installed: verified with LiteRT only; the "
+                            "planned arena was not measured (pip install "
+                            "'tflite-reorder[tflm]')")
+    elif not tflm_run.runs and use_tflm:
+        rep.warnings.append("TFLM cannot run this model (reason above), so the output was "
+                            "verified with LiteRT only; its arena plan is for TFLM builds "
+                            "that can run it")
+    return runs
+
+
+def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
+    """Re-run without rewrites: the rewritten graph's order needs more than the input's."""
+    keys = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
+            "output_name", "on_stage")
+    again = optimize(model, rewrite=False, **{k: args[k] for k in keys})
+    again.report.warnings.append(
+        f"rewrites dropped: the rewritten model's best order found needs {rep.peak_after} B, "
+        f"more than the input's {rep.peak_before} B")
+    return again
 
 
 def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
@@ -177,13 +234,14 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
     """Best orders, their TFLM replay, and the report's peak and certificate figures."""
     ts = time.monotonic()
     orders, results = schedule_model(graph, inplace, time_limit, progress)
+    orders, rep.kept_stored_order = never_worse(graph, orders, inplace)
     rep.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
     rep.peak_after = use.lower_bound
     rep.peak_after_no_inplace = simulate(graph, orders, inplace=False).lower_bound
-    rep.lower_bound, rep.optimal = certificate(results, rep.peak_after)
+    rep.lower_bound, rep.optimal = certificate(graph, results, rep.peak_after)
     rep.inplace = inplace
-    rep.per_subgraph = subgraph_reports(graph, results)
+    rep.per_subgraph = subgraph_reports(graph, results, orders, inplace)
     return orders, use
 
 
@@ -249,35 +307,44 @@ def op_rows(graph: ModelGraph, orders: list[list[int]], use: ArenaUse) -> list[O
 
 
 def arena_figures(model: Model, result: Optimized, *, measure: bool = True) -> dict:
-    """Planned and (when tflite-micro is installed and ``measure``) measured arena figures.
+    """Arena figures of ``result`` (optimised from ``model``), each saying what it is.
 
-    ``model`` is the input ``result`` was optimised from. Raises ``ModelError`` when TFLM
-    cannot run the input model (custom ops, dynamic tensors, …), and ``TflmError`` when it
-    cannot run ``result`` (our bug).
+    ``head`` is the planned head (the offline plan's, or TFLM's own planner's without a
+    plan); ``peak`` the written order's peak and ``lower_bound`` the proven bound (equal
+    when ``optimal_order``). With ``measure`` and a TFLM that runs the model, TFLM's own
+    figures and the bisected smallest arena are added and the tail is measured; otherwise
+    the tail is an estimate and ``tail_source`` says why. Raises ``TflmError`` when TFLM
+    runs the input but not ``result`` (our bug).
     """
     loaded = load_model(model)
     r = result.report
     figures: dict = {
         "input": loaded.source, "head": r.arena_planned or r.tflm_greedy_head,
-        "lower_bound": r.peak_after, "optimal_order": r.optimal, "plan_optimal": r.plan_optimal,
-        "stored_order_peak": r.peak_before, "tflm_greedy_head_same_order": r.tflm_greedy_head,
+        "head_source": "offline plan" if r.arena_planned else "TFLM's planner (no plan)",
+        "peak": r.peak_after, "lower_bound": r.lower_bound, "optimal_order": r.optimal,
+        "plan_optimal": r.plan_optimal, "stored_order_peak": r.peak_before,
+        "tflm_greedy_head_same_order": r.tflm_greedy_head,
     }
-    if measure and tflm.available():
+    why_not = ("--no-measure" if not measure else
+               "tflite-micro not installed" if not tflm.available() else None)
+    before = None
+    if why_not is None:
         try:
             before = tflm.measure_arena(loaded.raw)
-        except tflm.TflmError as exc:  # custom ops, dynamic tensors, ...: not our output's fault
-            raise ModelError(f"{loaded.source}: TFLM cannot run the input model ({exc}); "
-                             "use --no-measure") from None
-        after = tflm.measure_arena(result.data)
-        figures.update({
-            "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
-            "tflm_head_input": before.head, "tflm_total_input": before.total,
-            "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
-            "tail_source": "measured by TFLM",
-        })
-    else:
+        except tflm.TflmError as exc:  # float16 DEQUANTIZE, custom ops, ...: not our output's
+            figures["tflm_cannot_run"] = " ".join(str(exc).split())[:400]
+            why_not = "TFLM cannot run this model"
+    if before is None:
         figures["tail"] = tflm.estimate_tail(result.data)
-        figures["tail_source"] = "estimate (tflite-micro not installed)"
+        figures["tail_source"] = f"estimate ({why_not})"
+        return figures
+    after = tflm.measure_arena(result.data)
+    figures.update({
+        "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
+        "tflm_head_input": before.head, "tflm_total_input": before.total,
+        "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
+        "tail_source": "measured by TFLM",
+    })
     return figures
 
 
@@ -304,3 +371,17 @@ def find_hazards(model: Model) -> list:
     Raises ``ModelError`` for input it cannot read or understand.
     """
     return shapes.find_hazards(load_model(model).model)
+
+
+def check_model(model: Model) -> list:
+    """``find_hazards`` plus whether this TFLM build runs the model (by running it once).
+
+    Only a model with no entry is clean: every operator's shapes checked and TFLM able
+    to run it. Without tflite-micro that cannot be known, which is an entry too.
+    """
+    loaded = load_model(model)
+    found = shapes.find_hazards(loaded.model)
+    tflm_run = next(r for r in runtimes.runnability(loaded.raw) if r.runtime == "tflm")
+    if not tflm_run.runs:
+        found.append(shapes.runtime_hazard(tflm_run.why, tflm.available()))
+    return found

@@ -71,11 +71,10 @@ def _errors(*paths: Path | None) -> Iterator[None]:
     except (Exception, KeyboardInterrupt) as exc:  # a bug of ours too: one line, no traceback
         failure = classify(exc)
         msg = failure.message
-        if failure.kind == "input":
-            names = [str(p) for p in paths if p is not None]
-            if names and not any(msg.startswith(n) for n in names):
-                msg = f"{names[0]}: {msg}"
-        elif isinstance(exc, MemoryError):
+        names = [str(p) for p in paths if p is not None]
+        if failure.kind != "interrupted" and names and not any(msg.startswith(n) for n in names):
+            msg = f"{names[0]}: {msg}"  # every error names the file, internal ones too
+        if isinstance(exc, MemoryError):
             msg += "; try a smaller --time-limit"
         raise _fail(failure.exit_code, msg) from None
 
@@ -230,18 +229,19 @@ def check(
     src: Annotated[Path, typer.Argument(help="Input .tflite model.")],
     json_out: Json = False,
 ) -> None:
-    """List TFLM memory hazards (e.g. stored shapes smaller than what kernels write).
+    """List TFLM hazards: memory (stored shapes smaller than what kernels write, ...), ops
+    whose shapes could not be checked, and whether this TFLM build runs the model.
 
-    Exit 0 when clean, 1 when hazards were found, 2 on bad input.
+    Exit 0 when clean (fully checked and runnable), 1 when anything was found, 2 on bad input.
     """
     from dataclasses import asdict
 
     from . import shapes
-    from .api import find_hazards
+    from .api import check_model
 
     with _errors(src):
         _check_paths(src, None)
-        hazards = find_hazards(src)
+        hazards = check_model(src)
         if json_out:
             print(json.dumps({"input": str(src), "hazards": [asdict(h) for h in hazards]}))
         elif not hazards:

@@ -17,14 +17,28 @@ def kib(n: int | None) -> str:
     return "-" if n is None else f"{n / 1024:.1f} KiB"
 
 
+def peak_line(r: Report) -> str:
+    """Before -> after in one line; a run that could not improve says so, "lower" only
+    ever describes a fall (never-worse makes a rise a bug, reported as one)."""
+    status = "optimal" if r.optimal else f"not proven optimal (gap {r.gap} B)"
+    bound = f"{status}; lower bound {r.lower_bound} B"
+    if r.peak_after < r.peak_before:
+        return (f"peak before {r.peak_before} B ({kib(r.peak_before)}) -> after "
+                f"{r.peak_after} B ({kib(r.peak_after)}), {r.ratio:.2f}x lower; {bound}")
+    if r.peak_after == r.peak_before and r.optimal:
+        return (f"peak {r.peak_after} B ({kib(r.peak_after)}) unchanged: the stored order is "
+                f"already optimal")
+    if r.peak_after == r.peak_before:
+        return (f"peak {r.peak_after} B ({kib(r.peak_after)}) unchanged: no order found needs "
+                f"less than the stored one; {bound}")
+    return (f"peak ROSE from {r.peak_before} B to {r.peak_after} B (a bug: please report "
+            f"it); {bound}")
+
+
 def summary_lines(r: Report) -> list[str]:
     """The main command's human output: a few lines, the numbers that matter first."""
-    status = "optimal" if r.optimal else f"not proven optimal (gap {r.gap} B)"
-    lines = [
-        f"{r.input} -> {r.output}: {r.ops} ops in {r.subgraphs} subgraph(s)",
-        f"peak before {r.peak_before} B ({kib(r.peak_before)}) -> after {r.peak_after} B "
-        f"({kib(r.peak_after)}), {r.ratio:.2f}x lower; {status}; lower bound {r.lower_bound} B",
-    ]
+    lines = [f"{r.input} -> {r.output}: {r.ops} ops in {r.subgraphs} subgraph(s)",
+             peak_line(r)]
     if r.arena_planned is not None:
         lines.append(
             f"arena plan head {r.arena_planned} B ({kib(r.arena_planned)}) by {r.plan_method}"

@@ -60,6 +60,8 @@ class Report:
     plan_method: str | None = None
     plan_optimal: bool | None = None
     tflm_greedy_head: int | None = None  # TFLM's own planner on our order, for comparison
+    tflm_head: int | None = None  # TFLM's measured head of the output (== arena_planned)
+    kept_stored_order: bool = False  # the stored order (of some subgraph) needed less
     inplace: bool = True
     shape_fixes: list[dict] = field(default_factory=list)  # hazards found in the input
     repairs: list[dict] = field(default_factory=list)  # ops inserted to make TFLM safe
@@ -139,10 +141,11 @@ class Inspection:
 class VerificationError(Exception):
     """The written model's outputs differ from the input's; nothing should be written."""
 
-    def __init__(self, report: Report) -> None:
-        bad = [c for c in report.verification["comparisons"] if not c["within_tolerance"]]
-        what = ", ".join(f"{c['runtime']} max diff {c['max_abs_diff']:g}" for c in bad)
-        super().__init__(f"{report.input}: verification failed ({what})")
+    def __init__(self, report: Report, reason: str | None = None) -> None:
+        if reason is None:
+            bad = [c for c in report.verification["comparisons"] if not c["within_tolerance"]]
+            reason = ", ".join(f"{c['runtime']} max diff {c['max_abs_diff']:g}" for c in bad)
+        super().__init__(f"{report.input}: verification failed ({reason})")
         self.report = report
 
 

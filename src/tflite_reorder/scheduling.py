@@ -63,17 +63,64 @@ def schedule_model(
     return orders, results
 
 
-def certificate(results: dict[int, Schedule], model_peak: int) -> tuple[int, bool]:
+def certificate(
+    graph: ModelGraph, results: dict[int, Schedule], model_peak: int
+) -> tuple[int, bool]:
     """The model-level lower bound and whether the model peak is proven optimal.
 
-    Subgraph 0's search includes its callees' peaks; when that matches the exact TFLM
-    replay (it does unless a subgraph is called twice) its certificate is the model's.
+    A subgraph's search bound holds for the model only when every subgraph it calls
+    (transitively) was solved optimally: its problem carries the callees' *found* peaks,
+    which are minima only when proven. The model bound is the largest such valid bound
+    (a callee's peak happens inside its caller's scope, so each is a bound for the model),
+    capped at the model's peak. Subgraph 0's search includes its callees' peaks; when that
+    matches the exact TFLM replay (it does unless a subgraph is called twice) and every
+    subgraph is optimal, the model peak is proven.
     """
-    root = results[0]
-    agree = root.peak == model_peak
-    optimal = agree and all(r.optimal for r in results.values())
-    lb = min(root.lower_bound, model_peak)
+    valid = [r.lower_bound for s, r in results.items()
+             if all(results[c].optimal for c in _callees(graph, s) if c in results)]
+    lb = min(max(valid, default=0), model_peak)
+    optimal = results[0].peak == model_peak and all(r.optimal for r in results.values())
     return (model_peak if optimal else lb), optimal
+
+
+def _callees(graph: ModelGraph, s: int) -> set[int]:
+    """Every subgraph ``s`` calls, directly or through others."""
+    out: set[int] = set()
+    todo = [c for op in graph.subgraphs[s].ops for c in op.calls]
+    while todo:
+        c = todo.pop()
+        if c not in out:
+            out.add(c)
+            todo += [d for op in graph.subgraphs[c].ops for d in op.calls]
+    return out
+
+
+def never_worse(
+    graph: ModelGraph, orders: list[list[int]], inplace: bool
+) -> tuple[list[list[int]], bool]:
+    """``orders``, with the stored order put back wherever that needs less arena.
+
+    The stored order is a valid schedule (when topological: a shuffled input is not), so
+    whatever stopped the search the answer is never worse than it: per subgraph (callees
+    first, each in its callers' context under the orders chosen so far) and then for the
+    whole model by exact TFLM replay. Returns the orders and whether any stored order was
+    put back.
+    """
+    best = [list(o) for o in orders]
+    stored = graph.stored_orders()
+    valid = [sg.is_topological(o) for sg, o in zip(graph.subgraphs, stored, strict=True)]
+    kept = False
+    for s in call_order(graph):
+        if best[s] == stored[s] or not valid[s]:
+            continue
+        p = build_problem(graph.subgraphs[s], nested_extra(graph, best, s, inplace), inplace)
+        if peak(p, stored[s]) < peak(p, best[s]):
+            best[s], kept = list(stored[s]), True
+    found = simulate(graph, best, inplace=inplace).lower_bound
+    if all(valid) and best != stored and \
+            simulate(graph, stored, inplace=inplace).lower_bound < found:
+        best, kept = stored, True
+    return best, kept
 
 
 def stored_peak(graph: ModelGraph) -> int:
@@ -81,15 +128,25 @@ def stored_peak(graph: ModelGraph) -> int:
     return simulate(graph, graph.stored_orders(), inplace=False).lower_bound
 
 
-def subgraph_reports(graph: ModelGraph, results: dict[int, Schedule]) -> list[SubgraphReport]:
-    """Per subgraph: the stored order's peak next to the search's result and certificate."""
+def subgraph_reports(
+    graph: ModelGraph, results: dict[int, Schedule], orders: list[list[int]], inplace: bool
+) -> list[SubgraphReport]:
+    """Per subgraph: the stored order's peak next to the written order's and the certificate.
+
+    ``peak_after`` is the peak of ``orders`` (what is written, after ``never_worse``), not
+    the search's own answer; the bound and ``optimal`` are the search's, and ``optimal``
+    holds only when the written order reaches the search's proven peak.
+    """
     stored_problems = subgraph_problems(graph, graph.stored_orders(), False)
+    final_problems = subgraph_problems(graph, orders, inplace)
     out = []
     for s, r in sorted(results.items()):
         sg = graph.subgraphs[s]
+        after = peak(final_problems[s], orders[s])
         out.append(SubgraphReport(
-            s, sg.name, len(sg.ops), peak(stored_problems[s], range(len(sg.ops))), r.peak,
-            r.lower_bound, r.optimal, r.states, round(r.seconds, 4), r.stopped,
+            s, sg.name, len(sg.ops), peak(stored_problems[s], range(len(sg.ops))), after,
+            min(r.lower_bound, after), r.optimal and after <= r.peak, r.states,
+            round(r.seconds, 4), r.stopped,
         ))
     return out
 

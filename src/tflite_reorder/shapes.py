@@ -17,6 +17,7 @@ re-derived from whatever their inputs are.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -866,7 +867,24 @@ KINDS = {
     "plan_alignment": "offline plan offset is not a multiple of 16",
     "plan_overlap": "offline plan overlaps two tensors that are live at the same time",
     "unchecked": "no shape rule for this operator: its output shapes were not checked",
+    "tflm_cannot_run": "this TFLM build cannot run the model",
+    "tflm_not_checked": "tflite-micro is not installed: whether TFLM runs the model is unknown",
 }
+
+# TFLM's words for the operator it could not run: "Didn't find op for builtin opcode 'X'",
+# "Node X (number N) failed to prepare", "Failed to get registration from op code X".
+_TFLM_OP = re.compile(r"opcode '(\w+)'|Node (\w+) \(number (\d+)\)|from op code (\w+)")
+
+
+def runtime_hazard(why: str, tflm_installed: bool = True) -> Hazard:
+    """A model-level entry for ``check``: TFLM refused the model (``why``, its own words),
+    or could not be asked. The operator is named when TFLM's message names it."""
+    if not tflm_installed:
+        return Hazard(-1, -1, "", -1, "", (), (), 0, "tflm_not_checked", why)
+    m = _TFLM_OP.search(why)
+    opcode = next((g for g in (m.groups() if m else ()) if g and not g.isdigit()), "")
+    index = int(m.group(3)) if m and m.group(3) else -1
+    return Hazard(-1, -1, "", index, opcode, (), (), 0, "tflm_cannot_run", why)
 
 
 def find_hazards(model_t: schema.ModelT) -> list[Hazard]:
