@@ -19,15 +19,10 @@ from conftest import LITERT_MODELS, TFLM_CANNOT_RUN
 from tflite_reorder import flatbuffer_io as fio
 from tflite_reorder import tflm
 from tflite_reorder.graph import build_graph, opcode_name
+from tflite_reorder.hazards import describe, find_hazards
 from tflite_reorder.memory import simulate
-from tflite_reorder.shapes import (
-    SHAPE_RULES,
-    describe,
-    find_hazards,
-    fix_shapes,
-    infer_shapes,
-    repair_padding,
-)
+from tflite_reorder.rewrites.padding import repair_padding
+from tflite_reorder.shapes import CHECKED_OPS, fix_shapes, infer_shapes
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODELS = LITERT_MODELS  # LiteRT is the truth here; unknown_op runs nowhere
@@ -91,7 +86,7 @@ def test_rules_rederive_every_shape_from_scratch(path: Path) -> None:
     model = _load(path.stem)
     for sg in model.subgraphs:
         for op in sg.operators or []:
-            if opcode_name(model, op.opcodeIndex) in SHAPE_RULES:
+            if opcode_name(model, op.opcodeIndex) in CHECKED_OPS:
                 for t in op.outputs:
                     sg.tensors[t].shape = np.array([7], dtype=np.int32)
     assert _mismatches(model, infer_shapes(model), _litert_shapes(path.stem)) == []
@@ -134,7 +129,7 @@ def test_hazards_are_exactly_the_wrong_stored_shapes(path: Path) -> None:
     assert [h.tensor for h in hazards if h.kind == "uninitialized_padding"] == s2b
     no_rule = [(i, opcode_name(model, op.opcodeIndex))
                for i, op in enumerate(model.subgraphs[0].operators)
-               if opcode_name(model, op.opcodeIndex) not in SHAPE_RULES]
+               if opcode_name(model, op.opcodeIndex) not in CHECKED_OPS]
     assert [(h.op_index, h.opcode) for h in hazards if h.kind == "unchecked"] == no_rule
     assert {h.kind for h in hazards} <= {"shape", "uninitialized_padding", "unchecked"}
 

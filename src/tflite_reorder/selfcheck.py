@@ -7,8 +7,9 @@ wrongly; here it becomes an internal error and nothing is written.
 from __future__ import annotations
 
 from .arena import Plan
+from .dtypes import ARENA_ALIGNMENT
 from .flatbuffer_io import BUFFER_ALIGNMENT, buffer_data_offsets, get_offline_plan, parse_model
-from .graph import ARENA_ALIGNMENT, ModelGraph, build_graph
+from .graph import ModelGraph, build_graph
 from .memory import ArenaUse
 
 
