@@ -135,6 +135,14 @@ def op_keys(model_t, s: int = 0) -> list[tuple]:
     return [(op.opcode, op.inputs, op.outputs) for op in g.subgraphs[s].ops]
 
 
+def written_peak(path: Path) -> int:
+    """The peak of a written model's stored order, replayed from the file itself."""
+    from tflite_reorder.memory import simulate
+
+    graph = build_graph(load_model(path).model)
+    return simulate(graph, graph.stored_orders(), inplace=True).lower_bound
+
+
 def assert_same_ops(before: Path | bytes, after: Path | bytes) -> None:
     a, b = load_model(before).model, load_model(after).model
     assert len(a.subgraphs) == len(b.subgraphs)
@@ -238,6 +246,21 @@ def test_truncated_at_50_offsets(dirs, capsys):
         assert src.read_bytes() == data[:off]
 
 
+# Readable inputs that ``check`` does not call clean: TFLM cannot run them (and some hold
+# operators with no shape rule or dynamic dimensions).
+CHECK_FINDS = {"dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
+               "custom_and_unknown_ops.tflite"}
+
+
+def expected_code(command: str, name: str) -> int:
+    """The documented exit code: 2 for what cannot be read; ``inspect`` and ``arena`` work
+    on everything readable (arena estimating what TFLM cannot measure); ``check`` exits 1
+    on anything not fully checked or not runnable by TFLM."""
+    if name in REJECTED and "cannot verify" not in REJECTED[name]:
+        return 2
+    return 1 if command == "check" and name in CHECK_FINDS else 0
+
+
 @pytest.mark.parametrize("command", [["inspect"], ["check"], ["arena"]])
 def test_other_commands_on_corpus(command, dirs, capsys):
     """inspect/check/arena: documented exit codes, one-line errors naming the file."""
@@ -246,7 +269,7 @@ def test_other_commands_on_corpus(command, dirs, capsys):
         src = stage(name, in_dir) if not (in_dir / name).exists() else in_dir / name
         limit = [] if command[0] == "check" else ["--time-limit", "0.5"]
         run = run_cli(capsys, *command, src, *limit)
-        assert run.code in (0, 1, 2), (name, run.code, run.err)
+        assert run.code == expected_code(command[0], name), (name, run.code, run.err)
         assert "Traceback" not in run.err + run.out, name
         if run.code == 2:
             lines = run.err.strip().splitlines()
@@ -416,8 +439,9 @@ def test_20000_operators(chains20k, dirs, capsys):
     report = json.loads(run.out)
     assert report["ops"] == 20_001
     assert report["optimal"] is False
-    assert report["lower_bound"] <= report["peak_after"] <= report["peak_before"]
-    assert report["gap"] == report["peak_after"] - report["lower_bound"] > 0
+    assert report["peak_after"] <= report["peak_before"]
+    assert report["peak_after"] == written_peak(dst)  # the report describes the file
+    assert 0 < report["lower_bound"] < report["peak_after"]
     assert_same_ops(chains20k, dst)
 
 
@@ -431,5 +455,9 @@ def test_wide_graph_reports_gap(join, dirs, capsys):
     report = json.loads(run.out)
     assert report["optimal"] is False
     assert report["per_subgraph"][0]["stopped"] == "time limit"
-    assert 0 < report["lower_bound"] <= report["peak_after"]
-    assert report["gap"] == report["peak_after"] - report["lower_bound"]
+    assert report["peak_after"] == written_peak(dirs[1] / "out.tflite")
+    # The bound is a bound: a longer search finds orders, never one below it.
+    long = run_cli(capsys, src, dirs[1] / "long.tflite", "--no-verify", "--json",
+                   "--time-limit", "2")
+    best = json.loads(long.out)
+    assert 0 < report["lower_bound"] <= best["peak_after"] <= report["peak_after"]

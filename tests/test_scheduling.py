@@ -1,0 +1,139 @@
+"""Model-level scheduling: never worse than the stored order, and bounds that stay bounds.
+
+The scheduler itself keeps the stored order as a candidate (tests/test_scheduler.py); here
+the model level is tested on its own, with the search sabotaged (it returns a bad order),
+so that ``scheduling.never_worse`` and ``certificate`` are what is checked.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from conftest import ROOT
+from exhaustive import optimum
+from randgraphs import model_of, random_subgraph
+
+from tflite_reorder import api
+from tflite_reorder.memory import build_problem, peak, simulate
+from tflite_reorder.scheduler import Schedule
+from tflite_reorder.scheduling import (
+    certificate,
+    never_worse,
+    schedule_model,
+    stored_peak,
+    subgraph_reports,
+)
+
+MODELS = ROOT / "models"
+
+
+def breadth_first(p) -> list[int]:
+    """A valid but memory-hostile order: every ready op at once, level by level."""
+    indeg = [len(ps) for ps in p.preds]
+    order = [v for v in range(p.n_ops) if not indeg[v]]
+    for v in order:
+        for w in p.succs[v]:
+            indeg[w] -= 1
+            if not indeg[w]:
+                order.append(w)
+    return order
+
+
+def bad_search(p, time_limit=0.0, **_kwargs) -> Schedule:
+    """Stands in for ``scheduler.schedule``: a hostile order, claimed as nothing."""
+    order = breadth_first(p)
+    return Schedule(order, peak(p, order), 0, False, stopped="time limit")
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.05])
+def test_random_graphs_never_worse_at_model_level(limit):
+    """300 random 40-80-op graphs: the model's peak never exceeds the stored order's."""
+    rng = random.Random(77 + int(100 * limit))
+    stopped = 0
+    for case in range(300):
+        graph = model_of(random_subgraph(rng, rng.randint(40, 80),
+                                         source_share=rng.choice([0.0, 0.3])))
+        inplace = case % 2 == 0
+        orders, results = schedule_model(graph, inplace, time_limit=limit)
+        orders, _ = never_worse(graph, orders, inplace)
+        assert graph.subgraphs[0].is_topological(orders[0]), case
+        after = simulate(graph, orders, inplace=inplace).lower_bound
+        assert after <= stored_peak(graph), case
+        stopped += not results[0].optimal
+    if limit == 0.0:
+        assert stopped > 30  # the limit did stop searches
+
+
+def test_never_worse_puts_the_stored_order_back_when_the_search_is_bad(monkeypatch):
+    monkeypatch.setattr("tflite_reorder.scheduling.schedule", bad_search)
+    rng = random.Random(3)
+    put_back = 0
+    for _ in range(100):
+        graph = model_of(random_subgraph(rng, rng.randint(10, 40)))
+        orders, _ = schedule_model(graph, True, 0.0)
+        bad = simulate(graph, orders, inplace=True).lower_bound
+        orders, kept = never_worse(graph, orders, True)
+        after = simulate(graph, orders, inplace=True).lower_bound
+        assert after <= min(bad, stored_peak(graph))
+        put_back += kept
+    assert put_back > 20
+
+
+@pytest.mark.parametrize("name", ["inception_int8", "while_float32"])
+def test_optimize_never_worse_with_a_bad_search(name, monkeypatch):
+    """Through the whole pipeline (plan, write, verification by LiteRT and TFLM)."""
+    monkeypatch.setattr("tflite_reorder.scheduling.schedule", bad_search)
+    r = api.optimize(MODELS / f"{name}.tflite").report
+    assert r.peak_after <= r.peak_before and r.verification["ok"]
+    assert not r.optimal
+    for s in r.per_subgraph:
+        assert s.peak_after <= s.peak_before, s
+    assert r.kept_stored_order == (name == "inception_int8")  # BFS is worse there
+
+
+def test_rewrites_never_worse_with_a_bad_search(monkeypatch):
+    monkeypatch.setattr("tflite_reorder.scheduling.schedule", bad_search)
+    r = api.optimize(MODELS / "concat_conv_int8.tflite", rewrite=True, verify=False).report
+    assert r.peak_after <= r.peak_before
+
+
+def test_model_bound_ignores_callers_of_unproven_callees():
+    """A caller's search bound built on a callee's found-but-unproven peak is no bound."""
+    path = MODELS / "while_float32.tflite"
+    graph = api.shapes.true_graph(api.load_model(path).model)
+    orders, results = schedule_model(graph, True, 10.0)
+    truth = simulate(graph, orders, inplace=True).lower_bound
+    assert all(r.optimal for r in results.values())  # so ``truth`` is the optimum
+    callee = next(c for op in graph.subgraphs[0].ops for c in op.calls)
+    fake = dict(results)
+    # The callee stopped early with a poor order; the caller's search, built on that
+    # inflated peak, "proved" a bound above the true optimum.
+    fake[callee] = Schedule(results[callee].order, results[callee].peak + 4096, 0, False)
+    fake[0] = Schedule(results[0].order, truth + 8192, truth + 4096, True)
+    lb, optimal = certificate(graph, fake, truth + 8192)
+    assert not optimal and lb <= truth
+
+
+def test_model_bound_is_a_bound_on_small_random_graphs():
+    """Stopped at once: the model-level bound never exceeds the brute-force optimum."""
+    rng = random.Random(11)
+    for _ in range(150):
+        sg = random_subgraph(rng, rng.randint(4, 12), source_share=0.2)
+        graph = model_of(sg)
+        orders, results = schedule_model(graph, False, time_limit=0.0)
+        after = simulate(graph, orders, inplace=False).lower_bound
+        lb, optimal = certificate(graph, results, after)
+        best = optimum(build_problem(sg, inplace=False))
+        assert lb <= best <= after
+        assert not optimal or after == best
+
+
+def test_subgraph_reports_describe_the_written_orders(monkeypatch):
+    monkeypatch.setattr("tflite_reorder.scheduling.schedule", bad_search)
+    graph = model_of(random_subgraph(random.Random(8), 30))
+    orders, results = schedule_model(graph, False, 0.0)
+    orders, kept = never_worse(graph, orders, False)
+    (rep,) = subgraph_reports(graph, results, orders, False)
+    assert rep.peak_after == simulate(graph, orders, inplace=False).lower_bound
+    assert kept == (rep.peak_after < results[0].peak)
