@@ -157,3 +157,18 @@ def test_nas_loop():
     assert best == (min(min(v) for v in scores.values()), "nasnet_cells_int8")
     # What the loop would report: every architecture that fits the budget once reordered.
     assert {n for _, n in fits} >= {"inception_int8", "randwire_small_int8"}
+
+
+@pytest.mark.parametrize("name", ["dilated_int8", "darts_int8", "while_float32",
+                                  "mobilenet_deep_fp16w"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_peak_memory_and_optimize_agree(name, inplace):
+    """Same figures for the same model: ``peak_memory`` repairs the padding as ``optimize``
+    does
+    (dilated_int8: 18,560 B as stored, 20,736 B once made safe, as the README says)."""
+    pm = api.peak_memory(path(name), inplace=inplace)
+    r = api.optimize(path(name), inplace=inplace, verify=False).report
+    assert (pm.stored, pm.optimal, pm.lower_bound, pm.is_optimal) == \
+        (r.peak_before, r.peak_after, r.lower_bound, r.optimal)
+    if name == "dilated_int8":
+        assert (r.peak_input, pm.stored, pm.optimal) == (18_560, 20_736, 20_736)

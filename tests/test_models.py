@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import MODELS, NO_RUNTIME, TFLM_CANNOT_RUN
+from conftest import ALL_MODELS, MODELS, NO_RUNTIME, TFLM_CANNOT_RUN
 from exhaustive import TooLarge, optimum
 
 from tflite_reorder import tflm
@@ -76,3 +76,16 @@ def test_optimum_matches_exhaustive_search(model):
         checked += 1
     if not checked:
         pytest.skip("too many downsets to enumerate")
+
+
+@pytest.mark.parametrize("model", sorted(ALL_MODELS), ids=lambda p: p.stem)
+def test_never_worse_under_a_tight_time_limit(model):
+    """Every model in models/ at 0.05 s: the written order needs no more than the stored one
+    (docs/never_worse.md is this, measured by tools/never_worse.py)."""
+    from tflite_reorder import api
+
+    result = api.optimize(model, time_limit=0.05, verify=False)
+    r = result.report
+    assert r.peak_after <= r.peak_before
+    graph = build_graph(load_model(result.data).model)
+    assert simulate(graph, graph.stored_orders(), inplace=True).lower_bound == r.peak_after

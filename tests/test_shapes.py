@@ -757,3 +757,11 @@ def test_rule_on_one_op_model_agrees_with_litert(case: str) -> None:
     inferred = infer_shapes(model)
     for t in model.subgraphs[0].operators[0].outputs:
         assert inferred.get((0, int(t))) == truth[int(t)], (case, t)
+
+
+@pytest.mark.parametrize("name, tensors, missing", [
+    ("dilated_int8", 4, 27_840), ("darts_int8", 20, 100_032), ("darts_float32", 10, 205_824)])
+def test_readme_hazard_figures(name, tensors, missing) -> None:
+    """The counts and missing bytes the README quotes for ``check``."""
+    hazards = [h for h in find_hazards(_load(name)) if h.kind == "shape"]
+    assert (len(hazards), sum(h.bytes_missing for h in hazards)) == (tensors, missing)

@@ -514,7 +514,7 @@ def write_markdown(path: Path, models: list[dict], scaling: list[dict] | None,
             "input model with its own greedy planner; *after* = TFLM on our output (head = "
             "activations, total = head + persistent tail). Models with SPACE_TO_BATCH_ND "
             "(darts_*, dilated_int8) store shapes smaller than what the kernels write, so "
-            "TFLM's *before* head under-allocates them (DESIGN.md §1); our output stores "
+            "TFLM's *before* head under-allocates them (README: TFLM hazard); our output stores "
             "the true shapes. *peak RSS* is the whole tool run (read, schedule, plan, "
             "write, verify with LiteRT and TFLM) in a fresh process. *NAS cand/s* = "
             f"`api.peak_memory` calls per second on that model (~{args.nas_seconds:g} s of "

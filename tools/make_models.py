@@ -1144,12 +1144,12 @@ Only the models listed here come from this script; other files in `models/` belo
 other tools.
 Ops = operators over all subgraphs (per-subgraph counts in parentheses).
 Live peak = max over operators of live non-constant tensor bytes (16-byte rounded, true
-shapes from LiteRT) in the stored order, TFLM lifetimes (DESIGN.md §1); single-subgraph
+shapes from LiteRT) in the stored order, TFLM lifetimes; single-subgraph
 models only.
 TFLM head/tail = `Arena allocation head|tail` from `print_allocations()` with the stored
 order (TFLM's greedy planner). Models with SPACE_TO_BATCH_ND (darts_*, dilated_int8) store
-too-small shapes (DESIGN.md §1): TFLM plans with those, so its head/outputs for them are
-not trustworthy.
+too-small shapes (README: TFLM hazard): TFLM plans with those, so its head/outputs for them
+are not trustworthy.
 
 | model | dtype | bytes | ops | subgraphs | input shape | live peak | TFLM head | TFLM tail \
 | exercises |
