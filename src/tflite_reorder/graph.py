@@ -130,7 +130,8 @@ def opcode_name(model: schema.ModelT, opcode_index: int) -> str:
     return name
 
 
-def _is_constant(model: schema.ModelT, buffer_index: int) -> bool:
+def is_constant_buffer(model: schema.ModelT, buffer_index: int) -> bool:
+    """The buffer holds data (inline, or an external offset): its tensors are constants."""
     buffers = model.buffers or []
     if buffer_index <= 0 or buffer_index >= len(buffers):
         return False
@@ -156,7 +157,7 @@ def _tensor_info(
     shape = true_shape if true_shape is not None else stored
     dtype = TYPE_NAMES.get(t.type, f"TYPE_{t.type}")
     nbytes = tensor_bytes(shape, dtype)
-    in_arena = not _is_constant(model, t.buffer) and not t.isVariable and nbytes > 0
+    in_arena = not is_constant_buffer(model, t.buffer) and not t.isVariable and nbytes > 0
     return TensorInfo(index, _decode(t.name), shape, dtype, nbytes, in_arena, stored)
 
 

@@ -26,7 +26,7 @@ from .rewrite import CannotTile, Grid
 
 # Bands along H, then square-ish patches.
 GRIDS = (Grid(2), Grid(3), Grid(4), Grid(6), Grid(8), Grid(2, 2), Grid(3, 3), Grid(4, 4),
-         Grid(3, 2), Grid(4, 2), Grid(6, 3))
+         Grid(6, 6))
 
 
 @dataclass(frozen=True)
@@ -106,19 +106,24 @@ def _scratch(model: schema.ModelT) -> schema.ModelT:
     return c
 
 
-def price(model: schema.ModelT, prof: region.Profile, r: region.Region,
-          grid: Grid) -> Candidate:
-    """One candidate on a scratch copy; raises ``CannotTile`` if the grid does not fit."""
+def price(model: schema.ModelT, prof: region.Profile, r: region.Region, grid: Grid,
+          macs_cap: float = float("inf")) -> Candidate | None:
+    """One candidate on a scratch copy; None when it adds more than ``macs_cap`` MACs.
+
+    Raises ``CannotTile`` if the grid does not fit the region.
+    """
     scratch = _scratch(model)
     ed = Editor(scratch, 0)
     ops = [prof.spatial[v] for v in r.ops]
     rp = rewrite.plan(ed, r, ops, grid)
     old = [ed.sg.operators[v] for v in r.ops]
-    n_tensors = len(ed.sg.tensors)
-    new = rewrite.emit(ed, rp, ops)
     macs_before = sum(cost.op_macs(ed, op) for op in old)
     macs_after = sum(cost.per_pixel_macs(ed, op) * rewrite.computed_pixels(rp, ed.outputs(op)[0])
                      for op in old)
+    if macs_after - macs_before > macs_cap:
+        return None
+    n_tensors = len(ed.sg.tensors)
+    new = rewrite.emit(ed, rp, ops)
     return Candidate(
         r, grid, cost.local_peak(ed, new, r.input, r.output),
         cost.count_delta(ed, old, new, len(ed.sg.tensors) - n_tensors),
@@ -127,20 +132,36 @@ def price(model: schema.ModelT, prof: region.Profile, r: region.Region,
 
 
 def _candidates(model, prof, grids, max_ops, macs_cap, deadline) -> list[Candidate]:
+    """Priced candidates, the regions holding the most bytes first.
+
+    Within a region, finer grids of one family (bands; patches) are priced only while the
+    local peak keeps falling: beyond that they add halo, ops and tail for nothing.
+    """
     out = []
     sizes = {t: align_size(model, t) for t in prof.cuts.values()}
+    todo = []
     for r in region.regions(prof, max_ops):
         inside = max(prof.live[v] for v in r.ops)
-        if inside <= 1.25 * max(sizes[r.input], sizes[r.output]):
-            continue  # the region's ends alone hold nearly its peak: tiling cannot pay
-        for g in grids:
+        if inside > 1.25 * max(sizes[r.input], sizes[r.output]):
+            todo.append((inside, r))  # else its ends alone hold nearly its peak
+    todo.sort(key=lambda x: (-x[0], x[1].start, x[1].end))
+    for _, r in todo:
+        last: dict[bool, int] = {}
+        for g in sorted(grids, key=lambda g: (g.cols > 1, g.tiles)):
+            family = g.cols > 1
+            if family in last and last[family] < 0:
+                continue
             if time.monotonic() > deadline:
                 return out
             try:
-                c = price(model, prof, r, g)
+                c = price(model, prof, r, g, macs_cap)
             except CannotTile:
+                c = None
+            if c is None or (family in last and c.peak >= last[family]):
+                last[family] = -1
                 continue
-            if c.peak < c.peak_before and c.macs_added <= macs_cap:
+            last[family] = c.peak
+            if c.peak < c.peak_before:
                 out.append(c)
     return out
 
@@ -192,7 +213,7 @@ def _evaluate(prof, picks: list[Candidate], tail0: cost.Counts, macs0: int) -> C
 
 
 def choose(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts, macs0: int,
-           max_overhead: float, ram_budget: int | None) -> Choice:
+           max_overhead: float, ram_budget: int | None, objective: str = "total") -> Choice:
     """The best set of candidates (possibly none) under the objective."""
     base = _evaluate(prof, [], tail0, macs0)
     targets = sorted({c.peak for c in cands} | set(prof.live))
@@ -210,6 +231,8 @@ def choose(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts, mac
             return min(fitting, key=lambda c: (c.macs, c.total))
         return min(choices, key=lambda c: (c.total, c.macs))
     cap = macs0 * (1 + max_overhead)
+    if objective == "head":
+        return min((c for c in choices if c.macs <= cap), key=lambda c: (c.head, c.total))
     return min((c for c in choices if c.macs <= cap), key=lambda c: (c.total, c.macs))
 
 
@@ -219,14 +242,16 @@ def tile_model(
     max_overhead: float = 0.3,
     ram_budget: int | None = None,
     grids: tuple[Grid, ...] = GRIDS,
-    max_region_ops: int = 32,
+    max_region_ops: int = 12,
+    objective: str = "total",
     time_limit: float = 4.0,
 ) -> TileResult:
     """Tile the regions of subgraph 0 that pay; ``model`` is not modified.
 
     Without ``ram_budget``: the smallest estimated TFLM total (head + tail) whose MACs stay
-    within ``1 + max_overhead`` of the input's. With it: the fewest added MACs whose total
-    fits (``fits``), else the smallest total reached. The result's model is the input itself
+    within ``1 + max_overhead`` of the input's (``objective="head"``: the smallest head).
+    With it: the fewest added MACs whose total fits (``fits``), else the smallest total
+    reached. Raises ``ValueError`` for an unknown objective. The result's model is the input itself
     (a copy) when nothing pays.
     """
     t0 = time.monotonic()
@@ -235,7 +260,9 @@ def tile_model(
     counts0 = cost.model_counts(model)
     cap = macs0 * max_overhead if ram_budget is None else macs0 * 4
     cands = _candidates(model, prof, grids, max_region_ops, cap, t0 + time_limit)
-    best = choose(prof, cands, counts0, macs0, max_overhead, ram_budget)
+    if objective not in ("total", "head"):
+        raise ValueError(f"objective must be 'total' or 'head', not {objective!r}")
+    best = choose(prof, cands, counts0, macs0, max_overhead, ram_budget, objective)
     out = copy.deepcopy(model)
     for c in sorted(best.picks, key=lambda c: -c.region.start):
         cuts = region.profile(out).cuts  # tensor indices move as tiles are compacted

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ai_edge_litert import schema_py_generated as schema
 
+from ..graph import is_constant_buffer
 from ..rewrites.edit import Editor
 from .window import AxisGeometry, same_pad, same_total_pad
 
@@ -52,11 +53,7 @@ class SpatialOp:
 
 def is_constant(ed: Editor, t: int) -> bool:
     """A tensor with data in the model (weights, biases, paddings), or an absent input."""
-    if t < 0:
-        return True
-    buf = ed.t(t).buffer
-    bufs = ed.model.buffers
-    return 0 < buf < len(bufs) and bufs[buf].data is not None and len(bufs[buf].data) > 0
+    return t < 0 or is_constant_buffer(ed.model, ed.t(t).buffer)
 
 
 def _feature_map(ed: Editor, t: int) -> tuple[int, int, int, int]:
