@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ai_edge_litert import schema_py_generated as schema
 
-from ..graph import align, tensor_bytes
+from ..dtypes import align, tensor_bytes
 from ..memory import Problem, peak
 from ..rewrites.edit import Editor
 from ..tflm import TAIL_CHANNEL_OPS, tail_from_counts

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ai_edge_litert import schema_py_generated as schema
 
-from ..graph import align, tensor_bytes
+from ..dtypes import align, tensor_bytes
 from ..rewrites.edit import Editor
 from . import cost, region, rewrite
 from .rewrite import CannotTile, Grid

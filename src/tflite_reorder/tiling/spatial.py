@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ai_edge_litert import schema_py_generated as schema
 
-from ..graph import is_constant_buffer
 from ..rewrites.edit import Editor
+from ..tensors import is_constant as is_constant_buffer
 from .window import AxisGeometry, same_pad, same_total_pad
 
 POINTWISE = frozenset({
