@@ -586,6 +586,15 @@ def infer_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
     return result
 
 
+def true_shapes(model) -> dict[Key, Shape]:
+    """``infer_shapes``, best effort: a model inference cannot walk keeps its stored shapes
+    (the graph is then planned as stored, as TFLM plans it)."""
+    try:
+        return infer_shapes(model)
+    except Exception:
+        return {}
+
+
 def fix_shapes(model_t: schema.ModelT, shapes: dict[Key, Shape]) -> int:
     """Write true static shapes into ``TensorT.shape``; returns how many tensors changed.
 
