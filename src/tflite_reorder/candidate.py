@@ -168,12 +168,13 @@ def spec_model(spec: GraphSpec | dict) -> LiteModel:
 Candidate = str | os.PathLike | bytes | LoadedModel | GraphSpec | dict | ModelGraph
 
 
-def read_graph(candidate: Candidate) -> ModelGraph:
+def read_graph(candidate: Candidate, source: str | None = None) -> ModelGraph:
     """The scheduling graph of a candidate in any form, with true (inferred) shapes.
 
     Bytes and paths are read straight from the flatbuffer tables; the result equals
     ``build_graph(model, infer_shapes(model))`` on the fully parsed model. Raises
-    ``ModelError`` (one line, naming the file) for input that is not a valid model.
+    ``ModelError`` (one line, naming the file, or ``source`` for bytes) for input that is
+    not a valid model.
     """
     if isinstance(candidate, ModelGraph):
         return candidate
@@ -182,7 +183,7 @@ def read_graph(candidate: Candidate) -> ModelGraph:
     if isinstance(candidate, LoadedModel):
         model = candidate.model
     elif isinstance(candidate, bytes | bytearray | memoryview):
-        model = read_lite(bytes(candidate))
+        model = read_lite(bytes(candidate), source or "<bytes>")
     else:
         model = read_lite(read_bytes(candidate), str(candidate))
-    return build_graph(model, shapes.true_shapes(model))
+    return shapes.true_graph(model)

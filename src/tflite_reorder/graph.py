@@ -7,9 +7,11 @@ with side effects keep their stored relative order, so no reorder can change wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .flatbuffer_io import ModelError
@@ -152,7 +154,7 @@ def tensor_bytes(shape: tuple[int, ...], dtype: str) -> int:
 def _tensor_info(
     model: schema.ModelT, t: schema.TensorT, index: int, true_shape: tuple[int, ...] | None
 ) -> TensorInfo:
-    stored = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+    stored = int_tuple(t.shape)
     shape = true_shape if true_shape is not None else stored
     dtype = TYPE_NAMES.get(t.type, f"TYPE_{t.type}")
     nbytes = tensor_bytes(shape, dtype)
@@ -160,9 +162,19 @@ def _tensor_info(
     return TensorInfo(index, _decode(t.name), shape, dtype, nbytes, in_arena, stored)
 
 
-def _ints(vec) -> tuple[int, ...]:
-    """A flatbuffer int vector (numpy array, list or None) as a tuple."""
-    return () if vec is None else tuple(int(x) for x in vec)
+def int_tuple(vec) -> tuple[int, ...]:
+    """A flatbuffer int vector (numpy array, list, tuple or None) as a tuple of ints.
+
+    ``fastread`` already gives tuples of ints; numpy arrays convert in one call. This runs
+    for every tensor and operator of every candidate a NAS loop asks about.
+    """
+    if vec is None:
+        return ()
+    if type(vec) is tuple:
+        return vec
+    if isinstance(vec, np.ndarray):
+        return tuple(vec.tolist())
+    return tuple(int(x) for x in vec)
 
 
 def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
@@ -194,18 +206,24 @@ def build_subgraph(
     true_shapes = true_shapes or {}
     tensors = [_tensor_info(model, t, i, true_shapes.get(i)) for i, t in enumerate(raw_tensors)]
 
-    def check(t: int, what: str) -> int:
-        if not -1 <= t < nt:
-            raise ModelError(f"{where}: {what} refers to tensor {t}, but there are {nt} tensors")
-        return t
+    def check(vec, what: Callable[[], str]) -> tuple[int, ...]:
+        ts = int_tuple(vec)
+        if ts and not (-1 <= min(ts) and max(ts) < nt):
+            t = next(t for t in ts if not -1 <= t < nt)
+            raise ModelError(f"{where}: {what()} refers to tensor {t}, but there are {nt} "
+                             f"tensors")
+        return ts
 
     ops: list[OpNode] = []
     n_sub = len(model.subgraphs)
     for i, op in enumerate(sg.operators or []):
         name = opcode_name(model, op.opcodeIndex)
-        what = f"operator {i} ({name})"
-        ins = tuple(check(int(t), what) for t in _ints(op.inputs))
-        outs = tuple(check(int(t), what) for t in _ints(op.outputs))
+
+        def what(i=i, name=name) -> str:
+            return f"operator {i} ({name})"
+
+        ins = check(op.inputs, what)
+        outs = check(op.outputs, what)
         if -1 in outs:
             raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
         try:
@@ -218,8 +236,8 @@ def build_subgraph(
         used = tuple(dict.fromkeys(t for t in ins if t >= 0))
         ops.append(OpNode(i, name, used, tuple(dict.fromkeys(outs)), calls))
 
-    io_in = tuple(check(int(t), "subgraph inputs") for t in _ints(sg.inputs))
-    io_out = tuple(check(int(t), "subgraph outputs") for t in _ints(sg.outputs))
+    io_in = check(sg.inputs, lambda: "subgraph inputs")
+    io_out = check(sg.outputs, lambda: "subgraph outputs")
     if -1 in io_in or -1 in io_out:
         raise ModelError(f"{where}: subgraph input/output index -1")
 

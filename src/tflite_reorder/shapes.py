@@ -24,7 +24,15 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from . import flatbuffer_io as fio
-from .graph import ARENA_ALIGNMENT, TYPE_NAMES, build_graph, opcode_name, tensor_bytes
+from .graph import (
+    ARENA_ALIGNMENT,
+    TYPE_NAMES,
+    ModelGraph,
+    build_graph,
+    int_tuple,
+    opcode_name,
+    tensor_bytes,
+)
 from .memory import INPLACE_OPS, simulate
 
 Shape = tuple[int, ...]
@@ -66,7 +74,7 @@ class _Env:
 
 
 def _stored_shape(t: schema.TensorT) -> Shape:
-    return tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+    return int_tuple(t.shape)
 
 
 def _constant_value(model: schema.ModelT, t: schema.TensorT) -> np.ndarray | None:
@@ -586,13 +594,21 @@ def infer_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
     return result
 
 
-def true_shapes(model) -> dict[Key, Shape]:
-    """``infer_shapes``, best effort: a model inference cannot walk keeps its stored shapes
-    (the graph is then planned as stored, as TFLM plans it)."""
+def true_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
+    """``infer_shapes``, best effort: a model inference cannot walk keeps its stored shapes.
+
+    Never raises; unknown ops already keep their stored shapes inside ``infer_shapes``, and
+    a model it cannot walk at all (a malformed operator) gets ``{}``.
+    """
     try:
-        return infer_shapes(model)
-    except Exception:
+        return infer_shapes(model_t)
+    except Exception:  # inference is best effort: unknown ops keep their stored shapes
         return {}
+
+
+def true_graph(model_t: schema.ModelT) -> ModelGraph:
+    """The operator DAG with the sizes the kernels really use (``build_graph``'s errors)."""
+    return build_graph(model_t, true_shapes(model_t))
 
 
 def fix_shapes(model_t: schema.ModelT, shapes: dict[Key, Shape]) -> int:
