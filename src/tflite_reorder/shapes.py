@@ -674,6 +674,16 @@ def repair_padding(model_t: schema.ModelT) -> list[dict]:
     return repairs
 
 
+def repair_model(model_t: schema.ModelT) -> list[dict]:
+    """Make the model safe in TFLM before planning: explicit padding for SPACE_TO_BATCH_ND.
+
+    TFLM's SPACE_TO_BATCH_ND pads with a value it never initialises; a PAD in front of it
+    pads with the zero point, as LiteRT does. Shapes are repaired later, from inference.
+    Returns the report's ``repairs`` entries (``repair_padding``'s, with a ``kind``).
+    """
+    return [{"kind": "explicit_pad", **r} for r in repair_padding(model_t)]
+
+
 def _repair_subgraph(model_t: schema.ModelT, s: int) -> list[dict]:
     sg = model_t.subgraphs[s]
     if not any(_s2b_paddings(model_t, sg, op) is not None for op in sg.operators or []):
@@ -821,6 +831,13 @@ class Hazard:
     bytes_missing: int
     kind: str
     detail: str = ""
+
+    def to_report(self) -> dict:
+        """The entry of ``Report.shape_fixes`` for this hazard."""
+        return {"kind": self.kind, "subgraph": self.subgraph, "tensor": self.tensor,
+                "name": self.name, "op": self.op_index, "opcode": self.opcode,
+                "stored": list(self.stored), "true": list(self.true),
+                "bytes_missing": self.bytes_missing}
 
 
 KINDS = {
