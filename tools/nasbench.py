@@ -55,12 +55,11 @@ def measure(paths: list[Path], seconds: float, time_limit: float, parts: bool) -
 
 
 def _parts(raw: bytes, seconds: float, time_limit: float) -> dict:
-    from tflite_reorder.scheduling import schedule_model
-
     from tflite_reorder import api
     from tflite_reorder.candidate import describe_graph, read_graph
     from tflite_reorder.flatbuffer_io import ModelError, parse_model
     from tflite_reorder.graph import build_graph
+    from tflite_reorder.scheduling import schedule_model
     from tflite_reorder.shapes import true_shapes
 
     def old_read():

@@ -8,8 +8,8 @@ commands (or dask-jobqueue, dask-kubernetes) run it on Slurm, PBS or Kubernetes 
 Work travels by value: the client reads each model file and sends its bytes; results (and
 optimised model bytes) come back and are written where the client runs, so workers need
 ``tflite-reorder`` installed but no shared file system. A worker that dies on a model is
-retried on other workers by Dask; a model that kills every worker it lands on
-(``KilledWorker``) becomes one failed row, the others finish.
+retried on other workers by Dask; a model that kills the workers it runs on alone becomes
+one failed row, the others finish.
 """
 
 from __future__ import annotations
@@ -56,27 +56,42 @@ def connect(cluster: Any) -> Iterator[Any]:
 
 def map_rows(
     client: Any,
-    fn: Callable[[Any], dict],
+    fn: Callable[[Any], Any],
     items: Sequence[Any],
-    crashed: Callable[[Any, BaseException], dict],
-) -> Iterator[dict]:
-    """``fn(item)`` for every item on the cluster, one result row per item as each finishes.
+    crashed: Callable[[Any, BaseException], Any],
+) -> Iterator[Any]:
+    """``fn(item)`` for every item on the cluster, one result per item as each finishes.
 
     ``fn`` must be a module-level function of an installed module (workers import it by
-    name). A task that raised or killed its workers yields ``crashed(item, exc)``.
+    name). Dask holds every task that was on a worker when it died suspect, so tasks given
+    up on (``KilledWorker``) are re-run one at a time, like the local pool's isolation: one
+    that kills its workers alone yields ``crashed(item, exc)``, the innocent ones finish.
     """
     if not items:
         return
     distributed = _distributed()
     futures = client.map(fn, list(items), pure=False)
     item_of = {f.key: item for f, item in zip(futures, items, strict=True)}
+    suspects = []
     try:
         for fut in distributed.as_completed(futures):
             try:
-                row = fut.result()
+                result = fut.result()
             except Exception as exc:  # KilledWorker, or fn raised despite itself
-                row = crashed(item_of[fut.key], exc)
-            fut.release()
-            yield row
+                if isinstance(exc, distributed.KilledWorker):
+                    suspects.append(item_of[fut.key])
+                    continue
+                result = crashed(item_of[fut.key], exc)
+            finally:
+                fut.release()
+            yield result
     finally:  # also when the caller stops early (Ctrl-C): nothing left running
         client.cancel(futures)
+    for item in suspects:
+        fut = client.submit(fn, item, pure=False)
+        try:
+            yield fut.result()
+        except Exception as exc:
+            yield crashed(item, exc)
+        finally:
+            fut.release()

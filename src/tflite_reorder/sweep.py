@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .candidate import Candidate, read_graph
 from .flatbuffer_io import LoadedModel, read_bytes
 from .results import EXIT_OK, PeakMemory, classify
+from .scheduling import peak_of_graph
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,11 @@ def _task(index: int, model: Candidate, inplace: bool, time_limit: float) -> Pea
 
 def peak_task(task: PeakTask) -> PeakResult:
     """Run one task (in any process); every failure becomes the result's error."""
-    from .api import peak_memory  # the one home of the computation
-
     try:
         if isinstance(task.candidate, BaseException):
             raise task.candidate
         graph = read_graph(task.candidate, source=task.src)
-        peak = peak_memory(graph, inplace=task.inplace, time_limit=task.time_limit)
+        peak = peak_of_graph(graph, inplace=task.inplace, time_limit=task.time_limit)
     except Exception as exc:
         return crashed(task, exc)
     return PeakResult(task.index, task.src, peak)
@@ -117,7 +116,7 @@ def _run(tasks: list[PeakTask], client, jobs: int) -> Iterator[PeakResult]:
         with cluster.connect(client) as c:
             yield from cluster.map_rows(c, peak_task, tasks, crashed)
     elif jobs > 1 and len(tasks) > 1:
-        from .batch import run_pool
+        from .pool import run_pool
 
         yield from run_pool(tasks, jobs, peak_task, crashed)
     else:
