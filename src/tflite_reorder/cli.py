@@ -236,8 +236,8 @@ def check(
     """
     from dataclasses import asdict
 
-    from . import shapes
     from .api import find_hazards
+    from .hazards import describe
 
     with _errors(src):
         _check_paths(src, None)
@@ -247,7 +247,7 @@ def check(
         elif not hazards:
             out.print(f"{src}: no hazards found", highlight=False)
         else:
-            for line in shapes.describe(hazards):
+            for line in describe(hazards):
                 out.print(line, highlight=False, markup=False)
     if hazards:
         raise typer.Exit(EXIT_VERIFY)

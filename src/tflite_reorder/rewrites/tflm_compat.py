@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .edit import NUMPY_TYPES, Editor, NotApplicable, buffers_in_use, compact
+from ..dtypes import numpy_type
+from .edit import Editor, NotApplicable, buffers_in_use, compact
 
 FOLDABLE = ("DEQUANTIZE", "DENSIFY")
 
@@ -119,13 +120,13 @@ def _data(ed: Editor, t: int) -> np.ndarray | None:
 
 
 def _typed(ed: Editor, t: int, raw: np.ndarray) -> np.ndarray:
-    np_type = NUMPY_TYPES.get(ed.dtype(t))
-    if np_type is None:
-        raise NotApplicable(f"constant of type {ed.dtype(t)}")
-    item = np.dtype(np_type).itemsize
-    if raw.size % item:
+    try:
+        dtype = numpy_type(ed.t(t).type)
+    except KeyError:
+        raise NotApplicable(f"constant of type {ed.dtype(t)}") from None
+    if raw.size % dtype.itemsize:
         raise NotApplicable("constant data is not a whole number of elements")
-    return raw.view(np.dtype(np_type).newbyteorder("<"))
+    return raw.view(dtype)
 
 
 def _dequantize(ed: Editor, x: int, y: int, raw: np.ndarray) -> np.ndarray:
