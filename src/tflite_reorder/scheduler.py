@@ -367,7 +367,7 @@ def search(
     goal &= ~_trailing(ctx, start, goal)
     pred_mask, succs, can_free = ctx.mpred, ctx.msuccs, ctx.can_free
     shares = ctx.shares if not ctx.source else ctx.mshares
-    step = _mstep
+    step = _mstep if ctx.source else _step
 
     def newly_ready(v: int, S: int) -> int:
         r = 0
