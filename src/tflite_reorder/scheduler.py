@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bounds import closure_bound, static_bounds
+from .decompose import Piece, cut_positions, is_order, split, topological
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import SourceMacros, canonical, find_sources, source_macros
 
@@ -80,6 +81,7 @@ class _Ctx:
     owners: list[tuple[int, ...]] = field(default_factory=list)  # source -> macros holding it
     kept_block: list[int] = field(default_factory=list)  # kept bytes of block(x)
     cuts: list[int] = field(default_factory=list)  # cut_points, in topological order
+    topo: list[int] = field(default_factory=list)  # decompose.topological
     general_sources: bool = False  # reductions.find_sources(general=...)
 
 
@@ -99,7 +101,8 @@ def _context(p: Problem, general_sources: bool = False) -> _Ctx:
     ]
     inputs = [tuple(t for t in p.op_in[v] if p.size[t] and not p.pinned[t]) for v in range(n)]
     ctx = _Ctx(p, pred_mask, p.succs, cons_mask, out_total, out_kept, inputs, p.extra, p.alias)
-    ctx.anc, ctx.desc = _closures(p, pred_mask)
+    ctx.topo = topological(p, ctx.succs)
+    ctx.anc, ctx.desc = _closures(ctx, pred_mask)
     ctx.general_sources = general_sources
     ctx.in_info = [tuple((t, p.size[t], cons_mask[t]) for t in inputs[v]) for v in range(n)]
     ctx.alias_info = [
@@ -124,7 +127,7 @@ def _macros(ctx: _Ctx) -> None:
     """Tables of the sources-run-late reduction (``reductions``), in the search's form."""
     p = ctx.p
     n = p.n_ops
-    topo = _topological(p)
+    topo = topological(p)
     ctx.cuts = cut_points(ctx)
     # a cut op stays a non-source: it splits the problem, which is worth more
     source = find_sources(ctx, ctx.general_sources) & ~sum(1 << c for c in ctx.cuts)
@@ -167,26 +170,11 @@ def _macros(ctx: _Ctx) -> None:
     ctx.mshares = mshares
 
 
-def _topological(p: Problem) -> list[int]:
-    indeg = [len(ps) for ps in p.preds]
-    ready = [v for v in range(p.n_ops) if indeg[v] == 0]
-    heapq.heapify(ready)
-    out = []
-    succs = p.succs
-    while ready:
-        v = heapq.heappop(ready)
-        out.append(v)
-        for w in succs[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, w)
-    return out
-
-
-def _closures(p: Problem, pred_mask: list[int]) -> tuple[list[int], list[int]]:
+def _closures(ctx: _Ctx, pred_mask: list[int]) -> tuple[list[int], list[int]]:
     """Ancestor and descendant bitmasks (excluding the op itself)."""
+    p = ctx.p
     n = p.n_ops
-    topo = _topological(p)
+    topo = ctx.topo
     anc = [0] * n
     for v in topo:
         m = 0
@@ -194,7 +182,7 @@ def _closures(p: Problem, pred_mask: list[int]) -> tuple[list[int], list[int]]:
             m |= anc[u] | (1 << u)
         anc[v] = m
     desc = [0] * n
-    succs = p.succs
+    succs = ctx.succs
     for v in reversed(topo):
         m = 0
         for w in succs[v]:
@@ -418,7 +406,7 @@ def search(
     best_key: dict[int, int] = {start: floor}
     closed: set[int] = set()
     heap = [(floor, -start.bit_count(), mem, start, ready0, ready0)]
-    expanded = 0
+    expanded = work = 0
     stopped = ""
     found = None
     inf = 1 << 62
@@ -444,8 +432,11 @@ def search(
             break
         closed.add(S3)
         expanded += 1
-        # Checked often: one expansion of a 20,000-op graph takes milliseconds.
-        if expanded & 15 == 0:
+        # Checked after every 16 expansions or 2,000 step evaluations, whichever comes
+        # first: one expansion of a 5,000-wide fan-out evaluates 5,000 steps.
+        work += ready3.bit_count()
+        if expanded & 15 == 0 or work > 2000:
+            work = 0
             if time.monotonic() > deadline:
                 stopped = "time limit"
             elif len(best_key) > max_states:
@@ -499,7 +490,7 @@ def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, until: fl
         if S in seen or (S not in parent and S != start):
             continue
         t = time.monotonic()
-        if t + last > until:
+        if t + last > until or t > until:
             break
         seen.add(S)
         prefix = _path(ctx, parent, start, S)
@@ -538,11 +529,9 @@ def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
 
 
 def cut_points(ctx: _Ctx) -> list[int]:
-    """Ops comparable to every other op, in topological order."""
-    n = ctx.p.n_ops
-    full = (1 << n) - 1
-    cuts = [v for v in range(n) if (ctx.anc[v] | ctx.desc[v] | (1 << v)) == full]
-    return sorted(cuts, key=lambda v: ctx.anc[v].bit_count())
+    """Ops comparable to every other op, in topological order (``decompose``)."""
+    topo = ctx.topo or topological(ctx.p, ctx.succs)
+    return [topo[i] for i in cut_positions(ctx.p, topo)]
 
 
 def _resident(ctx: _Ctx, S: int) -> int:
@@ -580,43 +569,33 @@ def _raise_floor(ctx: _Ctx, seg_data, cuts: list[int], floor: int, deadline: flo
     for cost, v in sorted(steps, reverse=True):
         if cost <= floor or time.monotonic() > deadline:
             break
-        floor = max(floor, closure_bound(ctx, v))
+        bound = closure_bound(ctx, v, deadline)
+        if bound is not None:
+            floor = max(floor, bound)
     return floor
 
 
-def schedule(
-    p: Problem,
-    time_limit: float = 10.0,
-    max_states: int = 2_000_000,
-    progress: Progress | None = None,
-    ctx: _Ctx | None = None,
-    stored: Sequence[int] | None = None,
-) -> Schedule:
-    """Minimum-peak topological order of ``p`` (exact unless a limit stops the search).
+@dataclass
+class _Prep:
+    """One piece made ready for search: its segments with their starting orders."""
 
-    Never worse than ``stored`` (default: the ops' own order, the model's stored order):
-    in every segment between cut points its canonical form (sources late, no higher peak)
-    is a candidate next to the greedy order, so whatever limit stops the search, even
-    ``time_limit=0``, the answer's peak is at most the stored order's. A ``stored`` that is
-    not a topological order of ``p`` is ignored.
-    """
-    t0 = time.monotonic()
-    deadline = t0 + time_limit
+    ctx: _Ctx
+    segments: list[tuple[int, int]]
+    seg_data: list[tuple[int, int, int, list[int], int]]  # start, goal, mem, order, worst
+    floor: int  # proven lower bound on the piece's peak (hence on the whole problem's)
+    results: dict[int, _Result] = field(default_factory=dict)
+
+
+def _prepare(ctx: _Ctx, stored: Sequence[int] | None) -> _Prep:
+    """Segments between the piece's cut ops, each with the better of the greedy order and
+    the canonical form of the stored order (never worse: the stored order is a candidate)."""
+    p = ctx.p
     n = p.n_ops
-    base = initial_live(p)
-    if n == 0:
-        return Schedule([], base, base, True)
-    ctx = ctx or _context(p)
-    lbs = ctx.static_lb
-    floor = max(base, int(lbs.max()))
-    stored = list(range(n)) if stored is None else list(stored)
-    known = canonical(ctx_macros(ctx), stored) if _is_order(ctx, stored) else None
-
-    # Segments between cut points: (start state, goal state) with the cut op run in between.
-    cuts = ctx.cuts
+    floor = max(initial_live(p), int(ctx.static_lb.max()))
+    known = canonical(ctx_macros(ctx), stored) if stored is not None else None
     segments: list[tuple[int, int]] = []
     prev = 0
-    for c in cuts:
+    for c in ctx.cuts:
         segments.append((prev, ctx.anc[c]))
         prev = ctx.anc[c] | (1 << c)
     segments.append((prev, (1 << n) - 1))
@@ -634,45 +613,103 @@ def schedule(
             if w < worst or (w == worst and not order):
                 order, worst = mine, w
         seg_data.append((start, goal, mem, order, worst))
-    # The cut ops' own steps are forced (their block of trailing sources costs no more).
-    for c in cuts:
+    for c in ctx.cuts:  # the cut ops' steps are forced (their trailing sources cost less)
         S = ctx.anc[c]
         up, _, _, _ = _step(ctx, S, c)
         floor = max(floor, _resident(ctx, S) + up)
+    return _Prep(ctx, segments, seg_data, floor)
 
-    if any(d[4] > floor for d in seg_data):
+
+def _assemble(prep: _Prep) -> list[int]:
+    """The piece's order: segments, each cut op after its block of trailing sources."""
+    ctx, cuts = prep.ctx, prep.ctx.cuts
+    order: list[int] = []
+    for i in range(len(prep.seg_data)):
+        order += prep.results[i].order
+        if i < len(cuts):
+            start, goal = prep.segments[i]
+            trail = _trailing(ctx, start, goal)
+            order += [u for u in ctx.block_ops[cuts[i]] if (trail >> u) & 1]
+            order.append(cuts[i])
+    return order
+
+
+def schedule(
+    p: Problem,
+    time_limit: float = 10.0,
+    max_states: int = 2_000_000,
+    progress: Progress | None = None,
+    ctx: _Ctx | None = None,
+    stored: Sequence[int] | None = None,
+) -> Schedule:
+    """Minimum-peak topological order of ``p`` (exact unless a limit stops the search).
+
+    The problem is first split at its cut ops in linear time (``decompose``); each piece of
+    two or more ops is searched on its own tables. Never worse than ``stored`` (default:
+    the ops' own order, the model's stored order): in every segment its canonical form
+    (sources late, no higher peak) is a candidate next to the greedy order, so whatever
+    limit stops the search, even ``time_limit=0``, the answer's peak is at most the stored
+    order's. A ``stored`` that is not a topological order of ``p`` is ignored. ``ctx``
+    (tables of the whole problem) skips the split.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + time_limit
+    n = p.n_ops
+    base = initial_live(p)
+    if n == 0:
+        return Schedule([], base, base, True)
+    stored = list(range(n)) if stored is None else list(stored)
+    if not is_order(p, stored):
+        stored = None
+    if ctx is not None:
+        pieces = [Piece(list(range(n)), p, 0)]
+    else:
+        pieces, _ = split(p)
+    floor = base
+    preps: list[_Prep | None] = []
+    local_stored = _distribute(pieces, stored, n)
+    for k, piece in enumerate(pieces):
+        if piece.problem is None:
+            floor = max(floor, piece.forced_peak)
+            preps.append(None)
+            continue
+        c = ctx if ctx is not None else _context(piece.problem)
+        prep = _prepare(c, local_stored[k])
+        floor = max(floor, prep.floor)
+        preps.append(prep)
+    live = [pr for pr in preps if pr is not None]
+    if any(d[4] > floor for pr in live for d in pr.seg_data):
         # the bounds may use a quarter of the budget; the search needs the rest
         budget = time.monotonic() + 0.25 * max(0.0, deadline - time.monotonic())
-        floor = _raise_floor(ctx, seg_data, cuts, floor, budget)
+        for pr in sorted(live, key=lambda pr: -max(d[4] for d in pr.seg_data)):
+            floor = _raise_floor(pr.ctx, pr.seg_data, pr.ctx.cuts, floor, budget)
 
-    results: dict[int, _Result] = {}
     states = 0
     stopped = ""
     # Hardest first: the floor they raise makes the others easier.
-    for i in sorted(range(len(seg_data)), key=lambda i: -seg_data[i][4]):
-        start, goal, mem, order, worst = seg_data[i]
+    work = [(pr, i) for pr in live for i in range(len(pr.seg_data))]
+    for pr, i in sorted(work, key=lambda w: -w[0].seg_data[w[1]][4]):
+        start, goal, mem, order, worst = pr.seg_data[i]
         if start == goal:
-            results[i] = _Result([], 0, 0, True, 0)
+            pr.results[i] = _Result([], 0, 0, True, 0)
             continue
         if worst <= floor:
-            results[i] = _Result(order, worst, floor, True, 0)
+            pr.results[i] = _Result(order, worst, floor, True, 0)
             continue
-        r = search(ctx, start, goal, mem, floor, (order, worst), deadline,
+        r = search(pr.ctx, start, goal, mem, floor, (order, worst), deadline,
                    max_states, progress)
         states += r.states
         stopped = stopped or r.stopped
-        results[i] = r
+        pr.results[i] = r
         floor = max(floor, r.bound)  # a proven lower bound on the whole problem
     full_order: list[int] = []
-    for i in range(len(seg_data)):
-        full_order += results[i].order
-        if i < len(cuts):
-            start, goal = segments[i]
-            full_order += [u for u in ctx.block_ops[cuts[i]]
-                           if (_trailing(ctx, start, goal) >> u) & 1]
-            full_order.append(cuts[i])
+    for piece, pr in zip(pieces, preps, strict=True):
+        if pr is None:
+            full_order += piece.ops
+        else:
+            full_order += [piece.ops[v] for v in _assemble(pr)]
     pk = peak(p, full_order)
-    exact = all(r.exact for r in results.values())
+    exact = all(r.exact for pr in live for r in pr.results.values())
     if exact and pk != floor:  # the two views of the memory model must agree
         raise AssertionError(f"scheduler inconsistency: peak {pk} != proven {floor}")
     return Schedule(
@@ -686,18 +723,21 @@ def schedule(
     )
 
 
+def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):
+    """The stored order cut into the pieces, in each piece's local op ids."""
+    out: list[list[int] | None] = [[] if pc.problem is not None else None for pc in pieces]
+    if stored is None:
+        return [None] * len(pieces)
+    where = [(-1, -1)] * n
+    for k, pc in enumerate(pieces):
+        for i, v in enumerate(pc.ops):
+            where[v] = (k, i)
+    for v in stored:
+        k, i = where[v]
+        if out[k] is not None:
+            out[k].append(i)
+    return out
+
+
 def ctx_macros(ctx: _Ctx) -> SourceMacros:
     return SourceMacros(ctx.source, ctx.block, ctx.block_ops, ctx.mpred)
-
-
-def _is_order(ctx: _Ctx, order: Sequence[int]) -> bool:
-    """Whether ``order`` runs every op once, after its predecessors."""
-    n = ctx.p.n_ops
-    if len(order) != n:
-        return False
-    pos = [-1] * n
-    for i, v in enumerate(order):
-        if not 0 <= v < n or pos[v] >= 0:
-            return False
-        pos[v] = i
-    return all(pos[u] < pos[v] for v in range(n) for u in ctx.p.preds[v])
