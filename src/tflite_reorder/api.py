@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from . import arena, hazards, report, shapes, tflm
+from .candidate import Candidate, GraphSpec, read_graph
 from .flatbuffer_io import (
     LoadedModel,
     ModelError,
@@ -33,34 +34,40 @@ from .scheduler import Progress
 from .scheduling import (
     apply_orders,
     certificate,
+    peak_of_graph,
     schedule_model,
     stored_peak,
     subgraph_reports,
 )
 from .selfcheck import check_written
+from .sweep import PeakResult, peak_memory_many
 from .verify import verify_written
 
 Model = str | os.PathLike | bytes | LoadedModel
 
 __all__ = [
-    "Model", "apply_orders", "arena_figures", "find_hazards", "inspect_order", "load_model",
-    "optimize", "peak_memory", "plot_memory", "schedule_model",
+    "Candidate", "GraphSpec", "Model", "PeakResult", "apply_orders", "arena_figures",
+    "find_hazards", "inspect_order", "load_model", "optimize", "peak_memory",
+    "peak_memory_many", "plot_memory", "read_graph", "schedule_model",
 ]
 
 
-def peak_memory(model: Model, *, inplace: bool = False, time_limit: float = 10.0) -> PeakMemory:
+def peak_memory(
+    model: Candidate, *, inplace: bool = False, time_limit: float = 10.0
+) -> PeakMemory:
     """Arena bytes of the stored order and of the optimal order; nothing is written.
 
+    ``model`` is a path, ``.tflite`` bytes, a loaded model, a graph description
+    (``candidate.GraphSpec`` or its dict form) or a ``ModelGraph`` from ``read_graph``
+    (reused as is: a loop asking several questions of one candidate reads it once). Bytes
+    and paths are read straight from the flatbuffer tables, weights untouched.
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add.
     Raises ``ModelError`` for input it cannot read or understand.
     """
     t0 = time.monotonic()
-    graph = shapes.true_graph(load_model(model).model)
-    stored = stored_peak(graph)
-    orders, results = schedule_model(graph, inplace, time_limit)
-    best = simulate(graph, orders, inplace=inplace).lower_bound
-    lb, optimal = certificate(results, best)
-    return PeakMemory(stored, best, lb, optimal, time.monotonic() - t0)
+    result = peak_of_graph(read_graph(model), inplace, time_limit)
+    result.seconds = time.monotonic() - t0
+    return result
 
 
 def optimize(

@@ -264,13 +264,16 @@ def batch(
     time_limit: TimeLimit = 10.0,
     verify: Annotated[bool, typer.Option(help="Verify every written model.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per model.")] = False,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", metavar="ADDRESS", help="Run on a Dask cluster (scheduler address, e.g. "
+        "tcp://host:8786); needs the [cluster] extra.")] = None,
 ) -> None:
     """Optimise many models in parallel; a failing model never stops the others."""
     from .batch import run_command
 
     with _errors():
         code = run_command(inputs, out_dir, jobs=jobs, time_limit=time_limit, verify=verify,
-                           json_out=json_out, console=out,
+                           json_out=json_out, cluster=cluster, console=out,
                            report_error=lambda m: err.print(f"tflite-reorder: error: {m}",
                                                             highlight=False, markup=False))
     if code:

@@ -8,7 +8,7 @@ with side effects keep their stored relative order, so no reorder can change wha
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -157,18 +157,24 @@ def build_subgraph(
     true_shapes = true_shapes or {}
     tensors = [_tensor_info(model, t, i, true_shapes.get(i)) for i, t in enumerate(raw_tensors)]
 
-    def check(t: int, what: str) -> int:
-        if not -1 <= t < nt:
-            raise ModelError(f"{where}: {what} refers to tensor {t}, but there are {nt} tensors")
-        return t
+    def check(vec, what: Callable[[], str]) -> tuple[int, ...]:
+        ts = ints(vec)
+        if ts and not (-1 <= min(ts) and max(ts) < nt):
+            t = next(t for t in ts if not -1 <= t < nt)
+            raise ModelError(f"{where}: {what()} refers to tensor {t}, but there are {nt} "
+                             f"tensors")
+        return ts
 
     ops: list[OpNode] = []
     n_sub = len(model.subgraphs)
     for i, op in enumerate(sg.operators or []):
         name = opcode_name(model, op.opcodeIndex)
-        what = f"operator {i} ({name})"
-        ins = tuple(check(int(t), what) for t in ints(op.inputs))
-        outs = tuple(check(int(t), what) for t in ints(op.outputs))
+
+        def what(i=i, name=name) -> str:
+            return f"operator {i} ({name})"
+
+        ins = check(op.inputs, what)
+        outs = check(op.outputs, what)
         if -1 in outs:
             raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
         try:
@@ -181,8 +187,8 @@ def build_subgraph(
         used = tuple(dict.fromkeys(t for t in ins if t >= 0))
         ops.append(OpNode(i, name, used, tuple(dict.fromkeys(outs)), calls))
 
-    io_in = tuple(check(int(t), "subgraph inputs") for t in ints(sg.inputs))
-    io_out = tuple(check(int(t), "subgraph outputs") for t in ints(sg.outputs))
+    io_in = check(sg.inputs, lambda: "subgraph inputs")
+    io_out = check(sg.outputs, lambda: "subgraph outputs")
     if -1 in io_in or -1 in io_out:
         raise ModelError(f"{where}: subgraph input/output index -1")
 

@@ -19,8 +19,18 @@ def text(raw: object) -> str:
 
 
 def ints(vec) -> tuple[int, ...]:
-    """A flatbuffer int vector (numpy array, list or None) as a tuple."""
-    return () if vec is None else tuple(int(x) for x in vec)
+    """A flatbuffer int vector (numpy array, list, tuple or None) as a tuple of ints.
+
+    ``fastread`` already gives tuples of ints and numpy arrays convert in one call: this
+    runs for every tensor and operator of every candidate a NAS loop asks about.
+    """
+    if vec is None:
+        return ()
+    if type(vec) is tuple:
+        return vec
+    if isinstance(vec, np.ndarray):
+        return tuple(vec.tolist())
+    return tuple(int(x) for x in vec)
 
 
 def stored_shape(t: schema.TensorT) -> tuple[int, ...]:
