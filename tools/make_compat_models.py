@@ -163,7 +163,7 @@ MODELS_BUILT: dict[str, tuple[Callable[[], bytes], str]] = {
 def check(name: str, data: bytes, marker: str) -> str:
     """Raise unless the model has ``marker`` ops, LiteRT runs it (but unknown_op) and TFLM
     refuses it (but tiny3_int8); returns a one-line description."""
-    from tflite_reorder import tflm, verify
+    from tflite_reorder import runtimes, tflm
     from tflite_reorder.flatbuffer_io import parse_model
     from tflite_reorder.graph import build_graph
 
@@ -176,8 +176,8 @@ def check(name: str, data: bytes, marker: str) -> str:
         raise SystemExit(f"{name}: {len(data)} bytes > {MAX_BYTES}")
     litert = "LiteRT runs it"
     try:
-        x = verify.random_inputs(data, 1)[0]
-        verify.run_litert(data, x)
+        x = runtimes.random_inputs(data, 1)[0]
+        runtimes.run_litert(data, x)
     except Exception as exc:
         if name != "unknown_op":
             raise SystemExit(f"{name}: LiteRT cannot run it: {exc}") from None
@@ -186,7 +186,7 @@ def check(name: str, data: bytes, marker: str) -> str:
         if name == "unknown_op":
             raise SystemExit(f"{name}: LiteRT unexpectedly runs it")
     try:
-        tflm.run_tflm(data, tflm.random_inputs(data))
+        tflm.run_tflm(data, runtimes.structured_inputs(data))
     except tflm.TflmError:
         runs = False
     else:

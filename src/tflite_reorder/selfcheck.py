@@ -7,6 +7,7 @@ wrongly; here it becomes an internal error and nothing is written.
 from __future__ import annotations
 
 from .arena import Plan
+from .arena.blocks import Blocks, overlapping_pairs
 from .dtypes import ARENA_ALIGNMENT
 from .flatbuffer_io import BUFFER_ALIGNMENT, buffer_data_offsets, get_offline_plan, parse_model
 from .graph import ModelGraph, build_graph
@@ -72,10 +73,6 @@ def _check_plan(graph: ModelGraph, offsets: list[int], plan: Plan, use: ArenaUse
                 raise SelfCheckError("internal check: in-place tensors do not share their buffer")
         place[b] = off
     # Buffers TFLM's marking never reaches (lifetime -1) are touched by no kernel.
-    bufs = sorted((b for b in use.buffers if b.first >= 0), key=lambda b: b.first)
-    for i, x in enumerate(bufs):
-        for y in bufs[i + 1:]:
-            if y.first > x.last:
-                break
-            if x.overlaps(y) and place[x] < place[y] + y.size and place[y] < place[x] + x.size:
-                raise SelfCheckError("internal check: offline plan overlaps two live tensors")
+    live = [b for b in use.buffers if b.first >= 0]
+    if overlapping_pairs(Blocks.of(live), [place[b] for b in live]):
+        raise SelfCheckError("internal check: offline plan overlaps two live tensors")
