@@ -331,6 +331,42 @@ def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | 
     return order, worst
 
 
+def depth_first_order(ctx: _Ctx, start: int, goal: int) -> list[int]:
+    """Post-order from the sinks: every op right after its unrun predecessors, each
+    predecessor's subtree finished before the next is begun (a reduction tree is then run
+    leaf, leaf, join, ...). An upper bound the step-greedy order misses on wide joins."""
+    seg = goal & ~start
+    pred_mask = ctx.pred_mask
+    sinks = [v for v in ctx.topo if (seg >> v) & 1
+             and not any((seg >> w) & 1 for w in ctx.succs[v])]
+    done = start
+    out: list[int] = []
+    for root in sinks:
+        stack = [(root, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if (done >> v) & 1:
+                continue
+            if expanded:
+                out.append(v)
+                done |= 1 << v
+                continue
+            stack.append((v, True))
+            todo = pred_mask[v] & ~done
+            for u in sorted(_bits(todo), reverse=True):
+                stack.append((u, False))
+    return out
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Exact search between two forced states
 
@@ -608,9 +644,12 @@ def _prepare(ctx: _Ctx, stored: Sequence[int] | None) -> _Prep:
             continue
         mem = _resident(ctx, start)
         order, worst = greedy_order(ctx, start, goal, mem)
+        inside = goal & ~start & ~_trailing(ctx, start, goal)
+        dfs = canonical(ctx_macros(ctx), depth_first_order(ctx, start, goal), start)
+        others = [[v for v in dfs if (inside >> v) & 1]]
         if known is not None:  # the stored order's part here (without trailing sources)
-            inside = goal & ~start & ~_trailing(ctx, start, goal)
-            mine = [v for v in known if (inside >> v) & 1]
+            others.append([v for v in known if (inside >> v) & 1])
+        for mine in others:
             w = _worst(ctx, start, mem, mine)
             if w < worst or (w == worst and not order):
                 order, worst = mine, w
