@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from . import arena, hazards, report, shapes, tflm
 from . import verify as runtimes
-from .candidate import Candidate, GraphSpec, read_graph
+from .candidate import Candidate, GraphSpec, read_graph, read_safe_graph
 from .flatbuffer_io import (
     LoadedModel,
     ModelError,
@@ -75,7 +75,7 @@ def peak_memory(
     and paths are read straight from the flatbuffer tables, weights untouched.
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add. The
     figures are ``optimize``'s (its ``peak_before`` and ``peak_after``): the model made safe
-    in TFLM first (``read_graph``: explicit padding), and ``optimal <= stored`` whatever
+    in TFLM first (``read_safe_graph``: explicit padding), and ``optimal <= stored`` whatever
     stops the search.
     ``tile=True`` answers for the model tiled (``tiling.tile_model``: the smallest TFLM total
     within ``max_overhead`` extra MACs); ``stored`` stays the untiled input's. It needs a
@@ -86,12 +86,12 @@ def peak_memory(
     if tile:
         if isinstance(model, ModelGraph | GraphSpec | dict):
             raise ModelError("tile=True needs a .tflite model (weights), not a graph")
-        stored = stored_peak(read_graph(model))
+        stored = stored_peak(read_safe_graph(model))
         tiled = tile_model(load_model(model).model, max_overhead=max_overhead)
         result = peak_of_graph(read_graph(serialize_model(tiled.model)), inplace, time_limit)
         result.stored = stored
     else:
-        result = peak_of_graph(read_graph(model), inplace, time_limit)
+        result = peak_of_graph(read_safe_graph(model), inplace, time_limit)
     result.seconds = time.monotonic() - t0
     return result
 

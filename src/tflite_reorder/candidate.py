@@ -187,19 +187,21 @@ def read_graph(candidate: Candidate, source: str | None = None) -> ModelGraph:
         model = read_lite(bytes(candidate), source or "<bytes>")
     else:
         model = read_lite(read_bytes(candidate), str(candidate))
-    graph = shapes.true_graph(model)
-    if any(op.opcode == "SPACE_TO_BATCH_ND" for sg in graph.subgraphs for op in sg.ops):
-        return _repaired_graph(candidate)
-    return graph
+    return shapes.true_graph(model)
 
 
-def _repaired_graph(candidate: LoadedModel | bytes | os.PathLike | str) -> ModelGraph:
-    """The graph of the model made safe in TFLM, as ``optimize`` plans it.
+def read_safe_graph(candidate: Candidate, source: str | None = None) -> ModelGraph:
+    """``read_graph`` of the model made safe in TFLM, as ``optimize`` plans it.
 
     TFLM's SPACE_TO_BATCH_ND pads with a value it never initialises; ``optimize`` moves the
     padding into an explicit PAD first (``rewrites.padding``), which costs arena. Peaks
     asked of a candidate are of that safe model, so ``peak_memory`` and ``optimize`` agree.
+    Graph descriptions are taken as they are. Raises what ``read_graph`` raises.
     """
+    graph = read_graph(candidate, source)
+    if isinstance(candidate, ModelGraph | GraphSpec | dict) or not any(
+            op.opcode == "SPACE_TO_BATCH_ND" for sg in graph.subgraphs for op in sg.ops):
+        return graph
     import copy
 
     from .flatbuffer_io import load_model

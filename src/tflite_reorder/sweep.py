@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .candidate import Candidate, read_graph
+from .candidate import Candidate, read_safe_graph
 from .flatbuffer_io import LoadedModel, read_bytes
 from .results import EXIT_OK, PeakMemory, classify
 from .scheduling import peak_of_graph
@@ -68,7 +68,7 @@ def peak_task(task: PeakTask) -> PeakResult:
     try:
         if isinstance(task.candidate, BaseException):
             raise task.candidate
-        graph = read_graph(task.candidate, source=task.src)
+        graph = read_safe_graph(task.candidate, source=task.src)
         peak = peak_of_graph(graph, inplace=task.inplace, time_limit=task.time_limit)
     except Exception as exc:
         return crashed(task, exc)
