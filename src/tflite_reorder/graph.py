@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .flatbuffer_io import ModelError
@@ -41,6 +42,11 @@ CONTROL_FLOW = {
     "WHILE": ("condSubgraphIndex", "bodySubgraphIndex"),
     "CALL_ONCE": ("initSubgraphIndex",),
 }
+
+
+def numpy_dtype(tensor_type: int) -> np.dtype:
+    """The numpy dtype of a flatbuffer ``TensorType`` (raises KeyError for unknown codes)."""
+    return np.dtype(TYPE_NAMES[tensor_type].lower().replace("bool", "bool_"))
 
 
 def align(n: int, a: int = ARENA_ALIGNMENT) -> int:
