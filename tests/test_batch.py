@@ -11,10 +11,10 @@ import pytest
 from conftest import ROOT
 
 from tflite_reorder import batch
-from tflite_reorder.api import Report, VerificationError
 from tflite_reorder.cli import main
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
+from tflite_reorder.results import Report, VerificationError
 
 GOOD = ("concat_dw_int8", "multi_output_int8", "inception_int8")
 

@@ -1,9 +1,9 @@
 """tflite-reorder: memory-optimal operator order and arena plan for TFLite Micro models."""
 
-__version__ = "0.1.0"
-
-from .api import Optimized, PeakMemory, Report, VerificationError, optimize, peak_memory  # noqa: E402
-from .flatbuffer_io import LoadedModel, ModelError, load_model  # noqa: E402
+from .api import optimize, peak_memory
+from .flatbuffer_io import LoadedModel, ModelError, load_model
+from .results import Optimized, PeakMemory, Report, VerificationError
+from .version import __version__
 
 __all__ = [
     "LoadedModel", "ModelError", "Optimized", "PeakMemory", "Report", "VerificationError",

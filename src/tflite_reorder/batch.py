@@ -22,9 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .flatbuffer_io import ModelError
-
-EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-_KIND_EXIT = {"verification": EXIT_VERIFY, "input": EXIT_INPUT, "internal": EXIT_INTERNAL}
+from .results import EXIT_OK, KIND_EXIT, VerificationError, classify
 
 
 @dataclass(frozen=True)
@@ -111,28 +109,27 @@ def _worker_init() -> None:
 def _error(task: Task, kind: str, message: str, report: dict | None = None) -> dict:
     row = dict(report) if report else {}
     row.update(input=task.src, output=None, status="error", error=message, error_kind=kind,
-               exit_code=_KIND_EXIT[kind])
+               exit_code=KIND_EXIT[kind])
     return row
 
 
 def process_one(task: Task) -> dict:
-    """Optimise one model and write it atomically; every failure becomes a result row."""
-    from .api import VerificationError, optimize
+    """Optimise one model and write it atomically; every failure becomes a result row.
+
+    The row's ``error_kind`` and ``exit_code`` come from ``results.classify``, as the CLI's.
+    """
+    from .api import optimize  # looked up per call: tests replace it
     from .flatbuffer_io import write_atomic
 
     try:
         result = optimize(task.src, time_limit=task.time_limit, verify=task.verify,
                           output_name=task.dst)
         write_atomic(task.dst, result.data)
-    except ModelError as exc:
-        return _error(task, "input", str(exc))
-    except VerificationError as exc:
-        return _error(task, "verification", f"{exc}; nothing written", exc.report.to_dict())
-    except MemoryError:
-        return _error(task, "internal", f"{task.src}: out of memory")
-    except Exception as exc:  # a bug of ours: reported, never allowed to stop the batch
-        return _error(task, "internal", f"{task.src}: internal error: "
-                                        f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug of ours included: reported, never stops the batch
+        failure = classify(exc)
+        report = exc.report.to_dict() if isinstance(exc, VerificationError) else None
+        where = "" if failure.kind in ("input", "verification") else f"{task.src}: "
+        return _error(task, failure.kind, where + failure.message, report)
     row = result.report.to_dict()
     row.update(input=task.src, output=task.dst, status="ok", error=None, error_kind=None,
                exit_code=EXIT_OK)

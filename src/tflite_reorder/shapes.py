@@ -24,7 +24,14 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from . import flatbuffer_io as fio
-from .graph import ARENA_ALIGNMENT, TYPE_NAMES, build_graph, opcode_name, tensor_bytes
+from .graph import (
+    ARENA_ALIGNMENT,
+    TYPE_NAMES,
+    ModelGraph,
+    build_graph,
+    opcode_name,
+    tensor_bytes,
+)
 from .memory import INPLACE_OPS, simulate
 
 Shape = tuple[int, ...]
@@ -586,6 +593,23 @@ def infer_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
     return result
 
 
+def true_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
+    """``infer_shapes``, best effort: a model inference cannot walk keeps its stored shapes.
+
+    Never raises; unknown ops already keep their stored shapes inside ``infer_shapes``, and
+    a model it cannot walk at all (a malformed operator) gets ``{}``.
+    """
+    try:
+        return infer_shapes(model_t)
+    except Exception:  # inference is best effort: unknown ops keep their stored shapes
+        return {}
+
+
+def true_graph(model_t: schema.ModelT) -> ModelGraph:
+    """The operator DAG with the sizes the kernels really use (``build_graph``'s errors)."""
+    return build_graph(model_t, true_shapes(model_t))
+
+
 def fix_shapes(model_t: schema.ModelT, shapes: dict[Key, Shape]) -> int:
     """Write true static shapes into ``TensorT.shape``; returns how many tensors changed.
 
@@ -647,6 +671,16 @@ def repair_padding(model_t: schema.ModelT) -> list[dict]:
     if repairs:
         fio.remove_offline_plan(model_t)
     return repairs
+
+
+def repair_model(model_t: schema.ModelT) -> list[dict]:
+    """Make the model safe in TFLM before planning: explicit padding for SPACE_TO_BATCH_ND.
+
+    TFLM's SPACE_TO_BATCH_ND pads with a value it never initialises; a PAD in front of it
+    pads with the zero point, as LiteRT does. Shapes are repaired later, from inference.
+    Returns the report's ``repairs`` entries (``repair_padding``'s, with a ``kind``).
+    """
+    return [{"kind": "explicit_pad", **r} for r in repair_padding(model_t)]
 
 
 def _repair_subgraph(model_t: schema.ModelT, s: int) -> list[dict]:
@@ -796,6 +830,13 @@ class Hazard:
     bytes_missing: int
     kind: str
     detail: str = ""
+
+    def to_report(self) -> dict:
+        """The entry of ``Report.shape_fixes`` for this hazard."""
+        return {"kind": self.kind, "subgraph": self.subgraph, "tensor": self.tensor,
+                "name": self.name, "op": self.op_index, "opcode": self.opcode,
+                "stored": list(self.stored), "true": list(self.true),
+                "bytes_missing": self.bytes_missing}
 
 
 KINDS = {
