@@ -34,7 +34,7 @@ KERNEL_SETS = ("cmsis_nn", "reference")
 # soft-float and silently take the scalar path.
 ARCHS = ("cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 _HARD_FLOAT = {"cortex-m55"}
-_FLAGS_VERSION = "1"
+_FLAGS_VERSION = "2"
 
 _COMMON = [
     "-fno-unwind-tables", "-fno-asynchronous-unwind-tables", "-ffunction-sections",
@@ -148,7 +148,9 @@ def _includes(root: Path, kernels: str, gen: Path) -> list[str]:
 def _flags(root: Path, arch: str, kernels: str, gen: Path, lang: str, opt: str) -> list[str]:
     defines = _CMSIS_DEFINES if _kernel_dir(kernels) is not None else []
     lang_flags = _CXX_ONLY if lang == "c++" else _C_ONLY
-    return [*_COMMON, *lang_flags, *arch_flags(arch), *defines, opt,
+    # Paths in __FILE__ (TFLM's error messages) do not depend on where the tree lies.
+    prefix = f"-ffile-prefix-map={root}=tflite-micro"
+    return [*_COMMON, *lang_flags, *arch_flags(arch), *defines, opt, prefix,
             *_includes(root, kernels, gen)]
 
 

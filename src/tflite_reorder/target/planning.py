@@ -54,24 +54,19 @@ def target_head(use: ArenaUse, offsets: Mapping[tuple[int, int], int]) -> int:
     as online too (TFLM plans them with the scratch buffers).
     """
     fixed, online = [], []
-    for i, b in enumerate(use.buffers):
+    for add, b in enumerate(sorted(use.buffers, key=lambda b: min(b.tensors))):
         key = b.tensors[0]
         if key[0] != SCRATCH and key in offsets:
             fixed.append((b, offsets[key]))
         else:
-            online.append((i, b))
+            online.append((add, b))
     placed = list(fixed)
     # ReverseSortInPlace over online buffers copied in reverse add order: by size
     # descending, equal sizes last-added first.
-    for _, b in sorted(online, key=lambda ib: (-ib[1].size, -_add_index(ib[1]))):
+    for _, b in sorted(online, key=lambda ab: (-ab[1].size, -ab[0])):
         spans = [(o, o + p.size) for p, o in placed if p.overlaps(b)]
         placed.append((b, lowest_fit(b.size, spans)))
     return max((o + b.size for b, o in placed), default=0)
-
-
-def _add_index(b: Buffer) -> tuple[int, int]:
-    s, t = b.tensors[0]
-    return (s, t)
 
 
 @dataclass(frozen=True)

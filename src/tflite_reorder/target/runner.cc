@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "tensorflow/lite/micro/compatibility.h"
 #include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
@@ -39,6 +40,9 @@ class LoggingPlanner : public tflite::GreedyMemoryPlanner {
     std::printf("@ buffer %d %d %d %d\n", size, first, last, offline);
     return tflite::GreedyMemoryPlanner::AddBuffer(size, first, last, offline);
   }
+
+ private:
+  TF_LITE_REMOVE_VIRTUAL_DELETE
 };
 
 unsigned char* Aligned(size_t bytes) {

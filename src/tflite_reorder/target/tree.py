@@ -132,18 +132,19 @@ def resolve_tree(tflm_src: str | os.PathLike[str] | None = None) -> Path:
 
 
 def tree_digest(root: Path, files: list[Path]) -> str:
-    """Identity of a tree for the build cache: every source and header it compiles from.
+    """Identity of a tree's content for the build cache (not of where it lies).
 
-    Content hashes of the listed sources plus the size and mtime of every header under
-    the tree: a changed header changes the key without reading all of them.
+    Content hashes of the listed sources plus the relative path, size and mtime of every
+    header under the tree: a changed header changes the key without reading all of them.
     """
-    h = hashlib.sha256(str(root).encode())
+    h = hashlib.sha256()
     for f in files:
         h.update(str(f).encode())
         h.update(file_digest(root / f).encode())
     for dirpath, _dirs, names in sorted(os.walk(root)):
+        rel = os.path.relpath(dirpath, root)
         for name in sorted(names):
             if name.endswith((".h", ".hpp", ".inc")):
                 st = os.stat(os.path.join(dirpath, name))
-                h.update(f"{dirpath}/{name}:{st.st_size}:{int(st.st_mtime)}".encode())
+                h.update(f"{rel}/{name}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
