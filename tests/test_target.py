@@ -147,3 +147,28 @@ def test_plan_with_scratch_is_the_target_head(runner: target.Build, path: Path) 
         assert tp.plan.head == tp.plan.lower_bound or tp.plan.method == "cpsat"
     for a, b in zip(plain.outputs, planned.outputs, strict=True):
         assert same_bits(a, b), f"{path.name}: the plan changed an output on the target"
+
+
+@pytest.mark.parametrize("path", INPLACE, ids=lambda p: p.stem)
+def test_inplace_ops_are_bit_identical_on_the_target(runner: target.Build, path: Path) -> None:
+    """Every op of the in-place list, run in place on the CMSIS-NN build, changes nothing.
+
+    The same probe models as ``test_inplace.py`` (host reference kernels), planned for the
+    target with and without letting the op's output take its input's buffer.
+    """
+    from test_inplace import SEEDS, aliased_ops, ops_of
+
+    data = path.read_bytes()
+    ops = ops_of(path)
+    aliased = planning.plan_for_target(data, ARCH, KERNELS, inplace=frozenset(ops))
+    plain = planning.plan_for_target(data, ARCH, KERNELS, inplace=False)
+    graph = build_graph(load_model(data).model)
+    assert set(ops) <= aliased_ops(graph, aliased.use), f"{path.name} does not alias {ops}"
+    assert not aliased_ops(graph, plain.use)
+    for seed in SEEDS:
+        inputs = tflm.random_inputs(data, seed)
+        a = target.invoke(aliased.model, inputs, ARCH, KERNELS)
+        b = target.invoke(plain.model, inputs, ARCH, KERNELS)
+        assert a.arena.head == aliased.plan.head and b.arena.head == plain.plan.head
+        for x, y in zip(a.outputs, b.outputs, strict=True):
+            assert same_bits(x, y), f"{path.name}: in place {ops} changed an output (seed {seed})"

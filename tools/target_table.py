@@ -52,7 +52,7 @@ def row(path: Path, arch: str, kernels: str) -> dict:
         "identical": same(host_out, on.outputs),
         "diff": 0.0 if same(host_out, on.outputs) else max_diff(host_out, on.outputs),
     }
-    opt = optimize(data, time_limit=5.0, verify=False)
+    opt = optimize(data, time_limit=2.0, verify=False)
     r["planned"] = opt.report.arena_planned
     r["opt_t_head"] = target.measure(opt.data, arch, kernels).head
     try:

@@ -77,6 +77,7 @@ class TargetPlan:
     predicted_head: int  # TFLM's head on the target for this plan (scratch online)
     scratch_bytes: int  # sum of all scratch requests (each rounded to 16)
     model: bytes  # the model carrying the plan
+    use: ArenaUse  # the buffers planned (tensors, in-place groups merged, then scratch)
 
 
 def plan_for_target(model_bytes: bytes, arch: str, kernels: str, time_limit: float = 1.0,
@@ -93,4 +94,4 @@ def plan_for_target(model_bytes: bytes, arch: str, kernels: str, time_limit: flo
     plan = plan_arena(use, time_limit)
     data = write_plan(loaded.model, graph, plan)
     return TargetPlan(plan, target_head(use, plan.offsets),
-                      sum(sum(v) for v in reqs.values()), data)
+                      sum(sum(v) for v in reqs.values()), data, use)
