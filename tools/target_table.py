@@ -61,9 +61,10 @@ def row(path: Path, arch: str, kernels: str) -> dict:
         r["note"] = str(exc)
         return r
     measured = target.invoke(tp.model, inputs, arch, kernels)
+    unplanned = target.run(opt.data, inputs, arch, kernels)  # same order, host plan
     r.update(tplan=tp.plan.head, tpred=tp.predicted_head, tmeas=measured.arena.head,
              tlower=tp.plan.lower_bound, scratch=tp.scratch_bytes,
-             tsame=same(on.outputs, measured.outputs))
+             tsame=same(unplanned, measured.outputs))
     return r
 
 

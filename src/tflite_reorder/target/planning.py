@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from ..arena import Plan, plan_arena, write_plan
 from ..arena.blocks import lowest_fit
 from ..flatbuffer_io import load_model
-from ..graph import build_graph
 from ..memory import ArenaUse, Buffer, simulate
+from ..shapes import true_graph
 from .scratch import requests
 
 SCRATCH = 1 << 30  # pseudo subgraph index of scratch buffers: sorts after every tensor
@@ -87,7 +87,7 @@ def plan_for_target(model_bytes: bytes, arch: str, kernels: str, time_limit: flo
     Raises ``scratch.UnknownScratch`` when an operator's scratch is not modelled.
     """
     loaded = load_model(bytes(model_bytes))
-    graph = build_graph(loaded.model)
+    graph = true_graph(loaded.model)
     orders = graph.stored_orders()
     reqs = requests(loaded.model, graph, arch, kernels)
     use = with_scratch(simulate(graph, orders, inplace), reqs, orders)
