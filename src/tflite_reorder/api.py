@@ -14,7 +14,8 @@ import os
 import time
 from collections.abc import Callable
 
-from . import arena, report, shapes, tflm
+from . import arena, hazards, report, shapes, tflm
+from .candidate import Candidate, GraphSpec, read_graph
 from .flatbuffer_io import (
     LoadedModel,
     ModelError,
@@ -28,38 +29,45 @@ from .flatbuffer_io import (
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse, simulate
 from .results import Inspection, OpRow, Optimized, PeakMemory, Report, VerificationError
+from .rewrites.padding import repair_model
 from .scheduler import Progress
 from .scheduling import (
     apply_orders,
     certificate,
+    peak_of_graph,
     schedule_model,
     stored_peak,
     subgraph_reports,
 )
 from .selfcheck import check_written
+from .sweep import PeakResult, peak_memory_many
 from .verify import verify_written
 
 Model = str | os.PathLike | bytes | LoadedModel
 
 __all__ = [
-    "Model", "apply_orders", "arena_figures", "find_hazards", "inspect_order", "load_model",
-    "optimize", "peak_memory", "plot_memory", "schedule_model",
+    "Candidate", "GraphSpec", "Model", "PeakResult", "apply_orders", "arena_figures",
+    "find_hazards", "inspect_order", "load_model", "optimize", "peak_memory",
+    "peak_memory_many", "plot_memory", "read_graph", "schedule_model",
 ]
 
 
-def peak_memory(model: Model, *, inplace: bool = False, time_limit: float = 10.0) -> PeakMemory:
+def peak_memory(
+    model: Candidate, *, inplace: bool = False, time_limit: float = 10.0
+) -> PeakMemory:
     """Arena bytes of the stored order and of the optimal order; nothing is written.
 
+    ``model`` is a path, ``.tflite`` bytes, a loaded model, a graph description
+    (``candidate.GraphSpec`` or its dict form) or a ``ModelGraph`` from ``read_graph``
+    (reused as is: a loop asking several questions of one candidate reads it once). Bytes
+    and paths are read straight from the flatbuffer tables, weights untouched.
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add.
     Raises ``ModelError`` for input it cannot read or understand.
     """
     t0 = time.monotonic()
-    graph = shapes.true_graph(load_model(model).model)
-    stored = stored_peak(graph)
-    orders, results = schedule_model(graph, inplace, time_limit)
-    best = simulate(graph, orders, inplace=inplace).lower_bound
-    lb, optimal = certificate(results, best)
-    return PeakMemory(stored, best, lb, optimal, time.monotonic() - t0)
+    result = peak_of_graph(read_graph(model), inplace, time_limit)
+    result.seconds = time.monotonic() - t0
+    return result
 
 
 def optimize(
@@ -92,7 +100,7 @@ def optimize(
     rep = Report(input=loaded.source, output=output_name)
 
     stage("shapes")
-    hazards = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
+    unsafe = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
 
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
@@ -100,11 +108,11 @@ def optimize(
         m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error)
 
     if fix_shapes:
-        rep.repairs = shapes.repair_model(m)
+        rep.repairs = repair_model(m)
     true = shapes.true_shapes(m)
     graph = build_graph(m, true)
     rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
-    if hazards and not fix_shapes and plan:
+    if unsafe and not fix_shapes and plan:
         rep.warnings.append(
             "stored shapes or padding are unsafe in TFLM; without --fix-shapes no arena plan "
             "is written (TFLM plans online)"
@@ -128,7 +136,7 @@ def optimize(
 
     if verify:
         stage("verify")
-        safe = _safe_reference(reference.model) if hazards else None
+        safe = _safe_reference(reference.model) if unsafe else None
         ver = verify_written(reference, data, safe, use_tflm)
         rep.verification = ver.to_dict()
         if not ver.ok:
@@ -144,14 +152,14 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
     "Before" figures compare with the safe input: the repairs add memory that the unsafe
     input only appears to save.
     """
-    hazards = [h for h in shapes.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
-    rep.shape_fixes = [h.to_report() for h in hazards]
+    found = [h for h in hazards.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
+    rep.shape_fixes = [h.to_report() for h in found]
     rep.peak_input = rep.peak_before = stored_peak(shapes.true_graph(m))
-    if repaired and hazards:
+    if repaired and found:
         safe = copy.deepcopy(m)
-        shapes.repair_model(safe)
+        repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
-    return hazards
+    return found
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
@@ -208,7 +216,7 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
 def _safe_reference(model_t) -> bytes:
     """TFLM's reference for an unsafe input: the input made safe, planned by TFLM itself."""
     ref_model = copy.deepcopy(model_t)
-    shapes.repair_model(ref_model)
+    repair_model(ref_model)
     shapes.fix_shapes(ref_model, shapes.true_shapes(ref_model))
     remove_offline_plan(ref_model)
     return serialize_model(ref_model)
@@ -298,9 +306,9 @@ def plot_memory(path: str | os.PathLike, model: Model, result: Optimized) -> Non
                          f"'tflite-reorder[plot]')") from None
 
 
-def find_hazards(model: Model) -> list:
-    """Every static TFLM memory hazard of the model (``shapes.Hazard``, by kind).
+def find_hazards(model: Model) -> list[hazards.Hazard]:
+    """Every static TFLM memory hazard of the model, grouped by kind.
 
     Raises ``ModelError`` for input it cannot read or understand.
     """
-    return shapes.find_hazards(load_model(model).model)
+    return hazards.find_hazards(load_model(model).model)

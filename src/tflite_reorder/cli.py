@@ -236,8 +236,8 @@ def check(
     """
     from dataclasses import asdict
 
-    from . import shapes
     from .api import find_hazards
+    from .hazards import describe
 
     with _errors(src):
         _check_paths(src, None)
@@ -247,7 +247,7 @@ def check(
         elif not hazards:
             out.print(f"{src}: no hazards found", highlight=False)
         else:
-            for line in shapes.describe(hazards):
+            for line in describe(hazards):
                 out.print(line, highlight=False, markup=False)
     if hazards:
         raise typer.Exit(EXIT_VERIFY)
@@ -264,13 +264,16 @@ def batch(
     time_limit: TimeLimit = 10.0,
     verify: Annotated[bool, typer.Option(help="Verify every written model.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per model.")] = False,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", metavar="ADDRESS", help="Run on a Dask cluster (scheduler address, e.g. "
+        "tcp://host:8786); needs the [cluster] extra.")] = None,
 ) -> None:
     """Optimise many models in parallel; a failing model never stops the others."""
     from .batch import run_command
 
     with _errors():
         code = run_command(inputs, out_dir, jobs=jobs, time_limit=time_limit, verify=verify,
-                           json_out=json_out, console=out,
+                           json_out=json_out, cluster=cluster, console=out,
                            report_error=lambda m: err.print(f"tflite-reorder: error: {m}",
                                                             highlight=False, markup=False))
     if code:

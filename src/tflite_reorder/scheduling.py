@@ -15,7 +15,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from .graph import ModelGraph
 from .memory import build_problem, nested_extra, peak, simulate, subgraph_problems
-from .results import SubgraphReport
+from .results import PeakMemory, SubgraphReport
 from .scheduler import Progress, Schedule, schedule
 
 
@@ -79,6 +79,18 @@ def certificate(results: dict[int, Schedule], model_peak: int) -> tuple[int, boo
 def stored_peak(graph: ModelGraph) -> int:
     """Arena bytes the stored order needs, without in-place sharing (TFLM's own planning)."""
     return simulate(graph, graph.stored_orders(), inplace=False).lower_bound
+
+
+def peak_of_graph(graph: ModelGraph, inplace: bool = False, time_limit: float = 10.0
+                  ) -> PeakMemory:
+    """``peak_memory``'s answer for a graph: the stored order's arena and the best order's,
+    with the search's certificate."""
+    t0 = time.monotonic()
+    stored = stored_peak(graph)
+    orders, results = schedule_model(graph, inplace, time_limit)
+    best = simulate(graph, orders, inplace=inplace).lower_bound
+    lb, optimal = certificate(results, best)
+    return PeakMemory(stored, best, lb, optimal, time.monotonic() - t0)
 
 
 def subgraph_reports(graph: ModelGraph, results: dict[int, Schedule]) -> list[SubgraphReport]:

@@ -176,7 +176,7 @@ def random_inputs(model_bytes: bytes, seed: int = 0) -> list[np.ndarray]:
     inputs wider than 16 bits are small non-negative numbers (0..3), since they tend to
     be counts or indices (a WHILE loop bound, a gather index).
     """
-    from .graph import numpy_dtype
+    from .dtypes import numpy_type
 
     model = load_model(bytes(model_bytes)).model
     sg = model.subgraphs[0]
@@ -185,7 +185,7 @@ def random_inputs(model_bytes: bytes, seed: int = 0) -> list[np.ndarray]:
     for t in sg.inputs if sg.inputs is not None else ():
         tensor = sg.tensors[int(t)]
         shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else ()))
-        dtype = numpy_dtype(tensor.type)
+        dtype = numpy_type(tensor.type)
         if dtype.kind == "f":
             out.append(rng.uniform(-1, 1, shape).astype(dtype))
         elif dtype.kind == "b":

@@ -19,8 +19,8 @@ from ..graph import opcode_name
 from ..memory import simulate
 from ..scheduling import schedule_model
 from ..shapes import true_graph
+from ..tensors import text
 from ..verify import random_inputs
-from .edit import text
 
 
 def _interpreter(data: bytes, preserve: bool = False):

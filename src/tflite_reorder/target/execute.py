@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dtypes import numpy_type
 from ..flatbuffer_io import load_model
-from ..graph import numpy_dtype
 from .firmware import Build, build
 from .qemu import run_elf
 from .tree import TargetError
@@ -103,7 +103,7 @@ def _outputs(model_bytes: bytes, folder: Path, n: int) -> list[np.ndarray]:
         tensor = sg.tensors[int(t)]
         shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else ()))
         raw = (folder / f"out{i}.bin").read_bytes()
-        result.append(np.frombuffer(raw, dtype=numpy_dtype(tensor.type)).reshape(shape).copy())
+        result.append(np.frombuffer(raw, dtype=numpy_type(tensor.type)).reshape(shape).copy())
     return result
 
 

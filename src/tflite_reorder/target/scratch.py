@@ -21,7 +21,8 @@ from math import prod
 
 from ai_edge_litert import schema_py_generated as schema
 
-from ..graph import ModelGraph, align
+from ..dtypes import align
+from ..graph import ModelGraph
 
 # Architecture features as GCC's -mcpu (and our float ABI) define them for CMSIS-NN.
 _DSP = {"cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"}
