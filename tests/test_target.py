@@ -7,18 +7,25 @@ One build (cached, file-locked) serves every pytest-xdist worker.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tflite_reorder import shapes, target, tflm
+from tflite_reorder import api, shapes, target, tflm
 from tflite_reorder.arena import tflm_blocks
+from tflite_reorder.dtypes import align
 from tflite_reorder.flatbuffer_io import load_model, serialize_model
 from tflite_reorder.graph import build_graph
+from tflite_reorder.hazards import find_hazards
 from tflite_reorder.memory import simulate
+from tflite_reorder.rewrites.padding import repair_model
 from tflite_reorder.target import firmware, planning, scratch
+from tflite_reorder.target.pipeline import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = sorted(p for p in (ROOT / "models").glob("*.tflite")
@@ -61,7 +68,7 @@ def test_optimized_kernels_replace_reference_ones(runner: target.Build) -> None:
 def safe(data: bytes) -> bytes:
     """The model with its TFLM shape and padding hazards repaired (outputs well defined)."""
     model_t = load_model(data).model
-    shapes.repair_model(model_t)
+    repair_model(model_t)
     shapes.fix_shapes(model_t, shapes.true_shapes(model_t))
     return serialize_model(model_t)
 
@@ -109,7 +116,7 @@ def test_target_matches_host_and_the_scratch_model(runner: target.Build, path: P
     inputs = tflm.random_inputs(data, seed=0)
     got = target.invoke(data, inputs, ARCH, KERNELS)
     assert_same_outputs(path.name, tflm.run_tflm(data, inputs), got.outputs,
-                        hazardous=bool(shapes.find_hazards(load_model(data).model)))
+                        hazardous=bool(find_hazards(load_model(data).model)))
     expected, use = planned_buffers(data)
     logged = [(b.size, b.first, b.last) for b in got.buffers]
     assert logged == expected, f"{path.name}: TFLM's buffers differ from our model"
@@ -172,3 +179,51 @@ def test_inplace_ops_are_bit_identical_on_the_target(runner: target.Build, path:
         assert a.arena.head == aliased.plan.head and b.arena.head == plain.plan.head
         for x, y in zip(a.outputs, b.outputs, strict=True):
             assert same_bits(x, y), f"{path.name}: in place {ops} changed an output (seed {seed})"
+
+
+@pytest.mark.parametrize("path", NETWORKS, ids=lambda p: p.stem)
+def test_optimize_for_the_target_is_exact_there(runner: target.Build, path: Path) -> None:
+    """The optimizer with ``target``: the written model's head on the target is the plan's
+    (scratch included), its outputs match the input's on the same build bit for bit."""
+    result = api.optimize(path, target=Target(ARCH, KERNELS), time_limit=1.0)
+    t = result.report.target
+    assert t["verified"] is True, path.name
+    assert t["head"] == t["planned_head"] == result.report.arena_planned, path.name
+    assert t["head_matches_plan"] is True
+    assert t["total"] == t["head"] + t["tail"]
+    assert result.report.arena_planned >= result.report.peak_after
+
+
+def test_cli_target_header_and_json(runner: target.Build, tmp_path: Path) -> None:
+    src = ROOT / "models" / "inception_int8.tflite"
+    dst, header = tmp_path / "out.tflite", tmp_path / "arena.h"
+    done = subprocess.run(
+        [sys.executable, "-c", "from tflite_reorder.cli import main; main()", "optimize",
+         str(src), str(dst), "--target", ARCH, "--header", str(header), "--margin", "0.1",
+         "--json", "--time-limit", "2"], capture_output=True, text=True, check=True)
+    t = json.loads(done.stdout)["target"]
+    assert set(t) >= {"arch", "kernels", "head", "tail", "total", "verified"}
+    assert t["verified"] and t["arch"] == ARCH and t["kernels"] == KERNELS
+    assert target.measure(dst.read_bytes(), ARCH, KERNELS).total == t["total"]
+    text = header.read_text()
+    assert f"ARENA_HEAD {t['head']}" in text and f"ARENA_TAIL {t['tail']}" in text
+    assert f"ARENA_SIZE {align(int(t['total'] * 1.1 + 15) // 16 * 16)}" in text
+
+
+def test_cli_check_reports_the_target_arena(runner: target.Build) -> None:
+    src = ROOT / "models" / "mobilenet_int8.tflite"
+    done = subprocess.run(
+        [sys.executable, "-c", "from tflite_reorder.cli import main; main()", "check",
+         str(src), "--target", ARCH, "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)["target"]
+    assert found["head"] == target.measure(src.read_bytes(), ARCH, KERNELS).head
+
+
+def test_cli_rejects_an_unknown_architecture(tmp_path: Path) -> None:
+    src = ROOT / "models" / "mobilenet_int8.tflite"
+    done = subprocess.run(
+        [sys.executable, "-c", "from tflite_reorder.cli import main; main()", "check",
+         str(src), "--target", "cortex-x9"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown target architecture" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
