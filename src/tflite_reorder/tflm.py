@@ -267,8 +267,19 @@ def estimate_tail(model_bytes: bytes, fit: dict[str, float] = _TAIL_FIT) -> int:
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops
-        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+        if op.opcode in TAIL_CHANNEL_OPS
     )
-    est = (fit["tensor"] * graph.n_tensors + fit["op"] * graph.n_ops
-           + fit["conv_channel"] * channels + fit["fixed"])
+    return tail_from_counts(graph.n_tensors, graph.n_ops, channels, fit)
+
+
+# Ops whose TFLM op data holds per-output-channel arrays (int8 multipliers and shifts).
+TAIL_CHANNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                              "TRANSPOSE_CONV"})
+
+
+def tail_from_counts(tensors: int, ops: int, conv_channels: int,
+                     fit: dict[str, float] = _TAIL_FIT) -> int:
+    """The tail fit (host by default) for a model of so many tensors, ops and channels."""
+    est = (fit["tensor"] * tensors + fit["op"] * ops
+           + fit["conv_channel"] * conv_channels + fit["fixed"])
     return int(est + 15) // 16 * 16
