@@ -24,6 +24,7 @@ from tflite_reorder.graph import build_graph
 from tflite_reorder.hazards import find_hazards
 from tflite_reorder.memory import simulate
 from tflite_reorder.rewrites.padding import repair_model
+from tflite_reorder.runtimes import structured_inputs
 from tflite_reorder.target import firmware, planning, scratch
 from tflite_reorder.target.pipeline import Target
 
@@ -113,7 +114,7 @@ def test_target_matches_host_and_the_scratch_model(runner: target.Build, path: P
     the head the target reports.
     """
     data = path.read_bytes()
-    inputs = tflm.random_inputs(data, seed=0)
+    inputs = structured_inputs(data, seed=0)
     got = target.invoke(data, inputs, ARCH, KERNELS)
     assert_same_outputs(path.name, tflm.run_tflm(data, inputs), got.outputs,
                         hazardous=bool(find_hazards(load_model(data).model)))
@@ -130,7 +131,7 @@ def test_repaired_models_are_bit_identical_on_host_and_target(runner: target.Bui
     """With hazards repaired, int8 outputs match the host bit for bit."""
     data = safe(path.read_bytes())
     for seed in (0, 1):
-        inputs = tflm.random_inputs(data, seed)
+        inputs = structured_inputs(data, seed)
         assert_same_outputs(path.name, tflm.run_tflm(data, inputs),
                             target.run(data, inputs, ARCH, KERNELS))
 
@@ -145,7 +146,7 @@ def test_plan_with_scratch_is_the_target_head(runner: target.Build, path: Path) 
     """
     data = safe(path.read_bytes())
     tp = planning.plan_for_target(data, ARCH, KERNELS)
-    inputs = tflm.random_inputs(data, 0)
+    inputs = structured_inputs(data, 0)
     plain = target.invoke(data, inputs, ARCH, KERNELS)
     planned = target.invoke(tp.model, inputs, ARCH, KERNELS)
     assert planned.arena.head == tp.predicted_head == tp.plan.head, path.name
@@ -173,7 +174,7 @@ def test_inplace_ops_are_bit_identical_on_the_target(runner: target.Build, path:
     assert set(ops) <= aliased_ops(graph, aliased.use), f"{path.name} does not alias {ops}"
     assert not aliased_ops(graph, plain.use)
     for seed in SEEDS:
-        inputs = tflm.random_inputs(data, seed)
+        inputs = structured_inputs(data, seed)
         a = target.invoke(aliased.model, inputs, ARCH, KERNELS)
         b = target.invoke(plain.model, inputs, ARCH, KERNELS)
         assert a.arena.head == aliased.plan.head and b.arena.head == plain.plan.head

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from tflite_reorder import optimize, target, tflm  # noqa: E402
+from tflite_reorder.runtimes import structured_inputs  # noqa: E402
 from tflite_reorder.target.planning import plan_for_target  # noqa: E402
 from tflite_reorder.target.scratch import UnknownScratch  # noqa: E402
 
@@ -40,7 +41,7 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def row(path: Path, arch: str, kernels: str) -> dict:
     data = path.read_bytes()
-    inputs = tflm.random_inputs(data, seed=0)
+    inputs = structured_inputs(data, seed=0)
     host = tflm.measure_arena(data)
     host_out = tflm.run_tflm(data, inputs)
     started = time.monotonic()

@@ -155,5 +155,5 @@ def run(model_bytes: bytes, inputs: Sequence[np.ndarray], arch: str = DEFAULT_AR
         tflm_src: str | os.PathLike[str] | None = None) -> list[np.ndarray]:
     """Every output of subgraph 0 after one inference on the target build."""
     if not inputs:
-        raise ValueError("run needs the model's inputs (tflm.random_inputs makes some)")
+        raise ValueError("run needs the model's inputs (runtimes.structured_inputs makes some)")
     return invoke(model_bytes, inputs, arch, kernels, tflm_src).outputs

@@ -92,14 +92,15 @@ def verify(reference: bytes, written: bytes, target: Target,
     ``reference`` is what the written model must compute (the input, made safe when it
     had hazards). A target that cannot run here is reported, not raised.
     """
-    from ..tflm import estimate_tail_32, random_inputs
+    from ..runtimes import structured_inputs
+    from ..tflm import estimate_tail_32
 
     rep = TargetReport(target.arch, target.kernels, planned_head=planned_head)
     try:
         same = True
         arena = None
         for seed in SEEDS:
-            inputs = random_inputs(written, seed)
+            inputs = structured_inputs(written, seed)
             want = invoke(reference, inputs, target.arch, target.kernels, target.tflm_src)
             got = invoke(written, inputs, target.arch, target.kernels, target.tflm_src)
             same = same and _same(want.outputs, got.outputs)
