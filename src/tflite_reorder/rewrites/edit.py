@@ -271,6 +271,25 @@ class Editor:
         self.sg.operators = [ops[i] for i in order]
 
 
+def fork(model: schema.ModelT) -> schema.ModelT:
+    """A copy to rewrite: subgraphs, opcodes and metadata copied, weight buffers shared.
+
+    Rewrites only append buffers and ``compact`` replaces the ones it frees, so sharing the
+    (large) constant data with the original is safe and avoids copying megabytes per trial.
+    Metadata buffers are copied: the offline plan is written into them in place.
+    """
+    new = copy.copy(model)
+    new.subgraphs = copy.deepcopy(model.subgraphs)
+    new.operatorCodes = [copy.copy(c) for c in model.operatorCodes or []]
+    new.metadata = copy.deepcopy(model.metadata)
+    new.signatureDefs = copy.deepcopy(model.signatureDefs)
+    new.buffers = list(model.buffers or [])
+    for m in new.metadata or []:
+        if 0 <= m.buffer < len(new.buffers):
+            new.buffers[m.buffer] = copy.deepcopy(new.buffers[m.buffer])
+    return new
+
+
 def buffers_in_use(model: schema.ModelT) -> set[int]:
     """Buffers a tensor or a metadata entry refers to."""
     used = {int(t.buffer) for sg in model.subgraphs for t in sg.tensors or []}
@@ -309,8 +328,7 @@ def compact(model: schema.ModelT, was_used: set[int]) -> list[dict[int, int]]:
         remaps.append(remap)
     _fix_signatures(model, remaps)
     for i in was_used - buffers_in_use(model) - {0}:
-        buf = model.buffers[i]
-        buf.data, buf.offset, buf.size, buf.external = None, 0, 0, False
+        model.buffers[i] = schema.BufferT()  # replaced, not emptied: ``fork`` shares them
     return remaps
 
 

@@ -1,10 +1,14 @@
 """What a candidate rewrite costs and gains: optimal-order peak and error vs the original.
 
 Errors are measured, never assumed: the original and the rewritten model run on the same
-random inputs under LiteRT's reference kernels (which TFLM matches bit for bit). Integer
-outputs, and float outputs of a DEQUANTIZE, are compared in LSBs of their quantisation;
-other float outputs by the absolute error over the largest reference magnitude (so values
-near 0 do not blow the figure up).
+inputs under LiteRT's reference kernels (which TFLM matches bit for bit): random ones,
+*structured* ones (constant images at the extremes and the middle of the input range,
+smooth ramps along H and W, a min/max checkerboard: real images look more like these than
+like noise, and they drive activations to the ends of their ranges) and, when given, the
+user's calibration samples. Integer outputs, and float outputs of a DEQUANTIZE, are
+compared in LSBs of their quantisation; other float outputs by the absolute error over the
+largest reference magnitude (so values near 0 do not blow the figure up). The worst case
+and the input family it came from are reported.
 """
 
 from __future__ import annotations
@@ -57,10 +61,105 @@ class ErrorStats:
     max_lsb: float  # outputs with an integer scale (int outputs, dequantised floats)
     max_rel: float  # other float outputs: max |diff| / max |reference|
     cases: int
+    worst: str = ""  # the input family of the worst case ("random", "constant", ...)
 
     def to_dict(self) -> dict:
         return {"identical": self.identical, "max_error_lsb": self.max_lsb,
-                "max_rel_error": self.max_rel}
+                "max_rel_error": self.max_rel, "cases": self.cases, "worst_input": self.worst}
+
+
+def _input_specs(data: bytes) -> list[tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]]:
+    details = _interpreter(data).get_input_details()
+    specs = []
+    for d in details:
+        scale, zp = d["quantization"]
+        specs.append((tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
+                      (float(scale), int(zp)) if scale else None))
+    return specs
+
+
+def _ramp(shape: tuple[int, ...], axis: int, lo: float, hi: float) -> np.ndarray:
+    n = shape[axis] if len(shape) > axis else 1
+    line = np.linspace(lo, hi, max(n, 1))
+    view = [1] * len(shape)
+    if len(shape) > axis:
+        view[axis] = n
+    return np.broadcast_to(line.reshape(view), shape)
+
+
+def structured_inputs(data: bytes) -> list[tuple[str, list[np.ndarray]]]:
+    """Named non-random inputs: constants (min, max, zero, middle), ramps along H and W
+    (rising and falling), a min/max checkerboard. Integer inputs span their int8 range,
+    float inputs [-1, 1]."""
+    specs = _input_specs(data)
+    if any(dt.kind not in "iuf" for _, dt, _ in specs):
+        return []
+
+    def family(make) -> list[np.ndarray]:
+        out = []
+        for shape, dtype, _q in specs:
+            if dtype.kind == "f":
+                lo, hi = -1.0, 1.0
+            else:
+                info = np.iinfo(dtype)
+                lo, hi = float(max(info.min, -128)), float(min(info.max, 127))
+            out.append(np.round(make(shape, lo, hi)).astype(dtype) if dtype.kind != "f"
+                       else make(shape, lo, hi).astype(dtype))
+        return out
+
+    def checker(shape, lo, hi):
+        idx = np.indices(shape).sum(axis=0) % 2
+        return np.where(idx == 1, hi, lo)
+
+    return [
+        ("constant", family(lambda sh, lo, hi: np.full(sh, lo))),
+        ("constant", family(lambda sh, lo, hi: np.full(sh, hi))),
+        ("constant", family(lambda sh, lo, hi: np.zeros(sh))),
+        ("constant", family(lambda sh, lo, hi: np.full(sh, (lo + hi) / 2 + 0.5 * (hi - lo) / 4))),
+        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 1, lo, hi))),
+        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 2, hi, lo))),
+        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 1, lo, hi) / 2
+                            + _ramp(sh, 2, lo, hi) / 2)),
+        ("extremes", family(checker)),
+    ]
+
+
+def load_calibration(path: str, data: bytes) -> list[list[np.ndarray]]:
+    """Representative inputs from an ``.npz``: one array per model input (by input name,
+    else in order), shaped ``(samples, *input_shape)`` (or one sample of the input's shape).
+    Float arrays for a quantised input are quantised with its scale and zero point, as the
+    TFLite converter's representative data would be. Raises ValueError naming the problem.
+    """
+    specs = _input_specs(data)
+    names = [d["name"] for d in _interpreter(data).get_input_details()]
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read calibration file: {exc}") from None
+    keys = list(arrays)
+    if len(keys) != len(specs):
+        raise ValueError(f"calibration file has {len(keys)} arrays, model has {len(specs)} "
+                         f"input(s)")
+    per_input = []
+    for i, (shape, dtype, q) in enumerate(specs):
+        arr = arrays.get(names[i], arrays[keys[i]])
+        if tuple(arr.shape) == shape:
+            arr = arr[None]
+        if tuple(arr.shape[1:]) != shape:
+            if tuple(arr.shape[1:]) == shape[1:] and shape[:1] == (1,):
+                arr = arr[:, None]
+            else:
+                raise ValueError(f"calibration input {i}: shape {list(arr.shape)} does not "
+                                 f"match {list(shape)} with a leading sample axis")
+        if arr.dtype.kind == "f" and dtype.kind in "iu" and q is not None:
+            info = np.iinfo(dtype)
+            arr = np.clip(np.round(arr / q[0] + q[1]), info.min, info.max)
+        per_input.append(arr.astype(dtype))
+    n = min(len(a) for a in per_input)
+    if n == 0:
+        raise ValueError("calibration file has no samples")
+    return [[a[k] for a in per_input] for k in range(n)]
 
 
 def lsb_scales(model: schema.ModelT) -> list[float | None]:
@@ -84,22 +183,29 @@ def lsb_scales(model: schema.ModelT) -> list[float | None]:
 
 
 class Reference:
-    """The original model's outputs on ``cases`` random inputs, computed once."""
+    """The original model's outputs on random, structured and calibration inputs, once."""
 
-    def __init__(self, data: bytes, model: schema.ModelT, cases: int, seed: int) -> None:
+    def __init__(
+        self, data: bytes, model: schema.ModelT, cases: int, seed: int,
+        calibration: list[list[np.ndarray]] | None = None,
+    ) -> None:
         self.data = data
-        self.inputs = random_inputs(data, cases, seed)
+        named = [("random", x) for x in random_inputs(data, cases, seed)]
+        named += structured_inputs(data)
+        named += [("calibration", x) for x in calibration or []]
+        self.kinds = [k for k, _ in named]
+        self.inputs = [x for _, x in named]
         self.outputs, _ = run_cases(data, self.inputs)
         self.scales = lsb_scales(model)
 
     def compare(self, data: bytes) -> ErrorStats:
         got, _ = run_cases(data, self.inputs)
-        return self.stats(self.outputs, got, self.scales)
+        return self.stats(self.outputs, got, self.scales, self.kinds)
 
     @staticmethod
-    def stats(want, got, scales) -> ErrorStats:
-        identical, lsb, rel = True, 0.0, 0.0
-        for w_case, g_case in zip(want, got, strict=True):
+    def stats(want, got, scales, kinds=None) -> ErrorStats:
+        identical, lsb, rel, worst, top_err = True, 0.0, 0.0, "", 0.0
+        for k, (w_case, g_case) in enumerate(zip(want, got, strict=True)):
             for w, g, scale in zip(w_case, g_case, scales, strict=True):
                 if w.shape != g.shape or w.dtype != g.dtype:
                     return ErrorStats(False, float("inf"), float("inf"), len(want))
@@ -108,11 +214,15 @@ class Reference:
                 identical = False
                 diff = np.abs(w.astype(np.float64) - g.astype(np.float64))
                 if scale is not None:
-                    lsb = max(lsb, float(diff.max()) / scale)
+                    err = float(diff.max()) / scale
+                    lsb = max(lsb, err)
                 else:
                     top = float(np.abs(w.astype(np.float64)).max())
-                    rel = max(rel, float(diff.max()) / max(top, 1e-30))
-        return ErrorStats(identical, lsb, rel, len(want))
+                    err = float(diff.max()) / max(top, 1e-30)
+                    rel = max(rel, err)
+                if err > top_err and kinds is not None:
+                    top_err, worst = err, kinds[k]
+        return ErrorStats(identical, lsb, rel, len(want), worst)
 
     def local(self, data: bytes, pairs: list[tuple[int, int]]) -> list[float]:
         """Max difference in LSBs (or relative) at tensors: (original index, new index)."""
