@@ -14,8 +14,9 @@ Memory is decided first, because it is cheap: all sites are applied together, ea
 preferred variant, and the optimal-order peak measured; then, one at a time, a site is
 dropped (or downgraded to ``exact``) when the peak does not rise without it. Starting from
 all of them rather than adding one at a time matters: when the peak sits at several concats
-at once, no single rewrite lowers it. Then the survivors are run together (LiteRT reference kernels; random,
-structured and calibration inputs) and compared with the original; only when that is over
+at once, no single rewrite lowers it. Then the survivors are run together (LiteRT reference
+kernels; random, structured and calibration inputs) and compared with the original; only
+when that is over
 the bounds is each site measured alone: a variant over the bounds, or an exact one that is
 not bit-exact, is struck and the selection repeated, and so is the worst site when the
 survivors are each within the bounds but not together.
@@ -35,7 +36,6 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
-import numpy as np
 from . import add_tree, subsample
 from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
 from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
