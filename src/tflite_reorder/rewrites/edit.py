@@ -279,7 +279,7 @@ def fork(model: schema.ModelT) -> schema.ModelT:
     Metadata buffers are copied: the offline plan is written into them in place.
     """
     new = copy.copy(model)
-    new.subgraphs = copy.deepcopy(model.subgraphs)
+    new.subgraphs = [_fork_subgraph(sg) for sg in model.subgraphs]
     new.operatorCodes = [copy.copy(c) for c in model.operatorCodes or []]
     new.metadata = copy.deepcopy(model.metadata)
     new.signatureDefs = copy.deepcopy(model.signatureDefs)
@@ -287,6 +287,15 @@ def fork(model: schema.ModelT) -> schema.ModelT:
     for m in new.metadata or []:
         if 0 <= m.buffer < len(new.buffers):
             new.buffers[m.buffer] = copy.deepcopy(new.buffers[m.buffer])
+    return new
+
+
+def _fork_subgraph(sg: schema.SubGraphT) -> schema.SubGraphT:
+    """Lists and operators copied; tensors shared (rewrites only add new ones, and replace
+    operators' tensor vectors rather than writing into them)."""
+    new = copy.copy(sg)
+    new.tensors = list(sg.tensors or [])
+    new.operators = [copy.copy(op) for op in sg.operators or []]
     return new
 
 
