@@ -60,6 +60,13 @@ class Quant:
         return Quant(self.scale[lo:hi], self.zero_point[lo:hi], self.dim)
 
 
+def _ints(vec) -> list[int]:
+    """A tensor-index vector (numpy array from the reader, list from us) as Python ints."""
+    if vec is None:
+        return []
+    return vec.tolist() if isinstance(vec, np.ndarray) else [int(x) for x in vec]
+
+
 class Editor:
     """One subgraph of a model, with helpers that keep buffers and opcodes consistent."""
 
@@ -70,6 +77,8 @@ class Editor:
         self.sg.operators = list(self.sg.operators or [])
         model.buffers = list(model.buffers or [])
         model.operatorCodes = list(model.operatorCodes or [])
+        self.deferred = False  # when set, ``toposort`` waits for ``flush`` (many rewrites)
+        self._unsorted = False
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -122,10 +131,10 @@ class Editor:
         return raw.view(np.dtype(np_type).newbyteorder("<")).reshape(self.shape(i)).copy()
 
     def inputs(self, op: schema.OperatorT) -> list[int]:
-        return [int(x) for x in (op.inputs if op.inputs is not None else ())]
+        return _ints(op.inputs)
 
     def outputs(self, op: schema.OperatorT) -> list[int]:
-        return [int(x) for x in (op.outputs if op.outputs is not None else ())]
+        return _ints(op.outputs)
 
     def consumers(self, t: int) -> list[schema.OperatorT]:
         return [op for op in self.sg.operators if t in self.inputs(op)]
@@ -247,7 +256,23 @@ class Editor:
         self.sg.operators = kept + list(new) + rest
 
     def toposort(self) -> None:
-        """Stable topological order: each op as early in the list as its inputs allow."""
+        """Stable topological order: each op as early in the list as its inputs allow.
+
+        With ``deferred`` set, only noted: ``flush`` sorts once after many rewrites (none of
+        them reads the list order). Raises NotApplicable when the graph became cyclic.
+        """
+        if self.deferred:
+            self._unsorted = True
+            return
+        self._sort()
+
+    def flush(self) -> None:
+        """The sort ``toposort`` deferred, if any."""
+        if self._unsorted:
+            self._unsorted = False
+            self._sort()
+
+    def _sort(self) -> None:
         ops = self.sg.operators
         made = {t: i for i, op in enumerate(ops) for t in self.outputs(op)}
         succs: list[list[int]] = [[] for _ in ops]

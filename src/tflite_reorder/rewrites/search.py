@@ -36,7 +36,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
-from . import add_tree, subsample
+from . import add_tree, split, subsample
 from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
 from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
 from .partition import Step, dissolve
@@ -49,10 +49,11 @@ VARIANTS = {
     "concat": ("calibrated", "full", "exact"),
     "subsample": ("exact",),
     "add_tree": ("full",),
+    "split": ("exact",),
 }
 # Priority of a site's main kind, for its "kind" in the report.
-KIND_ORDER = ("channel_partition", "kernel_partition", "add_chain", "subsample", "distribute",
-              "flatten")
+KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "add_chain", "subsample",
+              "distribute", "flatten")
 
 
 @dataclass
@@ -74,7 +75,8 @@ class RewriteResult:
 class Site:
     subgraph: int
     op: int  # the anchor op's index in the original stored order
-    kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op) or "add_tree" (its root)
+    kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op), "add_tree" (its root),
+    # "split" (a CONV_2D split by output channels)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class _Builder:
         origin: dict[int, int] = {}
         for s in {site.subgraph for site in choice}:
             editors[s] = Editor(m, s)
+            editors[s].deferred = len(choice) > 1  # one sort at the end, not one per site
             originals[s] = list(editors[s].sg.operators)
             origin.update({id(op): i for i, op in enumerate(originals[s])})
         steps, skipped = {}, {}
@@ -125,6 +128,8 @@ class _Builder:
                 if len(choice) == 1:
                     raise
                 skipped[site] = str(exc)
+        for ed in editors.values():
+            ed.flush()
         remaps = compact(m, self.used)
         return _Built(m, steps, remaps, origin, skipped)
 
@@ -137,6 +142,8 @@ def _apply(
     if kind == "add_tree":
         add_tree.rebalance(ed, op)
         return [Step("add_chain", "ADD", False, op)]
+    if kind == "split":
+        return split.split(ed, op)
     subsample.fold(ed, op)
     return [Step("subsample", ed.opcode(op), True, op)]
 
@@ -149,6 +156,7 @@ def find_sites(model: schema.ModelT) -> list[Site]:
                   if ed.opcode(op) == "CONCATENATION"]
         sites += [Site(s, i, "subsample") for i in subsample.candidates(ed)]
         sites += [Site(s, i, "add_tree") for i in add_tree.candidates(ed)]
+        sites += [Site(s, i, "split") for i in split.candidates(ed)]
     return sorted(sites)
 
 
@@ -176,6 +184,7 @@ class _Search:
         self._peaks: dict[tuple, int] = {}
         self._trials: dict[tuple[Site, str], _Trial | None] = {}
         self._calibrated = False
+        self._exactness: dict[tuple[Site, str], bool] = {}
         self.reasons: dict[tuple[Site, str], dict] = {}  # why a variant was not applied
 
     # -- measuring ---------------------------------------------------------------------------
@@ -185,7 +194,7 @@ class _Search:
         key = tuple(sorted(choice.items()))
         if key not in self._peaks:
             model = self.builder.build(choice).model if choice else self.base
-            left = max(0.05, self.deadline - time.monotonic())
+            left = max(0.5, self.deadline - time.monotonic())  # past it: short, still sound
             res = optimal_peak(model, self.inplace, min(self.time_limit, left))
             self.optimal &= res.optimal
             self._peaks[key] = res.peak
@@ -264,6 +273,7 @@ class _Search:
                 continue  # no data, or no int8 partial products: the same model as "full"
             if all(s.exact for s in steps):
                 variant = "exact"  # a "full" that found nothing inexact to do
+            self._exactness[(site, variant)] = all(s.exact for s in steps)
             for s in steps:
                 if s.kind == "kernel_partition" and not s.exact:
                     self.reject(site, variant, "kernel-wise partitioning would not be "
@@ -292,18 +302,43 @@ class _Search:
             stats = self._combined(choice)
             if stats is not None and self.within(stats):
                 break
-            # Over the bounds (or not runnable) together: measure each site alone.
-            failed = [s for s, v in choice.items() if self.trial(s, v) is None]
+            # Over the bounds (or not runnable) together: find the culprits. Inexact sites
+            # first (an exact one can only be at fault when all of them are clean); past the
+            # budget, all inexact sites go at once instead of one measurement each.
+            inexact = [s for s in choice if not self._exact(s, choice[s])]
+            if inexact and self.expired():
+                for site in inexact:
+                    self.reject(site, choice[site], "error over the bound together; no time "
+                                "left to measure sites alone", **(stats.to_dict() if stats
+                                                                 else {}))
+                    options[site].remove(choice[site])
+                continue
+            suspects = inexact or list(choice)
+            failed = [s for s in suspects if self.trial(s, choice[s]) is None]
             for site in failed:
                 options[site].remove(choice[site])
             if failed:
                 continue
+            if not inexact:  # every exact site is bit-exact alone, yet not together
+                for site in choice:
+                    self.reject(site, choice[site], "exact sites differ together")
+                    options[site].remove(choice[site])
+                continue
+            choice = {s: choice[s] for s in inexact}
             worst = max(choice, key=lambda s: (self.trial(s, choice[s]).stats.max_lsb,
                                                self.trial(s, choice[s]).stats.max_rel))
             self.reject(worst, choice[worst], "combined error over the bound",
                         **(stats.to_dict() if stats else {}))
             options[worst].remove(choice[worst])
         return self._result(peak_before, choice, t0, stats)
+
+    def _exact(self, site: Site, variant: str) -> bool:
+        """Whether ``site`` alone takes only bit-exact steps (a build, no LiteRT run)."""
+        key = (site, variant)
+        if key not in self._exactness:
+            steps = self.builder.build({site: variant}).steps[site]
+            self._exactness[key] = all(s.exact for s in steps)
+        return self._exactness[key]
 
     def _combined(self, choice: dict[Site, str]) -> ErrorStats | None:
         """Error of all of ``choice`` together; None when it does not run, or when a site
@@ -320,13 +355,24 @@ class _Search:
 
     def select(self, options: dict[Site, list[str]], peak_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest peak; memory only."""
-        choice = {site: v[0] for site, v in options.items() if v}
-        current = self.peak(choice) if choice else peak_before
-        if current >= peak_before and len(choice) > 1:
+        everything = {site: v[0] for site, v in options.items() if v}
+        # Kinds of rewrite can get in each other's way (an output split feeding a concat
+        # another site dissolves): start from the best of all of them and each kind alone.
+        starts = [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
+                                 for kind in sorted({k.kind for k in everything})]
+        starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
+        choice, current = {}, peak_before
+        for start in starts:
+            p = self.peak(start)
+            if p < current:
+                choice, current = start, p
+        if not choice and len(everything) > 1 and not self.expired():
             # Rewrites that raise the peak on their own (a partial product wider than the
             # concat) can hide the ones that help: keep those that do not, and retry.
-            choice = {k: v for k, v in choice.items() if self.peak({k: v}) <= peak_before}
+            choice = {k: v for k, v in everything.items() if self.peak({k: v}) <= peak_before}
             current = self.peak(choice) if choice else peak_before
+        if not choice:
+            choice = everything
         if current >= peak_before:
             for site, variant in choice.items():
                 self.reject(site, variant, "does not lower the optimal peak")
@@ -344,7 +390,17 @@ class _Search:
                 exact = {**choice, site: "exact"}
                 if self.peak(exact) <= current:
                     choice, current = exact, self.peak(exact)
-        return choice
+        return self._prune(choice)
+
+    def _prune(self, choice: dict[Site, str]) -> dict[Site, str]:
+        """Drop the sites another rewrite of ``choice`` absorbed (they changed nothing, so
+        the model and its peak stay the same)."""
+        if not choice:
+            return choice
+        skipped = self.builder.build(choice).skipped
+        for site, reason in skipped.items():
+            self.reject(site, choice[site], f"absorbed by another rewrite ({reason})")
+        return {k: v for k, v in choice.items() if k not in skipped}
 
     # -- the answer --------------------------------------------------------------------------
 
