@@ -266,3 +266,95 @@ def test_fully_connected_partition_runs_in_tflm() -> None:
                zip(run_litert(new, inputs), tflm.run_tflm(new, inputs), strict=True))
     lsb, _ = max_errors(original, new, seed=3)
     assert lsb <= 4  # worst-case int8 ranges: measured, small at the model output
+
+
+@pytest.mark.parametrize("name", ["densenet_keras_int8", "mobilenet_int8", "hconcat_int8"])
+def test_output_split_is_bit_exact(name: str) -> None:
+    from tflite_reorder.rewrites.edit import NotApplicable
+    from tflite_reorder.rewrites.split import split
+
+    def rewrite(ed, op):
+        try:
+            return split(ed, op)
+        except NotApplicable:
+            return None
+
+    original, new, done = apply_everywhere(name, rewrite)
+    assert done and all(s.exact for steps in done for s in steps)
+    assert len(load_model(new).model.subgraphs[0].operators) > len(
+        load_model(original).model.subgraphs[0].operators)
+    assert_bit_exact(original, new)
+
+
+def test_output_split_refuses_and_leaves_the_model_intact() -> None:
+    from tflite_reorder.rewrites.edit import NotApplicable
+    from tflite_reorder.rewrites.split import split
+
+    data = path("densenet_int8").read_bytes()
+    n_ops = len(load_model(data).model.subgraphs[0].operators)
+    refused = 0
+    for i in range(n_ops):
+        model = load_model(data).model
+        before = serialize_model(model)
+        ed = Editor(model, 0)
+        if ed.opcode(ed.sg.operators[i]) != "CONV_2D":
+            continue
+        try:
+            split(ed, ed.sg.operators[i])
+        except NotApplicable:
+            refused += 1
+            assert serialize_model(model) == before
+    assert refused  # its 1x1 bottleneck convs feed 3x3 convs: no exact split
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs for the error measurement, calibration data, the time budget
+
+
+def test_structured_inputs_cover_the_extremes() -> None:
+    from tflite_reorder.rewrites.measure import structured_inputs
+
+    data = path("densenet_keras_int8").read_bytes()
+    named = structured_inputs(data)
+    kinds = {k for k, _ in named}
+    assert kinds == {"constant", "gradient", "extremes"}
+    values = np.concatenate([x[0].ravel() for _, x in named])
+    assert values.min() == -128 and values.max() == 127
+    ramp = next(x[0] for k, x in named if k == "gradient")
+    assert ramp[0, 0, 0, 0] == -128 and ramp[0, -1, 0, 0] == 127  # smooth along H
+
+
+def test_calibration_file_is_read_and_quantised(tmp_path: Path) -> None:
+    from tflite_reorder.rewrites.measure import load_calibration
+
+    data = path("densenet_keras_int8").read_bytes()
+    floats = np.random.default_rng(0).uniform(-1, 1, (5, 64, 64, 3)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", floats)
+    cases = load_calibration(str(tmp_path / "cal.npz"), data)
+    assert len(cases) == 5 and cases[0][0].shape == (1, 64, 64, 3)
+    assert cases[0][0].dtype == np.int8 and cases[0][0].min() < -100 < 100 < cases[0][0].max()
+    np.savez(tmp_path / "bad.npz", np.zeros((5, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="does not match"):
+        load_calibration(str(tmp_path / "bad.npz"), data)
+
+
+def test_calibrated_variant_only_with_calibration_data() -> None:
+    data = path("concat_conv_int8").read_bytes()
+    plain = rewrite_model(load_model(data).model, cases=4, budget=60)
+    assert all(e["variant"] != "calibrated" for e in plain.applied)
+    cal = random_inputs(data, 6, seed=9)
+    r = rewrite_model(load_model(data).model, cases=4, budget=60, calibration=cal)
+    assert r.error["cases"] == plain.error["cases"] + 6
+    assert r.error["max_error_lsb"] <= MAX_LSB
+    assert any(e["variant"] == "calibrated" for e in r.applied)
+
+
+def test_zero_budget_still_gives_a_sound_answer() -> None:
+    data = path("densenet_int8").read_bytes()
+    r = rewrite_model(load_model(data).model, cases=4, budget=0.0)
+    assert r.out_of_time
+    assert r.peak_after <= r.peak_before
+    if r.applied:
+        assert r.error["max_error_lsb"] <= MAX_LSB
+        lsb, _ = max_errors(data, serialize_model(r.model), seed=11)
+        assert lsb <= MAX_LSB
