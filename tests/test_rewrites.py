@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflite_reorder import api, arena, tflm
+from tflite_reorder import arena, scheduling, tflm
 from tflite_reorder.flatbuffer_io import (
     get_offline_plan,
     load_model,
@@ -68,8 +68,8 @@ def planned(name: str) -> tuple[bytes, arena.Plan, object]:
     """The rewritten model in its optimal order with our offline plan written in."""
     model = copy.deepcopy(rewritten(name)[1].model)
     graph = build_graph(model)
-    orders, _ = api.schedule_model(graph, True, 10.0)
-    api.apply_orders(model, orders)
+    orders, _ = scheduling.schedule_model(graph, True, 10.0)
+    scheduling.apply_orders(model, orders)
     graph = build_graph(model)
     use = simulate(graph, graph.stored_orders(), inplace=True)
     plan = arena.plan_arena(use, time_limit=2.0)

@@ -18,15 +18,10 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_reorder import flatbuffer_io as fio
 from tflite_reorder import tflm
 from tflite_reorder.graph import build_graph, opcode_name
+from tflite_reorder.hazards import describe, find_hazards
 from tflite_reorder.memory import simulate
-from tflite_reorder.shapes import (
-    SHAPE_RULES,
-    describe,
-    find_hazards,
-    fix_shapes,
-    infer_shapes,
-    repair_padding,
-)
+from tflite_reorder.rewrites.padding import repair_padding
+from tflite_reorder.shapes import SHAPE_RULES, fix_shapes, infer_shapes
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODELS = sorted(MODELS_DIR.glob("*.tflite"))

@@ -17,8 +17,9 @@ from tflite_reorder import tflm
 from tflite_reorder.arena import greedy_head, plan_arena, write_plan
 from tflite_reorder.flatbuffer_io import load_model, serialize_model
 from tflite_reorder.graph import build_graph
+from tflite_reorder.hazards import find_hazards
 from tflite_reorder.memory import simulate
-from tflite_reorder.shapes import find_hazards, fix_shapes, infer_shapes
+from tflite_reorder.shapes import fix_shapes, infer_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted((ROOT / "models").glob("*.tflite"))

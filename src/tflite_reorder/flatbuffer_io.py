@@ -51,8 +51,8 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise ModelError(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
-def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
-    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+def check_header(raw: bytes, source: str) -> None:
+    """Reject bytes that cannot be a TFLite flatbuffer before any table is read."""
     if len(raw) == 0:
         raise ModelError(f"{source}: empty file (0 bytes)")
     if len(raw) < 8:
@@ -64,11 +64,14 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     root = int.from_bytes(raw[0:4], "little")
     if root < 8 or root + 4 > len(raw):
         raise ModelError(f"{source}: corrupt flatbuffer (root offset {root} outside the file)")
-    try:
-        model = schema.ModelT.InitFromPackedBuf(raw, 0)
-    except Exception as exc:  # the generated reader raises anything on corrupt input
-        kind = type(exc).__name__
-        raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
+
+
+def check_model(model, raw: bytes, source: str) -> None:
+    """The checks every reader of a model runs (``parse_model`` and ``fastread``): schema
+    version, indices inside their tables, external data inside the file, constant sizes.
+
+    ``model`` is a ``ModelT`` or anything with its attribute names (``fastread.LiteModel``).
+    """
     if model.version != SUPPORTED_SCHEMA_VERSION:
         raise ModelError(
             f"{source}: unsupported schema version {model.version} "
@@ -76,11 +79,31 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
         )
     if not model.subgraphs:
         raise ModelError(f"{source}: model has no subgraphs")
-    _normalize_vectors(model)
     _check_indices(model, source)
-    _load_external_buffers(model, raw, source)
+    for i, buf in enumerate(model.buffers or []):
+        if _is_external(buf) and buf.offset + buf.size > len(raw):
+            raise ModelError(f"{source}: buffer {i} points past the end of the file")
     _check_constant_sizes(model, source)
+
+
+def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
+    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+    check_header(raw, source)
+    try:
+        model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    except Exception as exc:  # the generated reader raises anything on corrupt input
+        kind = type(exc).__name__
+        raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
+    if model.subgraphs:
+        _normalize_vectors(model)
+    check_model(model, raw, source)
+    _load_external_buffers(model, raw)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
+
+
+def _is_external(buf) -> bool:
+    """Data kept after the flatbuffer (``Buffer.offset/size``, models over 2 GB)."""
+    return buf.offset > 1 and buf.size > 0
 
 
 # Bytes per element of the fixed-size types (packed INT4, strings, resources: not checked).
@@ -102,18 +125,28 @@ def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
     for s, sg in enumerate(model.subgraphs):
         for t, tensor in enumerate(sg.tensors):
             size = _ELEMENT_BYTES.get(tensor.type)
-            data = buffers[tensor.buffer].data if 0 < tensor.buffer < len(buffers) else None
-            if size is None or data is None or len(data) == 0 or tensor.sparsity is not None:
+            buf = buffers[tensor.buffer] if 0 < tensor.buffer < len(buffers) else None
+            held = _data_bytes(buf)
+            if size is None or held == 0 or tensor.sparsity is not None:
                 continue
             shape = [int(d) for d in (tensor.shape if tensor.shape is not None else ())]
             if any(d < 0 for d in shape):
                 continue
             need = size * int(np.prod(shape, dtype=object))
-            if need != len(data):
+            if need != held:
                 raise ModelError(
                     f"{source}: subgraph {s} tensor {t} needs {need} bytes of constant data "
-                    f"for shape {shape}, but its buffer {tensor.buffer} holds {len(data)}"
+                    f"for shape {shape}, but its buffer {tensor.buffer} holds {held}"
                 )
+
+
+def _data_bytes(buf) -> int:
+    """Bytes of constant data a buffer holds, inline or external (0 for no buffer)."""
+    if buf is None:
+        return 0
+    if _is_external(buf):
+        return int(buf.size)
+    return 0 if buf.data is None else len(buf.data)
 
 
 def _normalize_vectors(model: schema.ModelT) -> None:
@@ -170,20 +203,16 @@ def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
     return parse_model(read_bytes(model), str(model))
 
 
-def _load_external_buffers(model: schema.ModelT, raw: bytes, source: str) -> None:
-    """Pull data stored after the flatbuffer (``Buffer.offset/size``) inline into the object.
+def _load_external_buffers(model: schema.ModelT, raw: bytes) -> None:
+    """Pull data stored after the flatbuffer (``Buffer.offset/size``) inline into the object
+    (``check_model`` has checked it lies inside the file).
 
     The writer puts it back after the new flatbuffer; the absolute offsets change.
     """
-    for i, buf in enumerate(model.buffers or []):
-        if buf.offset > 1 and buf.size > 0:
-            end = buf.offset + buf.size
-            if end > len(raw):
-                raise ModelError(f"{source}: buffer {i} points past the end of the file")
-            buf.data = np.frombuffer(raw[buf.offset : end], dtype=np.uint8).copy()
-            buf.external = True  # marker for the writer
-        else:
-            buf.external = False
+    for buf in model.buffers or []:
+        buf.external = _is_external(buf)
+        if buf.external:
+            buf.data = np.frombuffer(raw[buf.offset : buf.offset + buf.size], np.uint8).copy()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from .api import Report
-from .graph import ModelGraph
 from .memory import ArenaUse
+from .results import OpRow, Report
+from .version import __version__
 
 
 def kib(n: int | None) -> str:
@@ -93,29 +91,6 @@ def rewrite_lines(r: Report) -> list[str]:
     if len(by_reason) > MAX_REWRITE_LINES:
         lines.append(f"  … and {len(by_reason) - MAX_REWRITE_LINES} more reasons (--json)")
     return lines
-
-
-@dataclass
-class OpRow:
-    position: int
-    index: int  # the op's index in the input model
-    opcode: str
-    shapes: str
-    live: int
-    subgraph: int
-
-
-def op_rows(graph: ModelGraph, orders: list[list[int]], use: ArenaUse) -> list[OpRow]:
-    """One row per operator in execution order with the bytes live at its scope."""
-    profile = use.profile()
-    rows = []
-    for (s, v), scope in sorted(use.op_scope.items(), key=lambda kv: kv[1]):
-        sg = graph.subgraphs[s]
-        op = sg.ops[v]
-        shapes = ", ".join("x".join(map(str, sg.tensors[t].shape)) or "scalar"
-                           for t in op.outputs)
-        rows.append(OpRow(orders[s].index(v), v, op.opcode, shapes, profile[scope], s))
-    return rows
 
 
 def op_table(rows: list[OpRow], title: str) -> Table:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import tflm
+from .flatbuffer_io import LoadedModel, ModelError
 
 
 @dataclass
@@ -139,3 +140,29 @@ def verify(
         new_t = [tflm.run_tflm(written, x) for x in inputs]
         result.comparisons.append(_compare("tflm", label, ref_t, new_t, rtol))
     return result
+
+
+def verify_written(
+    loaded: LoadedModel, data: bytes, tflm_reference: bytes | None, use_tflm: bool = True
+) -> Verification:
+    """``verify``, where a runtime that cannot run the *input* is a bad input.
+
+    LiteRT or TFLM refuse some models (custom or unknown ops, dynamic tensors); those
+    cannot be checked by running, and the user chooses to skip that (``verify=False``).
+    Raises ``ModelError`` when the input itself does not run; a runtime that runs the input
+    but fails on our output is our bug: its exception is re-raised as is.
+    """
+    try:
+        return verify(loaded.raw, data, tflm_reference=tflm_reference, use_tflm=use_tflm)
+    except Exception as exc:
+        failure = exc
+    try:
+        x = random_inputs(loaded.raw, 1)[0]
+        run_litert(loaded.raw, x)
+        if use_tflm and tflm.available():
+            tflm.run_tflm(tflm_reference or loaded.raw, x)
+    except Exception as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ModelError(f"{loaded.source}: cannot verify, the input model does not run "
+                         f"({why}); use --no-verify to skip verification") from None
+    raise failure

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ..graph import build_graph, opcode_name
+from ..graph import opcode_name
 from ..memory import simulate
+from ..scheduling import schedule_model
+from ..shapes import true_graph
+from ..tensors import text
 from ..verify import random_inputs
-from .edit import text
 
 
 def _interpreter(data: bytes, preserve: bool = False):
@@ -281,13 +283,8 @@ class Peak:
 
 
 def optimal_peak(model: schema.ModelT, inplace: bool, time_limit: float) -> Peak:
-    from .. import api, shapes  # api imports this package: import late
-
-    try:
-        true = shapes.infer_shapes(model)
-    except Exception:  # best effort, as in api: unknown ops keep their stored shapes
-        true = {}
-    graph = build_graph(model, true)
-    orders, results = api.schedule_model(graph, inplace, time_limit)
+    """The best order's peak under TFLM's lifetimes, with the sizes the kernels use."""
+    graph = true_graph(model)
+    orders, results = schedule_model(graph, inplace, time_limit)
     use = simulate(graph, orders, inplace=inplace)
     return Peak(use.lower_bound, all(r.optimal for r in results.values()), orders)
