@@ -78,6 +78,7 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
     use_tflm: bool = True,
@@ -92,6 +93,10 @@ def optimize(
     rewritten first where that lowers the optimal peak (numerics may change within
     ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
     compares bit for bit with the rewritten model and the rewrite error is reported.
+    ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
+    samples first, as the TFLite converter's representative data): int8 partial sums get
+    the ranges seen on it instead of their guaranteed ranges, and the error is measured on
+    it too; an unreadable or mismatched file raises ``ModelError``.
     """
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
@@ -105,7 +110,7 @@ def optimize(
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
 
     if fix_shapes:
         rep.repairs = repair_model(m)
@@ -163,12 +168,25 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None):
-    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference."""
-    from .rewrites import rewrite_model
+             max_error: float | None, calibration: str | os.PathLike | None = None):
+    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
+    The search gets 0.4 × ``time_limit`` (scheduling the result takes at most
+    ``time_limit``, planning a tenth): the whole run stays within 1.5 × ``time_limit`` plus
+    reading, error measurement, writing and verification.
+    """
+    from .rewrites import rewrite_model
+    from .rewrites.measure import load_calibration
+
+    samples = None
+    if calibration is not None:
+        try:
+            samples = load_calibration(str(calibration), loaded.raw)
+        except ValueError as exc:
+            raise ModelError(f"{calibration}: {exc}") from None
     rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
-                       max_error_lsb=2.0 if max_error is None else max_error)
+                       max_error_lsb=2.0 if max_error is None else max_error,
+                       budget=0.4 * time_limit, calibration=samples)
     reference = loaded
     if rw.applied:
         m = rw.model
