@@ -190,7 +190,7 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     reference = loaded
     if rw.applied:
         m = rw.model
-        reference = parse_model(serialize_model(copy.deepcopy(m)), loaded.source)
+        reference = parse_model(rw.data, loaded.source)
     rep.rewrites = rw.applied
     rep.rewrites_rejected = rw.rejected
     rep.rewrite_error = rw.error

@@ -69,6 +69,7 @@ class RewriteResult:
     error: dict | None = None  # the rewritten model's error vs the input, all rewrites on
     seconds: float = 0.0
     out_of_time: bool = False  # the budget stopped the choosing (some sites kept untested)
+    data: bytes | None = None  # ``model`` serialised, when rewritten
 
 
 @dataclass(frozen=True, order=True)
@@ -86,6 +87,14 @@ class _Built:
     remaps: list[dict[int, int]]
     origin: dict[int, int]  # id(OperatorT) -> original op index, for the report
     skipped: dict[Site, str] = field(default_factory=dict)  # sites that no longer applied
+    _data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The model's flatbuffer (serialised once: slow on models of 1000+ ops)."""
+        if self._data is None:
+            self._data = serialize_model(self.model)
+        return self._data
 
 
 @dataclass
@@ -104,8 +113,19 @@ class _Builder:
         self.base = base
         self.used = buffers_in_use(base)
         self.ranges: dict[str, tuple[float, float]] = {}  # for "calibrated" variants
+        self._cache: dict[tuple, _Built] = {}
 
     def build(self, choice: dict[Site, str]) -> _Built:
+        """The base with ``choice`` applied; the last few builds are kept (callers only read
+        them: the search's steps ask for the same choice several times)."""
+        key = tuple(sorted(choice.items()))
+        if key not in self._cache:
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = self._build(choice)
+        return self._cache[key]
+
+    def _build(self, choice: dict[Site, str]) -> _Built:
         m = fork(self.base)
         editors: dict[int, Editor] = {}
         originals: dict[int, list[schema.OperatorT]] = {}
@@ -226,7 +246,7 @@ class _Search:
         built = self.builder.build({site: variant})
         steps = built.steps[site]
         try:
-            stats = self.ref.compare(serialize_model(built.model))
+            stats = self.ref.compare(built.data)
         except (RuntimeError, ValueError) as exc:
             self.reject(site, variant, f"rewritten model does not run: {exc}")
             return None
@@ -247,11 +267,12 @@ class _Search:
         concat = {s: "full" for s in self.sites if s.kind == "concat"}
         try:
             built = self.builder.build(concat)
-            ranges = observed_ranges(serialize_model(built.model), built.model,
+            ranges = observed_ranges(built.data, built.model,
                                      self.calibration)
         except Exception:  # no ranges: "calibrated" falls back to the guaranteed ones
             ranges = {}
         self.builder.ranges = ranges
+        self.builder._cache.clear()  # builds made before had no ranges
 
     # -- which variants exist at all (no LiteRT runs) ------------------------------------------
 
@@ -260,6 +281,8 @@ class _Search:
         out: list[str] = []
         seen: list[list[tuple]] = []
         for variant in VARIANTS[site.kind]:
+            if variant == "calibrated" and not self.calibration:
+                continue  # no data: the same model as "full"
             try:
                 steps = self.builder.build({site: variant}).steps[site]
             except NotApplicable as exc:
@@ -345,7 +368,7 @@ class _Search:
         claimed exact is not (then each site must be measured alone)."""
         built = self.builder.build(choice)
         try:
-            stats = self.ref.compare(serialize_model(built.model))
+            stats = self.ref.compare(built.data)
         except (RuntimeError, ValueError):
             return None
         if stats.identical or any(not all(s.exact for s in steps)
@@ -377,9 +400,20 @@ class _Search:
             for site, variant in choice.items():
                 self.reject(site, variant, "does not lower the optimal peak")
             return {}
+        decided: set[Site] = set()
         for site in sorted(choice):
             if self.expired():
-                break  # keep the rest: the peak of this choice is measured
+                # No time to try the rest one by one: drop them all if the peak stays as
+                # low without them (each rewrite adds operators and TFLM tail), else keep.
+                rest = {k: v for k, v in choice.items() if k in decided}
+                if len(rest) < len(choice) and (self.peak(rest) if rest else peak_before
+                                                ) <= current:
+                    for k in choice.keys() - rest.keys():
+                        self.reject(k, choice[k], "not needed: the optimal peak is as low "
+                                    "without the sites not yet decided")
+                    choice = rest
+                break
+            decided.add(site)
             without = {k: v for k, v in choice.items() if k != site}
             p = self.peak(without) if without else peak_before
             if p <= current:
@@ -418,8 +452,9 @@ class _Search:
         done = set(choice.items())
         rejected = [r for key, r in self.reasons.items() if key not in done]
         return RewriteResult(model, applied, rejected, peak_before, current, self.optimal,
-                             stats.to_dict() if stats else None, time.monotonic() - t0,
-                             self.out_of_time)
+                             stats.to_dict() if stats and choice else None,
+                             time.monotonic() - t0,
+                             self.out_of_time, built.data if choice else None)
 
     def _saved(self, without: dict[Site, str], peak_before: int, current: int) -> int | None:
         """What one applied site saves: the peak without it minus the peak with all; past
@@ -440,7 +475,7 @@ class _Search:
                 pairs.append((t, built.remaps[0][t]))
                 where.append(entry)
         try:
-            errors = self.ref.local(serialize_model(built.model), pairs)
+            errors = self.ref.local(built.data, pairs)
         except (RuntimeError, ValueError):
             return
         for entry, err in zip(where, errors, strict=True):
