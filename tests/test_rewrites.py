@@ -31,7 +31,7 @@ from tflite_reorder.rewrites.measure import Reference, optimal_peak
 from tflite_reorder.rewrites.partition import dissolve
 from tflite_reorder.rewrites.subsample import candidates as subsample_sites
 from tflite_reorder.rewrites.subsample import fold
-from tflite_reorder.verify import random_inputs, run_litert
+from tflite_reorder.runtimes import random_inputs, run_litert, structured_inputs
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 CONCAT_HEAVY = [
@@ -133,7 +133,7 @@ def test_tflm_runs_plan_with_inplace_adds(name: str) -> None:
     # per-channel FULLY_CONNECTED without bias), so each runtime is compared with itself.
     unplanned = serialize_model(rewritten(name)[1].model)
     for seed in (0, 1):
-        inputs = tflm.random_inputs(data, seed)
+        inputs = structured_inputs(data, seed)
         want = tflm.run_tflm(unplanned, inputs)
         got = tflm.run_tflm(data, inputs)
         assert all(same(w, g) for w, g in zip(want, got, strict=True)), name
@@ -311,11 +311,11 @@ def test_output_split_refuses_and_leaves_the_model_intact() -> None:
 # Inputs for the error measurement, calibration data, the time budget
 
 
-def test_structured_inputs_cover_the_extremes() -> None:
-    from tflite_reorder.rewrites.measure import structured_inputs
+def test_pattern_inputs_cover_the_extremes() -> None:
+    from tflite_reorder.runtimes import pattern_inputs
 
     data = path("densenet_keras_int8").read_bytes()
-    named = structured_inputs(data)
+    named = pattern_inputs(data)
     kinds = {k for k, _ in named}
     assert kinds == {"constant", "gradient", "extremes"}
     values = np.concatenate([x[0].ravel() for _, x in named])

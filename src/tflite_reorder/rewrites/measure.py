@@ -21,38 +21,10 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ..graph import opcode_name
 from ..memory import simulate
+from ..runtimes import input_specs, litert, pattern_inputs, random_inputs, run_litert_cases
 from ..scheduling import schedule_model
 from ..shapes import true_graph
 from ..tensors import text
-from ..verify import random_inputs
-
-
-def _interpreter(data: bytes, preserve: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(
-        model_content=data,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-        experimental_preserve_all_tensors=preserve,
-    )
-    interp.allocate_tensors()
-    return interp
-
-
-def run_cases(
-    data: bytes, cases: list[list[np.ndarray]], probes: tuple[int, ...] = ()
-) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter."""
-    interp = _interpreter(data, preserve=bool(probes))
-    ins, outs = interp.get_input_details(), interp.get_output_details()
-    results, probed = [], []
-    for case in cases:
-        for d, x in zip(ins, case, strict=True):
-            interp.set_tensor(d["index"], x)
-        interp.invoke()
-        results.append([interp.get_tensor(d["index"]).copy() for d in outs])
-        probed.append([interp.get_tensor(t).copy() for t in probes])
-    return results, probed
 
 
 @dataclass(frozen=True)
@@ -70,70 +42,14 @@ class ErrorStats:
                 "max_rel_error": self.max_rel, "cases": self.cases, "worst_input": self.worst}
 
 
-def _input_specs(data: bytes) -> list[tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]]:
-    details = _interpreter(data).get_input_details()
-    specs = []
-    for d in details:
-        scale, zp = d["quantization"]
-        specs.append((tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
-                      (float(scale), int(zp)) if scale else None))
-    return specs
-
-
-def _ramp(shape: tuple[int, ...], axis: int, lo: float, hi: float) -> np.ndarray:
-    n = shape[axis] if len(shape) > axis else 1
-    line = np.linspace(lo, hi, max(n, 1))
-    view = [1] * len(shape)
-    if len(shape) > axis:
-        view[axis] = n
-    return np.broadcast_to(line.reshape(view), shape)
-
-
-def structured_inputs(data: bytes) -> list[tuple[str, list[np.ndarray]]]:
-    """Named non-random inputs: constants (min, max, zero, middle), ramps along H and W
-    (rising and falling), a min/max checkerboard. Integer inputs span their int8 range,
-    float inputs [-1, 1]."""
-    specs = _input_specs(data)
-    if any(dt.kind not in "iuf" for _, dt, _ in specs):
-        return []
-
-    def family(make) -> list[np.ndarray]:
-        out = []
-        for shape, dtype, _q in specs:
-            if dtype.kind == "f":
-                lo, hi = -1.0, 1.0
-            else:
-                info = np.iinfo(dtype)
-                lo, hi = float(max(info.min, -128)), float(min(info.max, 127))
-            out.append(np.round(make(shape, lo, hi)).astype(dtype) if dtype.kind != "f"
-                       else make(shape, lo, hi).astype(dtype))
-        return out
-
-    def checker(shape, lo, hi):
-        idx = np.indices(shape).sum(axis=0) % 2
-        return np.where(idx == 1, hi, lo)
-
-    return [
-        ("constant", family(lambda sh, lo, hi: np.full(sh, lo))),
-        ("constant", family(lambda sh, lo, hi: np.full(sh, hi))),
-        ("constant", family(lambda sh, lo, hi: np.zeros(sh))),
-        ("constant", family(lambda sh, lo, hi: np.full(sh, (lo + hi) / 2 + 0.5 * (hi - lo) / 4))),
-        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 1, lo, hi))),
-        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 2, hi, lo))),
-        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 1, lo, hi) / 2
-                            + _ramp(sh, 2, lo, hi) / 2)),
-        ("extremes", family(checker)),
-    ]
-
-
 def load_calibration(path: str, data: bytes) -> list[list[np.ndarray]]:
     """Representative inputs from an ``.npz``: one array per model input (by input name,
     else in order), shaped ``(samples, *input_shape)`` (or one sample of the input's shape).
     Float arrays for a quantised input are quantised with its scale and zero point, as the
     TFLite converter's representative data would be. Raises ValueError naming the problem.
     """
-    specs = _input_specs(data)
-    names = [d["name"] for d in _interpreter(data).get_input_details()]
+    specs = input_specs(data)
+    names = [d["name"] for d in litert(data).get_input_details()]
     try:
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -193,15 +109,15 @@ class Reference:
     ) -> None:
         self.data = data
         named = [("random", x) for x in random_inputs(data, cases, seed)]
-        named += structured_inputs(data)
+        named += pattern_inputs(data)
         named += [("calibration", x) for x in calibration or []]
         self.kinds = [k for k, _ in named]
         self.inputs = [x for _, x in named]
-        self.outputs, _ = run_cases(data, self.inputs)
+        self.outputs, _ = run_litert_cases(data, self.inputs)
         self.scales = lsb_scales(model)
 
     def compare(self, data: bytes) -> ErrorStats:
-        got, _ = run_cases(data, self.inputs)
+        got, _ = run_litert_cases(data, self.inputs)
         return self.stats(self.outputs, got, self.scales, self.kinds)
 
     @staticmethod
@@ -230,8 +146,8 @@ class Reference:
         """Max difference in LSBs (or relative) at tensors: (original index, new index)."""
         if not pairs:
             return []
-        _, want = run_cases(self.data, self.inputs, tuple(a for a, _ in pairs))
-        _, got = run_cases(data, self.inputs, tuple(b for _, b in pairs))
+        _, want = run_litert_cases(self.data, self.inputs, tuple(a for a, _ in pairs))
+        _, got = run_litert_cases(data, self.inputs, tuple(b for _, b in pairs))
         out = []
         for k in range(len(pairs)):
             w = [case[k] for case in want]
@@ -260,7 +176,7 @@ def observed_ranges(
     )
     if not probes:
         return {}
-    _, seen = run_cases(data, cases, probes)
+    _, seen = run_litert_cases(data, cases, probes)
     out = {}
     for k, t in enumerate(probes):
         q = sg.tensors[t].quantization
