@@ -186,7 +186,7 @@ def check(data: bytes) -> None:
     """Runs in LiteRT (reference kernels) and in TFLM."""
     sys.path.insert(0, str(ROOT / "src"))
     from tflite_reorder import tflm
-    from tflite_reorder.verify import random_inputs, run_litert
+    from tflite_reorder.runtimes import random_inputs, run_litert
 
     for case in random_inputs(data, 2):
         run_litert(data, case)
