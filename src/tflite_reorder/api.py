@@ -172,7 +172,9 @@ def optimize(
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
     if rep.tiles is not None:
-        _tflm_totals(loaded, data, rep, use_tflm)
+        # the input made safe in TFLM when it is not (as the "before" peaks are)
+        before = _safe_reference(loaded.model) if unsafe else loaded.raw
+        _tflm_totals(before, data, rep, use_tflm)
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
@@ -260,9 +262,9 @@ def _arena_of(data: bytes, planned: int | None, use_tflm: bool) -> dict:
     return {"head": head, "tail": tail, "total": head + tail, "source": "estimate"}
 
 
-def _tflm_totals(loaded: LoadedModel, data: bytes, rep: Report, use_tflm: bool) -> None:
+def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> None:
     """The arena before (the input with TFLM's own planner) and after, for the tiles' report."""
-    rep.tflm_before = _arena_of(loaded.raw, None, use_tflm)
+    rep.tflm_before = _arena_of(before, None, use_tflm)
     rep.tflm_after = _arena_of(data, rep.arena_planned or rep.tflm_greedy_head, use_tflm)
 
 
