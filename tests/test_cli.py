@@ -7,21 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 from tflite_reorder import api, flatbuffer_io, tflm
-from tflite_reorder.cli import main
 from tflite_reorder.flatbuffer_io import buffer_data_offsets, get_offline_plan, load_model
 
 MODELS = ROOT / "models"
 INCEPTION = MODELS / "inception_int8.tflite"
-
-
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
 
 
 def test_inspect_stored_and_optimal(capsys):

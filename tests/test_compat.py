@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ALL_MODELS, NO_RUNTIME, ROOT, TFLM_CANNOT_RUN
+from conftest import ALL_MODELS, NO_RUNTIME, ROOT, TFLM_CANNOT_RUN, run_cli
 
 from tflite_reorder import api, tflm
-from tflite_reorder.cli import main
 from tflite_reorder.verify import runnability
 
 MODELS = ROOT / "models"
@@ -23,13 +22,6 @@ LITERT_ONLY = sorted(TFLM_CANNOT_RUN - NO_RUNTIME)
 FP16W = ["tiny_fp16w", "mobilenet_deep_fp16w"]
 
 pytestmark = pytest.mark.skipif(not tflm.available(), reason="tflite-micro not installed")
-
-
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
 
 
 def test_runtime_lists_are_what_the_runtimes_say() -> None:

@@ -6,28 +6,20 @@ import hashlib
 import json
 
 import pytest
-from conftest import ALL_MODELS, MODELS, NO_RUNTIME, TFLM_CANNOT_RUN
+from conftest import ALL_MODELS, MODELS, NO_RUNTIME, TFLM_CANNOT_RUN, run_cli
 from exhaustive import TooLarge, optimum
 
 from tflite_reorder import tflm
-from tflite_reorder.cli import main
 from tflite_reorder.flatbuffer_io import get_offline_plan, load_model
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import build_problem, nested_extra, simulate
 from tflite_reorder.scheduling import schedule_model
 from tflite_reorder.shapes import true_shapes
 
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
-
-
 RUNNABLE = [m for m in MODELS if m.stem not in NO_RUNTIME]  # test_compat.py: the others
 
 
+@pytest.mark.tflm
 @pytest.mark.parametrize("model", RUNNABLE, ids=lambda p: p.stem)
 def test_cli_optimizes_and_verifies(model, tmp_path, capsys):
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
@@ -47,7 +39,7 @@ def test_cli_optimizes_and_verifies(model, tmp_path, capsys):
     assert r["optimal"], "every shipped model is solved to proven optimality"
     comps = {c["runtime"]: c for c in r["verification"]["comparisons"]}
     assert comps["litert"]["identical"]
-    if tflm.available() and model.stem not in TFLM_CANNOT_RUN:
+    if model.stem not in TFLM_CANNOT_RUN:
         assert comps["tflm"]["identical"]
         measured = tflm.measure_arena(out.read_bytes())
         assert measured.head == r["arena_planned"] == r["tflm_head"], "TFLM: planned head"

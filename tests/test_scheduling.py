@@ -1,8 +1,9 @@
-"""Model-level scheduling: never worse than the stored order, and bounds that stay bounds.
+"""``scheduling``: callees before callers, one deadline for all subgraphs, the certificate;
+never worse than the stored order at model level, and bounds that stay bounds.
 
 The scheduler itself keeps the stored order as a candidate (tests/test_scheduler.py); here
-the model level is tested on its own, with the search sabotaged (it returns a bad order),
-so that ``scheduling.never_worse`` and ``certificate`` are what is checked.
+the model level is also tested on its own, with the search sabotaged (it returns a bad
+order), so that ``scheduling.never_worse`` and ``certificate`` are what is checked.
 """
 
 from __future__ import annotations
@@ -10,23 +11,67 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import ROOT
+from conftest import model_path
 from exhaustive import optimum
 from randgraphs import model_of, random_subgraph
+from tinymodels import diamond
 
 from tflite_reorder import api
+from tflite_reorder.flatbuffer_io import load_model
+from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import build_problem, peak, simulate
 from tflite_reorder.scheduler import Schedule
 from tflite_reorder.scheduling import (
+    apply_orders,
+    call_order,
     certificate,
     never_worse,
     schedule_model,
     stored_peak,
     subgraph_reports,
 )
+from tflite_reorder.shapes import true_graph
 
-MODELS = ROOT / "models"
 
+def _schedule(peak: int, lower: int, optimal: bool) -> Schedule:
+    return Schedule(order=[0], peak=peak, lower_bound=lower, optimal=optimal, states=1,
+                    seconds=0.0)
+
+
+def test_callees_come_before_their_callers():
+    graph = build_graph(load_model(model_path("while_float32")).model)
+    order = call_order(graph)
+    assert sorted(order) == list(range(len(graph.subgraphs))) and order[-1] == 0
+    for s in order:
+        for op in graph.subgraphs[s].ops:
+            assert all(order.index(c) < order.index(s) for c in op.calls)
+
+
+def test_model_schedule_is_valid_and_never_worse_than_stored():
+    graph = true_graph(load_model(model_path("while_float32")).model)
+    orders, results = schedule_model(graph, True, 10.0)
+    assert set(results) == set(range(len(graph.subgraphs)))
+    assert all(sg.is_topological(o) for sg, o in zip(graph.subgraphs, orders, strict=True))
+    assert simulate(graph, orders, inplace=False).lower_bound <= stored_peak(graph)
+    reports = subgraph_reports(graph, results, orders, True)
+    assert [r.index for r in reports] == sorted(results)
+    assert all(r.peak_after <= r.peak_before for r in reports)
+
+
+def test_certificate_needs_the_replay_to_agree():
+    graph = build_graph(load_model(model_path("while_float32")).model)
+    ok = {0: _schedule(100, 100, True), 1: _schedule(40, 40, True)}
+    assert certificate(graph, ok, 100) == (100, True)
+    assert certificate(graph, ok, 120) == (100, False)  # the replay disagrees: bound only
+    open_ = {0: _schedule(100, 80, False)}
+    assert certificate(graph, open_, 100) == (80, False)
+
+
+def test_apply_orders_permutes_operators():
+    m = diamond()
+    ops = list(m.subgraphs[0].operators)
+    apply_orders(m, [[1, 0, 2]])
+    assert m.subgraphs[0].operators == [ops[1], ops[0], ops[2]]
 
 def breadth_first(p) -> list[int]:
     """A valid but memory-hostile order: every ready op at once, level by level."""
@@ -84,7 +129,7 @@ def test_never_worse_puts_the_stored_order_back_when_the_search_is_bad(monkeypat
 def test_optimize_never_worse_with_a_bad_search(name, monkeypatch):
     """Through the whole pipeline (plan, write, verification by LiteRT and TFLM)."""
     monkeypatch.setattr("tflite_reorder.scheduling.schedule", bad_search)
-    r = api.optimize(MODELS / f"{name}.tflite").report
+    r = api.optimize(model_path(name)).report
     assert r.peak_after <= r.peak_before and r.verification["ok"]
     assert not r.optimal
     for s in r.per_subgraph:
@@ -94,14 +139,13 @@ def test_optimize_never_worse_with_a_bad_search(name, monkeypatch):
 
 def test_rewrites_never_worse_with_a_bad_search(monkeypatch):
     monkeypatch.setattr("tflite_reorder.scheduling.schedule", bad_search)
-    r = api.optimize(MODELS / "concat_conv_int8.tflite", rewrite=True, verify=False).report
+    r = api.optimize(model_path("concat_conv_int8"), rewrite=True, verify=False).report
     assert r.peak_after <= r.peak_before
 
 
 def test_model_bound_ignores_callers_of_unproven_callees():
     """A caller's search bound built on a callee's found-but-unproven peak is no bound."""
-    path = MODELS / "while_float32.tflite"
-    graph = api.shapes.true_graph(api.load_model(path).model)
+    graph = true_graph(load_model(model_path("while_float32")).model)
     orders, results = schedule_model(graph, True, 10.0)
     truth = simulate(graph, orders, inplace=True).lower_bound
     assert all(r.optimal for r in results.values())  # so ``truth`` is the optimum

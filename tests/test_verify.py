@@ -1,14 +1,62 @@
-"""Verification counts only what ran: ``ok`` needs at least one runtime and all agreeing."""
+"""``verify``: bit-identical or measured differences, tolerances; only what ran counts (``ok``
+needs at least one runtime, all agreeing), and an input no runtime can run is bad input."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from conftest import ROOT
+from ai_edge_litert import schema_py_generated as schema
+from conftest import model_path
+from tinymodels import diamond, model_bytes
 
-from tflite_reorder import tflm
+from tflite_reorder import api, tflm
+from tflite_reorder.flatbuffer_io import ModelError, serialize_model
 from tflite_reorder.verify import Comparison, Runnability, Verification, runnability, verify
 
-MODELS = ROOT / "models"
+
+def _scaled(factor: float) -> bytes:
+    """y = x + k with k = factor (so two models differ by exactly the constants)."""
+    return model_bytes({"x": (1, 4)}, [("ADD", ["x", "k"], "y", (1, 4))], ["y"],
+                       constants={"k": np.full((1, 4), factor, np.float32)})
+
+
+def test_identical_models_verify_bit_for_bit():
+    data = serialize_model(diamond())
+    result = verify(data, data, use_tflm=False)
+    (c,) = result.comparisons
+    assert result.ok and c.identical and c.max_abs_diff == 0.0 and c.cases == 3
+    assert result.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller"}]
+
+
+def test_a_different_output_fails_unless_within_tolerance():
+    a, b = _scaled(1.0), _scaled(1.5)
+    strict = verify(a, b, use_tflm=False)
+    (c,) = strict.comparisons
+    assert not strict.ok and not c.identical and not c.within_tolerance
+    assert c.max_abs_diff == pytest.approx(0.5)
+    assert verify(a, b, use_tflm=False, rtol=1.0).ok
+    assert not verify(a, b, use_tflm=False, rtol=1e-3).ok
+
+
+@pytest.mark.tflm
+def test_tflm_comparison_runs_when_installed():
+    data = serialize_model(diamond())
+    result = verify(data, data)
+    assert [c.runtime for c in result.comparisons] == ["litert", "tflm"] and result.ok
+
+
+def test_an_input_no_runtime_runs_is_bad_input_before_any_search():
+    m = diamond()
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "NoSuchKernel"
+    m.operatorCodes.append(code)
+    m.subgraphs[0].operators[0].opcodeIndex = len(m.operatorCodes) - 1
+    data = serialize_model(m)
+    result = verify(data, data, use_tflm=False)
+    assert not result.ok and result.comparisons == []
+    with pytest.raises(ModelError, match="cannot verify: no runtime runs this model"):
+        api.optimize(data, use_tflm=False)
 
 
 def test_nothing_ran_is_not_ok():
@@ -23,7 +71,7 @@ def test_nothing_ran_is_not_ok():
 
 
 def test_runtimes_not_run_are_listed_with_the_reason(monkeypatch):
-    data = (MODELS / "inception_int8.tflite").read_bytes()
+    data = model_path("inception_int8").read_bytes()
     ver = verify(data, data, use_tflm=False)
     assert ver.ok and [c.runtime for c in ver.comparisons] == ["litert"]
     assert ver.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller"}]
@@ -33,14 +81,14 @@ def test_runtimes_not_run_are_listed_with_the_reason(monkeypatch):
 
 
 def test_a_model_no_runtime_runs_verifies_nothing():
-    data = (MODELS / "unknown_op.tflite").read_bytes()
+    data = model_path("unknown_op").read_bytes()
     ver = verify(data, data)
     assert not ver.ok and ver.comparisons == []
     assert {n.runtime for n in ver.not_run} == {"litert", "tflm"}
 
 
-@pytest.mark.skipif(not tflm.available(), reason="tflite-micro not installed")
+@pytest.mark.tflm
 def test_tflm_refusal_is_in_tflm_words():
-    (lite, micro) = runnability((MODELS / "dense_sparse.tflite").read_bytes())
+    (lite, micro) = runnability(model_path("dense_sparse").read_bytes())
     assert lite.runs and not micro.runs
     assert "Didn't find op for builtin opcode 'DENSIFY'" in micro.why

@@ -51,6 +51,8 @@ from .scheduling import (
 )
 from .selfcheck import check_written
 from .sweep import PeakResult, peak_memory_many
+from .target import pipeline
+from .target.pipeline import Target
 from .tiling import tile_model
 from .verify import Runnability, verify_written
 
@@ -104,12 +106,14 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
     use_tflm: bool = True,
     progress: Progress | None = None,
     output_name: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    target: Target | None = None,
     tile: bool = False,
     ram_budget: int | None = None,
     max_overhead: float = 0.3,
@@ -123,6 +127,10 @@ def optimize(
     LiteRT and a warning says why TFLM cannot run it. Whenever TFLM runs the output its
     measured head must equal the planned one.
 
+    With ``target`` (a Cortex-M build: architecture, kernel set, TFLM tree) the order and
+    the plan count its kernels' scratch buffers, and the written model is run on that
+    build under QEMU (``report.target``: measured head, tail, total, outputs verified).
+
     Raises ``ModelError`` for input it cannot handle, ``VerificationError`` when the
     written model does not compute what the input computes or TFLM's head differs from
     the plan, and ``SelfCheckError`` when the bytes fail the writer's self-check. With
@@ -130,6 +138,10 @@ def optimize(
     may change within ``max_error`` output LSBs for int8 models, 1e-5 relative for float);
     verification then compares bit for bit with the rewritten model and the rewrite error
     is reported.
+    ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
+    samples first, as the TFLite converter's representative data): int8 partial sums get
+    the ranges seen on it instead of their guaranteed ranges, and the error is measured on
+    it too; an unreadable or mismatched file raises ``ModelError``.
     With ``tile`` (implied by ``ram_budget``) the regions that set the peak run tile by
     tile (``tiling.tile_model``; bit-exact, more MACs and ops): the smallest TFLM total
     within ``max_overhead`` extra MACs, or the fewest extra MACs whose TFLM total (head +
@@ -152,7 +164,7 @@ def optimize(
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
 
     if tile or ram_budget is not None:
         stage("tile")
@@ -172,8 +184,14 @@ def optimize(
     if not plan:
         inplace = False
 
+    reqs: dict = {}
+    if target is not None:
+        reqs, warning = pipeline.scratch_for(m, graph, target)
+        if warning:
+            rep.warnings.append(warning)
+
     stage("schedule")
-    orders, use = _schedule(graph, rep, inplace, time_limit, progress)
+    orders, use = _schedule(graph, rep, inplace, time_limit, progress, reqs)
     if rep.rewrites and rep.peak_after > rep.peak_before:
         return _without_rewrites(model, rep, locals())
     apply_orders(m, orders)
@@ -181,13 +199,16 @@ def optimize(
         shapes.fix_shapes(m, true)
 
     stage("plan")
-    the_plan = _plan(m, graph, orders, use, rep, plan, time_limit)
+    the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
+                     time_limit)
 
     stage("write")
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
     if rep.tiles is not None:
-        _tflm_totals(loaded, data, rep, use_tflm)
+        # the input made safe in TFLM when it is not (as the "before" peaks are)
+        before = _safe_reference(loaded.model) if unsafe else loaded.raw
+        _tflm_totals(before, data, rep, use_tflm)
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
@@ -199,11 +220,19 @@ def optimize(
         rep.seconds = time.monotonic() - t0
         if not ver.ok:
             raise VerificationError(rep)
-        if the_plan is not None and "tflm" in rep.verification["ran"]:
+        if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
             rep.tflm_head = tflm.measure_arena(data).head
             if rep.tflm_head != the_plan.head:
                 raise VerificationError(rep, f"TFLM's measured arena head {rep.tflm_head} B "
                                              f"is not the planned {the_plan.head} B")
+    if target is not None:
+        stage("target")
+        ref = _safe_reference(reference.model) if unsafe else reference.raw
+        on = pipeline.verify(ref, data, target, rep.arena_planned)
+        rep.target = on.to_dict()
+        if verify and on.verified is False:
+            rep.seconds = time.monotonic() - t0
+            raise VerificationError(rep)
     rep.seconds = time.monotonic() - t0
     return Optimized(data, rep, orders, the_plan, use)
 
@@ -230,7 +259,8 @@ def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool) -> list[Runnabil
 def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
     """Re-run without rewrites: the rewritten graph's order needs more than the input's."""
     keys = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
-            "output_name", "on_stage", "tile", "ram_budget", "max_overhead")
+            "output_name", "on_stage", "tile", "ram_budget", "max_overhead", "calibration",
+            "target", "max_error")
     again = optimize(model, rewrite=False, **{k: args[k] for k in keys})
     again.report.warnings.append(
         f"rewrites dropped: the rewritten model's best order found needs {rep.peak_after} B, "
@@ -255,16 +285,29 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None):
-    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference."""
-    from .rewrites import rewrite_model
+             max_error: float | None, calibration: str | os.PathLike | None = None):
+    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
+    The search gets 0.4 × ``time_limit`` (scheduling the result takes at most
+    ``time_limit``, planning a tenth): the whole run stays within 1.5 × ``time_limit`` plus
+    reading, error measurement, writing and verification.
+    """
+    from .rewrites import rewrite_model
+    from .rewrites.measure import load_calibration
+
+    samples = None
+    if calibration is not None:
+        try:
+            samples = load_calibration(str(calibration), loaded.raw)
+        except ValueError as exc:
+            raise ModelError(f"{calibration}: {exc}") from None
     rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
-                       max_error_lsb=2.0 if max_error is None else max_error)
+                       max_error_lsb=2.0 if max_error is None else max_error,
+                       budget=0.4 * time_limit, calibration=samples)
     reference = loaded
     if rw.applied:
         m = rw.model
-        reference = parse_model(serialize_model(copy.deepcopy(m)), loaded.source)
+        reference = parse_model(rw.data, loaded.source)
     rep.rewrites = rw.applied
     rep.rewrites_rejected = rw.rejected
     rep.rewrite_error = rw.error
@@ -297,21 +340,25 @@ def _arena_of(data: bytes, planned: int | None, use_tflm: bool) -> dict:
     return {"head": head, "tail": tail, "total": head + tail, "source": "estimate"}
 
 
-def _tflm_totals(loaded: LoadedModel, data: bytes, rep: Report, use_tflm: bool) -> None:
+def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> None:
     """The arena before (the input with TFLM's own planner) and after, for the tiles' report."""
-    rep.tflm_before = _arena_of(loaded.raw, None, use_tflm)
+    rep.tflm_before = _arena_of(before, None, use_tflm)
     rep.tflm_after = _arena_of(data, rep.arena_planned or rep.tflm_greedy_head, use_tflm)
 
 
 def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
-              progress: Progress | None) -> tuple[list[list[int]], ArenaUse]:
-    """Best orders, their TFLM replay, and the report's peak and certificate figures."""
+              progress: Progress | None, reqs=None) -> tuple[list[list[int]], ArenaUse]:
+    """Best orders, their TFLM replay, and the report's peak and certificate figures.
+
+    With a target's scratch requests ``reqs`` the peaks include them.
+    """
     ts = time.monotonic()
-    orders, results = schedule_model(graph, inplace, time_limit, progress)
+    orders, results = schedule_model(graph, inplace, time_limit, progress,
+                                     pipeline.op_scratch(reqs or {}))
     orders, rep.kept_stored_order = never_worse(graph, orders, inplace)
     rep.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
-    rep.peak_after = use.lower_bound
+    rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
     rep.peak_after_no_inplace = simulate(graph, orders, inplace=False).lower_bound
     rep.lower_bound, rep.optimal = certificate(graph, results, rep.peak_after)
     rep.inplace = inplace
@@ -411,15 +458,39 @@ def arena_figures(model: Model, result: Optimized, *, measure: bool = True) -> d
     if before is None:
         figures["tail"] = tflm.estimate_tail(result.data)
         figures["tail_source"] = f"estimate ({why_not})"
-        return figures
-    after = tflm.measure_arena(result.data)
-    figures.update({
-        "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
-        "tflm_head_input": before.head, "tflm_total_input": before.total,
-        "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
-        "tail_source": "measured by TFLM",
-    })
+    else:
+        after = tflm.measure_arena(result.data)
+        figures.update({
+            "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
+            "tflm_head_input": before.head, "tflm_total_input": before.total,
+            "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
+            "tail_source": "measured by TFLM",
+        })
+    if r.target is not None:  # the target's own figures are what firmware must size for
+        t = r.target
+        figures["target"] = t
+        figures["tail"], figures["tail_source"] = t["tail"], t["tail_source"]
+        if t["head"] is not None:
+            figures["head"] = t["head"]
+        figures.pop("min_arena", None)  # the host's bisection does not hold on the target
     return figures
+
+
+def target_figures(model: Model, target: Target) -> dict:
+    """The model as it is, measured on a target build: head, tail, total, breakdown.
+
+    Raises ``ModelError`` when the build cannot be made or run here (toolchain, QEMU or
+    tree missing) or TFLM on the target refuses the model.
+    """
+    from dataclasses import asdict
+
+    from .target import TargetError, measure
+
+    loaded = load_model(model)
+    try:
+        return asdict(measure(loaded.raw, target.arch, target.kernels, target.tflm_src))
+    except TargetError as exc:
+        raise ModelError(f"{loaded.source}: on {target.arch} ({target.kernels}): {exc}") from None
 
 
 def plot_memory(path: str | os.PathLike, model: Model, result: Optimized) -> None:
