@@ -140,6 +140,10 @@ def optimize(
                                           "change).")] = False,
     max_error: Annotated[float, typer.Option(min=0.0, help="Largest output error a rewrite "
                                              "may cause, in int8 LSBs.")] = 2.0,
+    tflm_compat: Annotated[bool, typer.Option("--tflm-compat", help="Fold DEQUANTIZE of "
+                                              "float16 weights and DENSIFY of sparse weights "
+                                              "into float32/dense constants (TFLM runs "
+                                              "neither; costs flash).")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
@@ -152,7 +156,8 @@ def optimize(
         _check_paths(src, dst)
         with _progress(not json_out) as progress:
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
-                                  rewrite=rewrite, max_error=max_error, time_limit=time_limit,
+                                  rewrite=rewrite, max_error=max_error,
+                                  tflm_compat=tflm_compat, time_limit=time_limit,
                                   verify=verify, progress=progress, output_name=str(dst))
         write_atomic(dst, result.data)
         r = result.report
