@@ -259,8 +259,18 @@ def estimate_tail(model_bytes: bytes) -> int:
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops
-        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+        if op.opcode in TAIL_CHANNEL_OPS
     )
-    est = (_TAIL_FIT["tensor"] * graph.n_tensors + _TAIL_FIT["op"] * graph.n_ops
-           + _TAIL_FIT["conv_channel"] * channels + _TAIL_FIT["fixed"])
+    return tail_from_counts(graph.n_tensors, graph.n_ops, channels)
+
+
+# Ops whose TFLM op data holds per-output-channel arrays (int8 multipliers and shifts).
+TAIL_CHANNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                              "TRANSPOSE_CONV"})
+
+
+def tail_from_counts(tensors: int, ops: int, conv_channels: int) -> int:
+    """The tail fit for a model of so many tensors, ops and conv output channels."""
+    est = (_TAIL_FIT["tensor"] * tensors + _TAIL_FIT["op"] * ops
+           + _TAIL_FIT["conv_channel"] * conv_channels + _TAIL_FIT["fixed"])
     return int(est + 15) // 16 * 16

@@ -19,7 +19,9 @@ from ..graph import opcode_name, topological_order
 from ..tensors import constant_data, ints, stored_shape, text
 
 # Operator versions LiteRT's builtin resolver accepts for the types used here.
-VERSIONS = {"ADD": {"INT8": 2, "FLOAT32": 1}, "CONCATENATION": {"INT8": 2, "FLOAT32": 1}}
+VERSIONS = {"ADD": {"INT8": 2, "FLOAT32": 1}, "CONCATENATION": {"INT8": 2, "FLOAT32": 1},
+            "STRIDED_SLICE": {"INT8": 2, "FLOAT32": 1}, "PAD": {"INT8": 2, "FLOAT32": 1},
+            "PADV2": {"INT8": 2, "FLOAT32": 1}}
 
 
 class NotApplicable(Exception):
@@ -184,8 +186,13 @@ class Editor:
     def clone_op(
         self, op: schema.OperatorT, inputs: list[int], outputs: list[int]
     ) -> schema.OperatorT:
-        """Same operator and options on other tensors (optional inputs stay -1)."""
-        new = copy.deepcopy(op)
+        """Same operator and options on other tensors (optional inputs stay -1).
+
+        The options are copied one level deep (callers change their scalar fields); the
+        rest is shared with ``op``.
+        """
+        new = copy.copy(op)
+        new.builtinOptions = copy.copy(op.builtinOptions)
         new.inputs = np.array(inputs, np.int32)
         new.outputs = np.array(outputs, np.int32)
         return new
@@ -214,6 +221,31 @@ class Editor:
         version = VERSIONS["CONCATENATION"].get(self.dtype(output), 1)
         return self.new_op("CONCATENATION", inputs, [output],
                            schema.BuiltinOptions.ConcatenationOptions, opts, version)
+
+    def strided_slice_op(self, x: int, begin, end, strides, out: int) -> schema.OperatorT:
+        """STRIDED_SLICE of ``x`` into ``out`` with constant, mask-free bounds."""
+        ints = [self.new_int32(np.array(v, np.int32), f"{self.name(out)}/{n}")
+                for v, n in ((begin, "begin"), (end, "end"), (strides, "strides"))]
+        version = VERSIONS["STRIDED_SLICE"].get(self.dtype(x), 1)
+        return self.new_op("STRIDED_SLICE", [x, *ints], [out],
+                           schema.BuiltinOptions.StridedSliceOptions,
+                           schema.StridedSliceOptionsT(), version)
+
+    def pad_op(self, x: int, pads, out: int, value: float | None = None) -> schema.OperatorT:
+        """PAD of ``x`` (with its zero point, 0 for float) or PADV2 with ``value``.
+
+        ``value`` is in ``x``'s stored type (an int8 value for int8, not a real number).
+        """
+        p = self.new_int32(np.array(pads, np.int32), f"{self.name(out)}/paddings")
+        if value is None:
+            version = VERSIONS["PAD"].get(self.dtype(x), 1)
+            return self.new_op("PAD", [x, p], [out], schema.BuiltinOptions.PadOptions,
+                               schema.PadOptionsT(), version)
+        v = self.new_constant(np.array(value), x, f"{self.name(out)}/pad_value",
+                              self.quant(x))
+        version = VERSIONS["PADV2"].get(self.dtype(x), 1)
+        return self.new_op("PADV2", [x, p, v], [out], schema.BuiltinOptions.PadV2Options,
+                           schema.PadV2OptionsT(), version)
 
     # -- replacing ---------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from ..shapes import Shape, infer_subgraph, int_value
 from .edit import Editor
 
 REPAIRABLE_DTYPES = ("FLOAT32", "INT8")
-PAD_VERSIONS = {"FLOAT32": 1, "INT8": 2}  # LiteRT's registered PAD versions for these types
 
 
 def repair_padding(model_t: schema.ModelT) -> list[dict]:
@@ -110,7 +109,4 @@ def _explicit_pad(
     full[1:1 + len(pads)] = pads
     grown = tuple(d + int(a) + int(b) for d, (a, b) in zip(shape, full, strict=True))
     padded = ed.new_tensor(x, grown, f"{ed.name(x)}/explicit_pad", keep_quant=True)
-    paddings = ed.new_int32(full, "explicit_paddings")
-    op = ed.new_op("PAD", [x, paddings], [padded], schema.BuiltinOptions.PadOptions,
-                   schema.PadOptionsT(), PAD_VERSIONS[ed.dtype(x)])
-    return op, padded
+    return ed.pad_op(x, full, padded), padded
