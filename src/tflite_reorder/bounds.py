@@ -74,6 +74,35 @@ def static_bounds(ctx) -> np.ndarray:
     return need
 
 
+COMPILED_FLOW = True  # use OR-tools' max flow where installed (tests switch it off)
+
+
+def _load_ortools_flow():
+    try:
+        from ortools.graph.python import max_flow
+    except ImportError:  # the optional solver extra is not installed
+        return None
+
+    def solve(to: list[int], cap: list[int]) -> int | None:
+        """Max flow 0 -> 1 of the edge list (edge 2i: to[2i+1] -> to[2i], cap[2i])."""
+        heads = np.asarray(to[0::2], dtype=np.int32)
+        tails = np.asarray(to[1::2], dtype=np.int32)
+        caps = np.asarray(cap[0::2], dtype=np.int64)
+        smf = max_flow.SimpleMaxFlow()
+        if len(heads):
+            smf.add_arcs_with_capacity(tails, heads, caps)
+        else:
+            return 0
+        if smf.solve(0, 1) != smf.OPTIMAL:
+            return None
+        return int(smf.optimal_flow())
+
+    return solve
+
+
+_ortools_flow = _load_ortools_flow()
+
+
 class _FlowGraph:
     """Dinic's maximum flow on a small graph (adjacency lists of edge indices)."""
 
@@ -95,7 +124,19 @@ class _FlowGraph:
         self.cap.append(0)
 
     def max_flow(self, deadline: float = float("inf")) -> int | None:
-        """The maximum flow, or None if ``deadline`` (time.monotonic) passes first."""
+        """The maximum flow, or None if ``deadline`` (time.monotonic) passes first.
+
+        With OR-tools installed (the optional ``solver`` extra) its compiled max-flow
+        solves it; this module's Dinic's algorithm is the reference (tests compare them).
+        """
+        if COMPILED_FLOW and _ortools_flow is not None:
+            flow = _ortools_flow(self.to, self.cap)
+            if flow is not None:
+                return flow
+        return self.dinic(deadline)
+
+    def dinic(self, deadline: float = float("inf")) -> int | None:
+        """Dinic's maximum flow in Python, or None if ``deadline`` passes first."""
         flow = 0
         to, cap, adj = self.to, self.cap, self.adj
         while True:

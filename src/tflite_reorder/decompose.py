@@ -103,6 +103,8 @@ def split(p: Problem) -> tuple[list[Piece], list[int]]:
     topo = topological(p)
     n = len(topo)
     cuts = cut_positions(p, topo)
+    if not cuts or cuts == [n - 1]:  # one piece: the problem itself
+        return [Piece(list(range(n)), p, 0)], topo
     bounds, prev = [], 0
     for c in cuts:
         bounds.append((prev, c + 1))  # the cut op closes its piece

@@ -28,9 +28,11 @@ import numpy as np
 
 from .bounds import closure_bound, static_bounds
 from .decompose import Piece, cut_positions, is_order, split, topological
+from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import SourceMacros, canonical, find_sources, source_macros
 
+SEARCH_SHARE = 0.7  # of the time left after bounds: exact search; the rest: improve.py
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
 
 
@@ -365,7 +367,7 @@ def search(
     goal &= ~_trailing(ctx, start, goal)
     pred_mask, succs, can_free = ctx.mpred, ctx.msuccs, ctx.can_free
     shares = ctx.shares if not ctx.source else ctx.mshares
-    step = _mstep
+    step = _mstep if ctx.source else _step
 
     def newly_ready(v: int, S: int) -> int:
         r = 0
@@ -686,6 +688,8 @@ def schedule(
 
     states = 0
     stopped = ""
+    # The exact search gets 70 % of what is left; if it stops, the rest improves its orders.
+    search_deadline = time.monotonic() + SEARCH_SHARE * max(0.0, deadline - time.monotonic())
     # Hardest first: the floor they raise makes the others easier.
     work = [(pr, i) for pr in live for i in range(len(pr.seg_data))]
     for pr, i in sorted(work, key=lambda w: -w[0].seg_data[w[1]][4]):
@@ -696,12 +700,23 @@ def schedule(
         if worst <= floor:
             pr.results[i] = _Result(order, worst, floor, True, 0)
             continue
-        r = search(pr.ctx, start, goal, mem, floor, (order, worst), deadline,
+        r = search(pr.ctx, start, goal, mem, floor, (order, worst), search_deadline,
                    max_states, progress)
         states += r.states
         stopped = stopped or r.stopped
         pr.results[i] = r
         floor = max(floor, r.bound)  # a proven lower bound on the whole problem
+    open_ = [(pr, i) for pr, i in work if not pr.results[i].exact]
+    open_.sort(key=lambda w: -w[0].results[w[1]].worst)
+    for k, (pr, i) in enumerate(open_):  # improvement phase (improve.py), worst first
+        left = deadline - time.monotonic()
+        if left <= 0 or pr.results[i].worst <= floor:
+            break
+        start, goal, mem, _, _ = pr.seg_data[i]
+        r = pr.results[i]
+        r.order, r.worst = improve_order(
+            pr.ctx, start, goal, mem, r.order, r.worst, floor,
+            time.monotonic() + left / (len(open_) - k), search, _step)
     full_order: list[int] = []
     for piece, pr in zip(pieces, preps, strict=True):
         if pr is None:
