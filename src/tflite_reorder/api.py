@@ -28,7 +28,15 @@ from .flatbuffer_io import (
 )
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse, simulate
-from .results import Inspection, OpRow, Optimized, PeakMemory, Report, VerificationError
+from .results import (
+    BudgetError,
+    Inspection,
+    OpRow,
+    Optimized,
+    PeakMemory,
+    Report,
+    VerificationError,
+)
 from .rewrites.padding import repair_model
 from .scheduler import Progress
 from .scheduling import (
@@ -41,6 +49,7 @@ from .scheduling import (
 )
 from .selfcheck import check_written
 from .sweep import PeakResult, peak_memory_many
+from .tiling import tile_model
 from .verify import verify_written
 
 Model = str | os.PathLike | bytes | LoadedModel
@@ -53,7 +62,8 @@ __all__ = [
 
 
 def peak_memory(
-    model: Candidate, *, inplace: bool = False, time_limit: float = 10.0
+    model: Candidate, *, inplace: bool = False, time_limit: float = 10.0, tile: bool = False,
+    max_overhead: float = 0.3,
 ) -> PeakMemory:
     """Arena bytes of the stored order and of the optimal order; nothing is written.
 
@@ -62,10 +72,21 @@ def peak_memory(
     (reused as is: a loop asking several questions of one candidate reads it once). Bytes
     and paths are read straight from the flatbuffer tables, weights untouched.
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add.
+    ``tile=True`` answers for the model tiled (``tiling.tile_model``: the smallest TFLM total
+    within ``max_overhead`` extra MACs); ``stored`` stays the untiled input's. It needs a
+    ``.tflite`` model (path, bytes or loaded), not a graph description.
     Raises ``ModelError`` for input it cannot read or understand.
     """
     t0 = time.monotonic()
-    result = peak_of_graph(read_graph(model), inplace, time_limit)
+    if tile:
+        if isinstance(model, ModelGraph | GraphSpec | dict):
+            raise ModelError("tile=True needs a .tflite model (weights), not a graph")
+        stored = stored_peak(read_graph(model))
+        tiled = tile_model(load_model(model).model, max_overhead=max_overhead)
+        result = peak_of_graph(read_graph(serialize_model(tiled.model)), inplace, time_limit)
+        result.stored = stored
+    else:
+        result = peak_of_graph(read_graph(model), inplace, time_limit)
     result.seconds = time.monotonic() - t0
     return result
 
@@ -85,6 +106,9 @@ def optimize(
     progress: Progress | None = None,
     output_name: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    tile: bool = False,
+    ram_budget: int | None = None,
+    max_overhead: float = 0.3,
 ) -> Optimized:
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
 
@@ -96,6 +120,11 @@ def optimize(
     With ``tflm_compat`` DEQUANTIZE of float16 constants and DENSIFY of sparse constants
     (which TFLM cannot run) are folded into plain constants first; the output is then
     verified bit for bit against the input under LiteRT, in LiteRT and in TFLM.
+    With ``tile`` (implied by ``ram_budget``) the regions that set the peak run tile by
+    tile (``tiling.tile_model``; bit-exact, more MACs and ops): the smallest TFLM total
+    within ``max_overhead`` extra MACs, or the fewest extra MACs whose TFLM total (head +
+    tail, measured when tflite-micro is installed) fits ``ram_budget`` bytes; when nothing
+    fits, ``BudgetError`` says the best reached.
     """
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
@@ -113,6 +142,10 @@ def optimize(
     if rewrite:
         stage("rewrite")
         m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error)
+
+    if tile or ram_budget is not None:
+        stage("tile")
+        m = _tile(m, rep, ram_budget, max_overhead, time_limit)
 
     if fix_shapes:
         rep.repairs = repair_model(m)
@@ -140,6 +173,10 @@ def optimize(
     stage("write")
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
+    if rep.tiles is not None:
+        _tflm_totals(loaded, data, rep, use_tflm)
+        if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
+            raise BudgetError(rep, rep.tflm_after["total"])
 
     if verify:
         stage("verify")
@@ -218,6 +255,37 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     rep.rewrite_error = rw.error
     rep.peak_without_rewrites = rw.peak_before
     return m, reference
+
+
+def _tile(m, rep: Report, ram_budget: int | None, max_overhead: float, time_limit: float):
+    """Tile the regions that pay; the report gets regions, MACs and the budget."""
+    res = tile_model(m, max_overhead=max_overhead, ram_budget=ram_budget,
+                     time_limit=min(4.0, max(0.5, time_limit / 2)))
+    rep.tiles, rep.ram_budget = res.regions, ram_budget
+    rep.macs_before, rep.macs_after = res.macs_before, res.macs_after
+    if res.regions and get_offline_plan(res.model) is not None:
+        remove_offline_plan(res.model)  # its tensor count no longer matches
+    return res.model
+
+
+def _arena_of(data: bytes, planned: int | None, use_tflm: bool) -> dict:
+    """TFLM's head/tail/total for ``data``: measured, or the planned head and tail estimate."""
+    if use_tflm and tflm.available():
+        try:
+            a = tflm.measure_arena(data)
+            return {"head": a.head, "tail": a.tail, "total": a.total, "source": "tflm"}
+        except tflm.TflmError:
+            pass
+    head = planned if planned is not None else stored_peak(shapes.true_graph(
+        load_model(data).model))
+    tail = tflm.estimate_tail(data)
+    return {"head": head, "tail": tail, "total": head + tail, "source": "estimate"}
+
+
+def _tflm_totals(loaded: LoadedModel, data: bytes, rep: Report, use_tflm: bool) -> None:
+    """The arena before (the input with TFLM's own planner) and after, for the tiles' report."""
+    rep.tflm_before = _arena_of(loaded.raw, None, use_tflm)
+    rep.tflm_after = _arena_of(data, rep.arena_planned or rep.tflm_greedy_head, use_tflm)
 
 
 def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,

@@ -144,6 +144,13 @@ def optimize(
                                               "float16 weights and DENSIFY of sparse weights "
                                               "into float32/dense constants (TFLM runs "
                                               "neither; costs flash).")] = False,
+    tile: Annotated[bool, typer.Option(help="Run the high-resolution regions that set the "
+                                       "peak tile by tile (bit-exact; adds MACs and ops).")
+                    ] = False,
+    ram_budget: Annotated[int | None, typer.Option(
+        min=1, metavar="BYTES", help="Tile (implies --tile) with the fewest extra MACs "
+        "whose TFLM arena, head + tail, fits; exit 1 and write nothing if none does.")
+    ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
@@ -158,7 +165,8 @@ def optimize(
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
                                   rewrite=rewrite, max_error=max_error,
                                   tflm_compat=tflm_compat, time_limit=time_limit,
-                                  verify=verify, progress=progress, output_name=str(dst))
+                                  verify=verify, progress=progress, output_name=str(dst),
+                                  tile=tile, ram_budget=ram_budget)
         write_atomic(dst, result.data)
         r = result.report
         if header:

@@ -50,6 +50,7 @@ def summary_lines(r: Report) -> list[str]:
         )
     if r.tflm_compat:
         lines.append(tflm_compat_line(r.tflm_compat))
+    lines += tile_lines(r)
     if r.verification:
         for c in r.verification["comparisons"]:
             verdict = "bit-identical" if c["identical"] else f"max diff {c['max_abs_diff']:g}"
@@ -73,6 +74,30 @@ def tflm_compat_line(c: dict) -> str:
             f"{c['arena_best_before']} B -> {c['arena_best_after']} B "
             f"({c['arena_saved']} B saved; stored order {c['arena_stored_before']} B -> "
             f"{c['arena_stored_after']} B)")
+
+
+def tile_lines(r: Report) -> list[str]:
+    """Each tiled region and its saving, the MACs, and TFLM's arena before and after."""
+    if r.tiles is None:
+        return []
+    if not r.tiles:
+        return ["tiling: no region pays (nothing tiled)"]
+    lines = []
+    for t in r.tiles:
+        out_name = t["output"].split(";")[0][-48:]
+        lines.append(
+            f"tiled ops {t['ops'][0]}-{t['ops'][1] - 1} ({t['first']} … -> {out_name}) as "
+            f"{t['grid'][0]}x{t['grid'][1]} tiles, halo {t['halo'][0]}x{t['halo'][1]}: "
+            f"{t['peak_before']} B -> {t['peak_after']} B "
+            f"(saves {t['bytes_saved']} B, {t['ops_before']} -> {t['ops_after']} ops)")
+    extra = (r.macs_after or 0) / r.macs_before - 1 if r.macs_before else 0.0
+    lines.append(f"MACs {r.macs_before} -> {r.macs_after} (+{100 * extra:.1f} %)")
+    b, a = r.tflm_before or {}, r.tflm_after or {}
+    if a:
+        lines.append(
+            f"TFLM arena ({a['source']}): head {b.get('head')} -> {a['head']} B, tail "
+            f"{b.get('tail')} -> {a['tail']} B, total {b.get('total')} -> {a['total']} B")
+    return lines
 
 
 def op_table(rows: list[OpRow], title: str) -> Table:

@@ -23,7 +23,7 @@ EXIT_INPUT = 2  # bad input or usage
 EXIT_INTERNAL = 3  # a bug of ours
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 KIND_EXIT = {"verification": EXIT_VERIFY, "input": EXIT_INPUT, "internal": EXIT_INTERNAL,
-             "interrupted": EXIT_INTERRUPTED}
+             "interrupted": EXIT_INTERRUPTED, "budget": EXIT_VERIFY}
 
 
 @dataclass
@@ -73,6 +73,13 @@ class Report:
     schedule_seconds: float = 0.0
     per_subgraph: list[SubgraphReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # patch-based execution (``tile``): per region ops, grid, tiles, halo, bytes saved, …
+    tiles: list[dict] | None = None
+    macs_before: int | None = None
+    macs_after: int | None = None
+    tflm_before: dict | None = None  # {"head", "tail", "total", "source"}: the input
+    tflm_after: dict | None = None  # the written model
+    ram_budget: int | None = None
 
     @property
     def ratio(self) -> float:
@@ -147,6 +154,16 @@ class VerificationError(Exception):
         self.report = report
 
 
+class BudgetError(Exception):
+    """No tiling brings the TFLM arena (head + tail) within ``--ram-budget``."""
+
+    def __init__(self, report: Report, best: int) -> None:
+        super().__init__(f"{report.input}: no configuration fits the RAM budget of "
+                         f"{report.ram_budget} B; the best reached is {best} B "
+                         f"(head + tail)")
+        self.report, self.best = report, best
+
+
 @dataclass(frozen=True)
 class Failure:
     """How a run that raised ends: ``kind`` (a batch row's ``error_kind``) and exit code.
@@ -154,7 +171,7 @@ class Failure:
     ``message`` is one line without the file name of internal errors (callers add where).
     """
 
-    kind: str  # "input", "verification", "internal" or "interrupted"
+    kind: str  # "input", "verification", "budget", "internal" or "interrupted"
     exit_code: int
     message: str
 
@@ -162,13 +179,16 @@ class Failure:
 def classify(exc: BaseException) -> Failure:
     """The documented exit code of an exception: the CLI's and batch mode's one mapping.
 
-    ``ModelError`` is bad input (2), ``VerificationError`` a failed check (1),
+    ``ModelError`` is bad input (2), ``VerificationError`` a failed check (1), so is
+    ``BudgetError`` (nothing fits ``--ram-budget``),
     ``KeyboardInterrupt`` 130, anything else (``MemoryError`` included) our bug (3).
     """
     if isinstance(exc, ModelError):
         kind, message = "input", str(exc)
     elif isinstance(exc, VerificationError):
         kind, message = "verification", f"{exc}; nothing written"
+    elif isinstance(exc, BudgetError):
+        kind, message = "budget", f"{exc}; nothing written"
     elif isinstance(exc, KeyboardInterrupt):
         kind, message = "interrupted", "interrupted; nothing written"
     elif isinstance(exc, MemoryError):

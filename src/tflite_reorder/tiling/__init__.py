@@ -5,3 +5,7 @@
 (slice, pad, VALID ops, concatenate) with the model editor, ``cost`` counts MACs and TFLM
 bytes, and ``search`` chooses regions and tile grids.
 """
+
+from .search import TileResult, tile_model
+
+__all__ = ["TileResult", "tile_model"]
