@@ -23,7 +23,7 @@ from tflite_reorder.candidate import read_graph
 from tflite_reorder.flatbuffer_io import parse_model, serialize_model
 from tflite_reorder.rewrites.edit import Editor
 from tflite_reorder.rewrites.tflm_compat import constant_bytes, make_tflm_compatible
-from tflite_reorder.verify import random_inputs, run_litert
+from tflite_reorder.runtimes import random_inputs, run_litert
 
 
 def _constant(ed: Editor, value: np.ndarray, ttype: int, name: str) -> int:

@@ -19,9 +19,9 @@ from oneop import structured_inputs
 from tflite_reorder import tflm
 from tflite_reorder.flatbuffer_io import load_model, serialize_model
 from tflite_reorder.rewrites.edit import Editor
+from tflite_reorder.runtimes import random_inputs, run_litert
 from tflite_reorder.tiling import region, search
 from tflite_reorder.tiling.rewrite import Grid, tile_region
-from tflite_reorder.verify import random_inputs, run_litert
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 TILED = ["tile_mbv2_035_96_int8", "tile_mbv2_100_144_int8", "tile_mbv1_025_96_int8",

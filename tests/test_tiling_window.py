@@ -17,11 +17,11 @@ from oneop import one_op, structured_inputs
 from tflite_reorder import tflm
 from tflite_reorder.flatbuffer_io import load_model, serialize_model
 from tflite_reorder.rewrites.edit import Editor
+from tflite_reorder.runtimes import run_litert
 from tflite_reorder.tiling import region as regions
 from tflite_reorder.tiling.rewrite import CannotTile, Grid, tile_region
 from tflite_reorder.tiling.spatial import NotTileable, describe
 from tflite_reorder.tiling.window import AxisGeometry, Span, same_pad, split
-from tflite_reorder.verify import run_litert
 
 
 def test_window_matches_brute_force():

@@ -75,7 +75,7 @@ def check(data: bytes) -> None:
     from tflite_reorder.flatbuffer_io import load_model
     from tflite_reorder.rewrites import add_tree
     from tflite_reorder.rewrites.edit import Editor
-    from tflite_reorder.verify import random_inputs, run_litert
+    from tflite_reorder.runtimes import random_inputs, run_litert
 
     if not add_tree.candidates(Editor(load_model(data).model, 0)):
         raise SystemExit("converted model has no ADD tree")

@@ -225,7 +225,7 @@ def check(data: bytes) -> str:
     """
     sys.path.insert(0, str(ROOT / "src"))
     from tflite_reorder import tflm
-    from tflite_reorder.verify import random_inputs, run_litert
+    from tflite_reorder.runtimes import random_inputs, run_litert
 
     for case in random_inputs(data, 2):
         want, got = run_litert(data, case), tflm.run_tflm(data, case)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from ai_edge_litert import schema_py_generated as schema
 
 from . import shapes
+from .dtypes import TYPE_NAMES
 from .fastread import (
     LiteBuffer,
     LiteModel,
@@ -38,7 +39,7 @@ from .fastread import (
     read_lite,
 )
 from .flatbuffer_io import LoadedModel, ModelError, read_bytes
-from .graph import BUILTIN_NAMES, TYPE_NAMES, ModelGraph, build_graph
+from .graph import BUILTIN_NAMES, ModelGraph, build_graph
 
 _BUILTIN_CODES = {name: code for code, name in BUILTIN_NAMES.items()}
 _TYPE_CODES = {name: code for code, name in TYPE_NAMES.items()}

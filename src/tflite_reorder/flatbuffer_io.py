@@ -18,8 +18,10 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from .dtypes import BUFFER_ALIGNMENT, FIXED_SIZE, align
+from .tensors import text
+
 FILE_IDENTIFIER = b"TFL3"
-BUFFER_ALIGNMENT = 16
 SUPPORTED_SCHEMA_VERSION = 3
 
 
@@ -106,17 +108,6 @@ def _is_external(buf) -> bool:
     return buf.offset > 1 and buf.size > 0
 
 
-# Bytes per element of the fixed-size types (packed INT4, strings, resources: not checked).
-_ELEMENT_BYTES = {
-    getattr(schema.TensorType, name): size
-    for name, size in (("FLOAT32", 4), ("FLOAT16", 2), ("BFLOAT16", 2), ("FLOAT64", 8),
-                       ("INT8", 1), ("UINT8", 1), ("INT16", 2), ("UINT16", 2), ("INT32", 4),
-                       ("UINT32", 4), ("INT64", 8), ("UINT64", 8), ("BOOL", 1),
-                       ("COMPLEX64", 8), ("COMPLEX128", 16))
-    if hasattr(schema.TensorType, name)
-}
-
-
 def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
     """Constant data must fill exactly its tensor's shape, as TFLite's own verifier demands
     (``Tensor … requires N bytes, but is allocated with M bytes buffer``): kernels and
@@ -124,7 +115,7 @@ def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
     buffers = model.buffers or []
     for s, sg in enumerate(model.subgraphs):
         for t, tensor in enumerate(sg.tensors):
-            size = _ELEMENT_BYTES.get(tensor.type)
+            size = FIXED_SIZE.get(tensor.type)
             buf = buffers[tensor.buffer] if 0 < tensor.buffer < len(buffers) else None
             held = _data_bytes(buf)
             if size is None or held == 0 or tensor.sparsity is not None:
@@ -272,19 +263,15 @@ def serialize_model(model: schema.ModelT) -> bytes:
     # Offsets of external data depend on the flatbuffer's length, which does not depend on
     # their values (the fields are fixed-width and present either way): pack twice.
     head = _pack_once(model, {})
-    offsets, tail, pos = {}, bytearray(), _align(len(head))
+    offsets, tail, pos = {}, bytearray(), align(len(head), BUFFER_ALIGNMENT)
     for i in externals:
         data = np.asarray(model.buffers[i].data, dtype=np.uint8).tobytes()
         offsets[i] = pos
         pad = pos - (len(head) + len(tail))
         tail += b"\0" * pad + data
-        pos = _align(pos + len(data))
+        pos = align(pos + len(data), BUFFER_ALIGNMENT)
     head = _pack_once(model, offsets)
     return head + bytes(tail)
-
-
-def _align(n: int, a: int = BUFFER_ALIGNMENT) -> int:
-    return (n + a - 1) // a * a
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -340,15 +327,10 @@ OFFLINE_PLAN_VERSION = 1
 ONLINE = -1  # "plan this tensor online"
 
 
-def _metadata_name(entry: schema.MetadataT) -> str:
-    name = entry.name
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
-
-
 def get_offline_plan(model: schema.ModelT) -> list[int] | None:
     """The offsets of an existing offline plan, or None."""
     for entry in model.metadata or []:
-        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if text(entry.name) == OFFLINE_PLAN_NAME:
             data = model.buffers[entry.buffer].data
             data = b"" if data is None else np.asarray(data, dtype=np.uint8).tobytes()
             words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4")
@@ -367,7 +349,7 @@ def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
     model.metadata = model.metadata or []
     model.buffers = model.buffers or []
     for entry in model.metadata:
-        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if text(entry.name) == OFFLINE_PLAN_NAME:
             model.buffers[entry.buffer].data = payload
             return
     buf = schema.BufferT()
@@ -383,7 +365,7 @@ def remove_offline_plan(model: schema.ModelT) -> None:
     """Drop an existing plan (its buffer is emptied, indices of other buffers stay valid)."""
     keep = []
     for entry in model.metadata or []:
-        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if text(entry.name) == OFFLINE_PLAN_NAME:
             model.buffers[entry.buffer].data = None
         else:
             keep.append(entry)

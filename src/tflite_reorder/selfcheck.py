@@ -7,6 +7,8 @@ wrongly; here it becomes an internal error and nothing is written.
 from __future__ import annotations
 
 from .arena import Plan
+from .arena.blocks import Blocks, overlapping_pairs
+from .dtypes import ARENA_ALIGNMENT
 from .flatbuffer_io import ModelError, get_offline_plan, parse_model
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse
@@ -53,17 +55,13 @@ def _check_plan(graph: ModelGraph, offsets: list[int], plan: Plan, use: ArenaUse
     for b in use.buffers:
         s, t = b.tensors[0]
         off = offsets[base[s] + t]
-        if off < 0 or off % 16 or off + b.size > plan.head:
+        if off < 0 or off % ARENA_ALIGNMENT or off + b.size > plan.head:
             raise ModelError(f"internal check: tensor {t} of subgraph {s} placed out of bounds")
         for s2, t2 in b.tensors:
             if offsets[base[s2] + t2] != off:
                 raise ModelError("internal check: in-place tensors do not share their buffer")
         place[b] = off
     # Buffers TFLM's marking never reaches (lifetime -1) are touched by no kernel.
-    bufs = sorted((b for b in use.buffers if b.first >= 0), key=lambda b: b.first)
-    for i, x in enumerate(bufs):
-        for y in bufs[i + 1:]:
-            if y.first > x.last:
-                break
-            if x.overlaps(y) and place[x] < place[y] + y.size and place[y] < place[x] + x.size:
-                raise ModelError("internal check: offline plan overlaps two live tensors")
+    live = [b for b in use.buffers if b.first >= 0]
+    if overlapping_pairs(Blocks.of(live), [place[b] for b in live]):
+        raise ModelError("internal check: offline plan overlaps two live tensors")

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import tflm
 from .flatbuffer_io import LoadedModel, ModelError
+from .runtimes import random_inputs, run_litert
 
 
 @dataclass
@@ -43,48 +44,6 @@ class Verification:
             "comparisons": [asdict(c) for c in self.comparisons],
             "skipped": self.skipped,
         }
-
-
-def _litert(model_bytes: bytes):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(
-        model_content=model_bytes,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-    )
-    interp.allocate_tensors()
-    return interp
-
-
-def random_inputs(model_bytes: bytes, cases: int, seed: int = 0) -> list[list[np.ndarray]]:
-    """Inputs that exercise the whole value range of each input's type."""
-    details = _litert(model_bytes).get_input_details()
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(cases):
-        sample = []
-        for d in details:
-            shape, dtype = tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])
-            if dtype.kind == "f":
-                sample.append(rng.standard_normal(shape).astype(dtype))
-            elif dtype.kind in "iu":
-                info = np.iinfo(dtype)
-                lo, hi = max(info.min, -128), min(info.max, 127)
-                sample.append(rng.integers(lo, hi + 1, size=shape).astype(dtype))
-            elif dtype.kind == "b":
-                sample.append(rng.integers(0, 2, size=shape).astype(bool))
-            else:
-                raise ValueError(f"unsupported input type {dtype}")
-        out.append(sample)
-    return out
-
-
-def run_litert(model_bytes: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    interp = _litert(model_bytes)
-    for d, x in zip(interp.get_input_details(), inputs, strict=True):
-        interp.set_tensor(d["index"], x)
-    interp.invoke()
-    return [interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()]
 
 
 def _compare(runtime, reference, ref_outs, new_outs, rtol: float | None) -> Comparison:
