@@ -228,3 +228,23 @@ def test_cli_rejects_an_unknown_architecture(tmp_path: Path) -> None:
          str(src), "--target", "cortex-x9"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown target architecture" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_without_a_runnable_target_the_tail_is_a_labelled_estimate(
+        runner: target.Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No QEMU here: the plan still counts scratch, the tail is the 32-bit estimate."""
+    from tflite_reorder.target import qemu
+
+    monkeypatch.setenv("TFLITE_REORDER_QEMU", "/nonexistent/qemu-arm")
+    qemu.qemu.cache_clear()
+    try:
+        path = ROOT / "models" / "inception_int8.tflite"
+        result = api.optimize(path, target=Target(ARCH, KERNELS), time_limit=1.0)
+    finally:
+        qemu.qemu.cache_clear()
+    t = result.report.target
+    assert t["head"] is None and t["verified"] is None and t["error"]
+    assert "estimate" in t["tail_source"] and t["tail"] == tflm.estimate_tail_32(result.data)
+    figures = api.arena_figures(path, result, measure=False)
+    assert figures["head"] == result.report.arena_planned and figures["tail"] == t["tail"]
+    assert "estimate" in figures["tail_source"]
