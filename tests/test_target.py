@@ -248,3 +248,30 @@ def test_without_a_runnable_target_the_tail_is_a_labelled_estimate(
     figures = api.arena_figures(path, result, measure=False)
     assert figures["head"] == result.report.arena_planned and figures["tail"] == t["tail"]
     assert "estimate" in figures["tail_source"]
+
+
+# More builds on request (each is a cold build of several minutes, so CI runs Cortex-M4
+# CMSIS-NN only): TFLITE_REORDER_TEST_TARGETS="cortex-m55:cmsis_nn,cortex-m4:reference".
+EXTRA_BUILDS = [tuple(b.split(":")) for b in
+                os.environ.get("TFLITE_REORDER_TEST_TARGETS", "").split(",") if b]
+
+
+@pytest.mark.parametrize("build", EXTRA_BUILDS, ids=lambda b: "-".join(b))
+def test_scratch_model_and_outputs_on_other_builds(build: tuple[str, str]) -> None:
+    """Other architectures and kernel sets: TFLM's planner input is ours, outputs match."""
+    arch, kernels = build
+    for path in NETWORKS:
+        data = safe(path.read_bytes())
+        inputs = structured_inputs(data, seed=0)
+        got = target.invoke(data, inputs, arch, kernels)
+        assert_same_outputs(f"{path.name} on {arch}/{kernels}", tflm.run_tflm(data, inputs),
+                            got.outputs)
+        loaded = load_model(data)
+        graph = build_graph(loaded.model)
+        orders = graph.stored_orders()
+        reqs = scratch.requests(loaded.model, graph, arch, kernels)
+        use = planning.with_scratch(simulate(graph, orders, inplace=False), reqs, orders)
+        buffers, _ = tflm_blocks(use)
+        assert [(b.size, b.first, b.last) for b in got.buffers] == \
+            [(b.size, b.first, b.last) for b in buffers], f"{path.name} on {arch}/{kernels}"
+        assert planning.target_head(use, {}) == got.arena.head
