@@ -92,13 +92,14 @@ def assert_same_outputs(name: str, host: list[np.ndarray], on_target: list[np.nd
             assert same_bits(want, out), f"{name}: target output differs from host"
 
 
-def planned_buffers(data: bytes) -> tuple[list[tuple[int, int, int]], object]:
+def planned_buffers(data: bytes, arch: str = ARCH,
+                    kernels: str = KERNELS) -> tuple[list[tuple[int, int, int]], object]:
     """What TFLM should hand its planner for the model as stored: (size, first, last) in
     ``AddBuffer`` order (tensors, then scratch), and the arena use with scratch."""
     loaded = load_model(data)
     graph = build_graph(loaded.model)
     orders = graph.stored_orders()
-    reqs = scratch.requests(loaded.model, graph, ARCH, KERNELS)
+    reqs = scratch.requests(loaded.model, graph, arch, kernels)
     use = planning.with_scratch(simulate(graph, orders, inplace=False), reqs, orders)
     buffers, _ = tflm_blocks(use)
     return [(b.size, b.first, b.last) for b in buffers], use
@@ -266,12 +267,7 @@ def test_scratch_model_and_outputs_on_other_builds(build: tuple[str, str]) -> No
         got = target.invoke(data, inputs, arch, kernels)
         assert_same_outputs(f"{path.name} on {arch}/{kernels}", tflm.run_tflm(data, inputs),
                             got.outputs)
-        loaded = load_model(data)
-        graph = build_graph(loaded.model)
-        orders = graph.stored_orders()
-        reqs = scratch.requests(loaded.model, graph, arch, kernels)
-        use = planning.with_scratch(simulate(graph, orders, inplace=False), reqs, orders)
-        buffers, _ = tflm_blocks(use)
-        assert [(b.size, b.first, b.last) for b in got.buffers] == \
-            [(b.size, b.first, b.last) for b in buffers], f"{path.name} on {arch}/{kernels}"
+        expected, use = planned_buffers(data, arch, kernels)
+        logged = [(b.size, b.first, b.last) for b in got.buffers]
+        assert logged == expected, f"{path.name} on {arch}/{kernels}"
         assert planning.target_head(use, {}) == got.arena.head
