@@ -99,6 +99,7 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
     use_tflm: bool = True,
@@ -116,6 +117,10 @@ def optimize(
     rewritten first where that lowers the optimal peak (numerics may change within
     ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
     compares bit for bit with the rewritten model and the rewrite error is reported.
+    ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
+    samples first, as the TFLite converter's representative data): int8 partial sums get
+    the ranges seen on it instead of their guaranteed ranges, and the error is measured on
+    it too; an unreadable or mismatched file raises ``ModelError``.
     With ``tile`` (implied by ``ram_budget``) the regions that set the peak run tile by
     tile (``tiling.tile_model``; bit-exact, more MACs and ops): the smallest TFLM total
     within ``max_overhead`` extra MACs, or the fewest extra MACs whose TFLM total (head +
@@ -134,7 +139,7 @@ def optimize(
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
 
     if tile or ram_budget is not None:
         stage("tile")
@@ -167,7 +172,9 @@ def optimize(
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
     if rep.tiles is not None:
-        _tflm_totals(loaded, data, rep, use_tflm)
+        # the input made safe in TFLM when it is not (as the "before" peaks are)
+        before = _safe_reference(loaded.model) if unsafe else loaded.raw
+        _tflm_totals(before, data, rep, use_tflm)
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
@@ -200,16 +207,29 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None):
-    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference."""
-    from .rewrites import rewrite_model
+             max_error: float | None, calibration: str | os.PathLike | None = None):
+    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
+    The search gets 0.4 × ``time_limit`` (scheduling the result takes at most
+    ``time_limit``, planning a tenth): the whole run stays within 1.5 × ``time_limit`` plus
+    reading, error measurement, writing and verification.
+    """
+    from .rewrites import rewrite_model
+    from .rewrites.measure import load_calibration
+
+    samples = None
+    if calibration is not None:
+        try:
+            samples = load_calibration(str(calibration), loaded.raw)
+        except ValueError as exc:
+            raise ModelError(f"{calibration}: {exc}") from None
     rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
-                       max_error_lsb=2.0 if max_error is None else max_error)
+                       max_error_lsb=2.0 if max_error is None else max_error,
+                       budget=0.4 * time_limit, calibration=samples)
     reference = loaded
     if rw.applied:
         m = rw.model
-        reference = parse_model(serialize_model(copy.deepcopy(m)), loaded.source)
+        reference = parse_model(rw.data, loaded.source)
     rep.rewrites = rw.applied
     rep.rewrites_rejected = rw.rejected
     rep.rewrite_error = rw.error
@@ -242,9 +262,9 @@ def _arena_of(data: bytes, planned: int | None, use_tflm: bool) -> dict:
     return {"head": head, "tail": tail, "total": head + tail, "source": "estimate"}
 
 
-def _tflm_totals(loaded: LoadedModel, data: bytes, rep: Report, use_tflm: bool) -> None:
+def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> None:
     """The arena before (the input with TFLM's own planner) and after, for the tiles' report."""
-    rep.tflm_before = _arena_of(loaded.raw, None, use_tflm)
+    rep.tflm_before = _arena_of(before, None, use_tflm)
     rep.tflm_after = _arena_of(data, rep.arena_planned or rep.tflm_greedy_head, use_tflm)
 
 

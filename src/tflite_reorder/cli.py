@@ -140,6 +140,11 @@ def optimize(
                                           "change).")] = False,
     max_error: Annotated[float, typer.Option(min=0.0, help="Largest output error a rewrite "
                                              "may cause, in int8 LSBs.")] = 2.0,
+    calibration: Annotated[Path | None, typer.Option(help="Representative inputs (.npz, one "
+                                                     "array per model input, samples "
+                                                     "first) for int8 partial-sum ranges "
+                                                     "and error checks (with --rewrite).")]
+    = None,
     tile: Annotated[bool, typer.Option(help="Run the high-resolution regions that set the "
                                        "peak tile by tile (bit-exact; adds MACs and ops).")
                     ] = False,
@@ -155,11 +160,12 @@ def optimize(
     from . import api
     from . import report as rep
 
-    with _errors(src, dst, header, plot):
+    with _errors(src, dst, header, plot, calibration):
         _check_paths(src, dst)
         with _progress(not json_out) as progress:
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
-                                  rewrite=rewrite, max_error=max_error, time_limit=time_limit,
+                                  rewrite=rewrite, max_error=max_error,
+                                  calibration=calibration, time_limit=time_limit,
                                   verify=verify, progress=progress, output_name=str(dst),
                                   tile=tile, ram_budget=ram_budget)
         write_atomic(dst, result.data)
