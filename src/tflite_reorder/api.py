@@ -380,14 +380,19 @@ def _safe_reference(model_t) -> bytes:
 
 
 def inspect_order(
-    model: Model, *, optimal: bool = False, inplace: bool = False, time_limit: float = 10.0
+    model: Model, *, optimal: bool = False, inplace: bool = False, time_limit: float = 10.0,
+    tile: bool = False,
 ) -> Inspection:
     """Every operator in execution order with the bytes live at its scope, the peak marked.
 
     The stored order, or with ``optimal`` the best order (in-place sharing counted when
-    ``inplace``). Raises ``ModelError`` for input it cannot read or understand.
+    ``inplace``); with ``tile`` of the model as ``optimize(tile=True)`` tiles it.
+    Raises ``ModelError`` for input it cannot read or understand.
     """
     loaded = load_model(model)
+    if tile:
+        tiled = serialize_model(tile_model(loaded.model).model)
+        loaded = parse_model(tiled, loaded.source)
     graph = shapes.true_graph(loaded.model)
     orders = graph.stored_orders()
     if optimal:

@@ -220,6 +220,7 @@ def inspect(
     = False,
     json_out: Json = False,
     time_limit: TimeLimit = 10.0,
+    tile: Annotated[bool, typer.Option(help="Show the model as --tile tiles it.")] = False,
 ) -> None:
     """Per-operator table: position, op, output shape, live bytes, the peak marked."""
     from . import report as rep
@@ -227,12 +228,13 @@ def inspect(
 
     with _errors(src):
         _check_paths(src, None)
-        seen = inspect_order(src, optimal=optimal, inplace=inplace, time_limit=time_limit)
+        seen = inspect_order(src, optimal=optimal, inplace=inplace, time_limit=time_limit,
+                             tile=tile)
         if json_out:
             print(json.dumps(seen.to_dict()))
         else:
-            title = f"{src.name}: {'optimised' if optimal else 'stored'} order, " \
-                    f"peak {seen.peak} B"
+            title = f"{src.name}{' tiled' if tile else ''}: " \
+                    f"{'optimised' if optimal else 'stored'} order, peak {seen.peak} B"
             out.print(rep.op_table(seen.rows, title))
 
 
