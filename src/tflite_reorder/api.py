@@ -106,6 +106,7 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    tflm_compat: bool = False,
     calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
@@ -138,6 +139,9 @@ def optimize(
     may change within ``max_error`` output LSBs for int8 models, 1e-5 relative for float);
     verification then compares bit for bit with the rewritten model and the rewrite error
     is reported.
+    With ``tflm_compat`` DEQUANTIZE of float16 constants and DENSIFY of sparse constants
+    (which TFLM cannot run) are folded into plain constants first; the output is then
+    verified bit for bit against the input under LiteRT, in LiteRT and in TFLM.
     ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
     samples first, as the TFLite converter's representative data): int8 partial sums get
     the ranges seen on it instead of their guaranteed ranges, and the error is measured on
@@ -153,10 +157,13 @@ def optimize(
     loaded = load_model(model)
     m = copy.deepcopy(loaded.model)
     rep = Report(input=loaded.source, output=output_name)
+    if tflm_compat:
+        stage("tflm-compat")
+        _tflm_compat(m, rep, time_limit)
     runs: list[Runnability] | None = None
     if verify:
         stage("runtimes")
-        runs = _runnable(loaded, rep, use_tflm)
+        runs = _runnable(loaded, rep, use_tflm, m, tflm_compat)
 
     stage("shapes")
     unsafe = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
@@ -215,7 +222,8 @@ def optimize(
     if verify:
         stage("verify")
         safe = _safe_reference(reference.model) if unsafe else None
-        ver = verify_written(reference, data, safe, runs)
+        ver = verify_written(reference, data, safe, runs,
+                             tflm_against_litert=bool(tflm_compat and reference is loaded))
         rep.verification = ver.to_dict()
         rep.seconds = time.monotonic() - t0
         if not ver.ok:
@@ -237,13 +245,20 @@ def optimize(
     return Optimized(data, rep, orders, the_plan, use)
 
 
-def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool) -> list[Runnability]:
-    """Which runtimes run the input, before any search; ``ModelError`` when none does."""
+def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool, m=None,
+              tflm_compat: bool = False) -> list[Runnability]:
+    """Which runtimes run the input, before any search; ``ModelError`` when none does.
+
+    With ``tflm_compat`` the output is made TFLM-runnable, so TFLM's refusal of the input
+    is no warning (verification compares TFLM on the output with LiteRT on the input).
+    """
     runs = runtimes.runnability(loaded.raw, use_tflm)
     if not any(r.runs for r in runs):
         why = "; ".join(f"{r.runtime}: {r.why}" for r in runs)
         raise ModelError(f"{loaded.source}: cannot verify: no runtime runs this model ({why}); "
                          f"use --no-verify to write it unverified")
+    if tflm_compat:
+        return runs
     tflm_run = next(r for r in runs if r.runtime == "tflm")
     if not tflm_run.runs and tflm_run.why.startswith("tflite-micro is not installed"):
         rep.warnings.append("tflite-micro is not installed: verified with LiteRT only; the "
@@ -252,7 +267,7 @@ def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool) -> list[Runnabil
     elif not tflm_run.runs and use_tflm:
         rep.warnings.append("TFLM cannot run this model (reason above), so the output was "
                             "verified with LiteRT only; its arena plan is for TFLM builds "
-                            "that can run it")
+                            "that can run it" + _compat_note(m))
     return runs
 
 
@@ -282,6 +297,44 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
     return found
+
+
+def _tflm_compat(m, rep: Report, time_limit: float) -> None:
+    """Fold the constants TFLM cannot compute (``rewrites.tflm_compat``) into ``m``; the
+    report gets what was folded, the flash it costs and the arena it saves (stored order,
+    and best order, both before and after)."""
+    from .rewrites.tflm_compat import make_tflm_compatible
+
+    before = shapes.true_graph(m)
+    result = make_tflm_compatible(m)
+    after = shapes.true_graph(m)
+    budget = time_limit / 4
+    best_before = peak_of_graph(before, False, budget).optimal
+    best_after = peak_of_graph(after, False, budget).optimal if result.folded else best_before
+    rep.tflm_compat = {
+        **result.to_dict(),
+        "arena_stored_before": stored_peak(before), "arena_stored_after": stored_peak(after),
+        "arena_best_before": best_before, "arena_best_after": best_after,
+        "arena_saved": best_before - best_after,
+    }
+
+
+def _compat_note(m) -> str:
+    """Point at ``--tflm-compat`` when it would make the model TFLM-runnable."""
+    from .rewrites.tflm_compat import foldable
+
+    if m is None or not foldable(m):
+        return ""
+    return "; --tflm-compat folds its float16/sparse weights into constants TFLM runs"
+
+
+def _compat_hint(m, tflm_compat: bool) -> str:
+    """Name ``--tflm-compat`` when the input fails to run because of what it folds."""
+    from .rewrites.tflm_compat import foldable
+
+    if tflm_compat or not foldable(m):
+        return ""
+    return ", or --tflm-compat to fold its float16/sparse weights into constants TFLM runs"
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
@@ -397,14 +450,19 @@ def _safe_reference(model_t) -> bytes:
 
 
 def inspect_order(
-    model: Model, *, optimal: bool = False, inplace: bool = False, time_limit: float = 10.0
+    model: Model, *, optimal: bool = False, inplace: bool = False, time_limit: float = 10.0,
+    tile: bool = False,
 ) -> Inspection:
     """Every operator in execution order with the bytes live at its scope, the peak marked.
 
     The stored order, or with ``optimal`` the best order (in-place sharing counted when
-    ``inplace``). Raises ``ModelError`` for input it cannot read or understand.
+    ``inplace``); with ``tile`` of the model as ``optimize(tile=True)`` tiles it.
+    Raises ``ModelError`` for input it cannot read or understand.
     """
     loaded = load_model(model)
+    if tile:
+        tiled = serialize_model(tile_model(loaded.model).model)
+        loaded = parse_model(tiled, loaded.source)
     graph = shapes.true_graph(loaded.model)
     orders = graph.stored_orders()
     if optimal:

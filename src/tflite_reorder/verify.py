@@ -122,6 +122,7 @@ def verify(
     rtol: float | None = None,
     use_tflm: bool = True,
     runtimes: list[Runnability] | None = None,
+    tflm_against_litert: bool = False,
 ) -> Verification:
     """Compare ``written`` with ``original`` on ``cases`` random inputs.
 
@@ -129,8 +130,10 @@ def verify(
     input; computed here when not given); the others are listed in ``not_run`` with the
     reason. ``rtol`` None demands bit-identical outputs; otherwise outputs may differ by
     that much (relative, or absolute for values near zero). ``tflm_reference`` replaces
-    ``original`` as the TFLM reference (a hazard-free form of the input). A runtime that
-    runs the input but fails on ``written`` raises: that is our bug, not the input's.
+    ``original`` as the TFLM reference (a hazard-free form of the input);
+    ``tflm_against_litert`` compares TFLM's outputs on ``written`` with LiteRT's on
+    ``original`` (an input TFLM cannot run, made runnable by ``--tflm-compat``). A runtime
+    that runs the input but fails on ``written`` raises: that is our bug, not the input's.
     """
     if runtimes is None:
         runtimes = runnability(original, use_tflm)
@@ -145,11 +148,18 @@ def verify(
         new = [run_litert(written, x) for x in inputs]
         result.comparisons.append(_compare("litert", "input model (LiteRT reference kernels)",
                                            ref, new, rtol))
-    if runs["tflm"].runs:
+    # TFLM on the output against LiteRT on the input: for inputs only made TFLM-runnable.
+    against = tflm_against_litert and runs["litert"].runs and tflm.available() and \
+        runs["tflm"].why != "disabled by the caller"
+    if against:
+        result.not_run = [r for r in result.not_run if r.runtime != "tflm"]
+    if runs["tflm"].runs or against:
         base = tflm_reference or original
         label = ("input model with repaired shapes (TFLM)" if tflm_reference
                  else "input model (TFLM)")
-        ref_t = [tflm.run_tflm(base, x) for x in inputs]
+        if against:
+            label = "input model (LiteRT reference kernels; TFLM cannot run it)"
+        ref_t = ref if against else [tflm.run_tflm(base, x) for x in inputs]
         new_t = [tflm.run_tflm(written, x) for x in inputs]
         result.comparisons.append(_compare("tflm", label, ref_t, new_t, rtol))
     return result
@@ -157,7 +167,7 @@ def verify(
 
 def verify_written(
     loaded: LoadedModel, data: bytes, tflm_reference: bytes | None,
-    runtimes: list[Runnability] | None = None,
+    runtimes: list[Runnability] | None = None, tflm_against_litert: bool = False,
 ) -> Verification:
     """``verify`` of the bytes about to be written against the input ``loaded``.
 
@@ -165,4 +175,5 @@ def verify_written(
     runtime that runs the input but fails on our output is our bug: its exception
     propagates (an internal error, nothing written).
     """
-    return verify(loaded.raw, data, tflm_reference=tflm_reference, runtimes=runtimes)
+    return verify(loaded.raw, data, tflm_reference=tflm_reference, runtimes=runtimes,
+                  tflm_against_litert=tflm_against_litert)
