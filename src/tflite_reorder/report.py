@@ -154,7 +154,10 @@ def print_lines(lines: list[str], console: Console | None = None) -> None:
 
 
 def c_header(name: str, source: str, figures: dict[str, int], margin: float = 0.0) -> str:
-    """A header that firmware includes to size its tensor arena."""
+    """A header that firmware includes to size its tensor arena.
+
+    Raises ``KeyError`` when ``figures`` has no ``head``.
+    """
     stem = re.sub(r"[^A-Za-z0-9]", "_", Path(name).stem).upper() or "MODEL"
     guard = f"{stem}_ARENA_H_"
     head, tail = figures["head"], figures.get("tail", 0)
@@ -187,7 +190,10 @@ def plot_memory(
     offsets: dict[tuple[int, int], int] | None,
     title: str,
 ) -> None:
-    """Live bytes per scope, before and after, and the plan's buffers as offset x time."""
+    """Live bytes per scope, before and after, and the plan's buffers as offset x time.
+
+    Raises ``ImportError`` without matplotlib (the ``plot`` extra).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -152,7 +152,12 @@ def _open(model_bytes: bytes, arena_size: int | None):
 def run_tflm(
     model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None = None
 ) -> list[np.ndarray]:
-    """Run one inference; returns every output of subgraph 0, in order."""
+    """Run one inference; returns every output of subgraph 0, in order.
+
+    Raises ``TflmError`` (``ArenaTooSmall`` for a too small ``arena_size``) with TFLM's
+    log, also when tflite-micro is not installed; ``ValueError`` for inputs of the wrong
+    type or shape.
+    """
     outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
     n_out = 0 if outputs is None else len(outputs)
     interp = _open(model_bytes, arena_size)
@@ -181,7 +186,10 @@ def _parse(text: str) -> TflmArena:
 
 
 def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmArena:
-    """TFLM's own account of the arena after planning the model."""
+    """TFLM's own account of the arena after planning the model.
+
+    Raises ``TflmError`` as ``run_tflm`` does.
+    """
     interp = _open(model_bytes, arena_size)
     with captured() as log:
         interp.print_allocations()
@@ -201,6 +209,8 @@ def min_arena_size(model_bytes: bytes) -> int:
 
     Bisection between a size that fails and one that works, started around TFLM's own
     total, which usually is the answer.
+
+    Raises ``TflmError`` when TFLM cannot run the model at any size.
     """
     total = measure_arena(model_bytes).total
     hi = align(total)
