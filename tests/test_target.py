@@ -271,3 +271,18 @@ def test_scratch_model_and_outputs_on_other_builds(build: tuple[str, str]) -> No
         logged = [(b.size, b.first, b.last) for b in got.buffers]
         assert logged == expected, f"{path.name} on {arch}/{kernels}"
         assert planning.target_head(use, {}) == got.arena.head
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("tile_resnet8_int8", {"tile": True}), ("tile_mbv1_025_96_int8", {"tile": True}),
+    ("add_tree_int8", {"rewrite": True}),
+], ids=["tile-resnet8", "tile-mbv1", "rewrite-add-tree"])
+def test_tiles_and_rewrites_hold_on_the_target(runner: target.Build, name: str,
+                                               options: dict) -> None:
+    """Tiled and rewritten models: bit-identical on the CMSIS-NN build, head as planned."""
+    result = api.optimize(ROOT / "models" / f"{name}.tflite", time_limit=2.0,
+                          target=Target(ARCH, KERNELS), **options)
+    r = result.report
+    assert r.tiles or r.rewrites, f"{name}: nothing was tiled or rewritten"
+    assert r.target["verified"] is True
+    assert r.target["head"] == r.arena_planned
