@@ -224,7 +224,12 @@ _TAIL_FIT = {"tensor": 60.5, "op": 70.7, "conv_channel": 8.26, "fixed": 588.0}
 
 def estimate_tail(model_bytes: bytes) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    graph = build_graph(parse_model(model_bytes).model)
+    return graph_tail(build_graph(parse_model(model_bytes).model))
+
+
+def graph_tail(graph) -> int:
+    """``estimate_tail`` of a built ``ModelGraph`` (no parsing: the rewrite search asks
+    for it once per candidate it schedules)."""
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops
