@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import ALL_MODELS as MODELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,9 +30,6 @@ from tflite_reorder.arena import (
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import ArenaUse, Buffer, simulate
-
-MODELS = sorted((Path(__file__).resolve().parent.parent / "models").glob("*.tflite"))
-
 
 # ---------------------------------------------------------------------------------------------
 # The independent checker

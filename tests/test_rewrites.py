@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import model_path
 
 from tflite_reorder import arena, scheduling, tflm
 from tflite_reorder.flatbuffer_io import (
@@ -33,7 +34,6 @@ from tflite_reorder.rewrites.subsample import candidates as subsample_sites
 from tflite_reorder.rewrites.subsample import fold
 from tflite_reorder.runtimes import random_inputs, run_litert, structured_inputs
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 CONCAT_HEAVY = [
     "concat_conv_int8", "concat_conv_float32", "concat_dw_int8", "densenet_int8",
     "nasnet_cells_int8", "inception_int8", "add_tree_int8", "add_tree_float32",
@@ -45,11 +45,10 @@ MUST_LOWER = {"concat_conv_int8", "concat_conv_float32", "densenet_int8", "add_t
 MAX_LSB, MAX_REL = 2.0, 1e-5
 CASES = 8
 
-needs_tflm = pytest.mark.skipif(not tflm.available(), reason="tflite-micro not installed")
 
 
 def path(name: str) -> Path:
-    p = MODELS / f"{name}.tflite"
+    p = model_path(name)
     if not p.exists():
         pytest.skip(f"{p.name} not generated")
     return p
@@ -115,7 +114,7 @@ def test_error_within_bounds_on_fresh_inputs(name: str) -> None:
             assert entry["local_max_error"] == 0
 
 
-@needs_tflm
+@pytest.mark.tflm
 @pytest.mark.parametrize("name", CONCAT_HEAVY)
 def test_tflm_runs_plan_with_inplace_adds(name: str) -> None:
     data, plan, use = planned(name)
@@ -210,9 +209,8 @@ def assert_bit_exact(original: bytes, new: bytes) -> None:
     for inputs in random_inputs(original, 3, seed=5):
         want = run_litert(original, inputs)
         assert all(same(w, g) for w, g in zip(want, run_litert(new, inputs), strict=True))
-        if tflm.available():
-            got = tflm.run_tflm(new, inputs)
-            assert all(same(w, g) for w, g in zip(want, got, strict=True))
+        got = tflm.run_tflm(new, inputs)
+        assert all(same(w, g) for w, g in zip(want, got, strict=True))
 
 
 def _exact_dissolve(ed: Editor, op):
@@ -224,6 +222,7 @@ def _exact_dissolve(ed: Editor, op):
         return None
 
 
+@pytest.mark.tflm
 def test_kernel_wise_partitioning_is_bit_exact() -> None:
     original, new, done = apply_everywhere("concat_dw_int8", _exact_dissolve)
     kinds = [s.kind for steps in done for s in steps]
@@ -231,12 +230,14 @@ def test_kernel_wise_partitioning_is_bit_exact() -> None:
     assert_bit_exact(original, new)
 
 
+@pytest.mark.tflm
 def test_distribution_through_elementwise_ops_is_bit_exact() -> None:
     original, new, done = apply_everywhere("densenet_int8", _exact_dissolve)
     assert {s.opcode for steps in done for s in steps} >= {"MUL", "ADD"}
     assert_bit_exact(original, new)
 
 
+@pytest.mark.tflm
 def test_subsample_folding_is_bit_exact() -> None:
     def rewrite(ed, op):
         i = next(k for k, o in enumerate(ed.sg.operators) if o is op)
@@ -250,7 +251,7 @@ def test_subsample_folding_is_bit_exact() -> None:
     assert_bit_exact(original, new)
 
 
-@needs_tflm
+@pytest.mark.tflm
 def test_fully_connected_partition_runs_in_tflm() -> None:
     def rewrite(ed, op):
         out = ed.outputs(op)[0]

@@ -49,6 +49,8 @@ from .scheduling import (
 )
 from .selfcheck import check_written
 from .sweep import PeakResult, peak_memory_many
+from .target import pipeline
+from .target.pipeline import Target
 from .tiling import tile_model
 from .verify import verify_written
 
@@ -106,11 +108,16 @@ def optimize(
     progress: Progress | None = None,
     output_name: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    target: Target | None = None,
     tile: bool = False,
     ram_budget: int | None = None,
     max_overhead: float = 0.3,
 ) -> Optimized:
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
+
+    With ``target`` (a Cortex-M build: architecture, kernel set, TFLM tree) the order and
+    the plan count its kernels' scratch buffers, and the written model is run on that
+    build under QEMU (``report.target``: measured head, tail, total, outputs verified).
 
     Raises ``ModelError`` for input it cannot handle and ``VerificationError`` when the
     written model does not compute what the input computes. With ``rewrite`` the graph is
@@ -159,14 +166,21 @@ def optimize(
     if not plan:
         inplace = False
 
+    reqs: dict = {}
+    if target is not None:
+        reqs, warning = pipeline.scratch_for(m, graph, target)
+        if warning:
+            rep.warnings.append(warning)
+
     stage("schedule")
-    orders, use = _schedule(graph, rep, inplace, time_limit, progress)
+    orders, use = _schedule(graph, rep, inplace, time_limit, progress, reqs)
     apply_orders(m, orders)
     if fix_shapes and true:
         shapes.fix_shapes(m, true)
 
     stage("plan")
-    the_plan = _plan(m, graph, orders, use, rep, plan, time_limit)
+    the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
+                     time_limit)
 
     stage("write")
     data = serialize_model(m)
@@ -184,6 +198,14 @@ def optimize(
         ver = verify_written(reference, data, safe, use_tflm)
         rep.verification = ver.to_dict()
         if not ver.ok:
+            rep.seconds = time.monotonic() - t0
+            raise VerificationError(rep)
+    if target is not None:
+        stage("target")
+        ref = _safe_reference(reference.model) if unsafe else reference.raw
+        on = pipeline.verify(ref, data, target, rep.arena_planned)
+        rep.target = on.to_dict()
+        if verify and on.verified is False:
             rep.seconds = time.monotonic() - t0
             raise VerificationError(rep)
     rep.seconds = time.monotonic() - t0
@@ -269,13 +291,17 @@ def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> Non
 
 
 def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
-              progress: Progress | None) -> tuple[list[list[int]], ArenaUse]:
-    """Best orders, their TFLM replay, and the report's peak and certificate figures."""
+              progress: Progress | None, reqs=None) -> tuple[list[list[int]], ArenaUse]:
+    """Best orders, their TFLM replay, and the report's peak and certificate figures.
+
+    With a target's scratch requests ``reqs`` the peaks include them.
+    """
     ts = time.monotonic()
-    orders, results = schedule_model(graph, inplace, time_limit, progress)
+    orders, results = schedule_model(graph, inplace, time_limit, progress,
+                                     pipeline.op_scratch(reqs or {}))
     rep.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
-    rep.peak_after = use.lower_bound
+    rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
     rep.peak_after_no_inplace = simulate(graph, orders, inplace=False).lower_bound
     rep.lower_bound, rep.optimal = certificate(results, rep.peak_after)
     rep.inplace = inplace
@@ -374,7 +400,31 @@ def arena_figures(model: Model, result: Optimized, *, measure: bool = True) -> d
     else:
         figures["tail"] = tflm.estimate_tail(result.data)
         figures["tail_source"] = "estimate (tflite-micro not installed)"
+    if r.target is not None:  # the target's own figures are what firmware must size for
+        t = r.target
+        figures["target"] = t
+        figures["tail"], figures["tail_source"] = t["tail"], t["tail_source"]
+        if t["head"] is not None:
+            figures["head"] = t["head"]
+        figures.pop("min_arena", None)  # the host's bisection does not hold on the target
     return figures
+
+
+def target_figures(model: Model, target: Target) -> dict:
+    """The model as it is, measured on a target build: head, tail, total, breakdown.
+
+    Raises ``ModelError`` when the build cannot be made or run here (toolchain, QEMU or
+    tree missing) or TFLM on the target refuses the model.
+    """
+    from dataclasses import asdict
+
+    from .target import TargetError, measure
+
+    loaded = load_model(model)
+    try:
+        return asdict(measure(loaded.raw, target.arch, target.kernels, target.tflm_src))
+    except TargetError as exc:
+        raise ModelError(f"{loaded.source}: on {target.arch} ({target.kernels}): {exc}") from None
 
 
 def plot_memory(path: str | os.PathLike, model: Model, result: Optimized) -> None:

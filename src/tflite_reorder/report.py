@@ -154,6 +154,10 @@ def c_header(name: str, source: str, figures: dict[str, int], margin: float = 0.
         f"/* Arena size to allocate (head + tail, +{margin:.0%} margin, 16-byte multiple): */",
         f"#define {stem}_ARENA_SIZE {size}",
     ]
+    if isinstance(figures.get("target"), dict):
+        t = figures["target"]
+        lines.insert(4, f"/* Sized for TFLM on {t['arch']} ({t['kernels']} kernels); tail "
+                        f"{figures.get('tail_source', '')}. */")
     if "min_arena" in figures:
         lines.append(f"/* Smallest arena TFLM accepted (bisection): */\n"
                      f"#define {stem}_ARENA_MIN {figures['min_arena']}")
