@@ -232,10 +232,10 @@ def estimate_tail_32(model_bytes: bytes) -> int:
 
 def estimate_tail(model_bytes: bytes, fit: dict[str, float] = _TAIL_FIT) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    return graph_tail(build_graph(parse_model(model_bytes).model))
+    return graph_tail(build_graph(parse_model(model_bytes).model), fit)
 
 
-def graph_tail(graph) -> int:
+def graph_tail(graph, fit: dict[str, float] = _TAIL_FIT) -> int:
     """``estimate_tail`` of a built ``ModelGraph`` (no parsing: the rewrite search asks
     for it once per candidate it schedules)."""
     channels = sum(
