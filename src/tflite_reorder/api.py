@@ -101,6 +101,7 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    tflm_compat: bool = False,
     calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
@@ -124,6 +125,9 @@ def optimize(
     rewritten first where that lowers the optimal peak (numerics may change within
     ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
     compares bit for bit with the rewritten model and the rewrite error is reported.
+    With ``tflm_compat`` DEQUANTIZE of float16 constants and DENSIFY of sparse constants
+    (which TFLM cannot run) are folded into plain constants first; the output is then
+    verified bit for bit against the input under LiteRT, in LiteRT and in TFLM.
     ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
     samples first, as the TFLite converter's representative data): int8 partial sums get
     the ranges seen on it instead of their guaranteed ranges, and the error is measured on
@@ -139,6 +143,9 @@ def optimize(
     loaded = load_model(model)
     m = copy.deepcopy(loaded.model)
     rep = Report(input=loaded.source, output=output_name)
+    if tflm_compat:
+        stage("tflm-compat")
+        _tflm_compat(m, rep, time_limit)
 
     stage("shapes")
     unsafe = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
@@ -195,7 +202,11 @@ def optimize(
     if verify:
         stage("verify")
         safe = _safe_reference(reference.model) if unsafe else None
-        ver = verify_written(reference, data, safe, use_tflm)
+        try:
+            ver = verify_written(reference, data, safe, use_tflm,
+                                 tflm_against_litert=bool(tflm_compat and reference is loaded))
+        except ModelError as exc:
+            raise ModelError(f"{exc}{_compat_hint(m, tflm_compat)}") from None
         rep.verification = ver.to_dict()
         if not ver.ok:
             rep.seconds = time.monotonic() - t0
@@ -226,6 +237,35 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
     return found
+
+
+def _tflm_compat(m, rep: Report, time_limit: float) -> None:
+    """Fold the constants TFLM cannot compute (``rewrites.tflm_compat``) into ``m``; the
+    report gets what was folded, the flash it costs and the arena it saves (stored order,
+    and best order, both before and after)."""
+    from .rewrites.tflm_compat import make_tflm_compatible
+
+    before = shapes.true_graph(m)
+    result = make_tflm_compatible(m)
+    after = shapes.true_graph(m)
+    budget = time_limit / 4
+    best_before = peak_of_graph(before, False, budget).optimal
+    best_after = peak_of_graph(after, False, budget).optimal if result.folded else best_before
+    rep.tflm_compat = {
+        **result.to_dict(),
+        "arena_stored_before": stored_peak(before), "arena_stored_after": stored_peak(after),
+        "arena_best_before": best_before, "arena_best_after": best_after,
+        "arena_saved": best_before - best_after,
+    }
+
+
+def _compat_hint(m, tflm_compat: bool) -> str:
+    """Name ``--tflm-compat`` when the input fails to run because of what it folds."""
+    from .rewrites.tflm_compat import foldable
+
+    if tflm_compat or not foldable(m):
+        return ""
+    return ", or --tflm-compat to fold its float16/sparse weights into constants TFLM runs"
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,

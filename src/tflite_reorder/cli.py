@@ -159,6 +159,10 @@ def optimize(
                                           "change).")] = False,
     max_error: Annotated[float, typer.Option(min=0.0, help="Largest output error a rewrite "
                                              "may cause, in int8 LSBs.")] = 2.0,
+    tflm_compat: Annotated[bool, typer.Option("--tflm-compat", help="Fold DEQUANTIZE of "
+                                              "float16 weights and DENSIFY of sparse weights "
+                                              "into float32/dense constants (TFLM runs "
+                                              "neither; costs flash).")] = False,
     calibration: Annotated[Path | None, typer.Option(help="Representative inputs (.npz, one "
                                                      "array per model input, samples "
                                                      "first) for int8 partial-sum ranges "
@@ -189,7 +193,8 @@ def optimize(
         with _progress(not json_out) as progress:
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
                                   rewrite=rewrite, max_error=max_error,
-                                  calibration=calibration, time_limit=time_limit,
+                                  tflm_compat=tflm_compat, calibration=calibration,
+                                  time_limit=time_limit,
                                   verify=verify, progress=progress, output_name=str(dst),
                                   tile=tile, ram_budget=ram_budget,
                                   target=_target(target, kernels, tflm_src))
