@@ -66,8 +66,11 @@ class _Log:
 
 
 @contextlib.contextmanager
-def _captured() -> Iterator[_Log]:
-    """Redirect fds 1 and 2 to a temp file for the duration; the text lands in the log."""
+def captured() -> Iterator[_Log]:
+    """Redirect fds 1 and 2 to a temp file for the duration; the text lands in the log.
+
+    For any native library that prints past ``sys.stdout`` (TFLM, the TF converter).
+    """
     log = _Log()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -100,7 +103,7 @@ def _fail(exc: Exception, log: str) -> TflmError:
 
 def _guarded(call: Callable[[], T]) -> T:
     """Run a TFLM call with its log captured; a failure becomes a TflmError with that log."""
-    with _captured() as log:
+    with captured() as log:
         try:
             result = call()
         except RuntimeError as exc:
@@ -180,7 +183,7 @@ def _parse(text: str) -> TflmArena:
 def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmArena:
     """TFLM's own account of the arena after planning the model."""
     interp = _open(model_bytes, arena_size)
-    with _captured() as log:
+    with captured() as log:
         interp.print_allocations()
     return _parse(log.text)
 
@@ -232,7 +235,12 @@ def estimate_tail_32(model_bytes: bytes) -> int:
 
 def estimate_tail(model_bytes: bytes, fit: dict[str, float] = _TAIL_FIT) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    graph = build_graph(parse_model(model_bytes).model)
+    return graph_tail(build_graph(parse_model(model_bytes).model), fit)
+
+
+def graph_tail(graph, fit: dict[str, float] = _TAIL_FIT) -> int:
+    """``estimate_tail`` of a built ``ModelGraph`` (no parsing: the rewrite search asks
+    for it once per candidate it schedules)."""
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops
