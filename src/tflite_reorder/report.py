@@ -89,6 +89,7 @@ def rewrite_lines(r: Report) -> list[str]:
                      f"{err.get('cases', '?')} inputs: {what}")
         for a in r.rewrites[:MAX_REWRITE_LINES]:
             saved = "-" if a.get("saved_bytes") is None else f"{a['saved_bytes']} B"
+            saved += " (head + tail)"
             local = a.get("local_max_error")
             exact = "exact" if a.get("exact") else (
                 f"local error {local:g}" if local is not None else "inexact")

@@ -245,7 +245,12 @@ def estimate_tail_32(model_bytes: bytes) -> int:
 
 def estimate_tail(model_bytes: bytes, fit: dict[str, float] = _TAIL_FIT) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    graph = build_graph(parse_model(model_bytes).model)
+    return graph_tail(build_graph(parse_model(model_bytes).model), fit)
+
+
+def graph_tail(graph, fit: dict[str, float] = _TAIL_FIT) -> int:
+    """``estimate_tail`` of a built ``ModelGraph`` (no parsing: the rewrite search asks
+    for it once per candidate it schedules)."""
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops
