@@ -39,7 +39,10 @@ class LoadedModel:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file, turning every OS-level failure into a one-line ModelError."""
+    """Read a file, turning every OS-level failure into a one-line ModelError.
+
+    Raises ``ModelError`` for a missing, unreadable or directory path.
+    """
     p = Path(path)
     if p.is_dir():
         raise ModelError(f"{p}: is a directory, not a .tflite file")
@@ -54,7 +57,10 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def check_header(raw: bytes, source: str) -> None:
-    """Reject bytes that cannot be a TFLite flatbuffer before any table is read."""
+    """Reject bytes that cannot be a TFLite flatbuffer before any table is read.
+
+    Raises ``ModelError`` naming ``source``.
+    """
     if len(raw) == 0:
         raise ModelError(f"{source}: empty file (0 bytes)")
     if len(raw) < 8:
@@ -73,6 +79,8 @@ def check_model(model, raw: bytes, source: str) -> None:
     version, indices inside their tables, external data inside the file, constant sizes.
 
     ``model`` is a ``ModelT`` or anything with its attribute names (``fastread.LiteModel``).
+
+    Raises ``ModelError`` naming ``source``.
     """
     if model.version != SUPPORTED_SCHEMA_VERSION:
         raise ModelError(
@@ -89,7 +97,10 @@ def check_model(model, raw: bytes, source: str) -> None:
 
 
 def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
-    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model.
+
+    Raises ``ModelError`` (one line, naming ``source``) for anything it refuses.
+    """
     check_header(raw, source)
     try:
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
@@ -186,7 +197,10 @@ def _check_indices(model: schema.ModelT, source: str) -> None:
 
 
 def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
-    """Accept a path, raw bytes or an already loaded model (the API's one entry point)."""
+    """Accept a path, raw bytes or an already loaded model (the API's one entry point).
+
+    Raises ``ModelError`` as ``read_bytes`` and ``parse_model`` do.
+    """
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, bytes | bytearray | memoryview):
@@ -256,7 +270,10 @@ def _pack_once(model: schema.ModelT, external_offsets: dict[int, int]) -> bytes:
 
 
 def serialize_model(model: schema.ModelT) -> bytes:
-    """Pack a model; every buffer's data starts at a multiple of 16 in the file."""
+    """Pack a model; every buffer's data starts at a multiple of 16 in the file.
+
+    Never raises for a tree ``parse_model`` produced (or edited in place).
+    """
     externals = [i for i, b in enumerate(model.buffers or []) if getattr(b, "external", False)]
     if not externals:
         return _pack_once(model, {})
@@ -275,7 +292,10 @@ def serialize_model(model: schema.ModelT) -> bytes:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write via a temp file in the target directory and rename, so no half file is left."""
+    """Write via a temp file in the target directory and rename, so no half file is left.
+
+    Raises ``ModelError`` when the file cannot be written (nothing is left behind).
+    """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
@@ -340,7 +360,10 @@ def get_offline_plan(model: schema.ModelT) -> list[int] | None:
 
 
 def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
-    """Write (or replace) the offline plan; ``offsets`` covers every tensor of every subgraph."""
+    """Write (or replace) the offline plan; ``offsets`` covers every tensor of every subgraph.
+
+    Raises ``ValueError`` when ``offsets`` does not cover every tensor.
+    """
     n_tensors = sum(len(sg.tensors or []) for sg in model.subgraphs)
     if len(offsets) != n_tensors:
         raise ValueError(f"offline plan has {len(offsets)} offsets for {n_tensors} tensors")

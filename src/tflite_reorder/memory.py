@@ -96,6 +96,10 @@ def build_problem(
     extra: Sequence[int] | None = None,
     inplace: bool | frozenset[str] = True,
 ) -> Problem:
+    """One subgraph as the scheduler's ``Problem`` (``extra``: nested bytes per operator).
+
+    Never raises for a subgraph ``build_graph`` accepted.
+    """
     n = len(sg.ops)
     nt = len(sg.tensors)
     producer = [-1] * nt
@@ -260,7 +264,10 @@ def simulate(
     inplace: bool | frozenset[str] = True,
     root: int = 0,
 ) -> ArenaUse:
-    """TFLM's lifetimes for ``orders`` (one per subgraph), with in-place groups merged."""
+    """TFLM's lifetimes for ``orders`` (one per subgraph), with in-place groups merged.
+
+    Never raises for a graph ``build_graph`` accepted and one order per subgraph.
+    """
     m = _Marker(graph, orders)
     m.mark(root)
     return _arena_use(graph, orders, m, inplace, only_marked=False)
@@ -319,7 +326,10 @@ def _alias_groups(graph, orders, m: _Marker, inplace) -> dict:
 def nested_extra(
     graph: ModelGraph, orders: Sequence[Sequence[int]], s: int, inplace=True
 ) -> list[int]:
-    """Per op of subgraph ``s``: peak bytes of the subgraphs it nests (0 if none)."""
+    """Per op of subgraph ``s``: peak bytes of the subgraphs it nests (0 if none).
+
+    Never raises for a graph ``build_graph`` accepted.
+    """
     extra = []
     for op in graph.subgraphs[s].ops:
         m = _Marker(graph, orders)

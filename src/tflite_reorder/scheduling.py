@@ -82,6 +82,8 @@ def certificate(
     capped at the model's peak. Subgraph 0's search includes its callees' peaks; when that
     matches the exact TFLM replay (it does unless a subgraph is called twice) and every
     subgraph is optimal, the model peak is proven.
+
+    Raises ``KeyError`` when ``results`` has no subgraph 0.
     """
     valid = [r.lower_bound for s, r in results.items()
              if all(results[c].optimal for c in _callees(graph, s) if c in results)]
