@@ -10,14 +10,13 @@ from conftest import model_path
 
 from tflite_reorder import arena
 from tflite_reorder.flatbuffer_io import (
-    ModelError,
     load_model,
     serialize_model,
     set_offline_plan,
 )
 from tflite_reorder.memory import simulate
 from tflite_reorder.scheduling import apply_orders, schedule_model
-from tflite_reorder.selfcheck import check_written
+from tflite_reorder.selfcheck import SelfCheckError, check_written
 from tflite_reorder.shapes import true_graph
 
 
@@ -49,7 +48,7 @@ def test_operators_in_another_order_are_caught(planned):
     m, graph, orders, use, plan, _ = planned
     data = _write(m, graph, arena.offsets_for_model(graph, plan))  # the stored order
     assert orders[0] != list(range(len(orders[0])))
-    with pytest.raises(ModelError, match="operators differ from the plan"):
+    with pytest.raises(SelfCheckError, match="operators differ from the plan"):
         check_written(graph, data, orders, plan, use)
 
 
@@ -57,17 +56,17 @@ def test_overlapping_or_misaligned_offsets_are_caught(planned):
     _, graph, orders, use, plan, out = planned
     offsets = arena.offsets_for_model(graph, plan)
     stacked = [0 if o >= 0 else o for o in offsets]  # every live buffer at offset 0
-    with pytest.raises(ModelError, match="overlaps two live tensors"):
+    with pytest.raises(SelfCheckError, match="overlaps two live tensors"):
         check_written(graph, _write(out, graph, stacked), orders, plan, use)
     t = next(i for i, o in enumerate(offsets) if o >= 0)
     shifted = list(offsets)
     shifted[t] += 8
-    with pytest.raises(ModelError, match="out of bounds|share their buffer"):
+    with pytest.raises(SelfCheckError, match="out of bounds|share their buffer"):
         check_written(graph, _write(out, graph, shifted), orders, plan, use)
 
 
 def test_a_plan_where_none_was_meant_is_caught(planned):
     _, graph, orders, use, plan, out = planned
     data = _write(out, graph, arena.offsets_for_model(graph, plan))
-    with pytest.raises(ModelError, match="unexpected offline plan"):
+    with pytest.raises(SelfCheckError, match="unexpected offline plan"):
         check_written(graph, data, orders, None, use)
