@@ -288,14 +288,14 @@ def test_unreadable_file(good, dirs, capsys):
 
 def test_unreadable_file_simulated(good, dirs, capsys, monkeypatch):
     """What chmod 000 does for a non-root user, simulated (tests may run as root)."""
-    real = Path.read_bytes
+    real = os.open
 
-    def deny(self: Path) -> bytes:
-        if self == good:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real(self)
+    def deny(path, flags, *args, **kw):
+        if Path(path) == good:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, flags, *args, **kw)
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    monkeypatch.setattr(os, "open", deny)
     run = run_cli(capsys, good, dirs[1] / "out.tflite")
     assert_clean_failure(run, 2, good, "permission denied", dirs[1])
 

@@ -388,6 +388,60 @@ def wide_branches(branches: int = 200, width: int = 4, seed: int = 0, join: str 
     return b.finish([x], [y])
 
 
+def long_chain(length: int = 10_000, width: int = 4) -> bytes:
+    """One chain of ``length`` ops (ADD(x, x) and RELU alternating) on [1, width] float32."""
+    b = _Builder()
+    prev = x = b.tensor([1, width], "input")
+    for i in range(length):
+        t = b.tensor([1, width], f"t{i}")
+        if i % 2:
+            b.op(OP.RELU, [prev], [t])
+        else:
+            b.op(OP.ADD, [prev, prev], [t], schema.BuiltinOptions.AddOptions,
+                 schema.AddOptionsT())
+        prev = t
+    return b.finish([x], [prev])
+
+
+def fan_out(width: int = 5_000, join: str = "concat", size: int = 4) -> bytes:
+    """``width`` RELUs of one input, joined by one CONCATENATION or a balanced ADD tree."""
+    b = _Builder()
+    x = b.tensor([1, size], "input")
+    ends = []
+    for i in range(width):
+        ends.append(b.tensor([1, size], f"r{i}"))
+        b.op(OP.RELU, [x], [ends[-1]])
+    if join == "add":
+        level = 0
+        while len(ends) > 1:
+            nxt = []
+            for i in range(0, len(ends) - 1, 2):
+                t = b.tensor([1, size], f"sum{level}_{i // 2}")
+                b.op(OP.ADD, [ends[i], ends[i + 1]], [t], schema.BuiltinOptions.AddOptions,
+                     schema.AddOptionsT())
+                nxt.append(t)
+            ends = nxt + ends[len(ends) // 2 * 2:]
+            level += 1
+        return b.finish([x], ends)
+    y = b.tensor([1, size * width], "output")
+    b.concat(ends, y)
+    return b.finish([x], [y])
+
+
+def dangling_tensors(count: int = 100_000, ops: int = 10) -> bytes:
+    """A short RELU chain plus ``count`` activation tensors no operator touches (TFLM
+    gives each the lifetime [-1, -1])."""
+    b = _Builder()
+    prev = x = b.tensor([1, 4], "input")
+    for i in range(ops):
+        t = b.tensor([1, 4], f"t{i}")
+        b.op(OP.RELU, [prev], [t])
+        prev = t
+    for i in range(count):
+        b.tensor([1, 4 + i % 7], f"dangling{i}")
+    return b.finish([x], [prev])
+
+
 # ---------------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,9 @@ found; 2 bad input or usage; 3 internal error. Errors are one line on stderr, no
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,9 +20,18 @@ import typer
 from rich.console import Console
 
 from . import __version__
-from .flatbuffer_io import ModelError, write_atomic
+from .flatbuffer_io import (
+    ModelError,
+    Terminated,
+    check_output_path,
+    sigterm_as_interrupt,
+    write_atomic,
+)
 
 EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+# click's UsageError (typer vendors click in recent versions: found through its subclass).
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 COMMANDS = ("optimize", "inspect", "arena", "check", "batch")
 
 app = typer.Typer(
@@ -77,8 +88,10 @@ def _errors(*paths: Path | None) -> Iterator[None]:
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stays open until exit)
         raise typer.Exit(EXIT_OK) from None
+    except Terminated:
+        raise _fail(EXIT_TERMINATED, "terminated; nothing written") from None
     except KeyboardInterrupt:
-        raise _fail(130, "interrupted; nothing written") from None
+        raise _fail(EXIT_INTERRUPTED, "interrupted; nothing written") from None
     except MemoryError:
         raise _fail(EXIT_INTERNAL, "out of memory; try a smaller --time-limit") from None
     except Exception as exc:  # a bug of ours: still one line, never a traceback
@@ -104,26 +117,54 @@ def _progress(enabled: bool) -> Iterator[Callable | None]:
         yield update
 
 
-def _check_paths(src: Path, dst: Path | None) -> None:
+def _check_paths(src: Path, dst: Path | None, *extra: Path | None) -> None:
+    """Every path and dependency checked before any work: a bad output path or a missing
+    plotting library must fail before anything is computed or written.
+
+    ``extra`` are further outputs (``--header``, ``--plot``); none may be the input or the
+    model output, and a ``--plot`` needs matplotlib.
+    """
     if not src.exists():
         raise ModelError(f"{src}: no such file")
     if src.is_dir():
         raise ModelError(f"{src}: is a directory, not a .tflite file")
-    if dst is None:
+    outputs = [p for p in (dst, *extra) if p is not None]
+    for i, path in enumerate(outputs):
+        if path.exists() and path.resolve() == src.resolve():
+            raise ModelError(f"{path}: output path is the input file; refusing to overwrite it")
+        if any(_same_path(path, q) for q in outputs[:i]):
+            raise ModelError(f"{path}: given as two different outputs")
+        check_output_path(path)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_plot(plot: Path | None) -> None:
+    if plot is None:
         return
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise ModelError(f"{dst}: output path is the input file; refusing to overwrite it")
-    if dst.is_dir():
-        raise ModelError(f"{dst}: output path is a directory")
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        raise ModelError(f"{dst}: output directory {parent} does not exist")
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ModelError(f"{plot}: plot file must end in {', '.join(PLOT_SUFFIXES)}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ModelError(f"{plot}: plotting needs matplotlib (pip install "
+                         f"'tflite-reorder[plot]')")
+
+
+def _finite(value: float | None) -> float | None:
+    """Option callback: inf and nan pass click's range checks but are no usable number."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 TimeLimit = Annotated[float, typer.Option(
-    "--time-limit", min=0.0, help="Seconds for the exact search; then the best order found "
-    "is used and the gap reported.")]
+    "--time-limit", min=0.0, callback=_finite, help="Seconds for the exact search; then the "
+    "best order found is used and the gap reported.")]
 
 
 @app.command()
@@ -143,8 +184,9 @@ def optimize(
                                              "write.")] = True,
     rewrite: Annotated[bool, typer.Option(help="Apply graph rewrites (numerics may "
                                           "change).")] = False,
-    max_error: Annotated[float, typer.Option(min=0.0, help="Largest output error a rewrite "
-                                             "may cause, in int8 LSBs.")] = 2.0,
+    max_error: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Largest output "
+                                             "error a rewrite may cause, in int8 LSBs.")]
+    = 2.0,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
@@ -154,7 +196,8 @@ def optimize(
     from .api import optimize as run
 
     with _errors(src, dst, header, plot):
-        _check_paths(src, dst)
+        _check_paths(src, dst, header, plot)
+        _check_plot(plot)
         with _progress(not json_out) as progress:
             result = run(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
                          rewrite=rewrite, max_error=max_error, time_limit=time_limit,
@@ -233,8 +276,9 @@ def arena(
     json_out: Json = False,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena size.")]
     = None,
-    margin: Annotated[float, typer.Option(min=0.0, help="Extra fraction added to the header's "
-                                          "arena size (0.1 = 10%).")] = 0.0,
+    margin: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Extra fraction "
+                                          "added to the header's arena size (0.1 = 10%).")]
+    = 0.0,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     inplace: Annotated[bool, typer.Option(help="Allow in-place sharing in the plan.")] = True,
     time_limit: TimeLimit = 10.0,
@@ -246,7 +290,8 @@ def arena(
     from .api import optimize as run
 
     with _errors(src, header, plot):
-        _check_paths(src, None)
+        _check_paths(src, None, header, plot)
+        _check_plot(plot)
         result = run(src, inplace=inplace, time_limit=time_limit, verify=False)
         figures = _arena_figures(src, result, measure)
         if header:
@@ -342,9 +387,30 @@ def batch(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: a first argument that is no command means ``optimize``."""
+    """Entry point: a first argument that is no command means ``optimize``.
+
+    Usage errors are one line and exit 2 like every other error (click's framed usage box
+    is for nobody's log file); SIGTERM is handled like Ctrl-C.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
         args.insert(0, "optimize")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    app(args=args, prog_name="tflite-reorder")
+    try:
+        with sigterm_as_interrupt():
+            code = app(args=args, prog_name="tflite-reorder", standalone_mode=False)
+    except _USAGE_ERROR as exc:
+        raise _usage_error(exc) from None
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        term = isinstance(exc, Terminated)
+        _fail(EXIT_TERMINATED if term else EXIT_INTERRUPTED,
+              "terminated" if term else "interrupted")
+        sys.exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _usage_error(exc) -> SystemExit:
+    where = exc.ctx.command_path if exc.ctx is not None else "tflite-reorder"
+    _fail(EXIT_INPUT, f"{exc.format_message()} (see '{where} --help')")
+    return SystemExit(EXIT_INPUT)
