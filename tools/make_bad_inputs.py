@@ -442,6 +442,46 @@ def dangling_tensors(count: int = 100_000, ops: int = 10) -> bytes:
     return b.finish([x], [prev])
 
 
+def nested_ifs(depth: int = 1_500, shared: bool = False) -> bytes:
+    """IFs nested ``depth`` deep: subgraph k's IF calls subgraph k + 1 as its then-branch
+    and, with ``shared``, as its else-branch too (2^depth paths through one chain of
+    subgraphs), otherwise a one-RELU leaf subgraph shared by every level.
+
+    Every subgraph takes (cond: BOOL [], x: FLOAT32 [1, 4]) and returns y [1, 4]; the
+    innermost and the leaf apply RELU. LiteRT and TFLM both run it.
+    """
+    m = schema.ModelT()
+    m.version, m.description = 3, "tflite-reorder nested IF stress model"
+    m.operatorCodes, m.buffers, m.subgraphs = [], [schema.BufferT()], []
+    leaf = depth + 1
+    for k in range(depth + 2):
+        sg = schema.SubGraphT()
+        sg.name = f"level{k}" if k < leaf else "leaf"
+        sg.tensors, sg.operators = [], []
+        for name, shape, dtype in (("cond", [], schema.TensorType.BOOL),
+                                   ("x", [1, 4], schema.TensorType.FLOAT32),
+                                   ("y", [1, 4], schema.TensorType.FLOAT32)):
+            t = schema.TensorT()
+            t.name, t.shape, t.type, t.buffer = name, np.array(shape, np.int32), dtype, 0
+            sg.tensors.append(t)
+        op = schema.OperatorT()
+        if k < depth:
+            opts = schema.IfOptionsT()
+            opts.thenSubgraphIndex = k + 1
+            opts.elseSubgraphIndex = k + 1 if shared else leaf
+            op.opcodeIndex = _opcode(m, OP.IF)
+            op.inputs = np.array([0, 0, 1], np.int32)
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.IfOptions, opts
+        else:
+            op.opcodeIndex = _opcode(m, OP.RELU)
+            op.inputs = np.array([1], np.int32)
+        op.outputs = np.array([2], np.int32)
+        sg.operators.append(op)
+        sg.inputs, sg.outputs = np.array([0, 1], np.int32), np.array([2], np.int32)
+        m.subgraphs.append(sg)
+    return serialize_model(m)
+
+
 # ---------------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from .flatbuffer_io import (
     serialize_model,
     set_offline_plan,
 )
-from .graph import ModelGraph, build_graph
+from .graph import ModelGraph, build_graph, callees_first
 from .memory import ArenaUse, build_problem, nested_extra, peak, simulate
 from .scheduler import Progress, Schedule, schedule
 
@@ -111,25 +111,6 @@ class PeakMemory:
 # ---------------------------------------------------------------------------------------------
 
 
-def _call_order(graph: ModelGraph) -> list[int]:
-    """Subgraphs with callees before callers, so nested peaks are known when needed."""
-    seen: set[int] = set()
-    out: list[int] = []
-
-    def visit(s: int) -> None:
-        if s in seen:
-            return
-        seen.add(s)
-        for op in graph.subgraphs[s].ops:
-            for c in op.calls:
-                visit(c)
-        out.append(s)
-
-    for s in range(len(graph.subgraphs)):
-        visit(s)
-    return out
-
-
 def schedule_model(
     graph: ModelGraph,
     inplace: bool = True,
@@ -140,9 +121,10 @@ def schedule_model(
     deadline = time.monotonic() + time_limit
     orders = graph.stored_orders()
     results: dict[int, Schedule] = {}
-    for s in _call_order(graph):
+    cache: dict = {}
+    for s in callees_first(graph):
         sg = graph.subgraphs[s]
-        p = build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        p = build_problem(sg, nested_extra(graph, orders, s, inplace, cache), inplace)
         res = schedule(p, time_limit=max(0.0, deadline - time.monotonic()), progress=progress)
         if not sg.is_topological(res.order):  # never expected; keep the model valid
             raise AssertionError(f"subgraph {s}: scheduler returned a non-topological order")
@@ -152,8 +134,9 @@ def schedule_model(
 
 
 def _problems(graph: ModelGraph, orders: list[list[int]], inplace: bool) -> list:
+    cache: dict = {}
     return [
-        build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        build_problem(sg, nested_extra(graph, orders, s, inplace, cache), inplace)
         for s, sg in enumerate(graph.subgraphs)
     ]
 

@@ -406,8 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(EXIT_TERMINATED if term else EXIT_INTERRUPTED,
               "terminated" if term else "interrupted")
         sys.exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def _usage_error(exc) -> SystemExit:

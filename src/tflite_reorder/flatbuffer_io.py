@@ -548,7 +548,7 @@ OFFLINE_PLAN_VERSION = 1
 ONLINE = -1  # "plan this tensor online"
 
 
-def _metadata_name(entry: schema.MetadataT) -> str:
+def metadata_name(entry: schema.MetadataT) -> str:
     name = entry.name
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
 
@@ -556,7 +556,7 @@ def _metadata_name(entry: schema.MetadataT) -> str:
 def get_offline_plan(model: schema.ModelT) -> list[int] | None:
     """The offsets of an existing offline plan, or None."""
     for entry in model.metadata or []:
-        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if metadata_name(entry) == OFFLINE_PLAN_NAME:
             data = model.buffers[entry.buffer].data
             data = b"" if data is None else np.asarray(data, dtype=np.uint8).tobytes()
             words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4")
@@ -595,7 +595,7 @@ def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
     model.metadata = model.metadata or []
     model.buffers = model.buffers or []
     for entry in model.metadata:
-        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if metadata_name(entry) == OFFLINE_PLAN_NAME:
             if _referenced_elsewhere(model, entry.buffer, entry):
                 entry.buffer = _new_buffer(model, payload)
             else:
@@ -623,7 +623,7 @@ def remove_offline_plan(model: schema.ModelT) -> None:
     of other buffers stay valid)."""
     keep = []
     for entry in model.metadata or []:
-        if _metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if metadata_name(entry) == OFFLINE_PLAN_NAME:
             if not _referenced_elsewhere(model, entry.buffer, entry):
                 _set_inline(model.buffers[entry.buffer], None)
         else:

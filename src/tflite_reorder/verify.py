@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import tflm
+from . import preflight, tflm
 
 
 @dataclass
@@ -45,8 +45,10 @@ class Verification:
 
 
 def _litert(model_bytes: bytes):
+    """A LiteRT interpreter on the reference kernels (after ``preflight.check``)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    preflight.check(model_bytes)
     interp = Interpreter(
         model_content=model_bytes,
         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from .. import preflight
 from ..graph import build_graph, opcode_name
 from ..memory import simulate
 from ..verify import random_inputs
@@ -24,6 +25,7 @@ from .edit import text
 def _interpreter(data: bytes, preserve: bool = False):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    preflight.check(data)
     interp = Interpreter(
         model_content=data,
         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
