@@ -8,8 +8,13 @@ import random
 from tflite_reorder.graph import ModelGraph, OpNode, SubgraphGraph, TensorInfo
 
 
-def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3) -> SubgraphGraph:
-    """Multi-output ops, shared inputs, mid-graph outputs, dead outputs, random sizes."""
+def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3,
+                    source_share: float = 0.0) -> SubgraphGraph:
+    """Multi-output ops, shared inputs, mid-graph outputs, dead outputs, random sizes.
+
+    ``source_share``: the share of ops that read a constant (DEQUANTIZE-like), half of them
+    also reading an arena tensor, so that many are "sources" (``reductions``).
+    """
     tensors: list[TensorInfo] = []
 
     def new_tensor(nbytes: int | None = None) -> int:
@@ -22,6 +27,14 @@ def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3) 
     avail = list(inputs)
     ops: list[OpNode] = []
     for i in range(n_ops):
+        if rng.random() < source_share:
+            const = len(tensors)
+            tensors.append(TensorInfo(const, f"c{const}", (8,), "INT8", 8, False, (8,)))
+            ins = (const,) if rng.random() < 0.5 else (const, rng.choice(avail))
+            outs = (new_tensor(),)
+            ops.append(OpNode(i, "DEQUANTIZE", ins, outs))
+            avail.extend(outs)
+            continue
         k = rng.randint(1, min(3, len(avail)))
         # prefer recent tensors so the DAG has depth, but allow long skips
         pool = avail[-4:] if rng.random() < 0.7 else avail

@@ -8,7 +8,7 @@ import random
 import pytest
 from conftest import ROOT
 
-from tflite_reorder import api
+from tflite_reorder import api, scheduling
 from tflite_reorder.flatbuffer_io import (
     LoadedModel,
     get_offline_plan,
@@ -121,7 +121,7 @@ def _reordered(loaded: LoadedModel, rng: random.Random) -> bytes:
             if indeg[w] == 0:
                 ready.append(w)
     m = copy.deepcopy(loaded.model)
-    api.apply_orders(m, [order])
+    scheduling.apply_orders(m, [order])
     return serialize_model(m)
 
 

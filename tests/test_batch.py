@@ -8,34 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import BATCH_MODELS as GOOD
+from conftest import run_cli
 
 from tflite_reorder import batch
-from tflite_reorder.api import Report, VerificationError
-from tflite_reorder.cli import main
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
-
-GOOD = ("concat_dw_int8", "multi_output_int8", "inception_int8")
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """Three small shipped models and one truncated file."""
-    d = tmp_path / "models"
-    d.mkdir()
-    for name in GOOD:
-        shutil.copy(ROOT / "models" / f"{name}.tflite", d)
-    raw = (ROOT / "models" / "mobilenet_int8.tflite").read_bytes()
-    (d / "corrupt.tflite").write_bytes(raw[:3000])
-    return d
-
-
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
+from tflite_reorder.results import Report, VerificationError
 
 
 def test_json_lines_and_a_bad_model_does_not_stop_the_others(model_dir, tmp_path, capsys):

@@ -38,3 +38,24 @@ def test_bounds_are_exact_minima_or_below(inplace):
             assert cb <= truth
             tight += cb == truth
     assert tight > 500  # the closure bound is usually exact, not just valid
+
+
+def test_compiled_max_flow_equals_the_python_reference(monkeypatch):
+    """OR-tools' max flow (when installed) gives the closure bounds Dinic's algorithm gives."""
+    from tflite_reorder import bounds
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(3)
+    checked = 0
+    for _ in range(120):
+        sg = random_subgraph(rng, rng.randint(2, 40), source_share=0.2)
+        p = build_problem(sg, inplace=rng.random() < 0.5)
+        ctx = _context(p)
+        for v in range(p.n_ops):
+            monkeypatch.setattr(bounds, "COMPILED_FLOW", True)
+            fast = closure_bound(ctx, v)
+            monkeypatch.setattr(bounds, "COMPILED_FLOW", False)
+            assert fast == closure_bound(ctx, v)
+            checked += 1
+    assert checked > 1000

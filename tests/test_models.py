@@ -10,11 +10,12 @@ from conftest import MODELS
 from exhaustive import TooLarge, optimum
 
 from tflite_reorder import tflm
-from tflite_reorder.api import _true_shapes
 from tflite_reorder.cli import main
 from tflite_reorder.flatbuffer_io import get_offline_plan, load_model
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import build_problem, nested_extra
+from tflite_reorder.scheduling import schedule_model
+from tflite_reorder.shapes import true_shapes
 
 
 def run_cli(args, capsys):
@@ -52,10 +53,9 @@ def test_cli_optimizes_and_verifies(model, tmp_path, capsys):
 @pytest.mark.parametrize("model", MODELS, ids=lambda p: p.stem)
 def test_optimum_matches_exhaustive_search(model):
     """On every subgraph small enough to enumerate, the optimum equals brute force."""
-    from tflite_reorder.api import schedule_model
 
     loaded = load_model(model)
-    graph = build_graph(loaded.model, _true_shapes(loaded.model))
+    graph = build_graph(loaded.model, true_shapes(loaded.model))
     if graph.n_ops > 45:
         pytest.skip("too many operators to enumerate")
     orders, results = schedule_model(graph, inplace=True, time_limit=30)

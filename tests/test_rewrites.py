@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflite_reorder import api, arena, tflm
+from tflite_reorder import arena, scheduling, tflm
 from tflite_reorder.flatbuffer_io import (
     get_offline_plan,
     load_model,
@@ -31,7 +31,7 @@ from tflite_reorder.rewrites.measure import Reference, optimal_peak
 from tflite_reorder.rewrites.partition import dissolve
 from tflite_reorder.rewrites.subsample import candidates as subsample_sites
 from tflite_reorder.rewrites.subsample import fold
-from tflite_reorder.verify import random_inputs, run_litert
+from tflite_reorder.runtimes import random_inputs, run_litert, structured_inputs
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 CONCAT_HEAVY = [
@@ -67,8 +67,8 @@ def planned(name: str) -> tuple[bytes, arena.Plan, object]:
     """The rewritten model in its optimal order with our offline plan written in."""
     model = copy.deepcopy(rewritten(name)[1].model)
     graph = build_graph(model)
-    orders, _ = api.schedule_model(graph, True, 10.0)
-    api.apply_orders(model, orders)
+    orders, _ = scheduling.schedule_model(graph, True, 10.0)
+    scheduling.apply_orders(model, orders)
     graph = build_graph(model)
     use = simulate(graph, graph.stored_orders(), inplace=True)
     plan = arena.plan_arena(use, time_limit=2.0)
@@ -128,7 +128,7 @@ def test_tflm_runs_plan_with_inplace_adds(name: str) -> None:
         adds = {o for op in sg.ops if op.opcode == "ADD" for o in op.outputs}
         assert any(any(t in adds for _, t in b.tensors) for b in shared), "no in-place ADD"
     for seed in (0, 1):
-        inputs = tflm.random_inputs(data, seed)
+        inputs = structured_inputs(data, seed)
         want = run_litert(data, inputs)
         got = tflm.run_tflm(data, inputs)
         assert all(same(w, g) for w, g in zip(want, got, strict=True)), name

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
+from exhaustive import optimum
 from randgraphs import all_topological_orders, model_of, random_subgraph
 
-from tflite_reorder.memory import build_problem, peak, simulate
-from tflite_reorder.scheduler import schedule
+from tflite_reorder.memory import build_problem, peak, simulate, step_costs
+from tflite_reorder.reductions import canonical
+from tflite_reorder.scheduler import _context, ctx_macros, schedule
 
 N_GRAPHS = 600
 
@@ -55,3 +58,97 @@ def test_time_limit_returns_anytime_answer():
     assert sg.is_topological(res.order)
     assert res.lower_bound <= res.peak
     assert res.peak == peak(p, res.order)
+
+
+def _random_topological(rng, p):
+    """A uniformly shuffled Kahn order: a random valid stored order."""
+    indeg = [len(ps) for ps in p.preds]
+    ready = [v for v in range(p.n_ops) if not indeg[v]]
+    order = []
+    while ready:
+        v = ready.pop(rng.randrange(len(ready)))
+        order.append(v)
+        for w in p.succs[v]:
+            indeg[w] -= 1
+            if not indeg[w]:
+                ready.append(w)
+    return order
+
+
+@pytest.mark.parametrize("general", [False, True])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_sources_late_keeps_the_optimum(inplace, general):
+    """With many DEQUANTIZE-like sources the macro search still equals brute force."""
+    rng = random.Random(77 + inplace + 2 * general)
+    with_sources = 0
+    for case in range(200):
+        sg = random_subgraph(rng, rng.randint(3, 10), source_share=0.4)
+        p = build_problem(sg, inplace=inplace)
+        ctx = _context(p, general_sources=general)
+        with_sources += ctx.source != 0
+        best = optimum(p)
+        res = schedule(p, time_limit=30, ctx=ctx)
+        assert sg.is_topological(res.order), case
+        assert res.optimal and res.peak == best, (case, res.peak, best)
+        assert _truth(sg, res.order, inplace) == best
+    assert with_sources > 80
+
+
+def test_canonical_order_never_raises_the_peak():
+    """Moving sources to just before their first consumer never raises an order's peak."""
+    rng = random.Random(5)
+    lowered = 0
+    for _ in range(300):
+        sg = random_subgraph(rng, rng.randint(3, 14), source_share=0.4)
+        p = build_problem(sg, inplace=rng.random() < 0.5)
+        ctx = _context(p, general_sources=True)
+        order = _random_topological(rng, p)
+        canon = canonical(ctx_macros(ctx), order)
+        assert sg.is_topological(canon)
+        assert peak(p, canon) <= peak(p, order)
+        lowered += peak(p, canon) < peak(p, order)
+    assert lowered > 20
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.05])
+def test_never_worse_than_the_stored_order(limit):
+    """300 random 40-80-op graphs stopped at a limit: the answer never beats the stored
+    order upward, for the ops' own order and for a random stored order."""
+    rng = random.Random(2026 + int(limit * 100))
+    stopped = 0
+    for case in range(300):
+        sg = random_subgraph(rng, rng.randint(40, 80),
+                             source_share=rng.choice([0.0, 0.2, 0.5]))
+        p = build_problem(sg, inplace=rng.random() < 0.5)
+        stored = list(range(p.n_ops)) if case % 2 else _random_topological(rng, p)
+        res = schedule(p, time_limit=limit, stored=None if case % 2 else stored)
+        assert sg.is_topological(res.order), case
+        assert res.peak <= peak(p, stored), (case, res.peak, peak(p, stored))
+        stopped += not res.optimal
+    assert stopped > 30  # the limits did stop searches
+
+
+def test_improvement_never_worse_and_reaches_the_optimum():
+    """Re-solving windows at the peak: a valid order, never worse, optimal when one window
+    covers a small graph."""
+    from tflite_reorder.improve import improve_order
+    from tflite_reorder.memory import initial_live, resident_after_inputs
+    from tflite_reorder.scheduler import _step, search
+
+    rng = random.Random(31)
+    better = 0
+    for case in range(200):
+        sg = random_subgraph(rng, rng.randint(3, 9), source_share=0.2)
+        p = build_problem(sg, inplace=rng.random() < 0.5)
+        ctx = _context(p)
+        order = canonical(ctx_macros(ctx), _random_topological(rng, p))
+        before = peak(p, order)
+        steps = max(step_costs(p, order))
+        got, worst = improve_order(ctx, 0, (1 << p.n_ops) - 1, resident_after_inputs(p), order,
+                                   steps, 0, time.monotonic() + 5, search, _step)
+        assert sg.is_topological(got), case
+        assert peak(p, got) <= before
+        assert max(worst, initial_live(p)) == peak(p, got)
+        assert peak(p, got) == optimum(p), case
+        better += peak(p, got) < before
+    assert better > 30

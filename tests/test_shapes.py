@@ -13,20 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from tflite_reorder import flatbuffer_io as fio
 from tflite_reorder import tflm
 from tflite_reorder.graph import build_graph, opcode_name
+from tflite_reorder.hazards import describe, find_hazards
 from tflite_reorder.memory import simulate
-from tflite_reorder.shapes import (
-    SHAPE_RULES,
-    describe,
-    find_hazards,
-    fix_shapes,
-    infer_shapes,
-    repair_padding,
-)
+from tflite_reorder.rewrites.padding import repair_padding
+from tflite_reorder.runtimes import litert, run_litert, run_litert_cases, structured_inputs
+from tflite_reorder.shapes import SHAPE_RULES, fix_shapes, infer_shapes
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODELS = sorted(MODELS_DIR.glob("*.tflite"))
@@ -40,11 +35,7 @@ def _load(name: str) -> schema.ModelT:
 @functools.cache
 def _litert_shapes(name: str) -> dict[int, tuple[int, ...]]:
     """LiteRT's resolved shape of every subgraph-0 tensor of a model in models/."""
-    it = Interpreter(
-        model_content=(MODELS_DIR / f"{name}.tflite").read_bytes(),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-    )
-    it.allocate_tensors()
+    it = litert((MODELS_DIR / f"{name}.tflite").read_bytes())
     return {d["index"]: tuple(int(x) for x in d["shape"]) for d in it.get_tensor_details()}
 
 
@@ -321,26 +312,14 @@ def test_stored_size_plan_overlaps_in_truth() -> None:
 
 
 def _run_tflm(data: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    from tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(data, arena_size=1 << 22)
-    outs = []
-    for x in inputs:
-        it.set_input(x, 0)
-        it.invoke()
-        outs.append(np.array(it.get_output(0)).astype(np.int32))
-    return outs
+    """Output 0 per single-input case, in a large arena (the model's own plan decides)."""
+    return [tflm.run_tflm(data, [x], arena_size=1 << 22)[0].astype(np.int32) for x in inputs]
 
 
 def _run_litert(data: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    outs = []
-    for x in inputs:
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        it.invoke()
-        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).astype(np.int32))
-    return outs
+    """Output 0 per single-input case."""
+    outs, _ = run_litert_cases(data, [[x] for x in inputs])
+    return [o[0].astype(np.int32) for o in outs]
 
 
 def _outputs_per_plan(model: schema.ModelT, inputs, true_shapes=None) -> dict[str, list]:
@@ -435,20 +414,20 @@ def test_tflm_space_to_batch_padding_is_not_the_zero_point() -> None:
     sg.outputs = np.array([t], np.int32)
     data = fio.serialize_model(model)
     x = np.random.default_rng(0).integers(-128, 128, size=(1, 32, 32, 3), dtype=np.int8)
-    tflm = _run_tflm(data, [x])[0]
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
+    on_tflm = _run_tflm(data, [x])[0]
+    it = litert(data)
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
-    litert = it.get_tensor(t).astype(np.int32)
+    on_litert = it.get_tensor(t).astype(np.int32)
     # [4, 18, 18, 8] from 32x32, block 2x2, paddings [[2, 2], [2, 2]]: in every sub-batch, row
     # (column) r is row 2r + phase of the 36x36 padded image, padding for r = 0 and r = 17.
-    assert litert.shape == (4, 18, 18, 8)
-    padded = np.ones(litert.shape, bool)
+    assert on_litert.shape == (4, 18, 18, 8)
+    padded = np.ones(on_litert.shape, bool)
     padded[:, 1:17, 1:17, :] = False
-    assert (litert[padded] == -128).all()
-    assert (tflm[~padded] == litert[~padded]).all()
-    print(f"\nTFLM SPACE_TO_BATCH_ND pad values: {np.unique(tflm[padded]).tolist()}, LiteRT: -128")
+    assert (on_litert[padded] == -128).all()
+    assert (on_tflm[~padded] == on_litert[~padded]).all()
+    print(f"\nTFLM SPACE_TO_BATCH_ND pad values: {np.unique(on_tflm[padded]).tolist()}, "
+          "LiteRT: -128")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,16 +459,6 @@ def _shapes_fixed_only(name: str) -> bytes:
     model = _load(name)
     fix_shapes(model, infer_shapes(model))
     return fio.serialize_model(model)
-
-
-def _run_all_litert(data: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Every output of subgraph 0 (dtypes kept, so float comparisons stay bit-exact)."""
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    for d, x in zip(it.get_input_details(), inputs, strict=True):
-        it.set_tensor(d["index"], x)
-    it.invoke()
-    return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
 
 
 def _bits_equal(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
@@ -573,9 +542,9 @@ def test_models_without_padded_s2b_are_untouched() -> None:
 def test_repaired_model_is_bit_identical_in_litert(name: str) -> None:
     raw = (MODELS_DIR / f"{name}.tflite").read_bytes()
     for seed in range(3):
-        inputs = tflm.random_inputs(raw, seed)
-        assert _bits_equal(_run_all_litert(_repaired(name), inputs),
-                           _run_all_litert(raw, inputs)), seed
+        inputs = structured_inputs(raw, seed)
+        assert _bits_equal(run_litert(_repaired(name), inputs),
+                           run_litert(raw, inputs)), seed
 
 
 def _with_plan(data: bytes, plan: str) -> bytes:
@@ -594,8 +563,8 @@ def test_repaired_model_is_bit_exact_and_deterministic_in_tflm(name: str) -> Non
     not asserted, since the garbage differs between processes (and may happen to be right).
     """
     raw = (MODELS_DIR / f"{name}.tflite").read_bytes()
-    cases = [tflm.random_inputs(raw, seed) for seed in range(2)]
-    reference = [_run_all_litert(raw, x) for x in cases]
+    cases = [structured_inputs(raw, seed) for seed in range(2)]
+    reference = [run_litert(raw, x) for x in cases]
     before = max(_lsb(tflm.run_tflm(_shapes_fixed_only(name), x), ref)
                  for x, ref in zip(cases, reference, strict=True))
     after = 0.0
@@ -741,8 +710,7 @@ ONE_OP_CASES = {
 def test_rule_on_one_op_model_agrees_with_litert(case: str) -> None:
     opcode, inputs, options, *n_out = ONE_OP_CASES[case]
     data = _one_op_model(opcode, inputs, options, *n_out)
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
+    it = litert(data)
     truth = {d["index"]: tuple(int(x) for x in d["shape"]) for d in it.get_tensor_details()}
     model = fio.load_model(data).model
     for t in model.subgraphs[0].operators[0].outputs:

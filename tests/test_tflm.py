@@ -17,8 +17,10 @@ from tflite_reorder import tflm
 from tflite_reorder.arena import greedy_head, plan_arena, write_plan
 from tflite_reorder.flatbuffer_io import load_model, serialize_model
 from tflite_reorder.graph import build_graph
+from tflite_reorder.hazards import find_hazards
 from tflite_reorder.memory import simulate
-from tflite_reorder.shapes import find_hazards, fix_shapes, infer_shapes
+from tflite_reorder.runtimes import structured_inputs
+from tflite_reorder.shapes import fix_shapes, infer_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted((ROOT / "models").glob("*.tflite"))
@@ -58,7 +60,7 @@ def test_written_plan_is_exact_and_harmless(path: Path) -> None:
         # of all -1 (= TFLM's own plan), so bit-identity cannot be asked of our plan.
         pytest.skip("TFLM SPACE_TO_BATCH_ND pads with uninitialised memory")
     for seed in (0, 1):
-        inputs = tflm.random_inputs(reference, seed)
+        inputs = structured_inputs(reference, seed)
         want = tflm.run_tflm(reference, inputs)
         got = tflm.run_tflm(planned, inputs)
         assert len(want) == len(got) > 0
@@ -87,12 +89,12 @@ def test_min_arena_size_is_the_threshold() -> None:
 
 def test_too_small_arena_is_reported_with_tflm_reason() -> None:
     with pytest.raises(tflm.ArenaTooSmall, match="missing"):
-        tflm.run_tflm(SMALL.read_bytes(), tflm.random_inputs(SMALL.read_bytes()), 1024)
+        tflm.run_tflm(SMALL.read_bytes(), structured_inputs(SMALL.read_bytes()), 1024)
 
 
 def test_wrong_input_is_refused() -> None:
     data = SMALL.read_bytes()
-    (x,) = tflm.random_inputs(data)
+    (x,) = structured_inputs(data)
     with pytest.raises(ValueError, match="input 0"):
         tflm.run_tflm(data, [x.astype(np.float32)])
 
@@ -100,7 +102,7 @@ def test_wrong_input_is_refused() -> None:
 def test_runs_are_deterministic_and_quiet(capfd) -> None:
     """Same inputs, same outputs; nothing from TFLM reaches our stdout or stderr."""
     data = SMALL.read_bytes()
-    inputs = tflm.random_inputs(data, 3)
+    inputs = structured_inputs(data, 3)
     first = tflm.run_tflm(data, inputs)
     tflm.measure_arena(data)
     with pytest.raises(tflm.ArenaTooSmall):

@@ -40,7 +40,7 @@ from wsgraph import ws_graph  # tools/ is on sys.path when run as a script
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = (8, 12, 16, 24, 32, 48, 64)
+SIZES = "8,12,16,24,32,48,64,80,96,128,16x2,32x2,48x2"  # nodes[xstages]
 TENSOR = 9216  # bytes of every synthetic tensor (24x24x16 int8)
 
 
@@ -125,15 +125,14 @@ def pick_models(models_dir: Path, only: list[str] | None) -> list[Path]:
 # Synthetic RandWire stages and the exhaustive baseline
 
 
-def randwire_problem(n_nodes: int, seed: int = 1, size: int = TENSOR):
-    """One RandWire stage as a ``memory.Problem``: tensor 0 is the stage input."""
+def randwire_problem(n_nodes: int, seed: int = 1, size: int = TENSOR, stages: int = 1):
+    """RandWire stages as one ``memory.Problem``: tensor 0 is the network input.
+
+    ``stages`` > 1 chains stages (seeds ``seed``, ``seed + 1``, ...), each stage's output
+    feeding the next one's nodes that have no predecessor.
+    """
     from tflite_reorder.memory import Problem
 
-    preds: dict[int, list[int]] = {v: [] for v in range(n_nodes)}
-    has_succ = set()
-    for a, b in ws_graph(n_nodes, 4, 0.75, seed):
-        preds[b].append(a)
-        has_succ.add(a)
     op_in: list[tuple[int, ...]] = []
     op_out: list[tuple[int, ...]] = []
     n_tensors = 1
@@ -151,11 +150,18 @@ def randwire_problem(n_nodes: int, seed: int = 1, size: int = TENSOR):
             h = op(h, t)  # ADD
         return h
 
-    node_out: dict[int, int] = {}
-    for v in range(n_nodes):
-        ins = [node_out[u] for u in preds[v]] or [0]
-        node_out[v] = op(add_chain(ins))  # the node's op (ReLU-conv-BN in RandWire)
-    out = add_chain([node_out[v] for v in range(n_nodes) if v not in has_succ])
+    out = 0
+    for k in range(stages):
+        preds: dict[int, list[int]] = {v: [] for v in range(n_nodes)}
+        has_succ = set()
+        for a, b in ws_graph(n_nodes, 4, 0.75, seed + k):
+            preds[b].append(a)
+            has_succ.add(a)
+        node_out: dict[int, int] = {}
+        for v in range(n_nodes):
+            ins = [node_out[u] for u in preds[v]] or [out]
+            node_out[v] = op(add_chain(ins))  # the node's op (ReLU-conv-BN in RandWire)
+        out = add_chain([node_out[v] for v in range(n_nodes) if v not in has_succ])
     producer = [-1] * n_tensors
     consumers: list[list[int]] = [[] for _ in range(n_tensors)]
     for i, (ins, outs) in enumerate(zip(op_in, op_out, strict=True)):
@@ -285,44 +291,71 @@ def _baseline_order(p, memo: dict[int, int], pred_mask: list[int], full: int) ->
 @dataclass
 class ScalingRow:
     nodes: int
+    stages: int
     ops: int
     ours_seconds: float
     ours_peak: int
     ours_optimal: bool
     ours_lower_bound: int
     ours_states: int
+    ours_rss_mib: float  # peak RSS of the child process after our scheduler ran
     base_status: str
     base_seconds: float | None
     base_peak: int | None
     base_states: int | None
     base_memo_mib: float | None
 
+    @property
+    def gap(self) -> float:
+        return self.ours_peak / self.ours_lower_bound - 1.0
+
+
+def scaling_one(n: int, stages: int, seed: int, time_limit: float, base_limit: float | None,
+                base_mem: float) -> ScalingRow:
+    """One network in this (fresh) process: ours first (its RSS), then the baseline."""
+    from tflite_reorder.scheduler import schedule
+
+    p = randwire_problem(n, seed, stages=stages)
+    ours = schedule(p, time_limit=time_limit, max_states=10**9)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if base_limit is None:
+        base = BaselineResult("not run (stopped at a smaller size)", None, 0, 0.0, 0.0)
+    else:
+        base = exhaustive_baseline(p, base_limit, base_mem)
+    if base.peak is not None and ours.optimal and base.peak != ours.peak:
+        raise AssertionError(f"{n} nodes: baseline {base.peak} != scheduler {ours.peak}")
+    ran = not base.status.startswith("not run")
+    return ScalingRow(
+        n, stages, p.n_ops, ours.seconds, ours.peak, ours.optimal, ours.lower_bound,
+        ours.states, rss, base.status, base.seconds if ran else None, base.peak,
+        base.states if ran else None, base.memo_mib if ran else None)
+
 
 def bench_scaling(sizes, seed: int, time_limit: float, base_limit: float, base_mem: float,
                   skip_after_timeout: bool) -> list[ScalingRow]:
-    from tflite_reorder.scheduler import schedule
-
+    """Every ``(nodes, stages)`` in ``sizes`` in a child process of its own (so the RSS
+    column is that network's alone), ours and the exhaustive baseline in the same one."""
     rows: list[ScalingRow] = []
-    gave_up: int | None = None
-    for n in sizes:
-        p = randwire_problem(n, seed)
-        ours = schedule(p, time_limit=time_limit, max_states=10**9)
-        if gave_up is not None and skip_after_timeout:
-            base = BaselineResult(f"not run (stopped at {gave_up} nodes)", None, 0, 0.0, 0.0)
-        else:
-            base = exhaustive_baseline(p, base_limit, base_mem)
-            if base.status != "optimal":
-                gave_up = n
-        if base.peak is not None and ours.optimal and base.peak != ours.peak:
-            raise AssertionError(f"{n} nodes: baseline {base.peak} != scheduler {ours.peak}")
-        ran = not base.status.startswith("not run")
-        rows.append(ScalingRow(
-            n, p.n_ops, ours.seconds, ours.peak, ours.optimal, ours.lower_bound, ours.states,
-            base.status, base.seconds if ran else None, base.peak,
-            base.states if ran else None, base.memo_mib if ran else None))
-        print(f"  {n} nodes / {p.n_ops} ops: ours {ours.seconds:.2f} s "
-              f"({'optimal' if ours.optimal else 'not optimal'}), baseline {base.status} "
-              f"{base.seconds:.2f} s", file=sys.stderr, flush=True)
+    gave_up: set[int] = set()  # stage counts whose baseline stopped at a smaller size
+    for n, stages in sizes:
+        skip = skip_after_timeout and stages in gave_up
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--scaling-one",
+               f"{n}x{stages}", "--seed", str(seed), "--time-limit", str(time_limit),
+               "--baseline-seconds", str(-1.0 if skip else base_limit),
+               "--baseline-gb", str(base_mem / 1e9)]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=3 * (time_limit + base_limit) + 120)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"scaling {n}x{stages}: {proc.stderr.strip()[-500:]}")
+        row = ScalingRow(**json.loads(lines[-1]))
+        if row.base_status != "optimal" and not row.base_status.startswith("not run"):
+            gave_up.add(stages)
+        rows.append(row)
+        print(f"  {n} nodes x {stages} / {row.ops} ops: ours {row.ours_seconds:.2f} s "
+              f"({'optimal' if row.ours_optimal else f'gap {100 * row.gap:.1f} %'}), "
+              f"{row.ours_rss_mib:.0f} MiB; baseline {row.base_status}",
+              file=sys.stderr, flush=True)
     return rows
 
 
@@ -370,14 +403,20 @@ def _scaling_columns(limit: float) -> list:
         mark = "" if r["base_status"] == "optimal" else ">"
         return f"{mark}{r['base_seconds']:.2f}"
 
+    def gap(r) -> str:
+        return f"{100 * (r['ours_peak'] / r['ours_lower_bound'] - 1):.1f}"
+
     return [
-        ("nodes", lambda r: str(r["nodes"])),
+        ("nodes", lambda r: str(r["nodes"]) if r["stages"] == 1
+         else f"{r['stages']} x {r['nodes']}"),
         ("ops", lambda r: str(r["ops"])),
         ("ours s", lambda r: f"{r['ours_seconds']:.3f}"),
         ("ours peak B", lambda r: _b(r["ours_peak"])),
-        ("ours optimal", lambda r: "yes" if r["ours_optimal"] else
-         f"no (bound {r['ours_lower_bound']})"),
+        ("proven bound B", lambda r: _b(r["ours_lower_bound"])),
+        ("gap %", gap),
+        ("proven", lambda r: "yes" if r["ours_optimal"] else "no"),
         ("ours states", lambda r: str(r["ours_states"])),
+        ("ours RSS MiB", lambda r: f"{r['ours_rss_mib']:.0f}"),
         ("baseline s", base_time),
         ("baseline result", lambda r: r["base_status"]),
         ("baseline peak B", lambda r: _b(r["base_peak"])),
@@ -457,35 +496,48 @@ def plot_arena(rows: list[dict], path: Path) -> None:
 
 
 def plot_scaling(rows: list[dict], path: Path, limit: float) -> None:
+    """Seconds (ours and the baseline) and our gap to the proven bound, against ops."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot([r["ops"] for r in rows], [r["ours_seconds"] for r in rows], "o-", color="C0",
-            label="tflite-reorder scheduler (proven optimal)")
-    open_ = [r for r in rows if not r["ours_optimal"]]
-    if open_:
-        ax.plot([r["ops"] for r in open_], [r["ours_seconds"] for r in open_], "o", mfc="white",
-                color="C0", ms=9, mew=2, zorder=5,
-                label="scheduler stopped at its limit (not proven)")
+    fig, (ax, gx) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for stages, marker in ((1, "o"), (2, "D")):
+        mine = [r for r in rows if r["stages"] == stages]
+        if not mine:
+            continue
+        label = "one stage" if stages == 1 else f"{stages} stages"
+        ax.plot([r["ops"] for r in mine], [r["ours_seconds"] for r in mine], marker + "-",
+                color="C0", label=f"tflite-reorder, {label}")
+        open_ = [r for r in mine if not r["ours_optimal"]]
+        if open_:
+            ax.plot([r["ops"] for r in open_], [r["ours_seconds"] for r in open_], marker,
+                    mfc="white", color="C0", ms=9, mew=2, zorder=5)
+        gx.plot([r["ops"] for r in mine],
+                [100 * (r["ours_peak"] / r["ours_lower_bound"] - 1) for r in mine],
+                marker + "-", color="C0", label=label)
+        for r in mine:
+            ax.annotate(str(r["nodes"]), (r["ops"], r["ours_seconds"]),
+                        textcoords="offset points", xytext=(0, -12), ha="center", fontsize=7)
     done = [r for r in rows if r["base_status"] == "optimal"]
     stopped = [r for r in rows if r["base_seconds"] is not None and r["base_status"] != "optimal"]
-    ax.plot([r["ops"] for r in done], [r["base_seconds"] for r in done], "s-", color="C1",
+    ax.plot([r["ops"] for r in done], [r["base_seconds"] for r in done], "s", color="C1",
             label="exhaustive memoised search (baseline)")
     if stopped:
         ax.plot([r["ops"] for r in stopped], [r["base_seconds"] for r in stopped], "x",
                 color="C1", ms=10, mew=2, label="baseline stopped (time/memory limit)")
     ax.axhline(limit, ls=":", color="gray", lw=0.8)
     ax.set_yscale("log")
-    ax.set_xlabel("operators in the stage (RandWire WS k=4 p=0.75; nodes in labels)")
-    ax.set_ylabel("seconds")
-    for r in rows:
-        ax.annotate(f"{r['nodes']}", (r["ops"], r["ours_seconds"]), textcoords="offset points",
-                    xytext=(0, -12), ha="center", fontsize=7)
-    ax.set_title("Scheduling time vs graph size")
+    ax.set_xlabel("operators (RandWire WS k=4 p=0.75; nodes per stage in labels)")
+    ax.set_ylabel("seconds (hollow: stopped at the time limit, not proven)")
+    ax.set_title("Scheduling time")
     ax.legend(fontsize=8)
+    gx.axhline(5, ls=":", color="gray", lw=0.8)
+    gx.set_xlabel("operators")
+    gx.set_ylabel("best peak above the proven lower bound, %")
+    gx.set_title("Gap (0 = proven optimal)")
+    gx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -543,6 +595,111 @@ def write_markdown(path: Path, models: list[dict], scaling: list[dict] | None,
     path.write_text("\n".join(parts))
 
 
+def write_scaling_md(path: Path, rows: list[dict], args: argparse.Namespace) -> None:
+    from tflite_reorder import __version__
+
+    parts = [
+        "# Exact scheduling at scale (synthetic RandWire networks)", "",
+        f"Generated by `python tools/bench.py --no-models --scaling {args.scaling} "
+        f"--scaling-md {path}` (tflite-reorder {__version__}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}). Do not edit by hand.", "",
+        markdown_table(rows, _scaling_columns(args.baseline_seconds)), "",
+        f"Watts-Strogatz k=4, p=0.75 stages (seed {args.seed}; stage i of a multi-stage "
+        "network uses seed + i) as synthetic problems: a node is an ADD chain over its "
+        "inputs followed by one op; sinks are summed into the stage output, which feeds the "
+        f"next stage; every tensor {TENSOR} B; no in-place sharing. *ours* = "
+        f"`scheduler.schedule` with a {args.time_limit:g} s limit; *proven bound* = its "
+        "certified lower bound, *gap* = best peak over that bound (0 = proven optimal); "
+        "*RSS* = peak resident memory of the process after our scheduler ran (each network "
+        "in a fresh process). *baseline* = exhaustive memoised recursion over executed-op "
+        f"sets in the same process, stopped after {args.baseline_seconds:g} s or "
+        f"{args.baseline_gb:g} GB ('>' = stopped)."
+        + (" Once it is stopped, larger networks of that kind are not run."
+           if args.baseline_skip else ""), "",
+        f"![Scheduling time and gap vs size]({args.scaling.name})", "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts))
+
+
+def schedule_times(models: list[Path], repeat_seconds: float = 0.5) -> dict[str, dict]:
+    """``scheduler.schedule`` seconds per model (all subgraphs, as ``peak_memory`` calls it:
+    no in-place sharing), the fastest of repeats (the machine is shared: the minimum is the
+    least disturbed run); works on older versions of the package."""
+    from tflite_reorder import shapes
+    from tflite_reorder.flatbuffer_io import load_model
+    from tflite_reorder.graph import build_graph
+    from tflite_reorder.memory import build_problem, nested_extra
+    from tflite_reorder.scheduler import schedule
+
+    infer = getattr(shapes, "true_shapes", None) or shapes.infer_shapes
+    out = {}
+    for path in models:
+        model = load_model(path).model
+        graph = build_graph(model, infer(model))
+        orders = graph.stored_orders()
+        probs = [build_problem(sg, nested_extra(graph, orders, s, False), False)
+                 for s, sg in enumerate(graph.subgraphs)]
+        runs, t0 = [], time.perf_counter()
+        while not runs or time.perf_counter() - t0 < repeat_seconds:
+            t = time.perf_counter()
+            res = [schedule(p, time_limit=60) for p in probs]
+            runs.append(time.perf_counter() - t)
+        out[path.stem] = {"ops": sum(p.n_ops for p in probs), "seconds": min(runs),
+                          "optimal": all(r.optimal for r in res),
+                          "states": sum(r.states for r in res)}
+    return out
+
+
+def _sched_child(src: Path | None, args: argparse.Namespace) -> dict[str, dict]:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--sched-one",
+           "--models", str(args.models)] + (["--only", *args.only] if args.only else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"schedule times ({src or 'this tree'}): {proc.stderr[-500:]}")
+    return json.loads(lines[-1])
+
+
+def write_sched_speed(args: argparse.Namespace) -> None:
+    """Before/after table of ``schedule`` seconds per shipped model (alternating runs)."""
+    from tflite_reorder import __version__
+
+    after = _sched_child(None, args)
+    before = _sched_child(args.sched_baseline, args) if args.sched_baseline else {}
+    for name, again in _sched_child(None, args).items():  # a second round, interleaved
+        after[name]["seconds"] = min(after[name]["seconds"], again["seconds"])
+    if args.sched_baseline:
+        for name, again in _sched_child(args.sched_baseline, args).items():
+            before[name]["seconds"] = min(before[name]["seconds"], again["seconds"])
+    rows = []
+    for name, a in after.items():
+        b = before.get(name)
+        rows.append("| {} | {} | {} | {:.4f} | {} | {} | {} |".format(
+            name, a["ops"], f"{b['seconds']:.4f}" if b else "-", a["seconds"],
+            f"{b['seconds'] / a['seconds']:.2f}x" if b else "-",
+            "yes" if a["optimal"] else "no", a["states"]))
+    text = "\n".join([
+        "# Scheduler speed on the shipped models", "",
+        f"Generated by `python tools/bench.py --no-models --sched-speed {args.sched_speed}"
+        + (" --sched-baseline OLD/src" if args.sched_baseline else "") + "` (tflite-reorder "
+        f"{__version__}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}). "
+        "Do not edit by hand.", "",
+        "`scheduler.schedule` seconds per model (every subgraph, no in-place sharing, as "
+        "`peak_memory` calls it; the fastest of repeats over ~0.5 s, in two interleaved "
+        "rounds, because the machine is shared; reading the model is not included). "
+        "*before* = the package at the baseline source tree, *after* = this tree; both in "
+        "fresh processes on the same machine.", "",
+        "| model | ops | before s | after s | speed-up | proven | states |",
+        "|---|---:|---:|---:|---:|---|---:|", *rows, ""])
+    args.sched_speed.parent.mkdir(parents=True, exist_ok=True)
+    args.sched_speed.write_text(text)
+    print(text)
+
+
 # =============================================================================================
 
 
@@ -556,7 +713,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--plot", type=Path, help="grouped bar chart of TFLM-measured arenas")
     ap.add_argument("--scaling", type=Path, help="run the scaling study and plot it here")
-    ap.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    ap.add_argument("--sizes", default=SIZES, help="nodes per stage, NxK for K stages")
+    ap.add_argument("--scaling-md", type=Path, help="write the scaling table here")
+    ap.add_argument("--scaling-one", help=argparse.SUPPRESS)
+    ap.add_argument("--sched-speed", type=Path,
+                    help="write schedule() seconds per shipped model here (markdown)")
+    ap.add_argument("--sched-baseline", type=Path,
+                    help="src/ of an older tflite-reorder to compare --sched-speed against")
+    ap.add_argument("--sched-one", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--baseline-seconds", type=float, default=60.0)
     ap.add_argument("--baseline-gb", type=float, default=4.0)
@@ -572,6 +736,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(measure_model(args.one, args.time_limit, args.nas_seconds)))
         return 0
+    if args.scaling_one:
+        n, _, k = args.scaling_one.partition("x")
+        base = None if args.baseline_seconds < 0 else args.baseline_seconds
+        row = scaling_one(int(n), int(k or 1), args.seed, args.time_limit, base,
+                          args.baseline_gb * 1e9)
+        print(json.dumps(asdict(row)))
+        return 0
+    if args.sched_one:
+        print(json.dumps(schedule_times(pick_models(args.models, args.only))))
+        return 0
+    if args.sched_speed:
+        write_sched_speed(args)
     t0 = time.perf_counter()
     models: list[dict] = []
     if not args.no_models:
@@ -582,12 +758,15 @@ def main(argv: list[str] | None = None) -> int:
     scaling = None
     if args.scaling:
         print("scaling:", file=sys.stderr)
-        sizes = [int(s) for s in args.sizes.split(",")]
+        sizes = [(int(a), int(b or 1)) for a, _, b in
+                 (x.partition("x") for x in args.sizes.split(","))]
         scaling = [asdict(r) for r in bench_scaling(
             sizes, args.seed, args.time_limit, args.baseline_seconds,
             args.baseline_gb * 1e9, args.baseline_skip)]
         print(text_table(scaling, _scaling_columns(args.baseline_seconds)), "\n", flush=True)
         plot_scaling(scaling, args.scaling, args.baseline_seconds)
+        if args.scaling_md:
+            write_scaling_md(args.scaling_md, scaling, args)
     if args.plot and models:
         plot_arena(models, args.plot)
     if args.markdown:

@@ -53,10 +53,12 @@ def convert(model, int8: bool) -> bytes:
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
+        shape = (1, *model.inputs[0].shape[1:])
+
         def rep():
             for i in range(8):
                 rs = np.random.RandomState(i)
-                yield [rs.uniform(-1, 1, (1, *SHAPE)).astype(np.float32)]
+                yield [rs.uniform(-1, 1, shape).astype(np.float32)]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
@@ -73,7 +75,7 @@ def check(data: bytes) -> None:
     from tflite_reorder.flatbuffer_io import load_model
     from tflite_reorder.rewrites import add_tree
     from tflite_reorder.rewrites.edit import Editor
-    from tflite_reorder.verify import random_inputs, run_litert
+    from tflite_reorder.runtimes import random_inputs, run_litert
 
     if not add_tree.candidates(Editor(load_model(data).model, 0)):
         raise SystemExit("converted model has no ADD tree")

@@ -1,11 +1,13 @@
 """tflite-reorder: memory-optimal operator order and arena plan for TFLite Micro models."""
 
-__version__ = "0.1.0"
-
-from .api import Optimized, PeakMemory, Report, VerificationError, optimize, peak_memory  # noqa: E402
-from .flatbuffer_io import LoadedModel, ModelError, load_model  # noqa: E402
+from .api import optimize, peak_memory, peak_memory_many
+from .candidate import GraphSpec, OpSpec, TensorSpec
+from .flatbuffer_io import LoadedModel, ModelError, load_model
+from .results import Optimized, PeakMemory, Report, VerificationError
+from .version import __version__
 
 __all__ = [
-    "LoadedModel", "ModelError", "Optimized", "PeakMemory", "Report", "VerificationError",
-    "load_model", "optimize", "peak_memory", "__version__",
+    "GraphSpec", "LoadedModel", "ModelError", "OpSpec", "Optimized", "PeakMemory", "Report",
+    "TensorSpec", "VerificationError", "load_model", "optimize", "peak_memory",
+    "peak_memory_many", "__version__",
 ]

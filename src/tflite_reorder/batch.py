@@ -1,30 +1,22 @@
 """Many models at once: ``tflite-reorder batch DIR_OR_GLOB --out DIR``.
 
-Each model runs the full ``api.optimize`` pipeline in a worker process (spawned, not
-forked: forking a process that may already hold native runtimes and their threads is
-unsafe, and spawn is what macOS and Windows do anyway), so all cores are used and one
-model's failure is just a row in the results. A worker that dies
-outright (a native crash) breaks the whole pool; the models that were in flight are then
-re-run one at a time in a fresh single-worker pool so the culprit is named and the
-innocent ones still finish.
+Each model runs the full ``api.optimize`` pipeline in a worker process (``pool``), so all
+cores are used and one model's failure is just a row in the results; a worker that dies on
+a model is isolated and named. With ``--cluster ADDRESS`` the models run on a Dask cluster
+instead (``cluster``): same rows, same exit codes.
 """
 
 from __future__ import annotations
 
 import glob
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from .flatbuffer_io import ModelError
-
-EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-_KIND_EXIT = {"verification": EXIT_VERIFY, "input": EXIT_INPUT, "internal": EXIT_INTERNAL}
+from .pool import run_pool
+from .results import EXIT_OK, KIND_EXIT, VerificationError, classify
 
 
 @dataclass(frozen=True)
@@ -102,59 +94,66 @@ def make_tasks(
 # --- one model (runs in a worker) --------------------------------------------------------
 
 
-def _worker_init() -> None:
-    """Quiet native libraries and keep the parent's stdout for its own (JSON) lines."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.dup2(2, 1)  # anything a native library prints goes to stderr, never into the JSON
-
-
 def _error(task: Task, kind: str, message: str, report: dict | None = None) -> dict:
     row = dict(report) if report else {}
     row.update(input=task.src, output=None, status="error", error=message, error_kind=kind,
-               exit_code=_KIND_EXIT[kind])
+               exit_code=KIND_EXIT[kind])
+    return row
+
+
+def _failed(task: Task, exc: BaseException) -> dict:
+    """The row of a failure; ``error_kind`` and ``exit_code`` from ``results.classify``."""
+    failure = classify(exc)
+    report = exc.report.to_dict() if isinstance(exc, VerificationError) else None
+    where = "" if failure.kind in ("input", "verification") else f"{task.src}: "
+    return _error(task, failure.kind, where + failure.message, report)
+
+
+def optimize_task(task: Task, data: bytes | None = None) -> tuple[dict, bytes | None]:
+    """Optimise one model, from ``data`` (its bytes: a cluster worker may not see the file)
+    or from its file; returns the result row and the bytes to write (None on failure)."""
+    from .api import optimize  # looked up per call: tests replace it
+    from .flatbuffer_io import parse_model
+
+    try:
+        model = task.src if data is None else parse_model(data, task.src)
+        result = optimize(model, time_limit=task.time_limit, verify=task.verify,
+                          output_name=task.dst)
+    except Exception as exc:  # a bug of ours included: reported, never stops the batch
+        return _failed(task, exc), None
+    row = result.report.to_dict()
+    row.update(input=task.src, output=task.dst, status="ok", error=None, error_kind=None,
+               exit_code=EXIT_OK)
+    return row, result.data
+
+
+def write_result(task: Task, row: dict, data: bytes | None) -> dict:
+    """Write the optimised model atomically (where the batch runs); the final row."""
+    from .flatbuffer_io import write_atomic
+
+    if data is None:
+        return row
+    try:
+        write_atomic(task.dst, data)
+    except Exception as exc:
+        return _failed(task, exc)
     return row
 
 
 def process_one(task: Task) -> dict:
     """Optimise one model and write it atomically; every failure becomes a result row."""
-    from .api import VerificationError, optimize
-    from .flatbuffer_io import write_atomic
-
-    try:
-        result = optimize(task.src, time_limit=task.time_limit, verify=task.verify,
-                          output_name=task.dst)
-        write_atomic(task.dst, result.data)
-    except ModelError as exc:
-        return _error(task, "input", str(exc))
-    except VerificationError as exc:
-        return _error(task, "verification", f"{exc}; nothing written", exc.report.to_dict())
-    except MemoryError:
-        return _error(task, "internal", f"{task.src}: out of memory")
-    except Exception as exc:  # a bug of ours: reported, never allowed to stop the batch
-        return _error(task, "internal", f"{task.src}: internal error: "
-                                        f"{type(exc).__name__}: {exc}")
-    row = result.report.to_dict()
-    row.update(input=task.src, output=task.dst, status="ok", error=None, error_kind=None,
-               exit_code=EXIT_OK)
-    return row
+    return write_result(task, *optimize_task(task))
 
 
-# --- the pool ----------------------------------------------------------------------------
+def remote_one(item: tuple[Task, bytes]) -> tuple[dict, bytes | None]:
+    """``optimize_task`` on a cluster worker: the model comes as bytes, its output goes back."""
+    return optimize_task(*item)
 
 
-def default_jobs() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+# --- local pool or cluster ---------------------------------------------------------------
 
 
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                               initializer=_worker_init)
-
-
-def _crashed(task: Task) -> dict:
+def _crashed(task: Task, _exc: BaseException | None = None) -> dict:
     return _error(task, "internal", f"{task.src}: worker process crashed while optimising "
                                     f"this model")
 
@@ -162,44 +161,33 @@ def _crashed(task: Task) -> dict:
 def run_batch(
     tasks: Sequence[Task], jobs: int | None = None, worker: Worker = process_one
 ) -> Iterator[dict]:
-    """Yield one result row per task, in completion order.
+    """Yield one result row per task, in completion order, from local worker processes.
 
     ``worker`` must be a module-level function (it is pickled by name into the workers).
     """
-    if not tasks:
-        return
-    jobs = max(1, min(jobs or default_jobs(), len(tasks)))
-    suspects: list[Task] = []
-    pool = _pool(jobs)
-    try:
-        futures: dict[Future, Task] = {pool.submit(worker, t): t for t in tasks}
-        for fut in as_completed(futures):
-            try:
-                row = fut.result()
-            except BrokenProcessPool:
-                suspects.append(futures[fut])
-                continue
-            yield row
-    finally:  # also when the caller stops early (Ctrl-C): drop what has not started
-        pool.shutdown(wait=True, cancel_futures=True)
-    yield from _isolate(sorted(suspects, key=tasks.index), worker)
+    yield from run_pool(tasks, jobs, worker, _crashed)
 
 
-def _isolate(tasks: Sequence[Task], worker: Worker) -> Iterator[dict]:
-    """Re-run tasks from a broken pool one by one; a task that breaks its own pool crashed."""
-    pool = None
-    try:
+def run_batch_cluster(tasks: Sequence[Task], cluster) -> Iterator[dict]:
+    """``run_batch`` on a Dask cluster (a scheduler address or a ``distributed.Client``).
+
+    Models are read here and sent as bytes; outputs come back and are written here.
+    Raises ``ModelError`` when Dask is not installed or the scheduler does not answer.
+    """
+    from . import cluster as dask_cluster
+    from .flatbuffer_io import read_bytes
+
+    items = []
+    with dask_cluster.connect(cluster) as client:
         for task in tasks:
-            pool = pool or _pool(1)
             try:
-                yield pool.submit(worker, task).result()
-            except BrokenProcessPool:
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = None
-                yield _crashed(task)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+                items.append((task, read_bytes(task.src)))
+            except ModelError as exc:
+                yield _failed(task, exc)
+        by_src = {task.src: task for task, _ in items}
+        for row, data in dask_cluster.map_rows(
+                client, remote_one, items, lambda item, exc: (_crashed(item[0]), None)):
+            yield write_result(by_src[row["input"]], row, data)
 
 
 def exit_code(rows: Iterable[dict]) -> int:
@@ -267,6 +255,7 @@ def run_command(
     time_limit: float = 10.0,
     verify: bool = True,
     json_out: bool = False,
+    cluster=None,
     emit: Callable[[str], None] = print,
     console=None,
     report_error: Callable[[str], None] | None = None,
@@ -283,7 +272,8 @@ def run_command(
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     with _progress(len(tasks), enabled=not json_out) as advance:
-        for row in run_batch(tasks, jobs):
+        rows_in = run_batch(tasks, jobs) if cluster is None else run_batch_cluster(tasks, cluster)
+        for row in rows_in:
             rows.append(row)
             advance()
             if json_out:

@@ -11,6 +11,7 @@ Either bound, maximised over ops, bounds the optimal peak from below.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import numpy as np
@@ -21,6 +22,20 @@ INF = 1 << 60
 def mask_bits(mask: int, n: int) -> np.ndarray:
     raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
     return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+
+
+def _add_bits(need: np.ndarray, mask: int, value: int) -> None:
+    """need[i] += value for every set bit i of mask, in time proportional to the bits or to
+    the span between the lowest and highest bit (whichever is cheaper), not to len(need)."""
+    if mask.bit_count() <= 32:
+        while mask:
+            low = mask & -mask
+            need[low.bit_length() - 1] += value
+            mask ^= low
+        return
+    lo = (mask & -mask).bit_length() - 1
+    span = mask.bit_length() - lo
+    need[lo:lo + span] += value * mask_bits(mask >> lo, span)
 
 
 def max_alias_saving(ctx, v: int) -> int:
@@ -53,10 +68,39 @@ def static_bounds(ctx) -> np.ndarray:
                 reach |= ctx.anc[c] | (1 << c)
         live = after & reach
         if live:
-            need += s * mask_bits(live, n)
+            _add_bits(need, live, s)
     for v in range(n):
         need[v] += ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
     return need
+
+
+COMPILED_FLOW = True  # use OR-tools' max flow where installed (tests switch it off)
+
+
+def _load_ortools_flow():
+    try:
+        from ortools.graph.python import max_flow
+    except ImportError:  # the optional solver extra is not installed
+        return None
+
+    def solve(to: list[int], cap: list[int]) -> int | None:
+        """Max flow 0 -> 1 of the edge list (edge 2i: to[2i+1] -> to[2i], cap[2i])."""
+        heads = np.asarray(to[0::2], dtype=np.int32)
+        tails = np.asarray(to[1::2], dtype=np.int32)
+        caps = np.asarray(cap[0::2], dtype=np.int64)
+        smf = max_flow.SimpleMaxFlow()
+        if len(heads):
+            smf.add_arcs_with_capacity(tails, heads, caps)
+        else:
+            return 0
+        if smf.solve(0, 1) != smf.OPTIMAL:
+            return None
+        return int(smf.optimal_flow())
+
+    return solve
+
+
+_ortools_flow = _load_ortools_flow()
 
 
 class _FlowGraph:
@@ -79,10 +123,25 @@ class _FlowGraph:
         self.to.append(a)
         self.cap.append(0)
 
-    def max_flow(self) -> int:
+    def max_flow(self, deadline: float = float("inf")) -> int | None:
+        """The maximum flow, or None if ``deadline`` (time.monotonic) passes first.
+
+        With OR-tools installed (the optional ``solver`` extra) its compiled max-flow
+        solves it; this module's Dinic's algorithm is the reference (tests compare them).
+        """
+        if COMPILED_FLOW and _ortools_flow is not None:
+            flow = _ortools_flow(self.to, self.cap)
+            if flow is not None:
+                return flow
+        return self.dinic(deadline)
+
+    def dinic(self, deadline: float = float("inf")) -> int | None:
+        """Dinic's maximum flow in Python, or None if ``deadline`` passes first."""
         flow = 0
         to, cap, adj = self.to, self.cap, self.adj
         while True:
+            if time.monotonic() > deadline:
+                return None
             level = [-1] * len(adj)
             level[0] = 0
             q = deque([0])
@@ -95,11 +154,15 @@ class _FlowGraph:
             if level[1] < 0:
                 return flow
             it = [0] * len(adj)
+            rounds = 0
             while True:
                 pushed = self._augment(level, it)
                 if not pushed:
                     break
                 flow += pushed
+                rounds += 1
+                if not rounds & 63 and time.monotonic() > deadline:
+                    return None
 
     def _augment(self, level: list[int], it: list[int]) -> int:
         """One augmenting path in the level graph (iterative DFS)."""
@@ -130,8 +193,9 @@ class _FlowGraph:
             a = to[e]
 
 
-def closure_bound(ctx, v: int) -> int:
-    """min over states S in which v can run of its step cost (minus its best saving)."""
+def closure_bound(ctx, v: int, deadline: float = float("inf")) -> int | None:
+    """min over states S in which v can run of its step cost (minus its best saving);
+    None if ``deadline`` (time.monotonic) passes before the minimum cut is found."""
     p = ctx.p
     forced_in, forced_out = ctx.anc[v], ctx.desc[v] | (1 << v)
     g = _FlowGraph()
@@ -168,5 +232,8 @@ def closure_bound(ctx, v: int) -> int:
         g.edge(0, y, size)
         for c in open_cons:
             g.edge(y, node[c], INF)
-    best_closure = gain - g.max_flow()  # bytes freed minus bytes kept, at best
+    flow = g.max_flow(deadline)
+    if flow is None:
+        return None
+    best_closure = gain - flow  # bytes freed minus bytes kept, at best
     return resident - best_closure + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)

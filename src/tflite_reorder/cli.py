@@ -19,17 +19,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from . import __version__
 from .flatbuffer_io import (
     ModelError,
-    Terminated,
     check_output_path,
     sigterm_as_interrupt,
     write_atomic,
 )
+from .results import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_VERIFY,
+    classify,
+)
+from .version import __version__
 
-EXIT_OK, EXIT_VERIFY, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 # click's UsageError (typer vendors click in recent versions: found through its subclass).
 _USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 COMMANDS = ("optimize", "inspect", "arena", "check", "batch")
@@ -72,30 +75,23 @@ def _errors(*paths: Path | None) -> Iterator[None]:
     Errors found past reading (graph checks) do not name the file: a message that starts
     with none of ``paths`` gets the first (the input) in front.
     """
-    from .api import VerificationError
-
     try:
         yield
     except typer.Exit:
         raise
-    except ModelError as exc:
-        msg, names = str(exc), [str(p) for p in paths if p is not None]
-        if names and not any(msg.startswith(n) for n in names):
-            msg = f"{names[0]}: {msg}"
-        raise _fail(EXIT_INPUT, msg) from None
-    except VerificationError as exc:
-        raise _fail(EXIT_VERIFY, f"{exc}; nothing written") from None
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stays open until exit)
         raise typer.Exit(EXIT_OK) from None
-    except Terminated:
-        raise _fail(EXIT_TERMINATED, "terminated; nothing written") from None
-    except KeyboardInterrupt:
-        raise _fail(EXIT_INTERRUPTED, "interrupted; nothing written") from None
-    except MemoryError:
-        raise _fail(EXIT_INTERNAL, "out of memory; try a smaller --time-limit") from None
-    except Exception as exc:  # a bug of ours: still one line, never a traceback
-        raise _fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}") from None
+    except (Exception, KeyboardInterrupt) as exc:  # a bug of ours too: one line, no traceback
+        failure = classify(exc)
+        msg = failure.message
+        if failure.kind == "input":
+            names = [str(p) for p in paths if p is not None]
+            if names and not any(msg.startswith(n) for n in names):
+                msg = f"{names[0]}: {msg}"
+        elif isinstance(exc, MemoryError):
+            msg += "; try a smaller --time-limit"
+        raise _fail(failure.exit_code, msg) from None
 
 
 @contextmanager
@@ -187,50 +183,40 @@ def optimize(
     max_error: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Largest output "
                                              "error a rewrite may cause, in int8 LSBs.")]
     = 2.0,
+    tile: Annotated[bool, typer.Option(help="Run the high-resolution regions that set the "
+                                       "peak tile by tile (bit-exact; adds MACs and ops).")
+                    ] = False,
+    ram_budget: Annotated[int | None, typer.Option(
+        min=1, metavar="BYTES", help="Tile (implies --tile) with the fewest extra MACs "
+        "whose TFLM arena, head + tail, fits; exit 1 and write nothing if none does.")
+    ] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
 ) -> None:
     """Reorder operators for the minimum peak arena, plan the arena, verify, write."""
+    from . import api
     from . import report as rep
-    from .api import optimize as run
 
     with _errors(src, dst, header, plot):
         _check_paths(src, dst, header, plot)
         _check_plot(plot)
         with _progress(not json_out) as progress:
-            result = run(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
-                         rewrite=rewrite, max_error=max_error, time_limit=time_limit,
-                         verify=verify, progress=progress, output_name=str(dst))
+            result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
+                                  rewrite=rewrite, max_error=max_error, time_limit=time_limit,
+                                  verify=verify, progress=progress, output_name=str(dst),
+                                  tile=tile, ram_budget=ram_budget)
         write_atomic(dst, result.data)
         r = result.report
         if header:
-            figures = _arena_figures(src, result, measure=True)
+            figures = api.arena_figures(src, result, measure=True)
             write_atomic(header, rep.c_header(str(dst), str(src), figures).encode())
         if plot:
-            _plot(plot, src, result)
+            api.plot_memory(plot, src, result)
         if json_out:
             print(json.dumps(r.to_dict()))
         else:
             rep.print_lines(rep.summary_lines(r), out)
-
-
-def _plot(path: Path, src: Path, result) -> None:
-    from . import report as rep
-    from .api import _true_shapes
-    from .flatbuffer_io import load_model
-    from .graph import build_graph
-    from .memory import simulate
-
-    loaded = load_model(src)
-    graph = build_graph(loaded.model, _true_shapes(loaded.model))
-    before = simulate(graph, graph.stored_orders(), inplace=False)
-    offsets = result.plan.offsets if result.plan else None
-    try:
-        rep.plot_memory(path, before, result.use, offsets, f"{src.name}: arena over time")
-    except ImportError:
-        raise ModelError(f"{path}: plotting needs matplotlib (pip install "
-                         f"'tflite-reorder[plot]')") from None
 
 
 @app.command()
@@ -244,30 +230,18 @@ def inspect(
     time_limit: TimeLimit = 10.0,
 ) -> None:
     """Per-operator table: position, op, output shape, live bytes, the peak marked."""
-    from dataclasses import asdict
-
     from . import report as rep
-    from .api import _true_shapes, schedule_model
-    from .flatbuffer_io import load_model
-    from .graph import build_graph
-    from .memory import simulate
+    from .api import inspect_order
 
     with _errors(src):
         _check_paths(src, None)
-        loaded = load_model(src)
-        graph = build_graph(loaded.model, _true_shapes(loaded.model))
-        orders = graph.stored_orders()
-        if optimal:
-            orders, _ = schedule_model(graph, inplace, time_limit)
-        use = simulate(graph, orders, inplace=inplace and optimal)
-        rows = rep.op_rows(graph, orders, use)
+        seen = inspect_order(src, optimal=optimal, inplace=inplace, time_limit=time_limit)
         if json_out:
-            print(json.dumps({"input": str(src), "order": "optimal" if optimal else "stored",
-                              "peak": use.lower_bound, "ops": [asdict(r) for r in rows]}))
+            print(json.dumps(seen.to_dict()))
         else:
             title = f"{src.name}: {'optimised' if optimal else 'stored'} order, " \
-                    f"peak {use.lower_bound} B"
-            out.print(rep.op_table(rows, title))
+                    f"peak {seen.peak} B"
+            out.print(rep.op_table(seen.rows, title))
 
 
 @app.command()
@@ -286,52 +260,23 @@ def arena(
                                           "installed (and bisect the smallest arena).")] = True,
 ) -> None:
     """Arena figures for firmware: planned head, lower bound, what TFLM reports."""
+    from . import api
     from . import report as rep
-    from .api import optimize as run
 
     with _errors(src, header, plot):
         _check_paths(src, None, header, plot)
         _check_plot(plot)
-        result = run(src, inplace=inplace, time_limit=time_limit, verify=False)
-        figures = _arena_figures(src, result, measure)
+        result = api.optimize(src, inplace=inplace, time_limit=time_limit, verify=False)
+        figures = api.arena_figures(src, result, measure=measure)
         if header:
             write_atomic(header, rep.c_header(str(src), str(src), figures, margin).encode())
         if plot:
-            _plot(plot, src, result)
+            api.plot_memory(plot, src, result)
         if json_out:
             print(json.dumps(figures))
         else:
             for k, v in figures.items():
                 out.print(f"{k:30s} {v}", highlight=False, markup=False)
-
-
-def _arena_figures(src: Path, result, measure: bool) -> dict:
-    """Planned and (when tflite-micro is installed) measured arena figures."""
-    from . import tflm
-
-    r = result.report
-    figures: dict = {
-        "input": str(src), "head": r.arena_planned or r.tflm_greedy_head,
-        "lower_bound": r.peak_after, "optimal_order": r.optimal, "plan_optimal": r.plan_optimal,
-        "stored_order_peak": r.peak_before, "tflm_greedy_head_same_order": r.tflm_greedy_head,
-    }
-    if measure and tflm.available():
-        try:
-            before = tflm.measure_arena(Path(src).read_bytes())
-        except tflm.TflmError as exc:  # custom ops, dynamic tensors, ...: not our output's fault
-            raise ModelError(f"{src}: TFLM cannot run the input model ({exc}); "
-                             "use --no-measure") from None
-        after = tflm.measure_arena(result.data)
-        figures.update({
-            "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
-            "tflm_head_input": before.head, "tflm_total_input": before.total,
-            "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
-            "tail_source": "measured by TFLM",
-        })
-    else:
-        figures["tail"] = tflm.estimate_tail(result.data)
-        figures["tail_source"] = "estimate (tflite-micro not installed)"
-    return figures
 
 
 @app.command()
@@ -345,18 +290,18 @@ def check(
     """
     from dataclasses import asdict
 
-    from . import shapes
-    from .flatbuffer_io import load_model
+    from .api import find_hazards
+    from .hazards import describe
 
     with _errors(src):
         _check_paths(src, None)
-        hazards = shapes.find_hazards(load_model(src).model)
+        hazards = find_hazards(src)
         if json_out:
             print(json.dumps({"input": str(src), "hazards": [asdict(h) for h in hazards]}))
         elif not hazards:
             out.print(f"{src}: no hazards found", highlight=False)
         else:
-            for line in shapes.describe(hazards):
+            for line in describe(hazards):
                 out.print(line, highlight=False, markup=False)
     if hazards:
         raise typer.Exit(EXIT_VERIFY)
@@ -373,13 +318,16 @@ def batch(
     time_limit: TimeLimit = 10.0,
     verify: Annotated[bool, typer.Option(help="Verify every written model.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per model.")] = False,
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", metavar="ADDRESS", help="Run on a Dask cluster (scheduler address, e.g. "
+        "tcp://host:8786); needs the [cluster] extra.")] = None,
 ) -> None:
     """Optimise many models in parallel; a failing model never stops the others."""
     from .batch import run_command
 
     with _errors():
         code = run_command(inputs, out_dir, jobs=jobs, time_limit=time_limit, verify=verify,
-                           json_out=json_out, console=out,
+                           json_out=json_out, cluster=cluster, console=out,
                            report_error=lambda m: err.print(f"tflite-reorder: error: {m}",
                                                             highlight=False, markup=False))
     if code:
@@ -401,11 +349,10 @@ def main(argv: list[str] | None = None) -> None:
             code = app(args=args, prog_name="tflite-reorder", standalone_mode=False)
     except _USAGE_ERROR as exc:
         raise _usage_error(exc) from None
-    except (typer.Abort, KeyboardInterrupt) as exc:
-        term = isinstance(exc, Terminated)
-        _fail(EXIT_TERMINATED if term else EXIT_INTERRUPTED,
-              "terminated" if term else "interrupted")
-        sys.exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED)
+    except (typer.Abort, KeyboardInterrupt) as exc:  # outside a command's own handler
+        failure = classify(exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt())
+        _fail(failure.exit_code, failure.kind)
+        sys.exit(failure.exit_code)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 

@@ -23,8 +23,10 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from .dtypes import BUFFER_ALIGNMENT, FIXED_SIZE, align
+from .tensors import text
+
 FILE_IDENTIFIER = b"TFL3"
-BUFFER_ALIGNMENT = 16
 SUPPORTED_SCHEMA_VERSION = 3
 
 
@@ -110,8 +112,8 @@ def _read_fd(fd: int, p: Path, size: int) -> bytes:
                              f"while being read")
 
 
-def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
-    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+def check_header(raw: bytes, source: str) -> None:
+    """Reject bytes that cannot be a TFLite flatbuffer before any table is read."""
     if len(raw) == 0:
         raise ModelError(f"{source}: empty file (0 bytes)")
     if len(raw) < 8:
@@ -123,6 +125,31 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     root = int.from_bytes(raw[0:4], "little")
     if root < 8 or root + 4 > len(raw):
         raise ModelError(f"{source}: corrupt flatbuffer (root offset {root} outside the file)")
+
+
+def check_model(model, raw: bytes, source: str) -> None:
+    """The checks every reader of a model runs (``parse_model`` and ``fastread``): schema
+    version, indices inside their tables, external data inside the file, constant sizes.
+
+    ``model`` is a ``ModelT`` or anything with its attribute names (``fastread.LiteModel``).
+    """
+    if model.version != SUPPORTED_SCHEMA_VERSION:
+        raise ModelError(
+            f"{source}: unsupported schema version {model.version} "
+            f"(expected {SUPPORTED_SCHEMA_VERSION})"
+        )
+    if not model.subgraphs:
+        raise ModelError(f"{source}: model has no subgraphs")
+    _check_indices(model, source)
+    for i, buf in enumerate(model.buffers or []):
+        if _is_external(buf) and buf.offset + buf.size > len(raw):
+            raise ModelError(f"{source}: buffer {i} points past the end of the file")
+    _check_constant_sizes(model, source)
+
+
+def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
+    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+    check_header(raw, source)
     try:
         _check_table_counts(raw, source)
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
@@ -131,19 +158,12 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     except Exception as exc:  # the generated reader raises anything on corrupt input
         kind = type(exc).__name__
         raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
-    if model.version != SUPPORTED_SCHEMA_VERSION:
-        raise ModelError(
-            f"{source}: unsupported schema version {model.version} "
-            f"(expected {SUPPORTED_SCHEMA_VERSION})"
-        )
-    if not model.subgraphs:
-        raise ModelError(f"{source}: model has no subgraphs")
-    _normalize_vectors(model)
-    _check_vector_entries(model, source)
-    _check_indices(model, source)
-    _load_external_buffers(model, raw, source)
+    if model.subgraphs:
+        _normalize_vectors(model)
+        _check_vector_entries(model, source)
+    check_model(model, raw, source)
+    _load_external_buffers(model, raw)
     _load_large_custom_options(model, raw, source)
-    _check_constant_sizes(model, source)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
 
 
@@ -185,15 +205,9 @@ def _check_vector_entries(model: schema.ModelT, source: str) -> None:
                          f"more than the limit of {MAX_VECTOR_ENTRIES}")
 
 
-# Bytes per element of the fixed-size types (packed INT4, strings, resources: not checked).
-_ELEMENT_BYTES = {
-    getattr(schema.TensorType, name): size
-    for name, size in (("FLOAT32", 4), ("FLOAT16", 2), ("BFLOAT16", 2), ("FLOAT64", 8),
-                       ("INT8", 1), ("UINT8", 1), ("INT16", 2), ("UINT16", 2), ("INT32", 4),
-                       ("UINT32", 4), ("INT64", 8), ("UINT64", 8), ("BOOL", 1),
-                       ("COMPLEX64", 8), ("COMPLEX128", 16))
-    if hasattr(schema.TensorType, name)
-}
+def _is_external(buf) -> bool:
+    """Data kept after the flatbuffer (``Buffer.offset/size``, models over 2 GB)."""
+    return buf.offset > 1 and buf.size > 0
 
 
 def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
@@ -203,19 +217,29 @@ def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
     buffers = model.buffers or []
     for s, sg in enumerate(model.subgraphs):
         for t, tensor in enumerate(sg.tensors):
-            size = _ELEMENT_BYTES.get(tensor.type)
-            data = buffers[tensor.buffer].data if 0 < tensor.buffer < len(buffers) else None
-            if size is None or data is None or len(data) == 0 or tensor.sparsity is not None:
+            size = FIXED_SIZE.get(tensor.type)
+            buf = buffers[tensor.buffer] if 0 < tensor.buffer < len(buffers) else None
+            held = _data_bytes(buf)
+            if size is None or held == 0 or tensor.sparsity is not None:
                 continue
             shape = [int(d) for d in (tensor.shape if tensor.shape is not None else ())]
             if any(d < 0 for d in shape):
                 continue
             need = size * int(np.prod(shape, dtype=object))
-            if need != len(data):
+            if need != held:
                 raise ModelError(
                     f"{source}: subgraph {s} tensor {t} needs {need} bytes of constant data "
-                    f"for shape {shape}, but its buffer {tensor.buffer} holds {len(data)}"
+                    f"for shape {shape}, but its buffer {tensor.buffer} holds {held}"
                 )
+
+
+def _data_bytes(buf) -> int:
+    """Bytes of constant data a buffer holds, inline or external (0 for no buffer)."""
+    if buf is None:
+        return 0
+    if _is_external(buf):
+        return int(buf.size)
+    return 0 if buf.data is None else len(buf.data)
 
 
 def _normalize_vectors(model: schema.ModelT) -> None:
@@ -272,25 +296,24 @@ def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
     return parse_model(read_bytes(model), str(model))
 
 
-def _load_external_buffers(model: schema.ModelT, raw: bytes, source: str) -> None:
-    """Point data stored after the flatbuffer (``Buffer.offset/size``) into the object.
+def _load_external_buffers(model: schema.ModelT, raw: bytes) -> None:
+    """Point data stored after the flatbuffer (``Buffer.offset/size``) into the object
+    (``check_model`` has checked it lies inside the file).
 
-    The data is a read-only view of ``raw``; buffers naming the same byte range share one
-    view, so the writer stores that range once. The writer puts it back after the new
+    The data is a read-only view of ``raw``; buffers naming the same byte range, inline or
+    external, share one array, so the writer stores that range once (a thousand references
+    to one weight stay one weight). The writer puts external data back after the new
     flatbuffer; the absolute offsets change.
     """
     views: dict[tuple[int, int], np.ndarray] = {}
     inline: dict[tuple[int, int], np.ndarray] = {}
-    for i, buf in enumerate(model.buffers or []):
-        if buf.offset > 1 and buf.size > 0:
-            buf.data = _external_view(raw, buf.offset, buf.size, views,
-                                      f"{source}: buffer {i}")
-            buf.external = True  # marker for the writer
-        else:
-            buf.external = False
-            if isinstance(buf.data, np.ndarray) and len(buf.data):
-                key = (buf.data.__array_interface__["data"][0], len(buf.data))
-                buf.data = inline.setdefault(key, buf.data)  # one array per byte range
+    for buf in model.buffers or []:
+        buf.external = _is_external(buf)
+        if buf.external:
+            buf.data = _external_view(raw, buf.offset, buf.size, views, "buffer")
+        elif isinstance(buf.data, np.ndarray) and len(buf.data):
+            key = (buf.data.__array_interface__["data"][0], len(buf.data))
+            buf.data = inline.setdefault(key, buf.data)
 
 
 def _external_view(raw: bytes, offset: int, size: int, views: dict, what: str) -> np.ndarray:
@@ -318,7 +341,7 @@ def _load_large_custom_options(model: schema.ModelT, raw: bytes, source: str) ->
 # Writing
 
 
-def _data_bytes(data) -> bytes:
+def _as_bytes(data) -> bytes:
     return np.asarray(data, dtype=np.uint8).tobytes()
 
 
@@ -337,7 +360,7 @@ class _Packer:
     def data_vector(self, builder: flatbuffers.Builder, data) -> int:
         key = id(data)
         if key not in self.vectors:
-            raw = _data_bytes(data)
+            raw = _as_bytes(data)
             builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
             builder.head = builder.head - len(raw)
             builder.Bytes[builder.head : builder.head + len(raw)] = raw
@@ -412,20 +435,16 @@ def serialize_model(model: schema.ModelT) -> bytes:
     # Offsets of outside data depend on the flatbuffer's length, which does not depend on
     # their values (the fields are fixed-width and present either way): pack twice.
     head = _pack_once(model, {})
-    offsets, placed, tail, pos = {}, {}, bytearray(), _align(len(head))
+    offsets, placed, tail, pos = {}, {}, bytearray(), align(len(head), BUFFER_ALIGNMENT)
     for key, data in outside:
         if id(data) not in placed:
-            raw = _data_bytes(data)
+            raw = _as_bytes(data)
             placed[id(data)] = pos
             tail += b"\0" * (pos - (len(head) + len(tail))) + raw
-            pos = _align(pos + len(raw))
+            pos = align(pos + len(raw), BUFFER_ALIGNMENT)
         offsets[key] = placed[id(data)]
     head = _pack_once(model, offsets)
     return head + bytes(tail)
-
-
-def _align(n: int, a: int = BUFFER_ALIGNMENT) -> int:
-    return (n + a - 1) // a * a
 
 
 class Terminated(KeyboardInterrupt):
@@ -548,15 +567,10 @@ OFFLINE_PLAN_VERSION = 1
 ONLINE = -1  # "plan this tensor online"
 
 
-def metadata_name(entry: schema.MetadataT) -> str:
-    name = entry.name
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
-
-
 def get_offline_plan(model: schema.ModelT) -> list[int] | None:
     """The offsets of an existing offline plan, or None."""
     for entry in model.metadata or []:
-        if metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if text(entry.name) == OFFLINE_PLAN_NAME:
             data = model.buffers[entry.buffer].data
             data = b"" if data is None else np.asarray(data, dtype=np.uint8).tobytes()
             words = np.frombuffer(data[: len(data) // 4 * 4], dtype="<i4")
@@ -595,7 +609,7 @@ def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
     model.metadata = model.metadata or []
     model.buffers = model.buffers or []
     for entry in model.metadata:
-        if metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if text(entry.name) == OFFLINE_PLAN_NAME:
             if _referenced_elsewhere(model, entry.buffer, entry):
                 entry.buffer = _new_buffer(model, payload)
             else:
@@ -623,7 +637,7 @@ def remove_offline_plan(model: schema.ModelT) -> None:
     of other buffers stay valid)."""
     keep = []
     for entry in model.metadata or []:
-        if metadata_name(entry) == OFFLINE_PLAN_NAME:
+        if text(entry.name) == OFFLINE_PLAN_NAME:
             if not _referenced_elsewhere(model, entry.buffer, entry):
                 _set_inline(model.buffers[entry.buffer], None)
         else:

@@ -7,26 +7,19 @@ with side effects keep their stored relative order, so no reorder can change wha
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from ai_edge_litert import schema_py_generated as schema
 
+from .dtypes import TYPE_NAMES, align, tensor_bytes
 from .flatbuffer_io import ModelError
-
-ARENA_ALIGNMENT = 16  # MicroArenaBufferAlignment()
+from .tensors import ints, is_constant, stored_shape, text
 
 BUILTIN_NAMES: dict[int, str] = {
     v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")
-}
-TYPE_NAMES: dict[int, str] = {
-    v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")
-}
-# Bytes per element as TFLM's TfLiteTypeSizeOf counts them; 0 = not an arena type.
-TYPE_SIZES: dict[str, int] = {
-    "FLOAT32": 4, "FLOAT16": 2, "BFLOAT16": 2, "FLOAT64": 8, "INT32": 4, "UINT32": 4,
-    "INT16": 2, "UINT16": 2, "INT8": 1, "UINT8": 1, "INT64": 8, "UINT64": 8, "BOOL": 1,
-    "COMPLEX64": 8, "COMPLEX128": 16, "INT4": 1, "STRING": 0, "RESOURCE": 0, "VARIANT": 0,
 }
 # Builtins whose effect is not captured by their tensors (state, I/O, randomness).
 SIDE_EFFECT_OPS = frozenset({
@@ -41,10 +34,6 @@ CONTROL_FLOW = {
     "WHILE": ("condSubgraphIndex", "bodySubgraphIndex"),
     "CALL_ONCE": ("initSubgraphIndex",),
 }
-
-
-def align(n: int, a: int = ARENA_ALIGNMENT) -> int:
-    return (n + a - 1) // a * a
 
 
 @dataclass(frozen=True)
@@ -123,46 +112,20 @@ def opcode_name(model: schema.ModelT, opcode_index: int) -> str:
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
     name = BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
     if name == "CUSTOM":
-        custom = code.customCode
-        if isinstance(custom, bytes):
-            custom = custom.decode("utf-8", "replace")
+        custom = text(code.customCode)
         return f"CUSTOM:{custom}" if custom else "CUSTOM"
     return name
-
-
-def _is_constant(model: schema.ModelT, buffer_index: int) -> bool:
-    buffers = model.buffers or []
-    if buffer_index <= 0 or buffer_index >= len(buffers):
-        return False
-    buf = buffers[buffer_index]
-    return (buf.data is not None and len(buf.data) > 0) or buf.offset > 1
-
-
-def _decode(name: object) -> str:
-    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "")
-
-
-def tensor_bytes(shape: tuple[int, ...], dtype: str) -> int:
-    n = 1
-    for d in shape:
-        n *= max(int(d), 0)
-    return n * TYPE_SIZES.get(dtype, 0)
 
 
 def _tensor_info(
     model: schema.ModelT, t: schema.TensorT, index: int, true_shape: tuple[int, ...] | None
 ) -> TensorInfo:
-    stored = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+    stored = stored_shape(t)
     shape = true_shape if true_shape is not None else stored
     dtype = TYPE_NAMES.get(t.type, f"TYPE_{t.type}")
     nbytes = tensor_bytes(shape, dtype)
-    in_arena = not _is_constant(model, t.buffer) and not t.isVariable and nbytes > 0
-    return TensorInfo(index, _decode(t.name), shape, dtype, nbytes, in_arena, stored)
-
-
-def _ints(vec) -> tuple[int, ...]:
-    """A flatbuffer int vector (numpy array, list or None) as a tuple."""
-    return () if vec is None else tuple(int(x) for x in vec)
+    in_arena = not is_constant(model, t.buffer) and not t.isVariable and nbytes > 0
+    return TensorInfo(index, text(t.name), shape, dtype, nbytes, in_arena, stored)
 
 
 def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
@@ -194,18 +157,24 @@ def build_subgraph(
     true_shapes = true_shapes or {}
     tensors = [_tensor_info(model, t, i, true_shapes.get(i)) for i, t in enumerate(raw_tensors)]
 
-    def check(t: int, what: str) -> int:
-        if not -1 <= t < nt:
-            raise ModelError(f"{where}: {what} refers to tensor {t}, but there are {nt} tensors")
-        return t
+    def check(vec, what: Callable[[], str]) -> tuple[int, ...]:
+        ts = ints(vec)
+        if ts and not (-1 <= min(ts) and max(ts) < nt):
+            t = next(t for t in ts if not -1 <= t < nt)
+            raise ModelError(f"{where}: {what()} refers to tensor {t}, but there are {nt} "
+                             f"tensors")
+        return ts
 
     ops: list[OpNode] = []
     n_sub = len(model.subgraphs)
     for i, op in enumerate(sg.operators or []):
         name = opcode_name(model, op.opcodeIndex)
-        what = f"operator {i} ({name})"
-        ins = tuple(check(int(t), what) for t in _ints(op.inputs))
-        outs = tuple(check(int(t), what) for t in _ints(op.outputs))
+
+        def what(i=i, name=name) -> str:
+            return f"operator {i} ({name})"
+
+        ins = check(op.inputs, what)
+        outs = check(op.outputs, what)
         if -1 in outs:
             raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
         try:
@@ -218,8 +187,8 @@ def build_subgraph(
         used = tuple(dict.fromkeys(t for t in ins if t >= 0))
         ops.append(OpNode(i, name, used, tuple(dict.fromkeys(outs)), calls))
 
-    io_in = tuple(check(int(t), "subgraph inputs") for t in _ints(sg.inputs))
-    io_out = tuple(check(int(t), "subgraph outputs") for t in _ints(sg.outputs))
+    io_in = check(sg.inputs, lambda: "subgraph inputs")
+    io_out = check(sg.outputs, lambda: "subgraph outputs")
     if -1 in io_in or -1 in io_out:
         raise ModelError(f"{where}: subgraph input/output index -1")
 
@@ -260,7 +229,7 @@ def build_subgraph(
             last_stateful = op.index
 
     graph = SubgraphGraph(
-        index=sg_index, name=_decode(sg.name), tensors=tensors, ops=ops, inputs=io_in,
+        index=sg_index, name=text(sg.name), tensors=tensors, ops=ops, inputs=io_in,
         outputs=io_out, producer=producer, consumers=consumers,
         preds=[tuple(sorted(p)) for p in preds],
     )
@@ -268,19 +237,37 @@ def build_subgraph(
     return graph
 
 
-def _check_acyclic(graph: SubgraphGraph, where: str) -> None:
-    indeg = [len(p) for p in graph.preds]
+def topological_order(preds: Sequence[Iterable[int]]) -> list[int]:
+    """Kahn's order of ops ``0..n-1`` given each op's predecessors; stable: of the ready ops
+    the lowest index goes first, so an order that already is topological comes back as is.
+
+    On a cycle the result is shorter than ``preds``: the ops on or behind a cycle are left
+    out (callers say which). Never raises.
+    """
+    succs: list[list[int]] = [[] for _ in preds]
+    indeg = [0] * len(preds)
+    for v, ps in enumerate(preds):
+        for u in set(ps):
+            succs[u].append(v)
+            indeg[v] += 1
     ready = [v for v, d in enumerate(indeg) if d == 0]
-    seen = 0
+    heapq.heapify(ready)
+    order: list[int] = []
     while ready:
-        v = ready.pop()
-        seen += 1
-        for w in graph.succs[v]:
+        v = heapq.heappop(ready)
+        order.append(v)
+        for w in succs[v]:
             indeg[w] -= 1
             if indeg[w] == 0:
-                ready.append(w)
-    if seen != len(graph.ops):
-        stuck = [v for v, d in enumerate(indeg) if d > 0]
+                heapq.heappush(ready, w)
+    return order
+
+
+def _check_acyclic(graph: SubgraphGraph, where: str) -> None:
+    order = topological_order(graph.preds)
+    if len(order) != len(graph.ops):
+        done = set(order)
+        stuck = [v for v in range(len(graph.ops)) if v not in done]
         raise ModelError(
             f"{where}: operator graph has a cycle (through operators {stuck[:5]})"
         )

@@ -451,7 +451,8 @@ def subgraph_problems(
     graph: ModelGraph, orders: Sequence[Sequence[int]], inplace: bool | frozenset[str] = True
 ) -> list[Problem]:
     """One scheduling problem per subgraph, control-flow ops carrying their nested bytes."""
+    cache: dict = {}
     return [
-        build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        build_problem(sg, nested_extra(graph, orders, s, inplace, cache), inplace)
         for s, sg in enumerate(graph.subgraphs)
     ]

@@ -22,8 +22,9 @@ import math
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, load_model, metadata_name
+from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, load_model
 from .graph import build_graph, marking_visits
+from .tensors import text
 
 # Subgraph visits of TFLM's lifetime marking beyond which its initialisation is refused.
 MAX_MARKING_VISITS = 100_000
@@ -62,7 +63,7 @@ def _check_quantization(model: schema.ModelT) -> None:
 def _check_offline_plan(model: schema.ModelT) -> None:
     n_tensors = sum(len(sg.tensors) for sg in model.subgraphs)
     for entry in model.metadata or []:
-        if metadata_name(entry) != OFFLINE_PLAN_NAME:
+        if text(entry.name) != OFFLINE_PLAN_NAME:
             continue
         where = f"offline plan (metadata {OFFLINE_PLAN_NAME})"
         data = model.buffers[entry.buffer].data if entry.buffer > 0 else None

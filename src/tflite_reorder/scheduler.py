@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bounds import closure_bound, static_bounds
+from .decompose import Piece, cut_positions, is_order, split, topological
+from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
+from .reductions import SourceMacros, canonical, find_sources, source_macros
 
+SEARCH_SHARE = 0.7  # of the time left after bounds: exact search; the rest: improve.py
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
 
 
@@ -69,9 +73,21 @@ class _Ctx:
     shares: list[int] = field(default_factory=list)  # ops reading an input of v (not v)
     can_free: int = 0  # ops whose kept outputs could ever be paid for by dying inputs
     static_lb: np.ndarray | None = None  # bounds.static_bounds
+    # sources run late (reductions.py): ops are run as macros "unrun block sources, then op"
+    source: int = 0
+    block: list[int] = field(default_factory=list)
+    block_ops: list[tuple[int, ...]] = field(default_factory=list)
+    mpred: list[int] = field(default_factory=list)
+    msuccs: list[tuple[int, ...]] = field(default_factory=list)
+    mshares: list[int] = field(default_factory=list)
+    owners: list[tuple[int, ...]] = field(default_factory=list)  # source -> macros holding it
+    kept_block: list[int] = field(default_factory=list)  # kept bytes of block(x)
+    cuts: list[int] = field(default_factory=list)  # cut_points, in topological order
+    topo: list[int] = field(default_factory=list)  # decompose.topological
+    general_sources: bool = False  # reductions.find_sources(general=...)
 
 
-def _context(p: Problem) -> _Ctx:
+def _context(p: Problem, general_sources: bool = False) -> _Ctx:
     n = p.n_ops
     pred_mask = [0] * n
     for v, ps in enumerate(p.preds):
@@ -87,7 +103,9 @@ def _context(p: Problem) -> _Ctx:
     ]
     inputs = [tuple(t for t in p.op_in[v] if p.size[t] and not p.pinned[t]) for v in range(n)]
     ctx = _Ctx(p, pred_mask, p.succs, cons_mask, out_total, out_kept, inputs, p.extra, p.alias)
-    ctx.anc, ctx.desc = _closures(p, pred_mask)
+    ctx.topo = topological(p, ctx.succs)
+    ctx.anc, ctx.desc = _closures(ctx, pred_mask)
+    ctx.general_sources = general_sources
     ctx.in_info = [tuple((t, p.size[t], cons_mask[t]) for t in inputs[v]) for v in range(n)]
     ctx.alias_info = [
         tuple((p.size[o], sum(1 << i for i in cands)) for o, cands in p.alias[v])
@@ -98,33 +116,67 @@ def _context(p: Problem) -> _Ctx:
         for t in inputs[v]:
             ctx.shares[v] |= cons_mask[t]
         ctx.shares[v] &= ~(1 << v)
-    for v in range(n):
-        if out_kept[v] <= sum(p.size[t] for t in inputs[v]):
-            ctx.can_free |= 1 << v
     ctx.static_lb = static_bounds(ctx)
+    _macros(ctx)
+    for v in range(n):
+        if out_kept[v] + ctx.kept_block[v] <= sum(p.size[t] for t in inputs[v]):
+            ctx.can_free |= 1 << v
+    ctx.can_free &= ~ctx.source
     return ctx
 
 
-def _topological(p: Problem) -> list[int]:
-    indeg = [len(ps) for ps in p.preds]
-    ready = [v for v in range(p.n_ops) if indeg[v] == 0]
-    heapq.heapify(ready)
-    out = []
-    succs = p.succs
-    while ready:
-        v = heapq.heappop(ready)
-        out.append(v)
-        for w in succs[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, w)
-    return out
-
-
-def _closures(p: Problem, pred_mask: list[int]) -> tuple[list[int], list[int]]:
-    """Ancestor and descendant bitmasks (excluding the op itself)."""
+def _macros(ctx: _Ctx) -> None:
+    """Tables of the sources-run-late reduction (``reductions``), in the search's form."""
+    p = ctx.p
     n = p.n_ops
-    topo = _topological(p)
+    topo = topological(p)
+    ctx.cuts = cut_points(ctx)
+    # a cut op stays a non-source: it splits the problem, which is worth more
+    source = find_sources(ctx, ctx.general_sources) & ~sum(1 << c for c in ctx.cuts)
+    m = source_macros(ctx, topo, source)
+    ctx.source, ctx.block, ctx.block_ops, ctx.mpred = source, m.block, m.block_ops, m.mpred
+    ctx.kept_block = [sum(ctx.out_kept[u] for u in m.block_ops[v]) for v in range(n)]
+    if not source:
+        ctx.msuccs, ctx.mshares, ctx.owners = list(ctx.succs), ctx.shares, [()] * n
+        return
+    msuccs: list[list[int]] = [[] for _ in range(n)]
+    owners: list[list[int]] = [[] for _ in range(n)]
+    for y in range(n):
+        if (source >> y) & 1:
+            continue
+        r = m.mpred[y]
+        while r:
+            low = r & -r
+            r ^= low
+            msuccs[low.bit_length() - 1].append(y)
+        for u in m.block_ops[y]:
+            owners[u].append(y)
+    own = [sum(1 << y for y in owners[z]) if (source >> z) & 1 else 1 << z for z in range(n)]
+    mshares = [0] * n
+    for x in range(n):
+        if (source >> x) & 1:
+            continue
+        touched = m.block[x] | (1 << x)
+        readers = touched
+        for z in (*m.block_ops[x], x):
+            for t in ctx.inputs[z]:
+                readers |= ctx.cons_mask[t]
+        acc = 0
+        while readers:
+            low = readers & -readers
+            readers ^= low
+            acc |= own[low.bit_length() - 1]
+        mshares[x] = acc & ~(1 << x) & ~source
+    ctx.msuccs = [tuple(s) for s in msuccs]
+    ctx.owners = [tuple(o) for o in owners]
+    ctx.mshares = mshares
+
+
+def _closures(ctx: _Ctx, pred_mask: list[int]) -> tuple[list[int], list[int]]:
+    """Ancestor and descendant bitmasks (excluding the op itself)."""
+    p = ctx.p
+    n = p.n_ops
+    topo = ctx.topo
     anc = [0] * n
     for v in topo:
         m = 0
@@ -132,7 +184,7 @@ def _closures(p: Problem, pred_mask: list[int]) -> tuple[list[int], list[int]]:
             m |= anc[u] | (1 << u)
         anc[v] = m
     desc = [0] * n
-    succs = p.succs
+    succs = ctx.succs
     for v in reversed(topo):
         m = 0
         for w in succs[v]:
@@ -158,8 +210,55 @@ def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
     return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2, dead
 
 
-# ---------------------------------------------------------------------------------------------
-# Bounds
+def _mstep(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
+    """``_step`` for v's macro: the unrun sources of block(v), then v (reductions.py).
+
+    The sources free nothing and each costs at most v's step, so the macro's step is v's
+    step after them, and its change of resident bytes adds their kept outputs.
+    """
+    b = ctx.block[v] & ~S
+    if not b:
+        return _step(ctx, S, v)
+    kept = 0
+    r = b
+    while r:
+        low = r & -r
+        r ^= low
+        kept += ctx.out_kept[low.bit_length() - 1]
+    up, delta, S2, dead = _step(ctx, S | b, v)
+    return up + kept, delta + kept, S2, dead
+
+
+def _expand(ctx: _Ctx, S: int, heads: Sequence[int]) -> list[int]:
+    """The ops that the macros ``heads`` run from downset S, in order."""
+    out: list[int] = []
+    for h in heads:
+        if ctx.block[h] & ~S:
+            for u in ctx.block_ops[h]:
+                if not (S >> u) & 1:
+                    out.append(u)
+                    S |= 1 << u
+        out.append(h)
+        S |= 1 << h
+    return out
+
+
+def _trailing(ctx: _Ctx, start: int, goal: int) -> int:
+    """Sources between two states that no macro of a non-source there runs.
+
+    They belong to the block of the cut op after ``goal`` and are run just before it.
+    """
+    seg = goal & ~start
+    src = seg & ctx.source
+    if not src:
+        return 0
+    covered = 0
+    r = seg & ~ctx.source
+    while r:
+        low = r & -r
+        r ^= low
+        covered |= ctx.block[low.bit_length() - 1]
+    return src & ~covered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,32 +266,35 @@ def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
 
 
 def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | None = None):
-    """Run, at each step, the ready op with the cheapest step; ties by memory left behind.
+    """Run, at each step, the ready macro with the cheapest step; ties by memory left behind.
 
-    Step costs are cached in a heap: running u changes the cost of a ready op only if they
-    share an input (``shares[u]``), so only those and the newly ready ops are re-costed
-    (stale heap entries are skipped). Same order as re-costing every ready op at every
-    step, but O(n log n) rather than O(n * ready): 20,000 ops in well under a second.
+    Step costs are cached in a heap. Running a macro changes the cost of a ready macro w
+    only if w becomes the last unrun reader of a tensor the macro read (counted per
+    tensor) or the macro ran a source of w's block; only those and the newly ready macros
+    are re-costed (stale heap entries are skipped). Same order as re-costing every ready
+    op at every step, in O((n + edges) log n).
     """
     p = ctx.p
     goal = (1 << p.n_ops) - 1 if goal is None else goal
+    goal &= ~_trailing(ctx, start, goal)
     S = start
     M = resident_after_inputs(p) if mem is None else mem
     cost: dict[int, tuple[int, int]] = {}  # ready op -> (step cost above M, resident change)
     heap: list[tuple[int, int, int]] = []
     ready = 0
+    mpred, msuccs, source = ctx.mpred, ctx.msuccs, ctx.source
 
     def push(v: int) -> None:
-        up, delta, _, _ = _step(ctx, S, v)
+        up, delta, _, _ = _mstep(ctx, S, v)
         cost[v] = (up, delta)
         heapq.heappush(heap, (up, delta, v))
 
-    rest = goal & ~S
+    rest = goal & ~S & ~source
     while rest:
         low = rest & -rest
         rest ^= low
         v = low.bit_length() - 1
-        if ctx.pred_mask[v] & ~S == 0:
+        if mpred[v] & ~S == 0:
             ready |= low
             push(v)
     order, worst = [], 0
@@ -203,16 +305,27 @@ def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | 
         del cost[v]
         worst = max(worst, M + up)
         M += delta
-        S |= 1 << v
+        ran = _expand(ctx, S, (v,))
+        order += ran
+        for u in ran:
+            S |= 1 << u
         ready ^= 1 << v
-        order.append(v)
-        r = ctx.shares[v] & ready
+        touched = 0
+        for u in ran:
+            for t in ctx.inputs[u]:
+                left = ctx.cons_mask[t] & ~S
+                if left and left & (left - 1) == 0:  # one unrun reader: t may die there
+                    touched |= left
+            for w in ctx.owners[u]:
+                touched |= 1 << w
+        r = touched & ready
         while r:
             low = r & -r
             r ^= low
             push(low.bit_length() - 1)
-        for w in ctx.succs[v]:
-            if (goal >> w) & 1 and not (ready >> w) & 1 and ctx.pred_mask[w] & ~S == 0:
+        for w in msuccs[v]:
+            if (goal >> w) & 1 and not (ready >> w) & 1 and mpred[w] & ~S == 0 \
+                    and not (S >> w) & 1:
                 ready |= 1 << w
                 push(w)
     return order, worst
@@ -251,14 +364,15 @@ def search(
     entered = time.monotonic()
     best_order, best_worst = incumbent
     ub = max(best_worst, floor)
-    pred_mask, succs, can_free = ctx.pred_mask, ctx.succs, ctx.can_free
-    shares = ctx.shares
-    step = _step
+    goal &= ~_trailing(ctx, start, goal)
+    pred_mask, succs, can_free = ctx.mpred, ctx.msuccs, ctx.can_free
+    shares = ctx.shares if not ctx.source else ctx.mshares
+    step = _mstep if ctx.source else _step
 
     def newly_ready(v: int, S: int) -> int:
         r = 0
         for w in succs[v]:
-            if (goal >> w) & 1 and pred_mask[w] & ~S == 0:
+            if (goal >> w) & 1 and pred_mask[w] & ~S == 0 and not (S >> w) & 1:
                 r |= 1 << w
         return r
 
@@ -284,7 +398,7 @@ def search(
         return S, M, ready, moved
 
     ready0 = 0
-    rest = goal & ~start
+    rest = goal & ~start & ~ctx.source
     while rest:
         low = rest & -rest
         if pred_mask[low.bit_length() - 1] & ~start == 0:
@@ -294,7 +408,7 @@ def search(
     best_key: dict[int, int] = {start: floor}
     closed: set[int] = set()
     heap = [(floor, -start.bit_count(), mem, start, ready0, ready0)]
-    expanded = 0
+    expanded = work = 0
     stopped = ""
     found = None
     inf = 1 << 62
@@ -320,8 +434,11 @@ def search(
             break
         closed.add(S3)
         expanded += 1
-        # Checked often: one expansion of a 20,000-op graph takes milliseconds.
-        if expanded & 15 == 0:
+        # Checked after every 16 expansions or 2,000 step evaluations, whichever comes
+        # first: one expansion of a 5,000-wide fan-out evaluates 5,000 steps.
+        work += ready3.bit_count()
+        if expanded & 15 == 0 or work > 2000:
+            work = 0
             if time.monotonic() > deadline:
                 stopped = "time limit"
             elif len(best_key) > max_states:
@@ -347,7 +464,7 @@ def search(
             chk = ready2 if (k2 > key or delta < 0) else new | (shares[v] & ready2)
             heapq.heappush(heap, (k2, -S2.bit_count(), M3 + delta, S2, ready2, chk))
     if found is not None:
-        order = _path(parent, start, goal)
+        order = _path(ctx, parent, start, goal)
         return _Result(order, _worst(ctx, start, mem, order), found, True, expanded)
     # No order below ub exists (exact), or the search stopped: the smallest open key is a bound.
     bound = ub if not stopped else min(ub, min((h[0] for h in heap), default=ub))
@@ -375,10 +492,10 @@ def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, until: fl
         if S in seen or (S not in parent and S != start):
             continue
         t = time.monotonic()
-        if t + last > until:
+        if t + last > until or t > until:
             break
         seen.add(S)
-        prefix = _path(parent, start, S)
+        prefix = _path(ctx, parent, start, S)
         rest, worst_rest = greedy_order(ctx, S, goal, M)
         worst = max(_worst(ctx, start, mem, prefix), worst_rest)
         if worst < best_worst:
@@ -389,14 +506,15 @@ def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, until: fl
     return best_order, best_worst
 
 
-def _path(parent: dict, start: int, goal: int) -> list[int]:
+def _path(ctx: _Ctx, parent: dict, start: int, goal: int) -> list[int]:
+    """The ops from ``start`` to ``goal`` along the search's parent links (macros expanded)."""
     chunks = []
     S = goal
     while S != start:
-        prev, ops = parent[S]
-        chunks.append(ops)
+        prev, heads = parent[S]
+        chunks.append((prev, heads))
         S = prev
-    return [v for ops in reversed(chunks) for v in ops]
+    return [v for prev, heads in reversed(chunks) for v in _expand(ctx, prev, heads)]
 
 
 def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
@@ -413,11 +531,9 @@ def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
 
 
 def cut_points(ctx: _Ctx) -> list[int]:
-    """Ops comparable to every other op, in topological order."""
-    n = ctx.p.n_ops
-    full = (1 << n) - 1
-    cuts = [v for v in range(n) if (ctx.anc[v] | ctx.desc[v] | (1 << v)) == full]
-    return sorted(cuts, key=lambda v: ctx.anc[v].bit_count())
+    """Ops comparable to every other op, in topological order (``decompose``)."""
+    topo = ctx.topo or topological(ctx.p, ctx.succs)
+    return [topo[i] for i in cut_positions(ctx.p, topo)]
 
 
 def _resident(ctx: _Ctx, S: int) -> int:
@@ -455,33 +571,33 @@ def _raise_floor(ctx: _Ctx, seg_data, cuts: list[int], floor: int, deadline: flo
     for cost, v in sorted(steps, reverse=True):
         if cost <= floor or time.monotonic() > deadline:
             break
-        floor = max(floor, closure_bound(ctx, v))
+        bound = closure_bound(ctx, v, deadline)
+        if bound is not None:
+            floor = max(floor, bound)
     return floor
 
 
-def schedule(
-    p: Problem,
-    time_limit: float = 10.0,
-    max_states: int = 2_000_000,
-    progress: Progress | None = None,
-    ctx: _Ctx | None = None,
-) -> Schedule:
-    """Minimum-peak topological order of ``p`` (exact unless a limit stops the search)."""
-    t0 = time.monotonic()
-    deadline = t0 + time_limit
-    n = p.n_ops
-    base = initial_live(p)
-    if n == 0:
-        return Schedule([], base, base, True)
-    ctx = ctx or _context(p)
-    lbs = ctx.static_lb
-    floor = max(base, int(lbs.max()))
+@dataclass
+class _Prep:
+    """One piece made ready for search: its segments with their starting orders."""
 
-    # Segments between cut points: (start state, goal state) with the cut op run in between.
-    cuts = cut_points(ctx)
+    ctx: _Ctx
+    segments: list[tuple[int, int]]
+    seg_data: list[tuple[int, int, int, list[int], int]]  # start, goal, mem, order, worst
+    floor: int  # proven lower bound on the piece's peak (hence on the whole problem's)
+    results: dict[int, _Result] = field(default_factory=dict)
+
+
+def _prepare(ctx: _Ctx, stored: Sequence[int] | None) -> _Prep:
+    """Segments between the piece's cut ops, each with the better of the greedy order and
+    the canonical form of the stored order (never worse: the stored order is a candidate)."""
+    p = ctx.p
+    n = p.n_ops
+    floor = max(initial_live(p), int(ctx.static_lb.max()))
+    known = canonical(ctx_macros(ctx), stored) if stored is not None else None
     segments: list[tuple[int, int]] = []
     prev = 0
-    for c in cuts:
+    for c in ctx.cuts:
         segments.append((prev, ctx.anc[c]))
         prev = ctx.anc[c] | (1 << c)
     segments.append((prev, (1 << n) - 1))
@@ -492,43 +608,123 @@ def schedule(
             continue
         mem = _resident(ctx, start)
         order, worst = greedy_order(ctx, start, goal, mem)
+        if known is not None:  # the stored order's part here (without trailing sources)
+            inside = goal & ~start & ~_trailing(ctx, start, goal)
+            mine = [v for v in known if (inside >> v) & 1]
+            w = _worst(ctx, start, mem, mine)
+            if w < worst or (w == worst and not order):
+                order, worst = mine, w
         seg_data.append((start, goal, mem, order, worst))
-    # The cut ops' own steps are forced.
-    for c in cuts:
+    for c in ctx.cuts:  # the cut ops' steps are forced (their trailing sources cost less)
         S = ctx.anc[c]
         up, _, _, _ = _step(ctx, S, c)
         floor = max(floor, _resident(ctx, S) + up)
+    return _Prep(ctx, segments, seg_data, floor)
 
-    if any(d[4] > floor for d in seg_data):
+
+def _assemble(prep: _Prep) -> list[int]:
+    """The piece's order: segments, each cut op after its block of trailing sources."""
+    ctx, cuts = prep.ctx, prep.ctx.cuts
+    order: list[int] = []
+    for i in range(len(prep.seg_data)):
+        order += prep.results[i].order
+        if i < len(cuts):
+            start, goal = prep.segments[i]
+            trail = _trailing(ctx, start, goal)
+            order += [u for u in ctx.block_ops[cuts[i]] if (trail >> u) & 1]
+            order.append(cuts[i])
+    return order
+
+
+def schedule(
+    p: Problem,
+    time_limit: float = 10.0,
+    max_states: int = 2_000_000,
+    progress: Progress | None = None,
+    ctx: _Ctx | None = None,
+    stored: Sequence[int] | None = None,
+) -> Schedule:
+    """Minimum-peak topological order of ``p`` (exact unless a limit stops the search).
+
+    The problem is first split at its cut ops in linear time (``decompose``); each piece of
+    two or more ops is searched on its own tables. Never worse than ``stored`` (default:
+    the ops' own order, the model's stored order): in every segment its canonical form
+    (sources late, no higher peak) is a candidate next to the greedy order, so whatever
+    limit stops the search, even ``time_limit=0``, the answer's peak is at most the stored
+    order's. A ``stored`` that is not a topological order of ``p`` is ignored. ``ctx``
+    (tables of the whole problem) skips the split.
+    """
+    t0 = time.monotonic()
+    deadline = t0 + time_limit
+    n = p.n_ops
+    base = initial_live(p)
+    if n == 0:
+        return Schedule([], base, base, True)
+    stored = list(range(n)) if stored is None else list(stored)
+    if not is_order(p, stored):
+        stored = None
+    if ctx is not None:
+        pieces = [Piece(list(range(n)), p, 0)]
+    else:
+        pieces, _ = split(p)
+    floor = base
+    preps: list[_Prep | None] = []
+    local_stored = _distribute(pieces, stored, n)
+    for k, piece in enumerate(pieces):
+        if piece.problem is None:
+            floor = max(floor, piece.forced_peak)
+            preps.append(None)
+            continue
+        c = ctx if ctx is not None else _context(piece.problem)
+        prep = _prepare(c, local_stored[k])
+        floor = max(floor, prep.floor)
+        preps.append(prep)
+    live = [pr for pr in preps if pr is not None]
+    if any(d[4] > floor for pr in live for d in pr.seg_data):
         # the bounds may use a quarter of the budget; the search needs the rest
         budget = time.monotonic() + 0.25 * max(0.0, deadline - time.monotonic())
-        floor = _raise_floor(ctx, seg_data, cuts, floor, budget)
+        for pr in sorted(live, key=lambda pr: -max(d[4] for d in pr.seg_data)):
+            floor = _raise_floor(pr.ctx, pr.seg_data, pr.ctx.cuts, floor, budget)
 
-    results: dict[int, _Result] = {}
     states = 0
     stopped = ""
+    # The exact search gets 70 % of what is left; if it stops, the rest improves its orders.
+    search_deadline = time.monotonic() + SEARCH_SHARE * max(0.0, deadline - time.monotonic())
     # Hardest first: the floor they raise makes the others easier.
-    for i in sorted(range(len(seg_data)), key=lambda i: -seg_data[i][4]):
-        start, goal, mem, order, worst = seg_data[i]
+    work = [(pr, i) for pr in live for i in range(len(pr.seg_data))]
+    for pr, i in sorted(work, key=lambda w: -w[0].seg_data[w[1]][4]):
+        start, goal, mem, order, worst = pr.seg_data[i]
         if start == goal:
-            results[i] = _Result([], 0, 0, True, 0)
+            pr.results[i] = _Result([], 0, 0, True, 0)
             continue
         if worst <= floor:
-            results[i] = _Result(order, worst, floor, True, 0)
+            pr.results[i] = _Result(order, worst, floor, True, 0)
             continue
-        r = search(ctx, start, goal, mem, floor, (order, worst), deadline,
+        r = search(pr.ctx, start, goal, mem, floor, (order, worst), search_deadline,
                    max_states, progress)
         states += r.states
         stopped = stopped or r.stopped
-        results[i] = r
+        pr.results[i] = r
         floor = max(floor, r.bound)  # a proven lower bound on the whole problem
+    open_ = [(pr, i) for pr, i in work if not pr.results[i].exact]
+    open_.sort(key=lambda w: -w[0].results[w[1]].worst)
+    for k, (pr, i) in enumerate(open_):  # improvement phase (improve.py), worst first
+        left = deadline - time.monotonic()
+        if left <= 0 or pr.results[i].worst <= floor:
+            break
+        start, goal, mem, _, _ = pr.seg_data[i]
+        r = pr.results[i]
+        r.order, r.worst = improve_order(
+            pr.ctx, start, goal, mem, r.order, r.worst, floor,
+            time.monotonic() + left / (len(open_) - k), search, _step)
     full_order: list[int] = []
-    for i in range(len(seg_data)):
-        full_order += results[i].order
-        if i < len(cuts):
-            full_order.append(cuts[i])
+    for piece, pr in zip(pieces, preps, strict=True):
+        if pr is None:
+            full_order += piece.ops
+        else:
+            full_order += [piece.ops[v] for v in _assemble(pr)]
     pk = peak(p, full_order)
-    exact = all(r.exact for r in results.values())
+    exact = all(r.exact for pr in live for r in pr.results.values())
     if exact and pk != floor:  # the two views of the memory model must agree
         raise AssertionError(f"scheduler inconsistency: peak {pk} != proven {floor}")
     return Schedule(
@@ -540,3 +736,23 @@ def schedule(
         seconds=time.monotonic() - t0,
         stopped=stopped,
     )
+
+
+def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):
+    """The stored order cut into the pieces, in each piece's local op ids."""
+    out: list[list[int] | None] = [[] if pc.problem is not None else None for pc in pieces]
+    if stored is None:
+        return [None] * len(pieces)
+    where = [(-1, -1)] * n
+    for k, pc in enumerate(pieces):
+        for i, v in enumerate(pc.ops):
+            where[v] = (k, i)
+    for v in stored:
+        k, i = where[v]
+        if out[k] is not None:
+            out[k].append(i)
+    return out
+
+
+def ctx_macros(ctx: _Ctx) -> SourceMacros:
+    return SourceMacros(ctx.source, ctx.block, ctx.block_ops, ctx.mpred)

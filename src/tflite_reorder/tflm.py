@@ -23,7 +23,9 @@ from typing import TypeVar
 import numpy as np
 
 from . import preflight
-from .flatbuffer_io import load_model
+from .dtypes import ARENA_ALIGNMENT as ALIGN  # also the bisection granularity
+from .dtypes import align
+from .flatbuffer_io import load_model, parse_model
 from .graph import build_graph
 
 try:
@@ -33,7 +35,6 @@ except ImportError:  # pragma: no cover - exercised only where tflite-micro is a
 
 T = TypeVar("T")
 
-ALIGN = 16  # MicroArenaBufferAlignment(); also the bisection granularity
 _ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 _TOO_SMALL = re.compile(r"missing: \d+")  # TFLM's "Failed to … Requested: …, missing: N"
 
@@ -131,7 +132,7 @@ def default_arena_size(model_bytes: bytes) -> int:
     activations = sum(t.arena_bytes for sg in graph.subgraphs for t in sg.tensors)
     structs = 128 * graph.n_tensors + 128 * graph.n_ops
     size = activations + 2 * len(model_bytes) + structs + (64 << 10)
-    return -(-size // ALIGN) * ALIGN
+    return align(size)
 
 
 def _open(model_bytes: bytes, arena_size: int | None):
@@ -171,35 +172,6 @@ def run_tflm(
     return _guarded(invoke)
 
 
-def random_inputs(model_bytes: bytes, seed: int = 0) -> list[np.ndarray]:
-    """Random values for every input of subgraph 0, in the model's dtypes and shapes.
-
-    Quantised inputs span their whole range; floats are uniform in [-1, 1); integer
-    inputs wider than 16 bits are small non-negative numbers (0..3), since they tend to
-    be counts or indices (a WHILE loop bound, a gather index).
-    """
-    from .graph import TYPE_NAMES
-
-    model = load_model(bytes(model_bytes)).model
-    sg = model.subgraphs[0]
-    rng = np.random.default_rng(seed)
-    out = []
-    for t in sg.inputs if sg.inputs is not None else ():
-        tensor = sg.tensors[int(t)]
-        shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else ()))
-        dtype = np.dtype(TYPE_NAMES[tensor.type].lower().replace("bool", "bool_"))
-        if dtype.kind == "f":
-            out.append(rng.uniform(-1, 1, shape).astype(dtype))
-        elif dtype.kind == "b":
-            out.append(rng.integers(0, 2, shape).astype(bool))
-        elif dtype.itemsize <= 2:
-            info = np.iinfo(dtype)
-            out.append(rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype))
-        else:
-            out.append(rng.integers(0, 4, shape, dtype=dtype))
-    return out
-
-
 def _parse(text: str) -> TflmArena:
     found = {k: int(v) for k, v in _ALLOCATION.findall(text)}
     if set(found) != {"total", "head", "tail"}:
@@ -230,7 +202,7 @@ def min_arena_size(model_bytes: bytes) -> int:
     total, which usually is the answer.
     """
     total = measure_arena(model_bytes).total
-    hi = -(-total // ALIGN) * ALIGN
+    hi = align(total)
     while not _fits(model_bytes, hi):
         hi *= 2
     lo = max(hi - 1024, 0)
@@ -254,15 +226,22 @@ _TAIL_FIT = {"tensor": 60.5, "op": 70.7, "conv_channel": 8.26, "fixed": 588.0}
 
 def estimate_tail(model_bytes: bytes) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    from .flatbuffer_io import parse_model
-    from .graph import build_graph
-
     graph = build_graph(parse_model(model_bytes).model)
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops
-        if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+        if op.opcode in TAIL_CHANNEL_OPS
     )
-    est = (_TAIL_FIT["tensor"] * graph.n_tensors + _TAIL_FIT["op"] * graph.n_ops
-           + _TAIL_FIT["conv_channel"] * channels + _TAIL_FIT["fixed"])
-    return int(est + 15) // 16 * 16
+    return tail_from_counts(graph.n_tensors, graph.n_ops, channels)
+
+
+# Ops whose TFLM op data holds per-output-channel arrays (int8 multipliers and shifts).
+TAIL_CHANNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+                              "TRANSPOSE_CONV"})
+
+
+def tail_from_counts(tensors: int, ops: int, conv_channels: int) -> int:
+    """The tail fit for a model of so many tensors, ops and conv output channels."""
+    est = (_TAIL_FIT["tensor"] * tensors + _TAIL_FIT["op"] * ops
+           + _TAIL_FIT["conv_channel"] * conv_channels + _TAIL_FIT["fixed"])
+    return align(int(est))

@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import preflight, tflm
+from . import tflm
+from .flatbuffer_io import LoadedModel, ModelError
+from .runtimes import random_inputs, run_litert
 
 
 @dataclass
@@ -42,50 +44,6 @@ class Verification:
             "comparisons": [asdict(c) for c in self.comparisons],
             "skipped": self.skipped,
         }
-
-
-def _litert(model_bytes: bytes):
-    """A LiteRT interpreter on the reference kernels (after ``preflight.check``)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    preflight.check(model_bytes)
-    interp = Interpreter(
-        model_content=model_bytes,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-    )
-    interp.allocate_tensors()
-    return interp
-
-
-def random_inputs(model_bytes: bytes, cases: int, seed: int = 0) -> list[list[np.ndarray]]:
-    """Inputs that exercise the whole value range of each input's type."""
-    details = _litert(model_bytes).get_input_details()
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(cases):
-        sample = []
-        for d in details:
-            shape, dtype = tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])
-            if dtype.kind == "f":
-                sample.append(rng.standard_normal(shape).astype(dtype))
-            elif dtype.kind in "iu":
-                info = np.iinfo(dtype)
-                lo, hi = max(info.min, -128), min(info.max, 127)
-                sample.append(rng.integers(lo, hi + 1, size=shape).astype(dtype))
-            elif dtype.kind == "b":
-                sample.append(rng.integers(0, 2, size=shape).astype(bool))
-            else:
-                raise ValueError(f"unsupported input type {dtype}")
-        out.append(sample)
-    return out
-
-
-def run_litert(model_bytes: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    interp = _litert(model_bytes)
-    for d, x in zip(interp.get_input_details(), inputs, strict=True):
-        interp.set_tensor(d["index"], x)
-    interp.invoke()
-    return [interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()]
 
 
 def _compare(runtime, reference, ref_outs, new_outs, rtol: float | None) -> Comparison:
@@ -141,3 +99,29 @@ def verify(
         new_t = [tflm.run_tflm(written, x) for x in inputs]
         result.comparisons.append(_compare("tflm", label, ref_t, new_t, rtol))
     return result
+
+
+def verify_written(
+    loaded: LoadedModel, data: bytes, tflm_reference: bytes | None, use_tflm: bool = True
+) -> Verification:
+    """``verify``, where a runtime that cannot run the *input* is a bad input.
+
+    LiteRT or TFLM refuse some models (custom or unknown ops, dynamic tensors); those
+    cannot be checked by running, and the user chooses to skip that (``verify=False``).
+    Raises ``ModelError`` when the input itself does not run; a runtime that runs the input
+    but fails on our output is our bug: its exception is re-raised as is.
+    """
+    try:
+        return verify(loaded.raw, data, tflm_reference=tflm_reference, use_tflm=use_tflm)
+    except Exception as exc:
+        failure = exc
+    try:
+        x = random_inputs(loaded.raw, 1)[0]
+        run_litert(loaded.raw, x)
+        if use_tflm and tflm.available():
+            tflm.run_tflm(tflm_reference or loaded.raw, x)
+    except Exception as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise ModelError(f"{loaded.source}: cannot verify, the input model does not run "
+                         f"({why}); use --no-verify to skip verification") from None
+    raise failure

@@ -9,29 +9,23 @@ every unreferenced non-constant tensor arena space.
 from __future__ import annotations
 
 import copy
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ..graph import TYPE_NAMES, opcode_name
+from ..dtypes import numpy_type, type_name
+from ..graph import opcode_name, topological_order
+from ..tensors import constant_data, ints, stored_shape, text
 
-NUMPY_TYPES = {
-    "FLOAT32": np.float32, "INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16,
-    "INT32": np.int32, "INT64": np.int64, "FLOAT16": np.float16, "BOOL": np.bool_,
-}
 # Operator versions LiteRT's builtin resolver accepts for the types used here.
-VERSIONS = {"ADD": {"INT8": 2, "FLOAT32": 1}, "CONCATENATION": {"INT8": 2, "FLOAT32": 1}}
+VERSIONS = {"ADD": {"INT8": 2, "FLOAT32": 1}, "CONCATENATION": {"INT8": 2, "FLOAT32": 1},
+            "STRIDED_SLICE": {"INT8": 2, "FLOAT32": 1}, "PAD": {"INT8": 2, "FLOAT32": 1},
+            "PADV2": {"INT8": 2, "FLOAT32": 1}}
 
 
 class NotApplicable(Exception):
     """A rewrite does not apply at a site; the message says why (for ``rejected``)."""
-
-
-def text(raw) -> str:
-    """A flatbuffer string field (bytes from the reader, str from us) as str."""
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
 
 
 @dataclass(frozen=True)
@@ -80,11 +74,10 @@ class Editor:
         return opcode_name(self.model, op.opcodeIndex)
 
     def dtype(self, i: int) -> str:
-        return TYPE_NAMES.get(self.t(i).type, "")
+        return type_name(self.t(i).type)
 
     def shape(self, i: int) -> tuple[int, ...]:
-        sh = self.t(i).shape
-        return tuple(int(d) for d in (sh if sh is not None else ()))
+        return stored_shape(self.t(i))
 
     def name(self, i: int) -> str:
         return text(self.t(i).name)
@@ -107,25 +100,13 @@ class Editor:
 
     def constant(self, i: int) -> np.ndarray | None:
         """The data of a constant tensor, typed and shaped, or None when it has none."""
-        if i < 0:
-            return None
-        t = self.t(i)
-        bufs = self.model.buffers
-        if not 0 < t.buffer < len(bufs) or bufs[t.buffer].data is None:
-            return None
-        raw = np.asarray(bufs[t.buffer].data, np.uint8)
-        if raw.size == 0:
-            return None
-        np_type = NUMPY_TYPES.get(self.dtype(i))
-        if np_type is None:
-            return None
-        return raw.view(np.dtype(np_type).newbyteorder("<")).reshape(self.shape(i)).copy()
+        return None if i < 0 else constant_data(self.model, self.t(i))
 
     def inputs(self, op: schema.OperatorT) -> list[int]:
-        return [int(x) for x in (op.inputs if op.inputs is not None else ())]
+        return list(ints(op.inputs))
 
     def outputs(self, op: schema.OperatorT) -> list[int]:
-        return [int(x) for x in (op.outputs if op.outputs is not None else ())]
+        return list(ints(op.outputs))
 
     def consumers(self, t: int) -> list[schema.OperatorT]:
         return [op for op in self.sg.operators if t in self.inputs(op)]
@@ -174,8 +155,7 @@ class Editor:
         return self._constant(value, schema.TensorType.INT32, name, None)
 
     def _constant(self, value: np.ndarray, tensor_type: int, name: str, quant) -> int:
-        np_type = NUMPY_TYPES[TYPE_NAMES[tensor_type]]
-        value = np.asarray(value).astype(np.dtype(np_type).newbyteorder("<"))
+        value = np.asarray(value).astype(numpy_type(tensor_type))
         buf = schema.BufferT()
         buf.data = np.ascontiguousarray(value).reshape(-1).view(np.uint8).copy()
         self.model.buffers.append(buf)
@@ -189,6 +169,8 @@ class Editor:
         return len(self.sg.tensors) - 1
 
     def opcode_index(self, opcode: str, version: int = 1) -> int:
+        """The operator code of a builtin, appended when missing; its version is raised to
+        ``version`` when lower (an opcode's version is the highest any of its ops needs)."""
         for i in range(len(self.model.operatorCodes)):
             if opcode_name(self.model, i) == opcode:
                 code = self.model.operatorCodes[i]
@@ -204,8 +186,13 @@ class Editor:
     def clone_op(
         self, op: schema.OperatorT, inputs: list[int], outputs: list[int]
     ) -> schema.OperatorT:
-        """Same operator and options on other tensors (optional inputs stay -1)."""
-        new = copy.deepcopy(op)
+        """Same operator and options on other tensors (optional inputs stay -1).
+
+        The options are copied one level deep (callers change their scalar fields); the
+        rest is shared with ``op``.
+        """
+        new = copy.copy(op)
+        new.builtinOptions = copy.copy(op.builtinOptions)
         new.inputs = np.array(inputs, np.int32)
         new.outputs = np.array(outputs, np.int32)
         return new
@@ -235,6 +222,31 @@ class Editor:
         return self.new_op("CONCATENATION", inputs, [output],
                            schema.BuiltinOptions.ConcatenationOptions, opts, version)
 
+    def strided_slice_op(self, x: int, begin, end, strides, out: int) -> schema.OperatorT:
+        """STRIDED_SLICE of ``x`` into ``out`` with constant, mask-free bounds."""
+        ints = [self.new_int32(np.array(v, np.int32), f"{self.name(out)}/{n}")
+                for v, n in ((begin, "begin"), (end, "end"), (strides, "strides"))]
+        version = VERSIONS["STRIDED_SLICE"].get(self.dtype(x), 1)
+        return self.new_op("STRIDED_SLICE", [x, *ints], [out],
+                           schema.BuiltinOptions.StridedSliceOptions,
+                           schema.StridedSliceOptionsT(), version)
+
+    def pad_op(self, x: int, pads, out: int, value: float | None = None) -> schema.OperatorT:
+        """PAD of ``x`` (with its zero point, 0 for float) or PADV2 with ``value``.
+
+        ``value`` is in ``x``'s stored type (an int8 value for int8, not a real number).
+        """
+        p = self.new_int32(np.array(pads, np.int32), f"{self.name(out)}/paddings")
+        if value is None:
+            version = VERSIONS["PAD"].get(self.dtype(x), 1)
+            return self.new_op("PAD", [x, p], [out], schema.BuiltinOptions.PadOptions,
+                               schema.PadOptionsT(), version)
+        v = self.new_constant(np.array(value), x, f"{self.name(out)}/pad_value",
+                              self.quant(x))
+        version = VERSIONS["PADV2"].get(self.dtype(x), 1)
+        return self.new_op("PADV2", [x, p, v], [out], schema.BuiltinOptions.PadV2Options,
+                           schema.PadV2OptionsT(), version)
+
     # -- replacing ---------------------------------------------------------------------------
 
     def replace(self, old: list[schema.OperatorT], new: list[schema.OperatorT]) -> None:
@@ -247,25 +259,15 @@ class Editor:
         self.sg.operators = kept + list(new) + rest
 
     def toposort(self) -> None:
-        """Stable topological order: each op as early in the list as its inputs allow."""
+        """Stable topological order: each op as early in the list as its inputs allow.
+
+        Raises ``NotApplicable`` when the rewrite made the operator graph cyclic.
+        """
         ops = self.sg.operators
         made = {t: i for i, op in enumerate(ops) for t in self.outputs(op)}
-        succs: list[list[int]] = [[] for _ in ops]
-        indeg = [0] * len(ops)
-        for i, op in enumerate(ops):
-            for p in {made[t] for t in self.inputs(op) if t in made and made[t] != i}:
-                succs[p].append(i)
-                indeg[i] += 1
-        ready = [i for i, d in enumerate(indeg) if d == 0]
-        heapq.heapify(ready)
-        order: list[int] = []
-        while ready:
-            i = heapq.heappop(ready)
-            order.append(i)
-            for j in succs[i]:
-                indeg[j] -= 1
-                if indeg[j] == 0:
-                    heapq.heappush(ready, j)
+        preds = [{made[t] for t in self.inputs(op) if t in made and made[t] != i}
+                 for i, op in enumerate(ops)]
+        order = topological_order(preds)
         if len(order) < len(ops):
             raise NotApplicable("rewrite made the operator graph cyclic")
         self.sg.operators = [ops[i] for i in order]

@@ -15,40 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .. import preflight
-from ..graph import build_graph, opcode_name
+from ..graph import opcode_name
 from ..memory import simulate
-from ..verify import random_inputs
-from .edit import text
-
-
-def _interpreter(data: bytes, preserve: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    preflight.check(data)
-    interp = Interpreter(
-        model_content=data,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-        experimental_preserve_all_tensors=preserve,
-    )
-    interp.allocate_tensors()
-    return interp
-
-
-def run_cases(
-    data: bytes, cases: list[list[np.ndarray]], probes: tuple[int, ...] = ()
-) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter."""
-    interp = _interpreter(data, preserve=bool(probes))
-    ins, outs = interp.get_input_details(), interp.get_output_details()
-    results, probed = [], []
-    for case in cases:
-        for d, x in zip(ins, case, strict=True):
-            interp.set_tensor(d["index"], x)
-        interp.invoke()
-        results.append([interp.get_tensor(d["index"]).copy() for d in outs])
-        probed.append([interp.get_tensor(t).copy() for t in probes])
-    return results, probed
+from ..runtimes import random_inputs, run_litert_cases
+from ..scheduling import schedule_model
+from ..shapes import true_graph
+from ..tensors import text
 
 
 @dataclass(frozen=True)
@@ -91,11 +63,11 @@ class Reference:
     def __init__(self, data: bytes, model: schema.ModelT, cases: int, seed: int) -> None:
         self.data = data
         self.inputs = random_inputs(data, cases, seed)
-        self.outputs, _ = run_cases(data, self.inputs)
+        self.outputs, _ = run_litert_cases(data, self.inputs)
         self.scales = lsb_scales(model)
 
     def compare(self, data: bytes) -> ErrorStats:
-        got, _ = run_cases(data, self.inputs)
+        got, _ = run_litert_cases(data, self.inputs)
         return self.stats(self.outputs, got, self.scales)
 
     @staticmethod
@@ -120,8 +92,8 @@ class Reference:
         """Max difference in LSBs (or relative) at tensors: (original index, new index)."""
         if not pairs:
             return []
-        _, want = run_cases(self.data, self.inputs, tuple(a for a, _ in pairs))
-        _, got = run_cases(data, self.inputs, tuple(b for _, b in pairs))
+        _, want = run_litert_cases(self.data, self.inputs, tuple(a for a, _ in pairs))
+        _, got = run_litert_cases(data, self.inputs, tuple(b for _, b in pairs))
         out = []
         for k in range(len(pairs)):
             w = [case[k] for case in want]
@@ -150,7 +122,7 @@ def observed_ranges(
     )
     if not probes:
         return {}
-    _, seen = run_cases(data, cases, probes)
+    _, seen = run_litert_cases(data, cases, probes)
     out = {}
     for k, t in enumerate(probes):
         q = sg.tensors[t].quantization
@@ -173,13 +145,8 @@ class Peak:
 
 
 def optimal_peak(model: schema.ModelT, inplace: bool, time_limit: float) -> Peak:
-    from .. import api, shapes  # api imports this package: import late
-
-    try:
-        true = shapes.infer_shapes(model)
-    except Exception:  # best effort, as in api: unknown ops keep their stored shapes
-        true = {}
-    graph = build_graph(model, true)
-    orders, results = api.schedule_model(graph, inplace, time_limit)
+    """The best order's peak under TFLM's lifetimes, with the sizes the kernels use."""
+    graph = true_graph(model)
+    orders, results = schedule_model(graph, inplace, time_limit)
     use = simulate(graph, orders, inplace=inplace)
     return Peak(use.lower_bound, all(r.optimal for r in results.values()), orders)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
-from ..verify import random_inputs
+from ..runtimes import random_inputs
 from . import add_tree, subsample
 from .edit import Editor, NotApplicable, buffers_in_use, compact
 from .measure import ErrorStats, Reference, observed_ranges, optimal_peak

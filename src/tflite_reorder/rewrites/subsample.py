@@ -17,7 +17,6 @@ from ai_edge_litert import schema_py_generated as schema
 from .edit import Editor, NotApplicable
 
 POOLS = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D"})
-VERSIONS = {"STRIDED_SLICE": {"INT8": 2, "FLOAT32": 1}, "PAD": {"INT8": 2, "FLOAT32": 1}}
 
 
 def candidates(ed: Editor) -> list[int]:
@@ -125,11 +124,11 @@ def fold(ed: Editor, c: schema.OperatorT) -> None:
     y = ed.inputs(c)[0]
     last = out if drop_c and not need_pad else ed.new_tensor(
         y, (xs[0], n_h, n_w, xs[3]), f"{ed.name(y)}/subsampled", keep_quant=True)
-    ops = [_strided_slice(ed, x, begin, end, strides, last)]
+    ops = [ed.strided_slice_op(x, begin, end, strides, last)]
     if need_pad:
         padded_t = out if drop_c else ed.new_tensor(
             y, (xs[0], os_[1], os_[2], xs[3]), f"{ed.name(y)}/subsampled_pad", keep_quant=True)
-        ops.append(_pad(ed, last, pads, padded_t))
+        ops.append(ed.pad_op(last, pads, padded_t))
         last = padded_t
     if not drop_c:
         new_c = ed.clone_op(c, [last, *ed.inputs(c)[1:]], [out])
@@ -137,19 +136,3 @@ def fold(ed: Editor, c: schema.OperatorT) -> None:
         ops.append(new_c)
     ed.replace([*removed, c], ops)
     ed.toposort()
-
-
-def _strided_slice(ed: Editor, x: int, begin, end, strides, out: int) -> schema.OperatorT:
-    ints = [ed.new_int32(np.array(v, np.int32), f"{ed.name(out)}/{n}")
-            for v, n in ((begin, "begin"), (end, "end"), (strides, "strides"))]
-    opts = schema.StridedSliceOptionsT()
-    version = VERSIONS["STRIDED_SLICE"].get(ed.dtype(x), 1)
-    return ed.new_op("STRIDED_SLICE", [x, *ints], [out],
-                     schema.BuiltinOptions.StridedSliceOptions, opts, version)
-
-
-def _pad(ed: Editor, x: int, pads, out: int) -> schema.OperatorT:
-    p = ed.new_int32(np.array(pads, np.int32), f"{ed.name(out)}/paddings")
-    version = VERSIONS["PAD"].get(ed.dtype(x), 1)
-    return ed.new_op("PAD", [x, p], [out], schema.BuiltinOptions.PadOptions,
-                     schema.PadOptionsT(), version)

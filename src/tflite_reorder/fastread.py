@@ -1,0 +1,306 @@
+"""Reading the scheduling view of a model straight from the flatbuffer tables.
+
+``flatbuffer_io.parse_model`` unpacks the whole model into the generated object API (every
+tensor's quantisation, every buffer's bytes) so that a written model keeps every field. A
+NAS loop that only asks ``peak_memory`` needs much less: tensor shapes, types, names and
+whether they are constant; operators' opcodes, inputs, outputs and called subgraphs; the
+small integer constants shape inference reads. :func:`read_lite` reads just that, field by
+field with ``struct`` (no per-field generated accessors), into light objects that carry the
+object API's attribute names, so ``graph.build_graph``, ``shapes.infer_shapes`` and the
+reader's own checks (``flatbuffer_io.check_model``) run on them unchanged: one graph
+builder, one shape inference, one set of input checks, two readers.
+
+Builtin options tables are unpacked only when something reads ``op.builtinOptions`` (shape
+rules, control flow); buffer bytes are a zero-copy view taken only when read.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from .flatbuffer_io import ModelError, check_header, check_model
+
+_U8 = struct.Struct("<B").unpack_from
+_I8 = struct.Struct("<b").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+
+# Field slots (vtable entry index) of the schema's tables, as the generated code reads them.
+T_SHAPE, T_TYPE, T_BUFFER, T_NAME, T_QUANT, T_VARIABLE, T_SPARSITY, T_SIGNATURE = range(8)
+T_EXTERNAL = 10
+O_OPCODE, O_INPUTS, O_OUTPUTS, O_OPTIONS_TYPE, O_OPTIONS = range(5)
+O_INTERMEDIATES = 8
+SG_TENSORS, SG_INPUTS, SG_OUTPUTS, SG_OPERATORS, SG_NAME = range(5)
+M_VERSION, M_CODES, M_SUBGRAPHS, M_BUFFERS, M_METADATA = 0, 1, 2, 4, 6
+C_DEPRECATED, C_CUSTOM, C_VERSION, C_BUILTIN = range(4)
+B_DATA, B_OFFSET, B_SIZE = range(3)
+MD_NAME, MD_BUFFER = range(2)
+
+
+class _Tables:
+    """Bounds-checked reads of flatbuffer tables, vectors and strings from one byte string."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.n = len(raw)
+        self._vtables: dict[int, tuple[int, ...]] = {}
+        self._int_vectors: dict[int, struct.Struct] = {}
+
+    def fields(self, pos: int) -> tuple[int, ...]:
+        """The field offsets of the table at ``pos`` (0 = field absent); vtables are shared."""
+        if not 0 <= pos <= self.n - 4:
+            raise IndexError(pos)
+        vt = pos - _I32(self.raw, pos)[0]
+        found = self._vtables.get(vt)
+        if found is None:
+            if not 0 <= vt <= self.n - 4:
+                raise IndexError(vt)
+            size = _U16(self.raw, vt)[0]
+            if size < 4 or size % 2 or vt + size > self.n:
+                raise IndexError(vt)
+            found = struct.unpack_from(f"<{(size - 4) // 2}H", self.raw, vt + 4)
+            self._vtables[vt] = found
+        return found
+
+    def target(self, pos: int, fields: tuple[int, ...], slot: int) -> int | None:
+        """Where an offset field (table, vector, string) points, or None when absent."""
+        off = fields[slot] if slot < len(fields) else 0
+        if not off:
+            return None
+        at = pos + off
+        return at + _U32(self.raw, at)[0]
+
+    def scalar(self, unpack, pos: int, fields: tuple[int, ...], slot: int, default=0):
+        off = fields[slot] if slot < len(fields) else 0
+        return unpack(self.raw, pos + off)[0] if off else default
+
+    def length(self, vec: int) -> int:
+        n = _U32(self.raw, vec)[0]
+        return n
+
+    def tables(self, vec: int | None) -> list[int]:
+        """Positions of the tables a vector of tables points to."""
+        if vec is None:
+            return []
+        n = self.length(vec)
+        if vec + 4 + 4 * n > self.n:
+            raise IndexError(vec)
+        offs = struct.unpack_from(f"<{n}I", self.raw, vec + 4)
+        return [vec + 4 + 4 * i + o for i, o in enumerate(offs)]
+
+    def ints(self, vec: int | None) -> tuple[int, ...] | None:
+        """A vector of int32 as a tuple (None when the field is absent)."""
+        if vec is None:
+            return None
+        n = self.length(vec)
+        if vec + 4 + 4 * n > self.n:
+            raise IndexError(vec)
+        unpack = self._int_vectors.get(n)
+        if unpack is None:
+            unpack = self._int_vectors[n] = struct.Struct(f"<{n}i")
+        return unpack.unpack_from(self.raw, vec + 4)
+
+    def string(self, vec: int | None) -> bytes | None:
+        if vec is None:
+            return None
+        n = self.length(vec)
+        if vec + 4 + n > self.n:
+            raise IndexError(vec)
+        return self.raw[vec + 4 : vec + 4 + n]
+
+    def byte_span(self, vec: int | None) -> tuple[int, int]:
+        """(start, length) of a vector of bytes; (0, 0) when absent."""
+        if vec is None:
+            return 0, 0
+        n = self.length(vec)
+        if vec + 4 + n > self.n:
+            raise IndexError(vec)
+        return vec + 4, n
+
+
+# ---------------------------------------------------------------------------------------------
+# Light objects: the subset of the object API (same attribute names) the graph needs.
+
+
+class LiteBuffer:
+    """A buffer's location; ``data`` is a zero-copy uint8 view made on first read."""
+
+    __slots__ = ("_raw", "_start", "_len", "offset", "size", "external")
+
+    def __init__(self, raw: bytes, start: int, length: int, offset: int, size: int) -> None:
+        self._raw, self._start, self._len = raw, start, length
+        self.offset, self.size = offset, size
+        self.external = offset > 1 and size > 0
+        if self.external:  # data kept after the flatbuffer, as parse_model reads it
+            self._start, self._len = offset, size
+
+    @property
+    def data(self) -> np.ndarray | None:
+        if not self._len and not self.external:
+            return None
+        return np.frombuffer(self._raw, dtype=np.uint8, count=self._len, offset=self._start)
+
+    def has_data(self) -> bool:
+        return self._len > 0
+
+
+class LiteTensor:
+    __slots__ = ("shape", "type", "buffer", "name", "isVariable", "sparsity", "externalBuffer")
+
+    def __init__(self, shape, type_, buffer, name, is_variable, sparsity, external) -> None:
+        self.shape, self.type, self.buffer, self.name = shape, type_, buffer, name
+        self.isVariable, self.sparsity, self.externalBuffer = is_variable, sparsity, external
+
+
+class LiteOperator:
+    """An operator; ``builtinOptions`` is unpacked by the generated code on first read."""
+
+    __slots__ = ("opcodeIndex", "inputs", "outputs", "intermediates", "builtinOptionsType",
+                 "_raw", "_options_pos", "_options")
+
+    def __init__(self, opcode, inputs, outputs, intermediates, options_type, raw, pos) -> None:
+        self.opcodeIndex, self.inputs, self.outputs = opcode, inputs, outputs
+        self.intermediates, self.builtinOptionsType = intermediates, options_type
+        self._raw, self._options_pos, self._options = raw, pos, False
+
+    @property
+    def builtinOptions(self):  # noqa: N802 (the object API's name)
+        if self._options is False:
+            self._options = None
+            if self._options_pos is not None and self.builtinOptionsType:
+                table = flatbuffers.table.Table(self._raw, self._options_pos)
+                try:
+                    self._options = schema.BuiltinOptionsCreator(self.builtinOptionsType, table)
+                except Exception:  # a corrupt options table reads as absent options
+                    self._options = None
+        return self._options
+
+
+class LiteSubGraph:
+    __slots__ = ("tensors", "operators", "inputs", "outputs", "name")
+
+    def __init__(self, tensors, operators, inputs, outputs, name) -> None:
+        self.tensors, self.operators = tensors, operators
+        self.inputs, self.outputs, self.name = inputs, outputs, name
+
+
+class LiteOperatorCode:
+    __slots__ = ("builtinCode", "deprecatedBuiltinCode", "customCode", "version")
+
+    def __init__(self, builtin: int, deprecated: int, custom: bytes | None, version: int) -> None:
+        self.builtinCode, self.deprecatedBuiltinCode = builtin, deprecated
+        self.customCode, self.version = custom, version
+
+
+class LiteMetadata:
+    __slots__ = ("name", "buffer")
+
+    def __init__(self, name: bytes | None, buffer: int) -> None:
+        self.name, self.buffer = name, buffer
+
+
+class LiteModel:
+    """What :func:`read_lite` returns: ``ModelT``'s attribute names, graph fields only."""
+
+    __slots__ = ("version", "operatorCodes", "subgraphs", "buffers", "metadata")
+
+    def __init__(self, version, codes, subgraphs, buffers, metadata) -> None:
+        self.version, self.operatorCodes, self.subgraphs = version, codes, subgraphs
+        self.buffers, self.metadata = buffers, metadata
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+_EMPTY: tuple[int, ...] = ()
+
+
+def _tensor(tb: _Tables, pos: int) -> LiteTensor:
+    f = tb.fields(pos)
+    return LiteTensor(
+        tb.ints(tb.target(pos, f, T_SHAPE)),
+        tb.scalar(_I8, pos, f, T_TYPE),
+        tb.scalar(_U32, pos, f, T_BUFFER),
+        tb.string(tb.target(pos, f, T_NAME)),
+        bool(tb.scalar(_U8, pos, f, T_VARIABLE)),
+        True if (len(f) > T_SPARSITY and f[T_SPARSITY]) else None,
+        tb.scalar(_U32, pos, f, T_EXTERNAL),
+    )
+
+
+def _operator(tb: _Tables, pos: int) -> LiteOperator:
+    f = tb.fields(pos)
+    ins = tb.ints(tb.target(pos, f, O_INPUTS))
+    outs = tb.ints(tb.target(pos, f, O_OUTPUTS))
+    return LiteOperator(
+        tb.scalar(_U32, pos, f, O_OPCODE),
+        _EMPTY if ins is None else ins,
+        _EMPTY if outs is None else outs,
+        tb.ints(tb.target(pos, f, O_INTERMEDIATES)),
+        tb.scalar(_U8, pos, f, O_OPTIONS_TYPE),
+        tb.raw,
+        tb.target(pos, f, O_OPTIONS),
+    )
+
+
+def _subgraph(tb: _Tables, pos: int) -> LiteSubGraph:
+    f = tb.fields(pos)
+    ins = tb.ints(tb.target(pos, f, SG_INPUTS))
+    outs = tb.ints(tb.target(pos, f, SG_OUTPUTS))
+    return LiteSubGraph(
+        [_tensor(tb, p) for p in tb.tables(tb.target(pos, f, SG_TENSORS))],
+        [_operator(tb, p) for p in tb.tables(tb.target(pos, f, SG_OPERATORS))],
+        _EMPTY if ins is None else ins,
+        _EMPTY if outs is None else outs,
+        tb.string(tb.target(pos, f, SG_NAME)),
+    )
+
+
+def _code(tb: _Tables, pos: int) -> LiteOperatorCode:
+    f = tb.fields(pos)
+    return LiteOperatorCode(
+        tb.scalar(_I32, pos, f, C_BUILTIN), tb.scalar(_I8, pos, f, C_DEPRECATED),
+        tb.string(tb.target(pos, f, C_CUSTOM)), tb.scalar(_I32, pos, f, C_VERSION, 1),
+    )
+
+
+def _buffer(tb: _Tables, pos: int) -> LiteBuffer:
+    f = tb.fields(pos)
+    start, length = tb.byte_span(tb.target(pos, f, B_DATA))
+    return LiteBuffer(tb.raw, start, length, tb.scalar(_U64, pos, f, B_OFFSET),
+                      tb.scalar(_U64, pos, f, B_SIZE))
+
+
+def _metadata(tb: _Tables, pos: int) -> LiteMetadata:
+    f = tb.fields(pos)
+    return LiteMetadata(tb.string(tb.target(pos, f, MD_NAME)), tb.scalar(_U32, pos, f, MD_BUFFER))
+
+
+def read_lite(raw: bytes, source: str = "<bytes>") -> LiteModel:
+    """Read the graph fields of a ``.tflite`` flatbuffer; raises ``ModelError`` (one line,
+    naming ``source``) for exactly the inputs ``parse_model`` rejects for those fields."""
+    check_header(raw, source)
+    tb = _Tables(raw)
+    try:
+        root = _U32(raw, 0)[0]
+        f = tb.fields(root)
+        version = tb.scalar(_U32, root, f, M_VERSION)
+        model = LiteModel(
+            version,
+            [_code(tb, p) for p in tb.tables(tb.target(root, f, M_CODES))],
+            [_subgraph(tb, p) for p in tb.tables(tb.target(root, f, M_SUBGRAPHS))],
+            [_buffer(tb, p) for p in tb.tables(tb.target(root, f, M_BUFFERS))],
+            [_metadata(tb, p) for p in tb.tables(tb.target(root, f, M_METADATA))],
+        )
+    except (IndexError, struct.error, OverflowError) as exc:
+        kind = type(exc).__name__
+        raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
+    check_model(model, raw, source)
+    return model

@@ -1,0 +1,112 @@
+"""Repair: SPACE_TO_BATCH_ND's padding moved into an explicit PAD ahead of it.
+
+TFLM's SPACE_TO_BATCH_ND kernel pads with ``SpaceToBatchParams.output_offset``, a value its
+Prepare never writes (``hazards`` reports it as ``uninitialized_padding``); its PAD pads
+with the zero point (0 for float) like LiteRT does. This is the one rewrite that runs on
+every model (``optimize`` with ``fix_shapes``) and never changes numerics: it makes TFLM
+compute what LiteRT computes.
+
+TFLM's SPACE_TO_BATCH_ND kernel has two types only, float32 and int8. PAD without a
+constant value pads float32 with 0 and int8 with its output zero point, in TFLM and LiteRT
+alike, which is exactly LiteRT's S2B padding: LiteRT requires an int8 S2B's input and
+output zero points to be equal, and the padded tensor takes the S2B input's quantization.
+So PADV2 is never needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from ..dtypes import tensor_bytes, type_name
+from ..flatbuffer_io import remove_offline_plan
+from ..graph import opcode_name
+from ..shapes import Shape, infer_subgraph, int_value
+from .edit import Editor
+
+REPAIRABLE_DTYPES = ("FLOAT32", "INT8")
+
+
+def repair_padding(model_t: schema.ModelT) -> list[dict]:
+    """Move every SPACE_TO_BATCH_ND's padding into an explicit PAD operator ahead of it.
+
+    Each float32/int8 S2B with non-zero constant paddings gets a PAD into a new, statically
+    shaped tensor ahead of it, and new all-zero paddings; shared paddings buffers are never
+    modified. An S2B with zero paddings never reads TFLM's uninitialized pad value. New
+    tensors and buffers are appended, so existing indices stay valid; an offline plan (which
+    no longer covers every tensor) is dropped. Run ``fix_shapes(model_t,
+    infer_shapes(model_t))`` afterwards as usual.
+
+    Returns one dict per repair: ``subgraph``, ``op`` (the S2B's index in the operator list
+    as it was before the call), ``tensor`` (the new padded tensor) and ``bytes`` (its size).
+    Never raises for a model ``parse_model`` accepted.
+    """
+    repairs = []
+    for s in range(len(model_t.subgraphs)):
+        repairs += _repair_subgraph(model_t, s)
+    if repairs:
+        remove_offline_plan(model_t)
+    return repairs
+
+
+def repair_model(model_t: schema.ModelT) -> list[dict]:
+    """Make the model safe in TFLM before planning: explicit padding for SPACE_TO_BATCH_ND.
+
+    Shapes are repaired later, from inference. Returns the report's ``repairs`` entries
+    (``repair_padding``'s, with a ``kind``).
+    """
+    return [{"kind": "explicit_pad", **r} for r in repair_padding(model_t)]
+
+
+def _repair_subgraph(model_t: schema.ModelT, s: int) -> list[dict]:
+    sg = model_t.subgraphs[s]
+    if not any(_s2b_paddings(model_t, sg, op) is not None for op in sg.operators or []):
+        return []  # untouched: no inference, no new tensors
+    shapes = infer_subgraph(model_t, s)
+    ed = Editor(model_t, s)
+    ops: list[schema.OperatorT] = []
+    repairs = []
+    zeros: dict[Shape, int] = {}  # one all-zero paddings constant per paddings shape
+    for i, op in enumerate(sg.operators):
+        pads = _s2b_paddings(model_t, sg, op)
+        x = int(op.inputs[0]) if pads is not None else -1
+        if pads is not None and len(pads) < len(shapes[x]) and min(shapes[x]) >= 0:
+            pad_op, padded = _explicit_pad(ed, op, shapes[x], pads)
+            if pads.shape not in zeros:
+                zeros[pads.shape] = ed.new_int32(np.zeros(pads.shape, np.int32), "zero_paddings")
+            op.inputs = np.array([padded, int(op.inputs[1]), zeros[pads.shape]], np.int32)
+            ops.append(pad_op)
+            nbytes = tensor_bytes(ed.shape(padded), ed.dtype(padded))
+            repairs.append({"subgraph": s, "op": i, "tensor": padded, "bytes": nbytes})
+        ops.append(op)
+    sg.operators = ops
+    return repairs
+
+
+def _s2b_paddings(model_t: schema.ModelT, sg: schema.SubGraphT, op) -> np.ndarray | None:
+    """The [M, 2] paddings of a SPACE_TO_BATCH_ND that pads and can be repaired, else None."""
+    if opcode_name(model_t, op.opcodeIndex) != "SPACE_TO_BATCH_ND" or len(op.inputs) < 3:
+        return None
+    x, p = int(op.inputs[0]), int(op.inputs[2])
+    if x < 0 or p < 0 or type_name(sg.tensors[x].type) not in REPAIRABLE_DTYPES:
+        return None
+    pads = int_value(model_t, sg.tensors[p])
+    if pads is None or pads.ndim != 2 or pads.shape[1] != 2 or not pads.any() or (pads < 0).any():
+        return None
+    return pads
+
+
+def _explicit_pad(
+    ed: Editor, s2b: schema.OperatorT, shape: Shape, pads: np.ndarray
+) -> tuple[schema.OperatorT, int]:
+    """A PAD of the S2B's input by its spatial paddings, and the padded tensor it writes.
+
+    The padded tensor has the input's type and quantization and its true shape grown by
+    the paddings.
+    """
+    x = int(s2b.inputs[0])
+    full = np.zeros((len(shape), 2), np.int32)
+    full[1:1 + len(pads)] = pads
+    grown = tuple(d + int(a) + int(b) for d, (a, b) in zip(shape, full, strict=True))
+    padded = ed.new_tensor(x, grown, f"{ed.name(x)}/explicit_pad", keep_quant=True)
+    return ed.pad_op(x, full, padded), padded

@@ -1,0 +1,115 @@
+"""LiteRT, the reference runtime, and the inputs every check runs models on; one home.
+
+LiteRT runs with its reference kernels (``OpResolverType.BUILTIN_REF``), which TFLM
+matches bit for bit; TFLM itself lives in ``tflm`` (it needs its log captured and an arena
+sized). Two input generators, for two purposes:
+
+- ``random_inputs``: what LiteRT says the inputs are; floats standard normal, integers over
+  the int8 range. Verification and rewrite error measurement use it.
+- ``structured_inputs``: read from the flatbuffer alone (no runtime needed); quantised
+  inputs span their whole range, floats uniform in [-1, 1), integers wider than 16 bits
+  small non-negative numbers (0..3), since they tend to be counts or indices (a WHILE loop
+  bound, a gather index). The TFLM tests use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import preflight
+from .dtypes import type_name
+from .flatbuffer_io import load_model
+
+
+def litert(data: bytes, preserve: bool = False):
+    """An allocated LiteRT interpreter on the reference kernels.
+
+    ``preserve`` keeps every intermediate tensor readable after ``invoke``. Raises what
+    LiteRT raises (``ValueError``/``RuntimeError``) for a model it cannot run, and
+    ``ModelError`` for one it would crash on (``preflight.check``).
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    preflight.check(data)
+    interp = Interpreter(
+        model_content=data,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+        experimental_preserve_all_tensors=preserve,
+    )
+    interp.allocate_tensors()
+    return interp
+
+
+def run_litert_cases(
+    data: bytes, cases: Sequence[Sequence[np.ndarray]], probes: tuple[int, ...] = ()
+) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter."""
+    interp = litert(data, preserve=bool(probes))
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    results, probed = [], []
+    for case in cases:
+        for d, x in zip(ins, case, strict=True):
+            interp.set_tensor(d["index"], x)
+        interp.invoke()
+        results.append([interp.get_tensor(d["index"]).copy() for d in outs])
+        probed.append([interp.get_tensor(t).copy() for t in probes])
+    return results, probed
+
+
+def run_litert(data: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Every output of subgraph 0 for one set of inputs (a fresh interpreter)."""
+    results, _ = run_litert_cases(data, [inputs])
+    return results[0]
+
+
+def random_inputs(data: bytes, cases: int, seed: int = 0) -> list[list[np.ndarray]]:
+    """``cases`` sets of inputs that exercise the whole value range of each input's type.
+
+    Raises ``ValueError`` for an input type it cannot generate (strings, resources).
+    """
+    details = litert(data).get_input_details()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(cases):
+        sample = []
+        for d in details:
+            shape, dtype = tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])
+            if dtype.kind == "f":
+                sample.append(rng.standard_normal(shape).astype(dtype))
+            elif dtype.kind in "iu":
+                info = np.iinfo(dtype)
+                lo, hi = max(info.min, -128), min(info.max, 127)
+                sample.append(rng.integers(lo, hi + 1, size=shape).astype(dtype))
+            elif dtype.kind == "b":
+                sample.append(rng.integers(0, 2, size=shape).astype(bool))
+            else:
+                raise ValueError(f"unsupported input type {dtype}")
+        out.append(sample)
+    return out
+
+
+def structured_inputs(data: bytes, seed: int = 0) -> list[np.ndarray]:
+    """Values for every input of subgraph 0, in the model's dtypes and shapes (see above).
+
+    Raises ``TypeError`` for an input type numpy has no dtype for (strings, resources).
+    """
+    model = load_model(bytes(data)).model
+    sg = model.subgraphs[0]
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in sg.inputs if sg.inputs is not None else ():
+        tensor = sg.tensors[int(t)]
+        shape = tuple(int(d) for d in (tensor.shape if tensor.shape is not None else ()))
+        dtype = np.dtype(type_name(tensor.type).lower().replace("bool", "bool_"))
+        if dtype.kind == "f":
+            out.append(rng.uniform(-1, 1, shape).astype(dtype))
+        elif dtype.kind == "b":
+            out.append(rng.integers(0, 2, shape).astype(bool))
+        elif dtype.itemsize <= 2:
+            info = np.iinfo(dtype)
+            out.append(rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype))
+        else:
+            out.append(rng.integers(0, 4, shape, dtype=dtype))
+    return out

@@ -1,0 +1,128 @@
+"""Shape inference over the stored order, and writing the true shapes back (``fix_shapes``).
+
+Inference runs per subgraph in stored order from the subgraph inputs' stored shapes.
+Operators without a rule keep their stored output shapes, but known operators after them
+are still re-derived from whatever their inputs are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from ..graph import ModelGraph, build_graph, opcode_name
+from ..tensors import stored_shape
+from .rules import SHAPE_RULES, Env, Key, Shape, Unknown
+from .values import MAX_VALUE_ELEMENTS, VALUE_DTYPES, VALUE_RULES, int_value
+
+
+def _valid(shape: Shape | None) -> bool:
+    return shape is not None and all(d >= 0 for d in shape)
+
+
+def _apply(env: Env, op: schema.OperatorT, opcode: str) -> None:
+    """Infer one operator's output shapes (and values), keeping stored ones it cannot."""
+    outs = [t for t in (op.outputs if op.outputs is not None else ())]
+    inferred: list[Shape | None] = [None] * len(outs)
+    rule = SHAPE_RULES.get(opcode)
+    if rule is not None:
+        try:
+            inferred = list(rule(env, op))
+        except (Unknown, ValueError, IndexError, ZeroDivisionError):
+            inferred = [None] * len(outs)
+    if len(inferred) != len(outs):
+        inferred = [None] * len(outs)
+    for t, shape in zip(outs, inferred, strict=True):
+        if t >= 0 and _valid(shape):
+            env.shapes[t] = tuple(int(d) for d in shape)
+    _apply_values(env, op, opcode, outs)
+
+
+def _apply_values(env: Env, op: schema.OperatorT, opcode: str, outs: list[int]) -> None:
+    rule = VALUE_RULES.get(opcode)
+    if rule is None or not all(env.dtype(t) in VALUE_DTYPES for t in outs if t >= 0):
+        return
+    try:
+        values = rule(env, op, [env.shapes[t] for t in outs])
+    except (Unknown, ValueError, IndexError, ZeroDivisionError):
+        return
+    if len(values) != len(outs):
+        return
+    for t, value in zip(outs, values, strict=True):
+        value = np.asarray(value, dtype=np.int64)
+        if t >= 0 and value.size <= MAX_VALUE_ELEMENTS and value.shape == env.shapes[t]:
+            env.values[t] = value
+
+
+def infer_subgraph(model: schema.ModelT, s: int) -> list[Shape]:
+    """Every tensor's shape in subgraph ``s`` (true where a rule knows, else stored)."""
+    sg = model.subgraphs[s]
+    tensors = sg.tensors or []
+    env = Env(model, sg, [stored_shape(t) for t in tensors])
+    for i, t in enumerate(tensors):
+        value = int_value(model, t)
+        if value is not None:
+            env.values[i] = value
+    for op in sg.operators or []:
+        _apply(env, op, opcode_name(model, op.opcodeIndex))
+    return env.shapes
+
+
+def infer_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
+    """The shape of every tensor whose inferred (true) shape differs from the stored one.
+
+    Keys are (subgraph, tensor); pass the result to ``graph.build_graph(true_shapes=…)`` to
+    plan with the sizes the kernels really use, or to ``fix_shapes`` to repair the model.
+    """
+    result: dict[Key, Shape] = {}
+    for s, sg in enumerate(model_t.subgraphs):
+        for t, shape in enumerate(infer_subgraph(model_t, s)):
+            if shape != stored_shape(sg.tensors[t]):
+                result[(s, t)] = shape
+    return result
+
+
+def true_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
+    """``infer_shapes``, best effort: a model inference cannot walk keeps its stored shapes.
+
+    Never raises; unknown ops already keep their stored shapes inside ``infer_shapes``, and
+    a model it cannot walk at all (a malformed operator) gets ``{}``.
+    """
+    try:
+        return infer_shapes(model_t)
+    except Exception:  # inference is best effort: unknown ops keep their stored shapes
+        return {}
+
+
+def true_graph(model_t: schema.ModelT) -> ModelGraph:
+    """The operator DAG with the sizes the kernels really use (``build_graph``'s errors)."""
+    return build_graph(model_t, true_shapes(model_t))
+
+
+def fix_shapes(model_t: schema.ModelT, shapes: dict[Key, Shape]) -> int:
+    """Write true static shapes into ``TensorT.shape``; returns how many tensors changed.
+
+    ``shape_signature`` is only touched where it would contradict the new shape (another
+    rank, or a fixed dimension that differs); its -1 (dynamic) dimensions are kept.
+    """
+    changed = 0
+    for (s, t), shape in shapes.items():
+        tensor = model_t.subgraphs[s].tensors[t]
+        if stored_shape(tensor) == tuple(shape):
+            continue
+        tensor.shape = np.array(shape, dtype=np.int32)
+        _fit_signature(tensor, tuple(shape))
+        changed += 1
+    return changed
+
+
+def _fit_signature(tensor: schema.TensorT, shape: Shape) -> None:
+    sig = tensor.shapeSignature
+    if sig is None or len(sig) == 0:
+        return
+    sig_t = tuple(int(d) for d in sig)
+    if len(sig_t) != len(shape):
+        tensor.shapeSignature = np.array(shape, dtype=np.int32)
+    elif any(d not in (-1, n) for d, n in zip(sig_t, shape, strict=True)):
+        new = [-1 if d == -1 else n for d, n in zip(sig_t, shape, strict=True)]
+        tensor.shapeSignature = np.array(new, dtype=np.int32)

@@ -1,0 +1,134 @@
+"""The Dask backend: ``batch --cluster`` and ``peak_memory_many(client=...)`` give the local
+pool's results on a local cluster of several worker processes; failures stay per model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cloudpickle
+import dask
+import pytest
+from conftest import BATCH_MODELS as GOOD
+from conftest import run_cli
+from distributed import Client, LocalCluster
+
+from tflite_reorder import batch, cluster, peak_memory_many
+from tflite_reorder.candidate import describe_graph, read_graph
+
+# Fields that measure time, not the result.
+TIMING = {"seconds", "schedule_seconds", "per_subgraph", "verification"}
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes; a task that kills a worker is given up after one more try."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         dashboard_address=None, silence_logs=40) as lc, Client(lc) as c:
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+        yield c
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def _result(row: dict) -> dict:
+    out = {k: v for k, v in row.items() if k not in TIMING and k != "output"}
+    if row.get("verification"):
+        out["verified"] = row["verification"]["ok"]
+    return out
+
+
+def test_batch_cluster_equals_local_pool(client, model_dir, tmp_path, capsys):
+    address = client.scheduler.address
+    code, stdout, stderr = run_cli(["batch", model_dir, "--out", tmp_path / "c", "--json",
+                                    "--cluster", address], capsys)
+    assert code == 2, stderr  # the corrupt model; the others are fine
+    remote = {Path(r["input"]).stem: r for r in map(json.loads, stdout.splitlines())}
+    code_local, stdout, _ = run_cli(["batch", model_dir, "--out", tmp_path / "l", "--json",
+                                     "--jobs", "2"], capsys)
+    local = {Path(r["input"]).stem: r for r in map(json.loads, stdout.splitlines())}
+    assert code_local == code
+    assert set(remote) == set(local) == {*GOOD, "corrupt"}
+    for name in remote:
+        assert _result(remote[name]) == _result(local[name]), name
+    assert remote["corrupt"]["error_kind"] == "input"
+    assert "corrupt.tflite" in remote["corrupt"]["error"]
+    for name in GOOD:
+        assert remote[name]["verification"]["ok"]
+        # Written by the client: the same operator order (plan offsets may differ when
+        # the planner's time limit bites; its head is compared above).
+        written = read_graph(tmp_path / "c" / f"{name}.tflite")
+        assert written == read_graph(tmp_path / "l" / f"{name}.tflite")
+    assert not (tmp_path / "c" / "corrupt.tflite").exists()
+
+
+def test_batch_cluster_table_and_client_object(client, model_dir, tmp_path):
+    tasks = batch.make_tasks(batch.collect_inputs([str(model_dir)]), tmp_path / "o", 10.0,
+                             False)
+    (tmp_path / "o").mkdir()
+    rows = list(batch.run_batch_cluster(tasks, client))  # a Client is used and left open
+    assert sorted(r["status"] for r in rows) == ["error", "ok", "ok", "ok"]
+    assert batch.exit_code(rows) == 2
+    assert client.status == "running"
+
+
+def killer(item):
+    """Stands in for ``batch.remote_one``: kills its worker process on one model."""
+    task, _data = item
+    if "corrupt" in task.src:
+        os._exit(7)
+    return {"input": task.src, "status": "ok", "exit_code": 0}, None
+
+
+def test_a_model_that_kills_its_workers_is_one_failed_row(client, model_dir, tmp_path):
+    tasks = batch.make_tasks(batch.collect_inputs([str(model_dir)]), tmp_path / "o")
+    items = [(t, b"") for t in tasks]
+    rows = list(cluster.map_rows(client, killer, items,
+                                 lambda item, exc: (batch._crashed(item[0]), None)))
+    by = {Path(r["input"]).stem: r for r, _ in rows}
+    assert set(by) == {*GOOD, "corrupt"}
+    assert by["corrupt"]["error_kind"] == "internal" and "crashed" in by["corrupt"]["error"]
+    assert all(by[n]["status"] == "ok" for n in GOOD)
+
+
+def _peaks(results) -> list:
+    return [(r.index, r.model, r.error_kind, r.exit_code,
+             None if r.peak is None else (r.peak.stored, r.peak.optimal, r.peak.lower_bound,
+                                          r.peak.is_optimal)) for r in results]
+
+
+def test_peak_memory_many_on_a_cluster_equals_local(client, model_dir):
+    spec = describe_graph(read_graph(model_dir / "concat_dw_int8.tflite"))
+    raw = (model_dir / "multi_output_int8.tflite").read_bytes()
+    models = [*sorted(model_dir.iterdir()), raw, spec, b"not a model"]
+    seen = []
+    remote = peak_memory_many(models, client=client, on_result=seen.append)
+    here = peak_memory_many(models)
+    pool = peak_memory_many(models, jobs=2)
+    assert _peaks(remote) == _peaks(here) == _peaks(pool)
+    assert sorted(r.index for r in seen) == list(range(len(models)))
+    bad = [r for r in remote if not r.ok]
+    assert [Path(r.model).name for r in bad] == ["corrupt.tflite", "<candidate 6>"]
+    assert all(r.error_kind == "input" and r.exit_code == 2 for r in bad)
+    assert "corrupt.tflite" in bad[0].error
+    assert remote[5].peak.optimal == here[0].peak.optimal  # the description of model 0
+    d = remote[0].to_dict()
+    assert d["status"] == "ok" and json.loads(json.dumps(d)) == d
+
+
+def test_unreachable_scheduler_is_bad_usage(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
+    code, stdout, stderr = run_cli(["batch", model_dir, "--out", tmp_path / "o",
+                                    "--cluster", "tcp://127.0.0.1:9"], capsys)
+    assert code == 2 and stdout == ""
+    assert stderr.startswith("tflite-reorder: error: --cluster tcp://127.0.0.1:9: cannot "
+                             "connect") and len(stderr.splitlines()) == 1
+
+
+def test_missing_extra_names_the_install_command(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if absent
+    code, _, stderr = run_cli(["batch", model_dir, "--out", tmp_path / "o", "--cluster",
+                               "tcp://127.0.0.1:9"], capsys)
+    assert code == 2 and 'pip install "tflite-reorder[cluster]"' in stderr

@@ -1,0 +1,115 @@
+"""fastread: the graph read straight from the flatbuffer tables equals the object-API one."""
+
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+import pytest
+from conftest import ALL_MODELS, ROOT
+
+from tflite_reorder.candidate import read_graph
+from tflite_reorder.fastread import read_lite
+from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
+from tflite_reorder.graph import build_graph
+from tflite_reorder.memory import simulate
+from tflite_reorder.shapes import true_shapes
+
+CORPUS = sorted((ROOT / "tests" / "bad_inputs").glob("*.tflite"))
+
+
+def _slow(raw: bytes):
+    model = parse_model(raw).model
+    return build_graph(model, true_shapes(model))
+
+
+def _outcome(read, raw: bytes):
+    try:
+        return read(raw)
+    except ModelError as exc:
+        return f"ModelError: {exc}"
+
+
+@pytest.mark.parametrize("path", ALL_MODELS + CORPUS, ids=lambda p: p.name)
+def test_same_graph_or_same_error(path: Path) -> None:
+    raw = path.read_bytes()
+    assert _outcome(read_graph, raw) == _outcome(_slow, raw)
+
+
+def test_path_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"1234TFL2" + bytes(32))
+    with pytest.raises(ModelError, match=r"x\.tflite: not a TFLite flatbuffer"):
+        read_graph(bad)
+    with pytest.raises(ModelError, match="no such file"):
+        read_graph(tmp_path / "missing.tflite")
+
+
+def test_external_buffers_are_constants(models_dir: Path) -> None:
+    """Data stored after the flatbuffer (offset/size) is read where parse_model reads it."""
+    model = parse_model((models_dir / "mobilenet_int8.tflite").read_bytes()).model
+    for buf in model.buffers:
+        buf.external = buf.data is not None and len(buf.data) > 64
+    raw = serialize_model(model)
+    lite = read_lite(raw)
+    assert any(b.external for b in lite.buffers)
+    assert read_graph(raw) == _slow(raw)
+    loaded = parse_model(raw).model
+    for a, b in zip(lite.buffers, loaded.buffers, strict=True):
+        assert (a.data is None) == (b.data is None)
+        if a.data is not None:
+            assert bytes(a.data) == bytes(b.data)
+    with pytest.raises(ModelError, match="points past the end of the file"):
+        read_lite(raw[: len(raw) - 8])
+
+
+def _mutations(raw: bytes, n: int, seed: int):
+    rng = random.Random(seed)
+    for _ in range(n):
+        b = bytearray(raw)
+        kind = rng.random()
+        if kind < 0.2:
+            yield bytes(b[: rng.randrange(8, len(b))])
+            continue
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(8, len(b))
+            b[i] = rng.randrange(256) if kind < 0.7 else b[i] ^ (1 << rng.randrange(8))
+        yield bytes(b)
+
+
+@pytest.mark.parametrize("name", ["while_float32", "add_tree_int8", "dilated_int8"])
+def test_corrupt_bytes_raise_model_error_only(models_dir: Path, name: str) -> None:
+    """Mutated and truncated models: the fast reader raises nothing but ModelError, and
+    where both readers accept the bytes the graphs and peaks agree."""
+    raw = (models_dir / f"{name}.tflite").read_bytes()
+    agreed = 0
+    for mutated in _mutations(raw, 150, seed=len(name)):
+        fast = _outcome(read_graph, mutated)
+        try:
+            slow = _slow(mutated)
+        except Exception:  # the generated object API raises anything on corrupt input
+            continue
+        if isinstance(fast, str):
+            continue
+        assert fast == slow
+        orders = fast.stored_orders()
+        assert simulate(fast, orders).lower_bound == simulate(slow, orders).lower_bound
+        agreed += 1
+    assert agreed > 10  # the mutations left enough models valid to compare
+
+
+def test_loaded_model_and_graph_are_accepted(models_dir: Path) -> None:
+    raw = (models_dir / "darts_int8.tflite").read_bytes()
+    g = read_graph(raw)
+    assert read_graph(parse_model(raw)) == g
+    assert read_graph(g) is g
+    assert read_graph(models_dir / "darts_int8.tflite") == g
+
+
+def test_lite_model_is_not_modified_by_reading(models_dir: Path) -> None:
+    raw = (models_dir / "nasnet_cells_int8.tflite").read_bytes()
+    lite = read_lite(raw)
+    before = copy.copy([(t.shape, t.type, t.buffer) for t in lite.subgraphs[0].tensors])
+    build_graph(lite, true_shapes(lite))
+    assert [(t.shape, t.type, t.buffer) for t in lite.subgraphs[0].tensors] == before

@@ -1,0 +1,183 @@
+"""rewrites.tflm_compat: float16 and sparse constants folded, bit for bit what LiteRT computes.
+
+The fixture models are built here from a shipped float32 model: convolution weights stored
+as FLOAT16 behind DEQUANTIZE, fully connected weights stored sparse (CSR) behind DENSIFY,
+one of them both (DENSIFY of float16, then DEQUANTIZE). LiteRT runs those operators; the
+folded constants must equal the tensors LiteRT computes, and the folded model must run in
+TFLM with outputs identical to the input's under LiteRT.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from tflite_reorder import tflm
+from tflite_reorder.candidate import read_graph
+from tflite_reorder.flatbuffer_io import parse_model, serialize_model
+from tflite_reorder.rewrites.edit import Editor
+from tflite_reorder.rewrites.tflm_compat import constant_bytes, make_tflm_compatible
+from tflite_reorder.runtimes import random_inputs, run_litert
+
+
+def _constant(ed: Editor, value: np.ndarray, ttype: int, name: str) -> int:
+    buf = schema.BufferT()
+    buf.data = np.ascontiguousarray(value).reshape(-1).view(np.uint8).copy()
+    ed.model.buffers.append(buf)
+    t = schema.TensorT()
+    t.type, t.name, t.buffer = ttype, name, len(ed.model.buffers) - 1
+    t.shape = np.array(value.shape, np.int32)
+    ed.sg.tensors.append(t)
+    return len(ed.sg.tensors) - 1
+
+
+def _csr(ed: Editor, t: int, dense: np.ndarray) -> None:
+    """Store ``dense`` in tensor ``t`` as TFLite sparse: leading dims DENSE, last dim CSR."""
+    rows, cols = np.nonzero(dense.reshape(-1, dense.shape[-1]))
+    n_rows = int(np.prod(dense.shape[:-1]))
+    segments = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))])
+    sp = schema.SparsityParametersT()
+    sp.traversalOrder = np.arange(dense.ndim, dtype=np.int32)
+    sp.blockMap = np.zeros(0, np.int32)
+    sp.dimMetadata = []
+    for d in dense.shape[:-1]:
+        meta = schema.DimensionMetadataT()
+        meta.format, meta.denseSize = schema.DimensionType.DENSE, d
+        sp.dimMetadata.append(meta)
+    last = schema.DimensionMetadataT()
+    last.format = schema.DimensionType.SPARSE_CSR
+    last.arraySegmentsType = last.arrayIndicesType = schema.SparseIndexVector.Int32Vector
+    last.arraySegments, last.arrayIndices = schema.Int32VectorT(), schema.Int32VectorT()
+    last.arraySegments.values = segments.astype(np.int32)
+    last.arrayIndices.values = cols.astype(np.int32)
+    sp.dimMetadata.append(last)
+    ed.t(t).sparsity = sp
+    values = dense.reshape(-1, dense.shape[-1])[rows, cols]
+    ed.model.buffers[ed.t(t).buffer].data = values.view(np.uint8).copy()
+
+
+def _stored_behind(ed: Editor, w: int, opcode: str, ttype: int, value: np.ndarray,
+                   sparse: bool = False) -> list:
+    """Make constant ``w`` computed at run time: ``opcode(new constant) -> w``."""
+    src = _constant(ed, value, ttype, f"{ed.name(w)}/stored")
+    if sparse:
+        _csr(ed, src, value)
+    ed.t(w).buffer = 0
+    options = (schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT()) \
+        if opcode == "DEQUANTIZE" else (schema.BuiltinOptions.DensifyOptions,
+                                        schema.DensifyOptionsT())
+    return [ed.new_op(opcode, [src], [w], *options), src]
+
+
+def build_fixture(models_dir) -> bytes:
+    model = copy.deepcopy(parse_model((models_dir / "concat_conv_float32.tflite").read_bytes())
+                          .model)
+    ed = Editor(model, 0)
+    rng = np.random.default_rng(0)
+    new_ops, convs = [], 0
+    for op in list(ed.sg.operators):
+        opcode = ed.opcode(op)
+        if opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        w = ed.inputs(op)[1]
+        weights = ed.constant(w)
+        sparse = np.where(rng.random(weights.shape) < 0.8, 0, weights).astype(np.float32)
+        if opcode == "FULLY_CONNECTED":  # float16 sparse: DENSIFY, then DEQUANTIZE
+            half = ed.new_tensor(w, weights.shape, f"{ed.name(w)}/half")
+            ed.t(half).type = schema.TensorType.FLOAT16
+            new_ops.append(_stored_behind(ed, half, "DENSIFY", schema.TensorType.FLOAT16,
+                                          sparse.astype(np.float16), sparse=True)[0])
+            new_ops.append(ed.new_op("DEQUANTIZE", [half], [w],
+                                     schema.BuiltinOptions.DequantizeOptions,
+                                     schema.DequantizeOptionsT()))
+        elif convs == 0:  # float32 sparse
+            new_ops.append(_stored_behind(ed, w, "DENSIFY", schema.TensorType.FLOAT32,
+                                          sparse, sparse=True)[0])
+        else:
+            new_ops.append(_stored_behind(ed, w, "DEQUANTIZE", schema.TensorType.FLOAT16,
+                                          weights.astype(np.float16))[0])
+        convs += opcode != "FULLY_CONNECTED"
+    ed.sg.operators = new_ops + ed.sg.operators
+    return serialize_model(model)
+
+
+@pytest.fixture(scope="module")
+def fixture_model(models_dir) -> bytes:
+    return build_fixture(models_dir)
+
+
+def _litert_values(raw: bytes, x, names: list[str]) -> dict[str, np.ndarray]:
+    """The tensors LiteRT computed, by name (tensor indices of the input model)."""
+    interp = Interpreter(model_content=raw, experimental_op_resolver_type=OpResolverType.
+                         BUILTIN_REF, experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    for d, v in zip(interp.get_input_details(), x, strict=True):
+        interp.set_tensor(d["index"], v)
+    interp.invoke()
+    ed = Editor(parse_model(raw).model, 0)
+    index = {ed.name(i): i for i in range(len(ed.sg.tensors))}
+    assert len(index) == len(ed.sg.tensors)  # names are unique
+    return {n: interp.get_tensor(index[n]) for n in names}
+
+
+def test_fixture_needs_the_ops_tflm_lacks(fixture_model) -> None:
+    ops = {op.opcode for op in read_graph(fixture_model).subgraphs[0].ops}
+    assert {"DEQUANTIZE", "DENSIFY"} <= ops
+
+
+def test_folded_constants_are_what_litert_computes(fixture_model) -> None:
+    m = parse_model(fixture_model).model
+    result = make_tflm_compatible(m)
+    assert not result.skipped
+    opcodes = [f.opcode for f in result.folded]
+    assert opcodes.count("DENSIFY") == 2 and opcodes.count("DEQUANTIZE") >= 3
+    ed = Editor(m, 0)
+    by_name = {ed.name(i): i for i in range(len(ed.sg.tensors))}
+    kept = [f.tensor for f in result.folded if f.tensor in by_name]
+    assert len(kept) == len(result.folded) - 1  # the DENSIFY feeding a DEQUANTIZE is gone
+    live = _litert_values(fixture_model, random_inputs(fixture_model, 1)[0], kept)
+    for name in kept:
+        assert ed.constant(by_name[name]).tobytes() == live[name].tobytes(), name
+    assert not any(ed.opcode(op) in ("DEQUANTIZE", "DENSIFY") for op in ed.sg.operators)
+
+
+def test_folded_model_runs_in_tflm_bit_identical(fixture_model) -> None:
+    m = parse_model(fixture_model).model
+    result = make_tflm_compatible(m)
+    out = serialize_model(m)
+    with pytest.raises(Exception):  # noqa: B017 (TFLM's error type is not exported)
+        tflm.run_tflm(fixture_model, random_inputs(fixture_model, 1)[0])
+    for x in random_inputs(fixture_model, 3):
+        ref = run_litert(fixture_model, x)
+        for got in (run_litert(out, x), tflm.run_tflm(out, x)):
+            assert [a.tobytes() for a in got] == [a.tobytes() for a in ref]
+    assert result.flash_before == constant_bytes(parse_model(fixture_model).model)
+    assert result.flash_after == constant_bytes(parse_model(out).model)
+    assert result.flash_after > result.flash_before  # float32 and dense cost flash
+
+
+def test_nothing_to_fold_leaves_the_model_alone(models_dir) -> None:
+    raw = (models_dir / "mobilenet_int8.tflite").read_bytes()
+    m = parse_model(raw).model
+    result = make_tflm_compatible(m)
+    assert result.folded == [] and serialize_model(m) == serialize_model(parse_model(raw).model)
+
+
+def test_non_constant_dequantize_is_skipped(models_dir) -> None:
+    """A DEQUANTIZE of an activation (int8 -> float32) is a real op: kept, and reported."""
+    m = parse_model((models_dir / "add_tree_float32.tflite").read_bytes()).model
+    ed = Editor(m, 0)
+    x = ed.inputs(ed.sg.operators[0])[0]
+    half = ed.new_tensor(x, ed.shape(x), "half")
+    ed.t(half).type = schema.TensorType.FLOAT16
+    ed.sg.operators.insert(0, ed.new_op("DEQUANTIZE", [half], [x],
+                                        schema.BuiltinOptions.DequantizeOptions,
+                                        schema.DequantizeOptionsT()))
+    m.subgraphs[0].inputs = np.array([half], np.int32)
+    result = make_tflm_compatible(m)
+    assert result.folded == []
+    assert result.skipped[0]["reason"] == "its input is not a constant"

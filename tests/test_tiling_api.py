@@ -1,0 +1,64 @@
+"""``optimize(tile=..., ram_budget=...)``, ``peak_memory(tile=True)`` and the CLI's ``--tile``
+and ``--ram-budget``: tiled, scheduled, planned, verified; the TFLM figures are TFLM's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from tflite_reorder import api, tflm
+from tflite_reorder.results import BudgetError
+
+MODEL = Path(__file__).resolve().parent.parent / "models" / "tile_resnet8_int8.tflite"
+
+
+def test_optimize_tile_reports_and_verifies():
+    res = api.optimize(MODEL, tile=True, time_limit=4)
+    r = res.report
+    assert r.tiles and r.verification["ok"]
+    assert all(c["identical"] for c in r.verification["comparisons"])
+    assert r.macs_after > r.macs_before
+    assert r.peak_after < r.peak_before
+    t = r.tiles[0]
+    assert {"ops", "grid", "tiles", "halo", "bytes_saved", "peak_before", "peak_after"} <= set(t)
+    assert t["tiles"] == t["grid"][0] * t["grid"][1] and t["bytes_saved"] > 0
+    if tflm.available():
+        before, after = tflm.measure_arena(MODEL.read_bytes()), tflm.measure_arena(res.data)
+        assert r.tflm_after == {"head": after.head, "tail": after.tail, "total": after.total,
+                                "source": "tflm"}
+        assert r.tflm_before["total"] == before.total
+        assert after.head == r.arena_planned and after.total < before.total
+
+
+def test_untiled_report_has_no_tile_fields():
+    r = api.optimize(MODEL, time_limit=2).report
+    assert r.tiles is None and r.macs_before is None and r.tflm_after is None
+
+
+def test_ram_budget_fails_with_the_best_reached():
+    with pytest.raises(BudgetError, match="best reached is \\d+ B"):
+        api.optimize(MODEL, ram_budget=1000, time_limit=2)
+
+
+def test_peak_memory_tiled():
+    plain = api.peak_memory(MODEL, time_limit=2)
+    tiled = api.peak_memory(MODEL, tile=True, time_limit=2)
+    assert tiled.stored == plain.stored and tiled.optimal < plain.optimal
+
+
+def test_cli_tile_json_and_budget(tmp_path, capsys):
+    out = tmp_path / "t.tflite"
+    code, stdout, _ = run_cli([MODEL, out, "--tile", "--json", "--time-limit", "2"], capsys)
+    assert code == 0 and out.exists()
+    d = json.loads(stdout)
+    assert d["tiles"] and d["macs_after"] > d["macs_before"]
+    assert d["tflm_after"]["total"] < d["tflm_before"]["total"]
+    code, stdout, _ = run_cli([MODEL, out, "--tile", "--time-limit", "2"], capsys)
+    assert code == 0 and "tiled ops" in stdout and "MACs" in stdout
+    none = tmp_path / "none.tflite"
+    code, _, err = run_cli([MODEL, none, "--ram-budget", "1000"], capsys)
+    assert code == 1 and not none.exists()
+    assert "best reached" in err and "nothing written" in err

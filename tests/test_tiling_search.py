@@ -1,0 +1,90 @@
+"""Choosing regions and grids (``tiling.search``): the interval programme against brute force,
+the objectives, and the RAM budget."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+from tflite_reorder.flatbuffer_io import load_model
+from tflite_reorder.tiling import cost, region, search
+from tflite_reorder.tiling.rewrite import Grid
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+FAST = {"grids": (Grid(3), Grid(2, 2)), "max_region_ops": 6, "time_limit": 60.0}
+
+
+def _random_case(rng: random.Random):
+    n = rng.randint(3, 9)
+    live = [rng.randint(1, 100) for _ in range(n)]
+    prof = region.Profile(live, {}, [None] * n, [""] * n)
+    cands = []
+    for _ in range(rng.randint(1, 8)):
+        a = rng.randint(0, n - 1)
+        b = rng.randint(a + 1, n)
+        cands.append(search.Candidate(
+            region.Region(a, b, 0, 0), Grid(2), rng.randint(1, 100),
+            cost.Counts(rng.randint(0, 20), rng.randint(0, 20), 0), rng.randint(0, 50),
+            (0, 0), b - a, b - a, max(live[a:b])))
+    return prof, cands
+
+
+def _brute(prof, cands, target, key):
+    best = None
+    for k in range(len(cands) + 1):
+        for subset in itertools.combinations(cands, k):
+            spans = sorted((c.region.start, c.region.end) for c in subset)
+            if any(spans[i][1] > spans[i + 1][0] for i in range(len(spans) - 1)):
+                continue
+            if any(c.peak > target for c in subset):
+                continue
+            covered = {v for c in subset for v in c.region.ops}
+            if any(x > target and v not in covered for v, x in enumerate(prof.live)):
+                continue
+            cost_ = sum(key(c) for c in subset)
+            best = cost_ if best is None else min(best, cost_)
+    return best
+
+
+def test_cover_is_optimal_against_brute_force():
+    rng = random.Random(5)
+    for _ in range(300):
+        prof, cands = _random_case(rng)
+        target = rng.randint(1, 100)
+        for key in (lambda c: c.tail_added, lambda c: c.macs_added):
+            picks = search._cover(prof, cands, target, key)
+            want = _brute(prof, cands, target, key)
+            if want is None:
+                assert picks is None
+                continue
+            assert picks is not None
+            assert sum(key(c) for c in picks) == want
+            spans = sorted((c.region.start, c.region.end) for c in picks)
+            assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
+
+
+def _model():
+    return load_model((MODELS / "tile_resnet8_int8.tflite").read_bytes()).model
+
+
+def test_objectives_and_overhead_cap():
+    total = search.tile_model(_model(), **FAST)
+    head = search.tile_model(_model(), objective="head", **FAST)
+    assert head.head_after <= total.head_after
+    assert total.total_after <= head.total_after
+    assert total.total_after < total.total_before
+    tight = search.tile_model(_model(), max_overhead=0.0, **FAST)
+    assert tight.regions == [] and tight.macs_after == tight.macs_before
+
+
+def test_ram_budget_fits_or_says_best_reached():
+    base = search.tile_model(_model(), **FAST)
+    loose = search.tile_model(_model(), ram_budget=base.total_before, **FAST)
+    assert loose.fits and loose.regions == []  # fits untiled: no MACs added
+    snug = search.tile_model(_model(), ram_budget=base.total_after, **FAST)
+    assert snug.fits and snug.total_after <= base.total_after
+    assert snug.macs_after <= base.macs_after
+    impossible = search.tile_model(_model(), ram_budget=1000, **FAST)
+    assert impossible.fits is False
+    assert impossible.total_after < impossible.total_before  # the best it reached
