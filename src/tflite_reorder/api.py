@@ -313,14 +313,16 @@ def inspect_order(
 
 def op_rows(graph: ModelGraph, orders: list[list[int]], use: ArenaUse) -> list[OpRow]:
     """One row per operator in execution order with the bytes live at its scope."""
-    profile = use.profile()
+    ops = sorted(use.op_scope.items(), key=lambda kv: kv[1])
+    live = use.live_at([scope for _, scope in ops])
+    position = [{v: i for i, v in enumerate(order)} for order in orders]
     rows = []
-    for (s, v), scope in sorted(use.op_scope.items(), key=lambda kv: kv[1]):
+    for ((s, v), _), bytes_live in zip(ops, live, strict=True):
         sg = graph.subgraphs[s]
         op = sg.ops[v]
         out_shapes = ", ".join("x".join(map(str, sg.tensors[t].shape)) or "scalar"
                                for t in op.outputs)
-        rows.append(OpRow(orders[s].index(v), v, op.opcode, out_shapes, profile[scope], s))
+        rows.append(OpRow(position[s][v], v, op.opcode, out_shapes, bytes_live, s))
     return rows
 
 

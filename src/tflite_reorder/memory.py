@@ -206,6 +206,27 @@ class ArenaUse:
             out.append(run)
         return out
 
+    def live_at(self, scopes: Sequence[int]) -> list[int]:
+        """Live bytes at each of ``scopes`` (any order), from the buffers' start and end
+        events: cheap however many scopes nested control flow gives the model."""
+        import bisect
+
+        events: dict[int, int] = {}
+        for b in self.buffers:
+            if b.first >= 0:
+                events[b.first] = events.get(b.first, 0) + b.size
+                events[b.last + 1] = events.get(b.last + 1, 0) - b.size
+        times = sorted(events)
+        running, run = [], 0
+        for t in times:
+            run += events[t]
+            running.append(run)
+        out = []
+        for s in scopes:
+            k = bisect.bisect_right(times, s)
+            out.append(running[k - 1] if k else 0)
+        return out
+
     @property
     def lower_bound(self) -> int:
         """Max live bytes over scopes: no plan of these lifetimes can use less arena.

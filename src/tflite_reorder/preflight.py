@@ -17,8 +17,6 @@ a runtime interpreter calls it first, so the user gets one line and exit 2, neve
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -55,9 +53,8 @@ def _check_quantization(model: schema.ModelT) -> None:
             if bad.any():
                 value = float(values[np.argmax(bad)])
                 raise ModelError(
-                    f"subgraph {s} tensor {t} has quantization scale "
-                    f"{'nan' if math.isnan(value) else value:g}; scales must be positive "
-                    f"and finite (LiteRT and TFLM abort on it)")
+                    f"subgraph {s} tensor {t} has quantization scale {value:g}; scales must "
+                    f"be positive and finite (LiteRT and TFLM abort on it)")
 
 
 def _check_offline_plan(model: schema.ModelT) -> None:
