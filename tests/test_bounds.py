@@ -59,3 +59,34 @@ def test_compiled_max_flow_equals_the_python_reference(monkeypatch):
             assert fast == closure_bound(ctx, v)
             checked += 1
     assert checked > 1000
+
+
+def test_state_closure_bounds_every_completion():
+    """Per-state closure bounds: equal to the Python reference with the state forced in, and
+    never above v's cost in any state that contains S (checked over every such state)."""
+    from tflite_reorder import bounds
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(8)
+    checked = raised = 0
+    for _ in range(120):
+        sg = random_subgraph(rng, rng.randint(2, 8), source_share=0.2)
+        p = build_problem(sg, inplace=rng.random() < 0.5)
+        ctx = _context(p)
+        states = list(_downsets(ctx, p.n_ops))
+        for v in range(p.n_ops):
+            sc = bounds.StateClosure(ctx, v)
+            for S in states:
+                if (S >> v) & 1:
+                    continue
+                got = sc.bound(S)
+                assert got == closure_bound(ctx, v, forced=S)
+                ready = [m for m in states if m & S == S and not (m >> v) & 1
+                         and ctx.pred_mask[v] & ~m == 0]
+                truth = min(live_at(p, frozenset(u for u in range(p.n_ops) if (m >> u) & 1), v)
+                            for m in ready)
+                assert got <= truth
+                raised += got > closure_bound(ctx, v)
+                checked += 1
+    assert checked > 2000 and raised > 100

@@ -18,8 +18,9 @@ from distributed import Client, LocalCluster
 from tflite_reorder import batch, cluster, peak_memory_many
 from tflite_reorder.candidate import describe_graph, read_graph
 
-# Fields that measure time, not the result.
-TIMING = {"seconds", "schedule_seconds", "per_subgraph", "verification"}
+# Fields that measure time, not the result: the planner stops at the first stage that reaches
+# the lower bound, and which stage gets there within its time slice depends on the load.
+TIMING = {"seconds", "schedule_seconds", "per_subgraph", "verification", "plan_method"}
 
 
 @pytest.fixture(scope="module")

@@ -152,3 +152,21 @@ def test_improvement_never_worse_and_reaches_the_optimum():
         assert peak(p, got) == optimum(p), case
         better += peak(p, got) < before
     assert better > 30
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_per_state_bounds_keep_the_optimum(inplace, monkeypatch):
+    """With per-state closure bounds from the first state on, still the brute-force optimum."""
+    from tflite_reorder import bounds, scheduler
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    monkeypatch.setattr(scheduler, "CLOSURE_AFTER", 0)
+    monkeypatch.setattr(scheduler, "CLOSURE_CANDIDATES", 8)
+    rng = random.Random(404 + inplace)
+    for case in range(150):
+        sg = random_subgraph(rng, rng.randint(3, 10), source_share=0.2)
+        p = build_problem(sg, inplace=inplace)
+        res = schedule(p, time_limit=30)
+        assert res.optimal and res.peak == optimum(p), case
+        assert sg.is_topological(res.order)

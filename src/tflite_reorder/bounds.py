@@ -193,11 +193,14 @@ class _FlowGraph:
             a = to[e]
 
 
-def closure_bound(ctx, v: int, deadline: float = float("inf")) -> int | None:
+def closure_bound(ctx, v: int, deadline: float = float("inf"), forced: int = 0) -> int | None:
     """min over states S in which v can run of its step cost (minus its best saving);
-    None if ``deadline`` (time.monotonic) passes before the minimum cut is found."""
+    None if ``deadline`` (time.monotonic) passes before the minimum cut is found.
+
+    ``forced``: a downset without v; then only states containing it count (a per-state
+    bound: every completion from ``forced`` runs v in such a state)."""
     p = ctx.p
-    forced_in, forced_out = ctx.anc[v], ctx.desc[v] | (1 << v)
+    forced_in, forced_out = ctx.anc[v] | forced, ctx.desc[v] | (1 << v)
     g = _FlowGraph()
     node: dict[int, int] = {}
     # inputs are made before everything; unread ones are gone after scope 0
@@ -237,3 +240,75 @@ def closure_bound(ctx, v: int, deadline: float = float("inf")) -> int | None:
         return None
     best_closure = gain - flow  # bytes freed minus bytes kept, at best
     return resident - best_closure + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
+
+
+class StateClosure:
+    """``closure_bound(ctx, v, forced=S)`` for many states S, on one compiled flow graph.
+
+    The graph of ``closure_bound`` for v is built once, with an extra arc from the source
+    to every op node; forcing the ops of S into the closure is setting those arcs'
+    capacities to more than any cut (so the minimum cut never cuts them), which is exactly
+    removing S's ops from the choice. Needs OR-tools (the optional ``solver`` extra).
+    """
+
+    def __init__(self, ctx, v: int) -> None:
+        from ortools.graph.python import max_flow
+
+        p = ctx.p
+        forced_in, forced_out = ctx.anc[v], ctx.desc[v] | (1 << v)
+        g = _FlowGraph()
+        node: dict[int, int] = {}
+        resident = sum(p.size[t] for t in p.inputs if p.consumers[t] or p.pinned[t])
+        for u in range(p.n_ops):
+            if (forced_out >> u) & 1:
+                continue
+            if (forced_in >> u) & 1:
+                resident += ctx.out_kept[u]
+                continue
+            node[u] = g.node()
+            if ctx.out_kept[u]:
+                g.edge(node[u], 1, ctx.out_kept[u])
+        for u, a in node.items():
+            for q in p.preds[u]:
+                if q in node:
+                    g.edge(a, node[q], INF)
+        gain = 0
+        for t, size in enumerate(p.size):
+            if not size or p.pinned[t] or not p.consumers[t]:
+                continue
+            if p.producer[t] < 0 and t not in p.inputs:
+                continue
+            if any((forced_out >> c) & 1 for c in p.consumers[t]):
+                continue
+            open_cons = [c for c in p.consumers[t] if c in node]
+            if not open_cons:
+                resident -= size
+                continue
+            y = g.node()
+            gain += size
+            g.edge(0, y, size)
+            for c in open_cons:
+                g.edge(y, node[c], INF)
+        self.big = gain + sum(ctx.out_kept) + 1  # more than any cut
+        first = len(g.to) // 2
+        for a in node.values():
+            g.edge(0, a, 0)  # the forcing arcs, capacity set per state
+        self.ops = np.asarray(list(node), dtype=np.int64)
+        self.arcs = np.arange(first, first + len(node), dtype=np.int32)
+        self.smf = max_flow.SimpleMaxFlow()
+        heads = np.asarray(g.to[0::2], dtype=np.int32)
+        tails = np.asarray(g.to[1::2], dtype=np.int32)
+        caps = np.minimum(np.asarray(g.cap[0::2], dtype=np.int64), self.big)
+        self.smf.add_arcs_with_capacity(tails, heads, caps)
+        self.n = p.n_ops
+        self.gain = gain
+        self.base = resident + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
+
+    def bound(self, S: int) -> int | None:
+        """v's least step over the states containing downset S (v not in S)."""
+        if len(self.ops):
+            bits = mask_bits(S, self.n)[self.ops]
+            self.smf.set_arcs_capacity(self.arcs, bits.astype(np.int64) * self.big)
+        if self.smf.solve(0, 1) != self.smf.OPTIMAL:
+            return None
+        return self.base - (self.gain - int(self.smf.optimal_flow()))

@@ -97,10 +97,10 @@ def source_macros(ctx, topo: Sequence[int], source: int) -> SourceMacros:
     return SourceMacros(source, block, block_ops, mpred)
 
 
-def canonical(macros: SourceMacros, order: Sequence[int]) -> list[int]:
-    """The canonical order with ``order``'s non-source order: peak never higher (lemma)."""
+def canonical(macros: SourceMacros, order: Sequence[int], done: int = 0) -> list[int]:
+    """The canonical order with ``order``'s non-source order: peak never higher (lemma).
+    ``done``: the ops already run before ``order`` starts."""
     out: list[int] = []
-    done = 0
     for x in order:
         if (macros.source >> x) & 1:
             continue

@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bounds import closure_bound, static_bounds
+from .bounds import StateClosure, _ortools_flow, closure_bound, static_bounds
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import SourceMacros, canonical, find_sources, source_macros
 
+CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
+CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
+CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
 SEARCH_SHARE = 0.7  # of the time left after bounds: exact search; the rest: improve.py
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
 
@@ -84,6 +87,7 @@ class _Ctx:
     kept_block: list[int] = field(default_factory=list)  # kept bytes of block(x)
     cuts: list[int] = field(default_factory=list)  # cut_points, in topological order
     topo: list[int] = field(default_factory=list)  # decompose.topological
+    state_closures: dict = field(default_factory=dict)  # op -> bounds.StateClosure
     general_sources: bool = False  # reductions.find_sources(general=...)
 
 
@@ -210,6 +214,13 @@ def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
     return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2, dead
 
 
+def _state_closure(ctx: _Ctx, v: int) -> StateClosure:
+    sc = ctx.state_closures.get(v)
+    if sc is None:
+        sc = ctx.state_closures[v] = StateClosure(ctx, v)
+    return sc
+
+
 def _mstep(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
     """``_step`` for v's macro: the unrun sources of block(v), then v (reductions.py).
 
@@ -331,6 +342,42 @@ def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | 
     return order, worst
 
 
+def depth_first_order(ctx: _Ctx, start: int, goal: int) -> list[int]:
+    """Post-order from the sinks: every op right after its unrun predecessors, each
+    predecessor's subtree finished before the next is begun (a reduction tree is then run
+    leaf, leaf, join, ...). An upper bound the step-greedy order misses on wide joins."""
+    seg = goal & ~start
+    pred_mask = ctx.pred_mask
+    sinks = [v for v in ctx.topo if (seg >> v) & 1
+             and not any((seg >> w) & 1 for w in ctx.succs[v])]
+    done = start
+    out: list[int] = []
+    for root in sinks:
+        stack = [(root, False)]
+        while stack:
+            v, expanded = stack.pop()
+            if (done >> v) & 1:
+                continue
+            if expanded:
+                out.append(v)
+                done |= 1 << v
+                continue
+            stack.append((v, True))
+            todo = pred_mask[v] & ~done
+            for u in sorted(_bits(todo), reverse=True):
+                stack.append((u, False))
+    return out
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Exact search between two forced states
 
@@ -359,7 +406,10 @@ def search(
     """Best-first bottleneck search from downset ``start`` to ``goal``.
 
     Returns an order minimising max(step costs, floor) together with the proof status.
-    A state is (S, resident bytes, ready ops); its key is max(peak so far, floor).
+    A state is (S, resident bytes, ready ops); its key is max(peak so far, floor) and,
+    once evaluated at its first pop, the per-state closure bound (A*: the bound depends on
+    S only and never exceeds the peak of a completion from S, so the first goal taken off
+    the heap is still optimal, and a free move under the raised key is still free).
     """
     entered = time.monotonic()
     best_order, best_worst = incumbent
@@ -411,6 +461,16 @@ def search(
     expanded = work = 0
     stopped = ""
     found = None
+    # Per-state closure bounds (bounds.StateClosure) for the ops of largest static bound,
+    # once the search is past CLOSURE_AFTER states: they cut the states 7x on RandWire
+    # stages but cost ~0.1 ms each, more than they save on searches that end sooner.
+    closure_after = CLOSURE_AFTER
+    seg = goal & ~start
+    cands: list[int] = []
+    if _ortools_flow is not None and ctx.p.n_ops <= CLOSURE_MAX_OPS:
+        cands = sorted((v for v in range(ctx.p.n_ops) if (seg >> v) & 1),
+                       key=lambda v: -int(ctx.static_lb[v]))[:CLOSURE_CANDIDATES]
+    bounded: set[int] = set()
     inf = 1 << 62
     while heap:
         item = heapq.heappop(heap)
@@ -420,6 +480,20 @@ def search(
             break
         if best_key.get(S, inf) < key:
             continue  # stale entry
+        if cands and expanded >= closure_after and S not in bounded:
+            bounded.add(S)
+            h = key
+            for v in cands:
+                if not (S >> v) & 1:
+                    b = _state_closure(ctx, v).bound(S)
+                    if b is not None and b > h:
+                        h = b
+                        break
+            if h > key:  # every completion from S peaks at h or more: back, under key h
+                if h < ub:
+                    best_key[S] = h
+                    heapq.heappush(heap, (h, negdepth, M, S, ready, ready))
+                continue
         # Free moves are applied when a state is taken off the heap (once, not per push).
         S3, M3, ready3, moved = free_moves(S, M, key, ready, check)
         if S3 != S:
@@ -608,9 +682,12 @@ def _prepare(ctx: _Ctx, stored: Sequence[int] | None) -> _Prep:
             continue
         mem = _resident(ctx, start)
         order, worst = greedy_order(ctx, start, goal, mem)
+        inside = goal & ~start & ~_trailing(ctx, start, goal)
+        dfs = canonical(ctx_macros(ctx), depth_first_order(ctx, start, goal), start)
+        others = [[v for v in dfs if (inside >> v) & 1]]
         if known is not None:  # the stored order's part here (without trailing sources)
-            inside = goal & ~start & ~_trailing(ctx, start, goal)
-            mine = [v for v in known if (inside >> v) & 1]
+            others.append([v for v in known if (inside >> v) & 1])
+        for mine in others:
             w = _worst(ctx, start, mem, mine)
             if w < worst or (w == worst and not order):
                 order, worst = mine, w
