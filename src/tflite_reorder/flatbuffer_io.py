@@ -151,7 +151,7 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
     check_header(raw, source)
     try:
-        _check_table_counts(raw, source)
+        check_table_counts(raw, source)
         model = schema.ModelT.InitFromPackedBuf(raw, 0)
     except ModelError:
         raise
@@ -160,14 +160,14 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
         raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
     if model.subgraphs:
         _normalize_vectors(model)
-        _check_vector_entries(model, source)
+        check_vector_entries(model, source)
     check_model(model, raw, source)
     _load_external_buffers(model, raw)
     _load_large_custom_options(model, raw, source)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
 
 
-def _check_table_counts(raw: bytes, source: str) -> None:
+def check_table_counts(raw: bytes, source: str) -> None:
     """Refuse models with more tables than the documented limits before unpacking them.
 
     The object API makes one Python object per vector entry, and entries may all point at
@@ -190,16 +190,21 @@ def _check_table_counts(raw: bytes, source: str) -> None:
             raise ModelError(f"{source}: model has {n} {what}, more than the limit of {limit}")
 
 
-def _check_vector_entries(model: schema.ModelT, source: str) -> None:
+def check_vector_entries(model, source: str) -> None:
     """Bound the total length of operator tensor lists and tensor shapes (unpacked as
-    views, they cost nothing until a later stage turns them into Python tuples)."""
+    views, they cost nothing until a later stage turns them into Python tuples).
+
+    ``model`` is a ``ModelT`` or anything with its attribute names (``fastread``).
+    """
+    def n(vec) -> int:
+        return 0 if vec is None else len(vec)
+
     total = 0
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            total += len(op.inputs) + len(op.outputs) + len(op.intermediates or ())
-        for t in sg.tensors:
-            total += len(t.shape if t.shape is not None else ()) + \
-                len(t.shapeSignature if t.shapeSignature is not None else ())
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            total += n(op.inputs) + n(op.outputs) + n(getattr(op, "intermediates", None))
+        for t in sg.tensors or []:
+            total += n(t.shape) + n(getattr(t, "shapeSignature", None))
     if total > MAX_VECTOR_ENTRIES:
         raise ModelError(f"{source}: model's operator and shape vectors hold {total} entries, "
                          f"more than the limit of {MAX_VECTOR_ENTRIES}")
