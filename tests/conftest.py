@@ -1,21 +1,46 @@
+"""Shared test helpers: the model lists, the CLI runner, batch fixtures, the ``tflm`` marker.
+
+Test modules import the names below with ``from conftest import …`` (pytest puts this
+directory on ``sys.path``); tools the tests exercise are imported as the ``tools`` package
+(the repository root is on ``pythonpath`` in ``pyproject.toml``).
+"""
+
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from tflite_reorder import tflm
+
 ROOT = Path(__file__).resolve().parent.parent
-ALL_MODELS = sorted((ROOT / "models").glob("*.tflite"))
+MODELS_DIR = ROOT / "models"
+BAD_INPUTS_DIR = ROOT / "tests" / "bad_inputs"
+ALL_MODELS = sorted(MODELS_DIR.glob("*.tflite"))
 # The inplace_* models are one-op probes for tests/test_inplace.py; the rest are networks.
 MODELS = [m for m in ALL_MODELS if not m.stem.startswith("inplace_")]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+INPLACE_MODELS = [m for m in ALL_MODELS if m.stem.startswith("inplace_")]
+
+
+def model_path(name: str) -> Path:
+    """``models/<name>.tflite``."""
+    return MODELS_DIR / f"{name}.tflite"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``@pytest.mark.tflm`` tests need tflite-micro (a test extra): skipped without it."""
+    if tflm.available():
+        return
+    skip = pytest.mark.skip(reason="tflite-micro not installed")
+    for item in items:
+        if "tflm" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
-    return ROOT / "models"
+    return MODELS_DIR
 
 
 # Batch mode's inputs (tests/test_batch.py, tests/test_cluster.py): three small shipped
@@ -29,8 +54,8 @@ def model_dir(tmp_path: Path) -> Path:
     d = tmp_path / "models"
     d.mkdir()
     for name in BATCH_MODELS:
-        shutil.copy(ROOT / "models" / f"{name}.tflite", d)
-    raw = (ROOT / "models" / "mobilenet_int8.tflite").read_bytes()
+        shutil.copy(model_path(name), d)
+    raw = model_path("mobilenet_int8").read_bytes()
     (d / "corrupt.tflite").write_bytes(raw[:3000])
     return d
 

@@ -6,7 +6,7 @@ import copy
 import random
 
 import pytest
-from conftest import ROOT
+from conftest import model_path
 
 from tflite_reorder import api, scheduling
 from tflite_reorder.flatbuffer_io import (
@@ -18,21 +18,16 @@ from tflite_reorder.flatbuffer_io import (
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import simulate
 
-MODELS = ROOT / "models"
 SMALL = ["inception_int8", "hostile_order_int8", "multi_output_int8", "nasnet_cells_int8",
          "randwire_small_int8", "concat_dw_int8", "mobilenet_int8"]
 
 
-def path(name: str):
-    return MODELS / f"{name}.tflite"
-
-
 @pytest.mark.parametrize("name", SMALL)
 def test_peak_memory_from_path_and_bytes(name):
-    by_path = api.peak_memory(path(name))
-    by_str = api.peak_memory(str(path(name)))
-    by_bytes = api.peak_memory(path(name).read_bytes())
-    by_loaded = api.peak_memory(load_model(path(name)))
+    by_path = api.peak_memory(model_path(name))
+    by_str = api.peak_memory(str(model_path(name)))
+    by_bytes = api.peak_memory(model_path(name).read_bytes())
+    by_loaded = api.peak_memory(load_model(model_path(name)))
     for pm in (by_str, by_bytes, by_loaded):
         assert (pm.stored, pm.optimal, pm.lower_bound, pm.is_optimal) == \
                (by_path.stored, by_path.optimal, by_path.lower_bound, by_path.is_optimal)
@@ -43,22 +38,22 @@ def test_peak_memory_from_path_and_bytes(name):
 
 
 def test_peak_memory_inplace_never_needs_more():
-    plain = api.peak_memory(path("randwire_small_int8"))
-    shared = api.peak_memory(path("randwire_small_int8"), inplace=True)
+    plain = api.peak_memory(model_path("randwire_small_int8"))
+    shared = api.peak_memory(model_path("randwire_small_int8"), inplace=True)
     assert shared.optimal <= plain.optimal
     assert shared.stored == plain.stored  # the stored order is always measured as TFLM plans it
 
 
 def test_peak_memory_finds_the_known_win():
     # hostile_order is inception_int8 stored breadth-first: same graph, worse order.
-    hostile = api.peak_memory(path("hostile_order_int8"))
-    good = api.peak_memory(path("inception_int8"))
+    hostile = api.peak_memory(model_path("hostile_order_int8"))
+    good = api.peak_memory(model_path("inception_int8"))
     assert hostile.stored > good.stored
     assert hostile.optimal == good.optimal < hostile.stored
 
 
 def test_optimize_returns_bytes_and_report():
-    raw = path("inception_int8").read_bytes()
+    raw = model_path("inception_int8").read_bytes()
     result = api.optimize(raw, verify=True, output_name="opt.tflite")
     assert isinstance(result.data, bytes) and result.data[4:8] == b"TFL3"
     r = result.report
@@ -69,7 +64,7 @@ def test_optimize_returns_bytes_and_report():
     assert r.verification["ok"]
     d = r.to_dict()
     assert d["ratio"] == round(r.ratio, 4) and d["gap"] == 0
-    assert raw == path("inception_int8").read_bytes()  # input untouched
+    assert raw == model_path("inception_int8").read_bytes()  # input untouched
     # The written bytes are a model whose stored order has the optimal peak.
     out = load_model(result.data)
     graph = build_graph(out.model)
@@ -79,7 +74,7 @@ def test_optimize_returns_bytes_and_report():
 
 
 def test_optimize_without_plan_writes_no_offline_plan():
-    result = api.optimize(path("randwire_small_int8"), plan=False, verify=False)
+    result = api.optimize(model_path("randwire_small_int8"), plan=False, verify=False)
     r = result.report
     assert result.plan is None and r.arena_planned is None
     assert not r.inplace and r.peak_after == r.peak_after_no_inplace
@@ -88,7 +83,7 @@ def test_optimize_without_plan_writes_no_offline_plan():
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_optimize_inplace_flag(inplace):
-    r = api.optimize(path("randwire_small_int8"), inplace=inplace, verify=False).report
+    r = api.optimize(model_path("randwire_small_int8"), inplace=inplace, verify=False).report
     assert r.inplace is inplace
     if inplace:
         assert r.peak_after <= r.peak_after_no_inplace
@@ -98,7 +93,7 @@ def test_optimize_inplace_flag(inplace):
 
 
 def test_optimize_accepts_a_loaded_model_and_leaves_it_alone():
-    loaded = load_model(path("hostile_order_int8"))
+    loaded = load_model(model_path("hostile_order_int8"))
     before = serialize_model(loaded.model)
     result = api.optimize(loaded, verify=False)
     assert isinstance(loaded, LoadedModel)
@@ -137,7 +132,7 @@ def test_nas_loop():
     candidates: list[tuple[str, bytes]] = []
     for name in ("inception_int8", "randwire_small_int8", "nasnet_cells_int8",
                  "concat_dw_int8", "mobilenet_int8"):
-        loaded = load_model(path(name))
+        loaded = load_model(model_path(name))
         candidates.append((name, loaded.raw))
         candidates += [(name, _reordered(loaded, rng)) for _ in range(3)]
     scores: dict[str, set[int]] = {}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ALL_MODELS as MODELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,9 +32,6 @@ from tflite_reorder.arena import blocks as blocks_mod
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import ArenaUse, Buffer, simulate
-
-MODELS = sorted((Path(__file__).resolve().parent.parent / "models").glob("*.tflite"))
-
 
 # ---------------------------------------------------------------------------------------------
 # The independent checker

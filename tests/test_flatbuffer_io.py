@@ -1,9 +1,9 @@
-"""The reader and writer against hostile files: non-regular inputs, sizes past the limits,
-shared byte ranges, out-of-line custom options, offline plans sharing a buffer, SIGTERM and
-character devices as outputs."""
+"""``flatbuffer_io``: reading, the writer's 16-byte buffer alignment, external data, offline
+plans, atomic writes, and the one-line errors for what it refuses."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
+from conftest import ROOT, model_path
+from tinymodels import diamond, model_t
 
-from tflite_reorder import api, flatbuffer_io
+from tflite_reorder import api
+from tflite_reorder import flatbuffer_io as fio
 from tflite_reorder.flatbuffer_io import (
     ModelError,
     get_offline_plan,
@@ -24,11 +27,115 @@ from tflite_reorder.flatbuffer_io import (
     serialize_model,
     write_atomic,
 )
+from tools import make_bad_inputs as mb
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
 
-import make_bad_inputs as mb  # noqa: E402 (tools/ is not a package)
+def _with_constant():
+    return model_t({"x": (1, 4)}, [("ADD", ["x", "k"], "y", (1, 4))], ["y"],
+                   constants={"k": np.arange(4, dtype=np.float32).reshape(1, 4)})
+
+
+def test_round_trip_keeps_every_field():
+    raw = model_path("while_float32").read_bytes()
+    model = parse_model(raw).model
+    again = parse_model(serialize_model(copy.deepcopy(model))).model
+    assert serialize_model(again) == serialize_model(model)
+    assert len(again.subgraphs) == len(model.subgraphs) > 1
+
+
+def test_buffer_data_starts_at_multiples_of_16():
+    for name in ("mobilenet_int8", "inception_int8"):
+        data = serialize_model(load_model(model_path(name)).model)
+        offsets = fio.buffer_data_offsets(data)
+        assert offsets and all(o % 16 == 0 for o in offsets)
+
+
+def test_external_buffer_data_survives_and_is_aligned():
+    m = _with_constant()
+    k = m.subgraphs[0].tensors[1]
+    m.buffers[k.buffer].external = True  # as if read from a model over 2 GB
+    data = serialize_model(m)
+    back = parse_model(data).model
+    buf = back.buffers[k.buffer]
+    assert buf.offset > 1 and buf.offset % 16 == 0 and buf.size == 16
+    assert data[buf.offset:buf.offset + 16] == np.arange(4, dtype="<f4").tobytes()
+    assert np.asarray(buf.data, np.uint8).tobytes() == np.arange(4, dtype="<f4").tobytes()
+
+
+def test_load_model_accepts_path_str_bytes_and_loaded(tmp_path):
+    path = model_path("inception_int8")
+    by_path, by_str = load_model(path), load_model(str(path))
+    assert by_path.source == by_str.source == str(path)
+    by_bytes = load_model(path.read_bytes())
+    assert by_bytes.source == "<bytes>" and by_bytes.raw == by_path.raw
+    assert load_model(by_path) is by_path
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"", "empty file"),
+    (b"TFL3", "too short"),
+    (b"\x10\0\0\0XXXX" + bytes(16), "not a TFLite flatbuffer"),
+    (b"\xff\xff\0\0TFL3" + bytes(16), "root offset"),
+])
+def test_refused_headers_name_the_source(raw, message):
+    with pytest.raises(ModelError, match=message) as exc:
+        parse_model(raw, "m.tflite")
+    assert str(exc.value).startswith("m.tflite: ")
+
+
+def test_wrong_schema_version_and_no_subgraphs():
+    m = diamond()
+    m.version = 2
+    with pytest.raises(ModelError, match="schema version 2"):
+        parse_model(serialize_model(m), "v2")
+    m = diamond()
+    m.subgraphs = []
+    with pytest.raises(ModelError, match="no subgraphs"):
+        parse_model(serialize_model(m), "empty")
+
+
+def test_constant_data_must_fill_its_shape():
+    m = _with_constant()
+    k = m.subgraphs[0].tensors[1]
+    m.buffers[k.buffer].data = m.buffers[k.buffer].data[:8]
+    with pytest.raises(ModelError, match="needs 16 bytes of constant data"):
+        parse_model(serialize_model(m), "short")
+
+
+def test_read_bytes_errors(tmp_path):
+    with pytest.raises(ModelError, match="no such file"):
+        fio.read_bytes(tmp_path / "missing.tflite")
+    with pytest.raises(ModelError, match="is a directory"):
+        fio.read_bytes(tmp_path)
+
+
+def test_offline_plan_set_replace_get_remove():
+    m = diamond()
+    n = len(m.subgraphs[0].tensors)
+    assert fio.get_offline_plan(m) is None
+    fio.set_offline_plan(m, list(range(0, 16 * n, 16)))
+    fio.set_offline_plan(m, [-1] * n)  # replaces, does not add a second entry
+    back = parse_model(serialize_model(m)).model
+    assert fio.get_offline_plan(back) == [-1] * n
+    assert sum(e.name in ("OfflineMemoryAllocation", b"OfflineMemoryAllocation")
+               for e in back.metadata) == 1
+    fio.remove_offline_plan(back)
+    assert fio.get_offline_plan(parse_model(serialize_model(back)).model) is None
+    with pytest.raises(ValueError, match="offsets for"):
+        fio.set_offline_plan(m, [0])
+
+
+def test_write_atomic(tmp_path):
+    target = tmp_path / "out.tflite"
+    fio.write_atomic(target, b"abc")
+    fio.write_atomic(target, b"defg")
+    assert target.read_bytes() == b"defg"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tflite"]  # no temp file left
+    with pytest.raises(ModelError, match="does not exist"):
+        fio.write_atomic(tmp_path / "no" / "out.tflite", b"x")
+    with pytest.raises(ModelError, match="is a directory"):
+        fio.write_atomic(tmp_path, b"x")
+
 
 # --- inputs that are not regular files ------------------------------------------------------
 
@@ -50,7 +157,7 @@ def test_character_device_is_refused():
 def test_sparse_file_over_the_limit_is_refused_before_reading(tmp_path):
     big = tmp_path / "huge.tflite"
     with open(big, "wb") as fh:
-        fh.truncate(flatbuffer_io.MAX_FILE_BYTES + 1)  # sparse: no disk used
+        fh.truncate(fio.MAX_FILE_BYTES + 1)  # sparse: no disk used
     with pytest.raises(ModelError, match="larger than the limit"):
         read_bytes(big)
 
@@ -63,7 +170,7 @@ def test_a_million_entries_pointing_at_one_table_are_refused():
 
 
 def test_vector_entry_limit(monkeypatch):
-    monkeypatch.setattr(flatbuffer_io, "MAX_VECTOR_ENTRIES", 10)
+    monkeypatch.setattr(fio, "MAX_VECTOR_ENTRIES", 10)
     with pytest.raises(ModelError, match="vectors hold"):
         load_model(ROOT / "models" / "inplace_add_int8.tflite")
 
@@ -80,7 +187,7 @@ def test_a_thousand_references_to_one_buffer_stay_one_buffer():
     out = api.optimize(data, verify=False, time_limit=0.5).data
     assert len(out) < 2 << 20
     again = parse_model(out).model
-    weights = [t for t in again.subgraphs[0].tensors if flatbuffer_io.text(t.name)[:1] == "w"]
+    weights = [t for t in again.subgraphs[0].tensors if fio.text(t.name)[:1] == "w"]
     assert len(weights) == 1000
     want = bytes(np.asarray(first))
     assert all(bytes(np.asarray(again.buffers[t.buffer].data)) == want for t in weights)
@@ -136,8 +243,8 @@ def test_sigterm_while_writing_leaves_no_temp_file(tmp_path):
             real(fd)
         os.fsync = fsync
         try:
-            flatbuffer_io.write_atomic({str(tmp_path / "out.tflite")!r}, b"x" * 1000)
-        except flatbuffer_io.Terminated:
+            fio.write_atomic({str(tmp_path / "out.tflite")!r}, b"x" * 1000)
+        except fio.Terminated:
             print("terminated")
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

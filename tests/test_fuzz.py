@@ -7,13 +7,7 @@ full run (≥ 20,000 cases) is ``python tools/fuzz.py``; see ``tools/FUZZ_RESULT
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-
-import fuzz  # noqa: E402 (tools/ is not a package)
+from tools import fuzz
 
 SEED, CASES = 20261121, 300
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import INPLACE_MODELS
 
 from tflite_reorder import tflm
 from tflite_reorder.arena import plan_arena, write_plan
@@ -21,8 +22,6 @@ from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import INPLACE_OPS, simulate
 from tflite_reorder.runtimes import structured_inputs
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-INPLACE_MODELS = sorted(MODELS.glob("inplace_*.tflite"))
 SEEDS = (0, 1, 2)
 
 # Model name -> op types it proves ("squeeze_expand_dims" holds one of each).
@@ -30,7 +29,7 @@ COMPOUND = {"squeeze_expand_dims": ("SQUEEZE", "EXPAND_DIMS")}
 # Op types whose models exist but whose kernels failed the test (none so far).
 UNSAFE: frozenset[str] = frozenset()
 
-pytestmark = pytest.mark.skipif(not tflm.available(), reason="tflite-micro not installed")
+pytestmark = pytest.mark.tflm
 
 
 def ops_of(path: Path) -> tuple[str, ...]:

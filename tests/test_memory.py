@@ -1,22 +1,113 @@
-"""TFLM's lifetime marking on nested control flow: the memoised marker equals a literal
-replay of every path, needs no recursion, and stays linear when branches share subgraphs."""
+"""``memory``: TFLM's lifetimes and live bytes by hand on tiny models, in-place sharing, and
+the scheduler's per-subgraph view (``Problem``) against the exact replay (``simulate``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import itertools
 
 import pytest
+from conftest import ROOT, model_path
+from tinymodels import chain, diamond, model_t
 
 from tflite_reorder import preflight
 from tflite_reorder.flatbuffer_io import ModelError, load_model
 from tflite_reorder.graph import build_graph, marking_visits
-from tflite_reorder.memory import _Marker, nested_extra, simulate
+from tflite_reorder.memory import (
+    ArenaUse,
+    Buffer,
+    _Marker,
+    alias_candidates,
+    build_problem,
+    nested_extra,
+    peak,
+    simulate,
+    step_costs,
+)
+from tools import make_bad_inputs as mb
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+B = 256  # bytes of one tinymodels.SHAPE tensor
 
-import make_bad_inputs as mb  # noqa: E402 (tools/ is not a package)
+
+def _lifetimes(use: ArenaUse) -> dict:
+    return {b.tensors: (b.first, b.last) for b in use.buffers}
+
+
+def test_chain_lifetimes_and_profile_by_hand():
+    graph = build_graph(chain(2))  # x -> t1 -> t2
+    use = simulate(graph, graph.stored_orders(), inplace=False)
+    # inputs are created at scope 0, each op has its own scope, all its tensors live there
+    assert _lifetimes(use) == {((0, 0),): (0, 1), ((0, 1),): (1, 2), ((0, 2),): (2, 2)}
+    assert use.profile() == [B, 2 * B, 2 * B] and use.lower_bound == 2 * B
+    assert use.op_scope == {(0, 0): 1, (0, 1): 2}
+
+
+def test_inplace_output_takes_the_dying_input_but_never_a_subgraph_input():
+    graph = build_graph(chain(2))
+    use = simulate(graph, graph.stored_orders(), inplace=True)
+    # t2 takes t1's buffer (RELU, same size, t1 dies there); t1 may not take x (an input)
+    assert _lifetimes(use) == {((0, 0),): (0, 1), ((0, 1), (0, 2)): (1, 2)}
+    assert use.profile() == [B, 2 * B, B]
+
+
+def test_alias_candidates_need_same_size_and_type():
+    m = model_t({"x": (1, 8)}, [("RELU", ["x"], "a", (1, 8)), ("RELU", ["a"], "b", (1, 8)),
+                                ("CONCATENATION", ["b", "b"], "c", (1, 16))], ["c"])
+    sg = build_graph(m).subgraphs[0]
+    assert alias_candidates(sg) == [(), ((2, (1,)),), ()]  # CONCATENATION is not in-place
+    assert alias_candidates(sg, inplace=False) == [(), (), ()]
+
+
+def test_diamond_orders_by_hand():
+    graph = build_graph(diamond())  # x -> a, x -> b, (a, b) -> c
+    use = simulate(graph, [[0, 1, 2]], inplace=False)
+    assert use.profile() == [B, 2 * B, 3 * B, 3 * B]
+    p = build_problem(graph.subgraphs[0], inplace=False)
+    assert step_costs(p, [0, 1, 2]) == [2 * B, 3 * B, 3 * B]
+    assert peak(p, [1, 0, 2]) == 3 * B
+
+
+def test_problem_view_equals_the_replay_on_every_order():
+    """The scheduler's costs and TFLM's replay agree on every topological order."""
+    for name in ("inception_int8", "multi_output_int8"):
+        graph = build_graph(load_model(model_path(name)).model)
+        sg = graph.subgraphs[0]
+        for inplace in (False, True):
+            p = build_problem(sg, inplace=inplace)
+            orders = [list(range(len(sg.ops)))]
+            orders += [o for o in itertools.islice(_orders(sg), 30)]
+            for order in orders:
+                assert peak(p, order) == simulate(graph, [order], inplace=inplace).lower_bound
+
+
+def _orders(sg):
+    """Topological orders that take the last ready op first (far from the stored one)."""
+    indeg = [len(ps) for ps in sg.preds]
+    ready = [v for v, d in enumerate(indeg) if d == 0]
+    for rot in range(len(sg.ops)):
+        deg, rdy, out = list(indeg), list(ready), []
+        while rdy:
+            v = rdy.pop(rot % len(rdy))
+            out.append(v)
+            for w in sg.succs[v]:
+                deg[w] -= 1
+                if deg[w] == 0:
+                    rdy.append(w)
+        yield out
+
+
+def test_nested_subgraphs_are_extra_bytes_at_their_caller():
+    graph = build_graph(load_model(model_path("while_float32")).model)
+    orders = graph.stored_orders()
+    extra = nested_extra(graph, orders, 0)
+    callers = [v for v, op in enumerate(graph.subgraphs[0].ops) if op.calls]
+    assert callers and all(extra[v] > 0 for v in callers)
+    assert all(extra[v] == 0 for v in range(len(extra)) if v not in callers)
+    assert nested_extra(build_graph(diamond()), [[0, 1, 2]], 0) == [0, 0, 0]
+
+
+def test_unplaced_buffers_count_in_the_lower_bound():
+    use = ArenaUse((Buffer(((0, 0),), 64, 0, 0), Buffer(((0, 1),), 512, -1, -1)), 1, {})
+    assert use.profile() == [64] and use.lower_bound == 512
 
 
 class LiteralMarker:

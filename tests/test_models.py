@@ -6,11 +6,10 @@ import hashlib
 import json
 
 import pytest
-from conftest import MODELS
+from conftest import MODELS, run_cli
 from exhaustive import TooLarge, optimum
 
 from tflite_reorder import tflm
-from tflite_reorder.cli import main
 from tflite_reorder.flatbuffer_io import get_offline_plan, load_model
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import build_problem, nested_extra
@@ -18,13 +17,7 @@ from tflite_reorder.scheduling import schedule_model
 from tflite_reorder.shapes import true_shapes
 
 
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
-
-
+@pytest.mark.tflm
 @pytest.mark.parametrize("model", MODELS, ids=lambda p: p.stem)
 def test_cli_optimizes_and_verifies(model, tmp_path, capsys):
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
@@ -41,10 +34,9 @@ def test_cli_optimizes_and_verifies(model, tmp_path, capsys):
     assert r["optimal"], "every shipped model is solved to proven optimality"
     comps = {c["runtime"]: c for c in r["verification"]["comparisons"]}
     assert comps["litert"]["identical"]
-    if tflm.available():
-        assert comps["tflm"]["identical"]
-        measured = tflm.measure_arena(out.read_bytes())
-        assert measured.head == r["arena_planned"], "TFLM must report the planned head"
+    assert comps["tflm"]["identical"]
+    measured = tflm.measure_arena(out.read_bytes())
+    assert measured.head == r["arena_planned"], "TFLM must report the planned head"
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest, "input modified"
     written = load_model(out)
     assert get_offline_plan(written.model) is not None

@@ -27,13 +27,11 @@ import pytest
 from tflite_reorder import cli
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
+from tools import make_bad_inputs as mb
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "bad_inputs"
 MODELS = ROOT / "models"
-sys.path.insert(0, str(ROOT / "tools"))
-
-import make_bad_inputs as mb  # noqa: E402 (tools/ is not a package)
 
 PREFIX = "tflite-reorder: error: "
 

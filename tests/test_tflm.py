@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ALL_MODELS as MODELS
+from conftest import model_path
 
 from tflite_reorder import tflm
 from tflite_reorder.arena import greedy_head, plan_arena, write_plan
@@ -22,11 +24,9 @@ from tflite_reorder.memory import simulate
 from tflite_reorder.runtimes import structured_inputs
 from tflite_reorder.shapes import fix_shapes, infer_shapes
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = sorted((ROOT / "models").glob("*.tflite"))
-SMALL = ROOT / "models" / "dilated_int8.tflite"
+SMALL = model_path("dilated_int8")
 
-pytestmark = pytest.mark.skipif(not tflm.available(), reason="tflite-micro not installed")
+pytestmark = pytest.mark.tflm
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
@@ -115,8 +115,6 @@ def test_runs_are_deterministic_and_quiet(capfd) -> None:
 
 @pytest.mark.parametrize("name", ["mobilenet_int8", "nasnet_int8", "darts_int8", "while_float32"])
 def test_tail_estimate_is_within_fifteen_percent(name):
-    data = (ROOT / "models" / f"{name}.tflite").read_bytes()
-    if not tflm.available():
-        pytest.skip("tflite-micro not installed")
+    data = model_path(name).read_bytes()
     measured = tflm.measure_arena(data).tail
     assert abs(tflm.estimate_tail(data) - measured) <= 0.15 * measured

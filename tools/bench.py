@@ -727,6 +727,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--baseline-skip", action="store_true",
                     help="do not run the baseline at larger sizes once it was stopped")
     ap.add_argument("--json", type=Path, help="also dump the raw numbers as JSON")
+    ap.add_argument("--rewrites", type=Path, help="run the rewrite benchmark, write it here")
+    ap.add_argument("--densenet121", type=Path,
+                    help="with --rewrites: also Keras DenseNet121 (make_densenet_models.py)")
     ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -767,6 +770,15 @@ def main(argv: list[str] | None = None) -> int:
         plot_scaling(scaling, args.scaling, args.baseline_seconds)
         if args.scaling_md:
             write_scaling_md(args.scaling_md, scaling, args)
+    if args.rewrites:
+        from rewrite_bench import bench as bench_rewrites
+        from rewrite_bench import markdown as rewrite_table
+        from rewrite_bench import write_markdown as write_rewrites
+
+        print("rewrites:", file=sys.stderr)
+        rw_rows = bench_rewrites(args.models, args.densenet121, args.only)
+        print(rewrite_table(rw_rows), "\n", flush=True)
+        write_rewrites(args.rewrites, rw_rows)
     if args.plot and models:
         plot_arena(models, args.plot)
     if args.markdown:

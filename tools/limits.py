@@ -30,12 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_bad_inputs as mb  # tools/ is on sys.path when run as a script
 
-import make_bad_inputs as mb  # noqa: E402 (tools/ is not a package)
-
-from tflite_reorder import api  # noqa: E402
-from tflite_reorder.memory import Problem  # noqa: E402
+from tflite_reorder import api
+from tflite_reorder.memory import Problem
 
 ALLOWANCE = 0.5  # seconds of precomputation the limit does not cover (graph size dependent)
 SCHED_ALLOWANCE = 1.0  # the scheduler's own: ``schedule`` within 1.1 x limit + this

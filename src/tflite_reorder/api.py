@@ -49,6 +49,8 @@ from .scheduling import (
 )
 from .selfcheck import check_written
 from .sweep import PeakResult, peak_memory_many
+from .target import pipeline
+from .target.pipeline import Target
 from .tiling import tile_model
 from .verify import verify_written
 
@@ -99,23 +101,33 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
     use_tflm: bool = True,
     progress: Progress | None = None,
     output_name: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    target: Target | None = None,
     tile: bool = False,
     ram_budget: int | None = None,
     max_overhead: float = 0.3,
 ) -> Optimized:
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
 
+    With ``target`` (a Cortex-M build: architecture, kernel set, TFLM tree) the order and
+    the plan count its kernels' scratch buffers, and the written model is run on that
+    build under QEMU (``report.target``: measured head, tail, total, outputs verified).
+
     Raises ``ModelError`` for input it cannot handle and ``VerificationError`` when the
     written model does not compute what the input computes. With ``rewrite`` the graph is
     rewritten first where that lowers the optimal peak (numerics may change within
     ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
     compares bit for bit with the rewritten model and the rewrite error is reported.
+    ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
+    samples first, as the TFLite converter's representative data): int8 partial sums get
+    the ranges seen on it instead of their guaranteed ranges, and the error is measured on
+    it too; an unreadable or mismatched file raises ``ModelError``.
     With ``tile`` (implied by ``ram_budget``) the regions that set the peak run tile by
     tile (``tiling.tile_model``; bit-exact, more MACs and ops): the smallest TFLM total
     within ``max_overhead`` extra MACs, or the fewest extra MACs whose TFLM total (head +
@@ -134,7 +146,7 @@ def optimize(
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
 
     if tile or ram_budget is not None:
         stage("tile")
@@ -154,20 +166,29 @@ def optimize(
     if not plan:
         inplace = False
 
+    reqs: dict = {}
+    if target is not None:
+        reqs, warning = pipeline.scratch_for(m, graph, target)
+        if warning:
+            rep.warnings.append(warning)
+
     stage("schedule")
-    orders, use = _schedule(graph, rep, inplace, time_limit, progress)
+    orders, use = _schedule(graph, rep, inplace, time_limit, progress, reqs)
     apply_orders(m, orders)
     if fix_shapes and true:
         shapes.fix_shapes(m, true)
 
     stage("plan")
-    the_plan = _plan(m, graph, orders, use, rep, plan, time_limit)
+    the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
+                     time_limit)
 
     stage("write")
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
     if rep.tiles is not None:
-        _tflm_totals(loaded, data, rep, use_tflm)
+        # the input made safe in TFLM when it is not (as the "before" peaks are)
+        before = _safe_reference(loaded.model) if unsafe else loaded.raw
+        _tflm_totals(before, data, rep, use_tflm)
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
@@ -177,6 +198,14 @@ def optimize(
         ver = verify_written(reference, data, safe, use_tflm)
         rep.verification = ver.to_dict()
         if not ver.ok:
+            rep.seconds = time.monotonic() - t0
+            raise VerificationError(rep)
+    if target is not None:
+        stage("target")
+        ref = _safe_reference(reference.model) if unsafe else reference.raw
+        on = pipeline.verify(ref, data, target, rep.arena_planned)
+        rep.target = on.to_dict()
+        if verify and on.verified is False:
             rep.seconds = time.monotonic() - t0
             raise VerificationError(rep)
     rep.seconds = time.monotonic() - t0
@@ -200,16 +229,29 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None):
-    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference."""
-    from .rewrites import rewrite_model
+             max_error: float | None, calibration: str | os.PathLike | None = None):
+    """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
+    The search gets 0.4 × ``time_limit`` (scheduling the result takes at most
+    ``time_limit``, planning a tenth): the whole run stays within 1.5 × ``time_limit`` plus
+    reading, error measurement, writing and verification.
+    """
+    from .rewrites import rewrite_model
+    from .rewrites.measure import load_calibration
+
+    samples = None
+    if calibration is not None:
+        try:
+            samples = load_calibration(str(calibration), loaded.raw)
+        except ValueError as exc:
+            raise ModelError(f"{calibration}: {exc}") from None
     rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
-                       max_error_lsb=2.0 if max_error is None else max_error)
+                       max_error_lsb=2.0 if max_error is None else max_error,
+                       budget=0.4 * time_limit, calibration=samples)
     reference = loaded
     if rw.applied:
         m = rw.model
-        reference = parse_model(serialize_model(copy.deepcopy(m)), loaded.source)
+        reference = parse_model(rw.data, loaded.source)
     rep.rewrites = rw.applied
     rep.rewrites_rejected = rw.rejected
     rep.rewrite_error = rw.error
@@ -242,20 +284,24 @@ def _arena_of(data: bytes, planned: int | None, use_tflm: bool) -> dict:
     return {"head": head, "tail": tail, "total": head + tail, "source": "estimate"}
 
 
-def _tflm_totals(loaded: LoadedModel, data: bytes, rep: Report, use_tflm: bool) -> None:
+def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> None:
     """The arena before (the input with TFLM's own planner) and after, for the tiles' report."""
-    rep.tflm_before = _arena_of(loaded.raw, None, use_tflm)
+    rep.tflm_before = _arena_of(before, None, use_tflm)
     rep.tflm_after = _arena_of(data, rep.arena_planned or rep.tflm_greedy_head, use_tflm)
 
 
 def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
-              progress: Progress | None) -> tuple[list[list[int]], ArenaUse]:
-    """Best orders, their TFLM replay, and the report's peak and certificate figures."""
+              progress: Progress | None, reqs=None) -> tuple[list[list[int]], ArenaUse]:
+    """Best orders, their TFLM replay, and the report's peak and certificate figures.
+
+    With a target's scratch requests ``reqs`` the peaks include them.
+    """
     ts = time.monotonic()
-    orders, results = schedule_model(graph, inplace, time_limit, progress)
+    orders, results = schedule_model(graph, inplace, time_limit, progress,
+                                     pipeline.op_scratch(reqs or {}))
     rep.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
-    rep.peak_after = use.lower_bound
+    rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
     rep.peak_after_no_inplace = simulate(graph, orders, inplace=False).lower_bound
     rep.lower_bound, rep.optimal = certificate(results, rep.peak_after)
     rep.inplace = inplace
@@ -356,7 +402,31 @@ def arena_figures(model: Model, result: Optimized, *, measure: bool = True) -> d
     else:
         figures["tail"] = tflm.estimate_tail(result.data)
         figures["tail_source"] = "estimate (tflite-micro not installed)"
+    if r.target is not None:  # the target's own figures are what firmware must size for
+        t = r.target
+        figures["target"] = t
+        figures["tail"], figures["tail_source"] = t["tail"], t["tail_source"]
+        if t["head"] is not None:
+            figures["head"] = t["head"]
+        figures.pop("min_arena", None)  # the host's bisection does not hold on the target
     return figures
+
+
+def target_figures(model: Model, target: Target) -> dict:
+    """The model as it is, measured on a target build: head, tail, total, breakdown.
+
+    Raises ``ModelError`` when the build cannot be made or run here (toolchain, QEMU or
+    tree missing) or TFLM on the target refuses the model.
+    """
+    from dataclasses import asdict
+
+    from .target import TargetError, measure
+
+    loaded = load_model(model)
+    try:
+        return asdict(measure(loaded.raw, target.arch, target.kernels, target.tflm_src))
+    except TargetError as exc:
+        raise ModelError(f"{loaded.source}: on {target.arch} ({target.kernels}): {exc}") from None
 
 
 def plot_memory(path: str | os.PathLike, model: Model, result: Optimized) -> None:

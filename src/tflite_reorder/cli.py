@@ -158,6 +158,25 @@ def _finite(value: float | None) -> float | None:
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+TargetArch = Annotated[str | None, typer.Option(
+    "--target", metavar="ARCH", help="Also plan for and run on TFLM built for this Cortex-M "
+    "(cortex-m4, cortex-m7, cortex-m55, …) under QEMU.")]
+Kernels = Annotated[str, typer.Option(help="Target kernel set: cmsis_nn or reference.")]
+TflmSrc = Annotated[Path | None, typer.Option(
+    "--tflm-src", help="TFLM source tree (or .tar.xz bundle) to build the target from.")]
+
+
+def _target(arch: str | None, kernels: str, tflm_src: Path | None):
+    """The target build asked for, or None; bad names are bad input (exit 2)."""
+    if arch is None:
+        return None
+    from .flatbuffer_io import ModelError
+    from .target.pipeline import Target
+
+    try:
+        return Target(arch, kernels, tflm_src)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
 TimeLimit = Annotated[float, typer.Option(
     "--time-limit", min=0.0, callback=_finite, help="Seconds for the exact search; then the "
     "best order found is used and the gap reported.")]
@@ -183,6 +202,11 @@ def optimize(
     max_error: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Largest output "
                                              "error a rewrite may cause, in int8 LSBs.")]
     = 2.0,
+    calibration: Annotated[Path | None, typer.Option(help="Representative inputs (.npz, one "
+                                                     "array per model input, samples "
+                                                     "first) for int8 partial-sum ranges "
+                                                     "and error checks (with --rewrite).")]
+    = None,
     tile: Annotated[bool, typer.Option(help="Run the high-resolution regions that set the "
                                        "peak tile by tile (bit-exact; adds MACs and ops).")
                     ] = False,
@@ -193,24 +217,33 @@ def optimize(
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
+    margin: Annotated[float, typer.Option(min=0.0, help="Extra fraction added to the header's "
+                                          "arena size (0.1 = 10%).")] = 0.0,
+    target: TargetArch = None,
+    kernels: Kernels = "cmsis_nn",
+    tflm_src: TflmSrc = None,
 ) -> None:
     """Reorder operators for the minimum peak arena, plan the arena, verify, write."""
     from . import api
     from . import report as rep
 
-    with _errors(src, dst, header, plot):
+    with _errors(src, dst, header, plot, calibration):
         _check_paths(src, dst, header, plot)
         _check_plot(plot)
+        if calibration is not None and not calibration.is_file():
+            raise ModelError(f"{calibration}: no such file (--calibration)")
         with _progress(not json_out) as progress:
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
-                                  rewrite=rewrite, max_error=max_error, time_limit=time_limit,
+                                  rewrite=rewrite, max_error=max_error,
+                                  calibration=calibration, time_limit=time_limit,
                                   verify=verify, progress=progress, output_name=str(dst),
-                                  tile=tile, ram_budget=ram_budget)
+                                  tile=tile, ram_budget=ram_budget,
+                                  target=_target(target, kernels, tflm_src))
         write_atomic(dst, result.data)
         r = result.report
         if header:
             figures = api.arena_figures(src, result, measure=True)
-            write_atomic(header, rep.c_header(str(dst), str(src), figures).encode())
+            write_atomic(header, rep.c_header(str(dst), str(src), figures, margin).encode())
         if plot:
             api.plot_memory(plot, src, result)
         if json_out:
@@ -258,6 +291,9 @@ def arena(
     time_limit: TimeLimit = 10.0,
     measure: Annotated[bool, typer.Option(help="Measure with TFLM when tflite-micro is "
                                           "installed (and bisect the smallest arena).")] = True,
+    target: TargetArch = None,
+    kernels: Kernels = "cmsis_nn",
+    tflm_src: TflmSrc = None,
 ) -> None:
     """Arena figures for firmware: planned head, lower bound, what TFLM reports."""
     from . import api
@@ -266,7 +302,8 @@ def arena(
     with _errors(src, header, plot):
         _check_paths(src, None, header, plot)
         _check_plot(plot)
-        result = api.optimize(src, inplace=inplace, time_limit=time_limit, verify=False)
+        result = api.optimize(src, inplace=inplace, time_limit=time_limit, verify=False,
+                              target=_target(target, kernels, tflm_src))
         figures = api.arena_figures(src, result, measure=measure)
         if header:
             write_atomic(header, rep.c_header(str(src), str(src), figures, margin).encode())
@@ -283,26 +320,37 @@ def arena(
 def check(
     src: Annotated[Path, typer.Argument(help="Input .tflite model.")],
     json_out: Json = False,
+    target: TargetArch = None,
+    kernels: Kernels = "cmsis_nn",
+    tflm_src: TflmSrc = None,
 ) -> None:
     """List TFLM memory hazards (e.g. stored shapes smaller than what kernels write).
 
+    With --target, also plan the model on that build under QEMU and print its arena.
     Exit 0 when clean, 1 when hazards were found, 2 on bad input.
     """
     from dataclasses import asdict
 
-    from .api import find_hazards
+    from .api import find_hazards, target_figures
     from .hazards import describe
 
     with _errors(src):
         _check_paths(src, None)
         hazards = find_hazards(src)
+        build = _target(target, kernels, tflm_src)
+        on_target = target_figures(src, build) if build else None
         if json_out:
-            print(json.dumps({"input": str(src), "hazards": [asdict(h) for h in hazards]}))
-        elif not hazards:
-            out.print(f"{src}: no hazards found", highlight=False)
+            found = {"input": str(src), "hazards": [asdict(h) for h in hazards]}
+            print(json.dumps(found | ({"target": on_target} if on_target else {})))
         else:
+            if not hazards:
+                out.print(f"{src}: no hazards found", highlight=False)
             for line in describe(hazards):
                 out.print(line, highlight=False, markup=False)
+            if on_target:
+                out.print(f"{src}: on {build.arch} ({build.kernels}): head {on_target['head']} B, "
+                          f"tail {on_target['tail']} B, total {on_target['total']} B",
+                          highlight=False, markup=False)
     if hazards:
         raise typer.Exit(EXIT_VERIFY)
 

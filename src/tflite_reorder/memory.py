@@ -25,7 +25,8 @@ from .graph import ModelGraph, SubgraphGraph
 # (tests/test_inplace.py); the reshape family is a plain copy that TFLM skips when the
 # pointers are equal (RESHAPE) or does onto itself (SQUEEZE, EXPAND_DIMS: memcpy with equal
 # pointers, formally undefined in C but a no-op in practice). Proven on the reference
-# kernels only: vendor-optimised kernels (CMSIS-NN, Xtensa, …) were not tested.
+# kernels (host) and on TFLM's CMSIS-NN build for Cortex-M4 under QEMU
+# (tests/test_target.py); other vendor kernels (Xtensa, …) were not tested.
 INPLACE_OPS = frozenset({
     "ADD", "MUL", "RELU", "RESHAPE",
     # tests/test_inplace.py, models/inplace_*: int8 and float32 unless noted

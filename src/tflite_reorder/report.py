@@ -41,14 +41,7 @@ def summary_lines(r: Report) -> list[str]:
             f"uninitialised value; wrote true shapes and {len(r.repairs)} explicit PAD(s) "
             f"(input as it was: {r.peak_input} B)"
         )
-    if r.rewrites:
-        kinds = ", ".join(sorted({a["kind"] for a in r.rewrites}))
-        err = r.rewrite_error or {}
-        lines.append(
-            f"rewrites: {len(r.rewrites)} applied ({kinds}); optimal peak without them "
-            f"{r.peak_without_rewrites} B; measured error vs input: "
-            + ", ".join(f"{k} {v}" for k, v in err.items() if not isinstance(v, list | dict))
-        )
+    lines += rewrite_lines(r)
     lines += tile_lines(r)
     if r.verification:
         for c in r.verification["comparisons"]:
@@ -58,6 +51,47 @@ def summary_lines(r: Report) -> list[str]:
         lines += [f"not verified: {s}" for s in r.verification["skipped"]]
     lines += [f"warning: {w}" for w in r.warnings]
     lines.append(f"time {r.seconds:.2f} s (scheduling {r.schedule_seconds:.2f} s)")
+    return lines
+
+
+MAX_REWRITE_LINES = 12  # per list (applied, rejected); the rest is counted, all in --json
+
+
+def rewrite_lines(r: Report) -> list[str]:
+    """Rewrites applied (bytes saved, error) and rejected (grouped by reason)."""
+    if not r.rewrites and not r.rewrites_rejected:
+        return []
+    lines = []
+    if r.rewrites:
+        err = r.rewrite_error or {}
+        worst = f" (worst on {err['worst_input']} inputs)" if err.get("worst_input") else ""
+        what = ("bit-identical" if err.get("identical") else
+                f"max {err.get('max_error_lsb', 0):g} LSB, relative {err.get('max_rel_error', 0):g}"
+                f"{worst}")
+        lines.append(f"rewrites: {len(r.rewrites)} applied; optimal peak "
+                     f"{r.peak_without_rewrites} B without them; error vs input on "
+                     f"{err.get('cases', '?')} inputs: {what}")
+        for a in r.rewrites[:MAX_REWRITE_LINES]:
+            saved = "-" if a.get("saved_bytes") is None else f"{a['saved_bytes']} B"
+            local = a.get("local_max_error")
+            exact = "exact" if a.get("exact") else (
+                f"local error {local:g}" if local is not None else "inexact")
+            lines.append(f"  applied {a['kind']} at op {a['op']} ({a['opcode']}, "
+                         f"{a['variant']}): saves {saved}, {exact}")
+        if len(r.rewrites) > MAX_REWRITE_LINES:
+            lines.append(f"  … and {len(r.rewrites) - MAX_REWRITE_LINES} more applied")
+    else:
+        lines.append(f"rewrites: none applied (optimal peak {r.peak_without_rewrites} B)")
+    by_reason: dict[str, list[str]] = {}
+    for e in r.rewrites_rejected:
+        where = f"{e['kind']}@{e['op']}" if "op" in e else e["kind"]
+        by_reason.setdefault(e["reason"], []).append(where)
+    for reason, sites in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))[
+            :MAX_REWRITE_LINES]:
+        shown = ", ".join(sites[:4]) + (f", … ({len(sites)} sites)" if len(sites) > 4 else "")
+        lines.append(f"  rejected {shown}: {reason}")
+    if len(by_reason) > MAX_REWRITE_LINES:
+        lines.append(f"  … and {len(by_reason) - MAX_REWRITE_LINES} more reasons (--json)")
     return lines
 
 
@@ -119,6 +153,10 @@ def c_header(name: str, source: str, figures: dict[str, int], margin: float = 0.
         f"/* Arena size to allocate (head + tail, +{margin:.0%} margin, 16-byte multiple): */",
         f"#define {stem}_ARENA_SIZE {size}",
     ]
+    if isinstance(figures.get("target"), dict):
+        t = figures["target"]
+        lines.insert(4, f"/* Sized for TFLM on {t['arch']} ({t['kernels']} kernels); tail "
+                        f"{figures.get('tail_source', '')}. */")
     if "min_arena" in figures:
         lines.append(f"/* Smallest arena TFLM accepted (bisection): */\n"
                      f"#define {stem}_ARENA_MIN {figures['min_arena']}")

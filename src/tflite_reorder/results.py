@@ -74,6 +74,9 @@ class Report:
     schedule_seconds: float = 0.0
     per_subgraph: list[SubgraphReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # With a target build: its measured head/tail/total and whether it verified (see
+    # target.pipeline.TargetReport); None without --target.
+    target: dict | None = None
     # patch-based execution (``tile``): per region ops, grid, tiles, halo, bytes saved, …
     tiles: list[dict] | None = None
     macs_before: int | None = None
@@ -149,8 +152,13 @@ class VerificationError(Exception):
     """The written model's outputs differ from the input's; nothing should be written."""
 
     def __init__(self, report: Report) -> None:
-        bad = [c for c in report.verification["comparisons"] if not c["within_tolerance"]]
+        checked = report.verification["comparisons"] if report.verification else []
+        bad = [c for c in checked if not c["within_tolerance"]]
         what = ", ".join(f"{c['runtime']} max diff {c['max_abs_diff']:g}" for c in bad)
+        if report.target and report.target.get("verified") is False:
+            t = report.target
+            what = ", ".join(filter(None, [what, f"outputs differ on {t['arch']} "
+                                                 f"({t['kernels']}) under QEMU"]))
         super().__init__(f"{report.input}: verification failed ({what})")
         self.report = report
 

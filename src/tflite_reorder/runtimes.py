@@ -10,6 +10,8 @@ sized). Two input generators, for two purposes:
   inputs span their whole range, floats uniform in [-1, 1), integers wider than 16 bits
   small non-negative numbers (0..3), since they tend to be counts or indices (a WHILE loop
   bound, a gather index). The TFLM tests use it.
+- ``pattern_inputs``: named non-random inputs (constant images, ramps, a checkerboard);
+  with ``random_inputs``, what rewrite error measurement runs on.
 """
 
 from __future__ import annotations
@@ -113,3 +115,60 @@ def structured_inputs(data: bytes, seed: int = 0) -> list[np.ndarray]:
         else:
             out.append(rng.integers(0, 4, shape, dtype=dtype))
     return out
+
+
+def input_specs(data: bytes) -> list[tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]]:
+    """Per input of subgraph 0: shape, dtype and (scale, zero point) or None, from LiteRT."""
+    details = litert(data).get_input_details()
+    specs = []
+    for d in details:
+        scale, zp = d["quantization"]
+        specs.append((tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"]),
+                      (float(scale), int(zp)) if scale else None))
+    return specs
+
+
+def _ramp(shape: tuple[int, ...], axis: int, lo: float, hi: float) -> np.ndarray:
+    n = shape[axis] if len(shape) > axis else 1
+    line = np.linspace(lo, hi, max(n, 1))
+    view = [1] * len(shape)
+    if len(shape) > axis:
+        view[axis] = n
+    return np.broadcast_to(line.reshape(view), shape)
+
+
+def pattern_inputs(data: bytes) -> list[tuple[str, list[np.ndarray]]]:
+    """Named non-random inputs: constants (min, max, zero, middle), ramps along H and W
+    (rising and falling), a min/max checkerboard. Integer inputs span their int8 range,
+    float inputs [-1, 1]."""
+    specs = input_specs(data)
+    if any(dt.kind not in "iuf" for _, dt, _ in specs):
+        return []
+
+    def family(make) -> list[np.ndarray]:
+        out = []
+        for shape, dtype, _q in specs:
+            if dtype.kind == "f":
+                lo, hi = -1.0, 1.0
+            else:
+                info = np.iinfo(dtype)
+                lo, hi = float(max(info.min, -128)), float(min(info.max, 127))
+            out.append(np.round(make(shape, lo, hi)).astype(dtype) if dtype.kind != "f"
+                       else make(shape, lo, hi).astype(dtype))
+        return out
+
+    def checker(shape, lo, hi):
+        idx = np.indices(shape).sum(axis=0) % 2
+        return np.where(idx == 1, hi, lo)
+
+    return [
+        ("constant", family(lambda sh, lo, hi: np.full(sh, lo))),
+        ("constant", family(lambda sh, lo, hi: np.full(sh, hi))),
+        ("constant", family(lambda sh, lo, hi: np.zeros(sh))),
+        ("constant", family(lambda sh, lo, hi: np.full(sh, (lo + hi) / 2 + 0.5 * (hi - lo) / 4))),
+        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 1, lo, hi))),
+        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 2, hi, lo))),
+        ("gradient", family(lambda sh, lo, hi: _ramp(sh, 1, lo, hi) / 2
+                            + _ramp(sh, 2, lo, hi) / 2)),
+        ("extremes", family(checker)),
+    ]

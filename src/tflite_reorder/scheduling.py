@@ -10,6 +10,7 @@ control-flow operator's problem carries its callees' peaks under their chosen or
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from ai_edge_litert import schema_py_generated as schema
 
@@ -29,11 +30,14 @@ def schedule_model(
     inplace: bool = True,
     time_limit: float = 10.0,
     progress: Progress | None = None,
+    scratch: Mapping[tuple[int, int], int] | None = None,
 ) -> tuple[list[list[int]], dict[int, Schedule]]:
     """Best order of every subgraph; control-flow ops carry their callees' peaks.
 
-    All subgraphs share one ``time_limit`` (seconds). Raises ``AssertionError`` if the
-    scheduler ever returned a non-topological order (a bug; never written to a model).
+    ``scratch`` adds bytes live only at an operator, (subgraph, op) -> bytes: the kernels'
+    scratch buffers on a target build. All subgraphs share one ``time_limit`` (seconds).
+    Raises ``AssertionError`` if the scheduler ever returned a non-topological order (a
+    bug; never written to a model).
     """
     deadline = time.monotonic() + time_limit
     orders = graph.stored_orders()
@@ -41,7 +45,10 @@ def schedule_model(
     cache: dict = {}  # the callees' marking patterns, shared by all subgraphs
     for s in call_order(graph):
         sg = graph.subgraphs[s]
-        p = build_problem(sg, nested_extra(graph, orders, s, inplace, cache), inplace)
+        extra = nested_extra(graph, orders, s, inplace, cache)
+        if scratch:
+            extra = [e + scratch.get((s, v), 0) for v, e in enumerate(extra)]
+        p = build_problem(sg, extra, inplace)
         res = schedule(p, time_limit=max(0.0, deadline - time.monotonic()), progress=progress)
         if not sg.is_topological(res.order):  # never expected; keep the model valid
             raise AssertionError(f"subgraph {s}: scheduler returned a non-topological order")

@@ -64,6 +64,8 @@ class Editor:
         self.sg.operators = list(self.sg.operators or [])
         model.buffers = list(model.buffers or [])
         model.operatorCodes = list(model.operatorCodes or [])
+        self.deferred = False  # when set, ``toposort`` waits for ``flush`` (many rewrites)
+        self._unsorted = False
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -261,8 +263,21 @@ class Editor:
     def toposort(self) -> None:
         """Stable topological order: each op as early in the list as its inputs allow.
 
-        Raises ``NotApplicable`` when the rewrite made the operator graph cyclic.
+        With ``deferred`` set, only noted: ``flush`` sorts once after many rewrites (none of
+        them reads the list order). Raises NotApplicable when the graph became cyclic.
         """
+        if self.deferred:
+            self._unsorted = True
+            return
+        self._sort()
+
+    def flush(self) -> None:
+        """The sort ``toposort`` deferred, if any."""
+        if self._unsorted:
+            self._unsorted = False
+            self._sort()
+
+    def _sort(self) -> None:
         ops = self.sg.operators
         made = {t: i for i, op in enumerate(ops) for t in self.outputs(op)}
         preds = [{made[t] for t in self.inputs(op) if t in made and made[t] != i}
@@ -271,6 +286,34 @@ class Editor:
         if len(order) < len(ops):
             raise NotApplicable("rewrite made the operator graph cyclic")
         self.sg.operators = [ops[i] for i in order]
+
+
+def fork(model: schema.ModelT) -> schema.ModelT:
+    """A copy to rewrite: subgraphs, opcodes and metadata copied, weight buffers shared.
+
+    Rewrites only append buffers and ``compact`` replaces the ones it frees, so sharing the
+    (large) constant data with the original is safe and avoids copying megabytes per trial.
+    Metadata buffers are copied: the offline plan is written into them in place.
+    """
+    new = copy.copy(model)
+    new.subgraphs = [_fork_subgraph(sg) for sg in model.subgraphs]
+    new.operatorCodes = [copy.copy(c) for c in model.operatorCodes or []]
+    new.metadata = copy.deepcopy(model.metadata)
+    new.signatureDefs = copy.deepcopy(model.signatureDefs)
+    new.buffers = list(model.buffers or [])
+    for m in new.metadata or []:
+        if 0 <= m.buffer < len(new.buffers):
+            new.buffers[m.buffer] = copy.deepcopy(new.buffers[m.buffer])
+    return new
+
+
+def _fork_subgraph(sg: schema.SubGraphT) -> schema.SubGraphT:
+    """Lists and operators copied; tensors shared (rewrites only add new ones, and replace
+    operators' tensor vectors rather than writing into them)."""
+    new = copy.copy(sg)
+    new.tensors = list(sg.tensors or [])
+    new.operators = [copy.copy(op) for op in sg.operators or []]
+    return new
 
 
 def buffers_in_use(model: schema.ModelT) -> set[int]:
@@ -311,8 +354,7 @@ def compact(model: schema.ModelT, was_used: set[int]) -> list[dict[int, int]]:
         remaps.append(remap)
     _fix_signatures(model, remaps)
     for i in was_used - buffers_in_use(model) - {0}:
-        buf = model.buffers[i]
-        buf.data, buf.offset, buf.size, buf.external = None, 0, 0, False
+        model.buffers[i] = schema.BufferT()  # replaced, not emptied: ``fork`` shares them
     return remaps
 
 

@@ -1,10 +1,14 @@
 """What a candidate rewrite costs and gains: optimal-order peak and error vs the original.
 
 Errors are measured, never assumed: the original and the rewritten model run on the same
-random inputs under LiteRT's reference kernels (which TFLM matches bit for bit). Integer
-outputs, and float outputs of a DEQUANTIZE, are compared in LSBs of their quantisation;
-other float outputs by the absolute error over the largest reference magnitude (so values
-near 0 do not blow the figure up).
+inputs under LiteRT's reference kernels (which TFLM matches bit for bit): random ones,
+*structured* ones (constant images at the extremes and the middle of the input range,
+smooth ramps along H and W, a min/max checkerboard: real images look more like these than
+like noise, and they drive activations to the ends of their ranges) and, when given, the
+user's calibration samples. Integer outputs, and float outputs of a DEQUANTIZE, are
+compared in LSBs of their quantisation; other float outputs by the absolute error over the
+largest reference magnitude (so values near 0 do not blow the figure up). The worst case
+and the input family it came from are reported.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ..graph import opcode_name
 from ..memory import simulate
-from ..runtimes import random_inputs, run_litert_cases
+from ..runtimes import input_specs, litert, pattern_inputs, random_inputs, run_litert_cases
 from ..scheduling import schedule_model
 from ..shapes import true_graph
 from ..tensors import text
@@ -31,10 +35,49 @@ class ErrorStats:
     max_lsb: float  # outputs with an integer scale (int outputs, dequantised floats)
     max_rel: float  # other float outputs: max |diff| / max |reference|
     cases: int
+    worst: str = ""  # the input family of the worst case ("random", "constant", ...)
 
     def to_dict(self) -> dict:
         return {"identical": self.identical, "max_error_lsb": self.max_lsb,
-                "max_rel_error": self.max_rel}
+                "max_rel_error": self.max_rel, "cases": self.cases, "worst_input": self.worst}
+
+
+def load_calibration(path: str, data: bytes) -> list[list[np.ndarray]]:
+    """Representative inputs from an ``.npz``: one array per model input (by input name,
+    else in order), shaped ``(samples, *input_shape)`` (or one sample of the input's shape).
+    Float arrays for a quantised input are quantised with its scale and zero point, as the
+    TFLite converter's representative data would be. Raises ValueError naming the problem.
+    """
+    specs = input_specs(data)
+    names = [d["name"] for d in litert(data).get_input_details()]
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read calibration file: {exc}") from None
+    keys = list(arrays)
+    if len(keys) != len(specs):
+        raise ValueError(f"calibration file has {len(keys)} arrays, model has {len(specs)} "
+                         f"input(s)")
+    per_input = []
+    for i, (shape, dtype, q) in enumerate(specs):
+        arr = arrays.get(names[i], arrays[keys[i]])
+        if tuple(arr.shape) == shape:
+            arr = arr[None]
+        if tuple(arr.shape[1:]) != shape:
+            if tuple(arr.shape[1:]) == shape[1:] and shape[:1] == (1,):
+                arr = arr[:, None]
+            else:
+                raise ValueError(f"calibration input {i}: shape {list(arr.shape)} does not "
+                                 f"match {list(shape)} with a leading sample axis")
+        if arr.dtype.kind == "f" and dtype.kind in "iu" and q is not None:
+            info = np.iinfo(dtype)
+            arr = np.clip(np.round(arr / q[0] + q[1]), info.min, info.max)
+        per_input.append(arr.astype(dtype))
+    n = min(len(a) for a in per_input)
+    if n == 0:
+        raise ValueError("calibration file has no samples")
+    return [[a[k] for a in per_input] for k in range(n)]
 
 
 def lsb_scales(model: schema.ModelT) -> list[float | None]:
@@ -58,22 +101,29 @@ def lsb_scales(model: schema.ModelT) -> list[float | None]:
 
 
 class Reference:
-    """The original model's outputs on ``cases`` random inputs, computed once."""
+    """The original model's outputs on random, structured and calibration inputs, once."""
 
-    def __init__(self, data: bytes, model: schema.ModelT, cases: int, seed: int) -> None:
+    def __init__(
+        self, data: bytes, model: schema.ModelT, cases: int, seed: int,
+        calibration: list[list[np.ndarray]] | None = None,
+    ) -> None:
         self.data = data
-        self.inputs = random_inputs(data, cases, seed)
+        named = [("random", x) for x in random_inputs(data, cases, seed)]
+        named += pattern_inputs(data)
+        named += [("calibration", x) for x in calibration or []]
+        self.kinds = [k for k, _ in named]
+        self.inputs = [x for _, x in named]
         self.outputs, _ = run_litert_cases(data, self.inputs)
         self.scales = lsb_scales(model)
 
     def compare(self, data: bytes) -> ErrorStats:
         got, _ = run_litert_cases(data, self.inputs)
-        return self.stats(self.outputs, got, self.scales)
+        return self.stats(self.outputs, got, self.scales, self.kinds)
 
     @staticmethod
-    def stats(want, got, scales) -> ErrorStats:
-        identical, lsb, rel = True, 0.0, 0.0
-        for w_case, g_case in zip(want, got, strict=True):
+    def stats(want, got, scales, kinds=None) -> ErrorStats:
+        identical, lsb, rel, worst, top_err = True, 0.0, 0.0, "", 0.0
+        for k, (w_case, g_case) in enumerate(zip(want, got, strict=True)):
             for w, g, scale in zip(w_case, g_case, scales, strict=True):
                 if w.shape != g.shape or w.dtype != g.dtype:
                     return ErrorStats(False, float("inf"), float("inf"), len(want))
@@ -82,11 +132,15 @@ class Reference:
                 identical = False
                 diff = np.abs(w.astype(np.float64) - g.astype(np.float64))
                 if scale is not None:
-                    lsb = max(lsb, float(diff.max()) / scale)
+                    err = float(diff.max()) / scale
+                    lsb = max(lsb, err)
                 else:
                     top = float(np.abs(w.astype(np.float64)).max())
-                    rel = max(rel, float(diff.max()) / max(top, 1e-30))
-        return ErrorStats(identical, lsb, rel, len(want))
+                    err = float(diff.max()) / max(top, 1e-30)
+                    rel = max(rel, err)
+                if err > top_err and kinds is not None:
+                    top_err, worst = err, kinds[k]
+        return ErrorStats(identical, lsb, rel, len(want), worst)
 
     def local(self, data: bytes, pairs: list[tuple[int, int]]) -> list[float]:
         """Max difference in LSBs (or relative) at tensors: (original index, new index)."""

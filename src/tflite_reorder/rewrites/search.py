@@ -4,17 +4,26 @@ Candidate *sites*: every channel concat (``partition.dissolve``), every 1×1 str
 reading a shifted tensor (``subsample``) and every ADD tree that is not a chain yet
 (``add_tree``). A concat has up to three variants: ``calibrated`` and ``full`` do everything
 ``dissolve`` can, including the inexact channel-wise partitioning of CONV_2D and
-FULLY_CONNECTED (int8 partial products quantised to the ranges seen on random inputs, or to
-their worst case), ``exact`` only the bit-exact steps.
+FULLY_CONNECTED, ``exact`` only the bit-exact steps. ``full`` quantises int8 partial
+products to their guaranteed range (interval bounds from the input's quantisation range and
+the weights: no input can saturate them); ``calibrated`` exists only when the caller gives
+representative inputs, and uses the ranges seen on them (widened, inside the guaranteed
+ones). Random inputs never set a range: real data would saturate what noise did not reach.
 
 Memory is decided first, because it is cheap: all sites are applied together, each in its
 preferred variant, and the optimal-order peak measured; then, one at a time, a site is
 dropped (or downgraded to ``exact``) when the peak does not rise without it. Starting from
 all of them rather than adding one at a time matters: when the peak sits at several concats
-at once, no single rewrite lowers it. Only the survivors are run (LiteRT reference kernels,
-random inputs) and compared with the original: a variant over the error bounds, or an exact
-one that is not bit-exact, is struck and the selection repeated, and so is the worst site
-when the survivors together exceed the bounds.
+at once, no single rewrite lowers it. Then the survivors are run together (LiteRT reference
+kernels; random, structured and calibration inputs) and compared with the original; only
+when that is over
+the bounds is each site measured alone: a variant over the bounds, or an exact one that is
+not bit-exact, is struck and the selection repeated, and so is the worst site when the
+survivors are each within the bounds but not together.
+
+Time: the search has a budget (seconds, whole search). Past it, no new candidate set is
+evaluated: the current choice (its peak measured) is kept, sites not yet dropped stay, and
+the error checks, which decide correctness, still run to the end.
 """
 
 from __future__ import annotations
@@ -23,27 +32,28 @@ import copy
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
-from ..runtimes import random_inputs
-from . import add_tree, subsample
-from .edit import Editor, NotApplicable, buffers_in_use, compact
+from . import add_tree, split, subsample
+from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
 from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
 from .partition import Step, dissolve
 
 # Variants per site kind, most memory first. "full" may be inexact; "exact" is bit-exact.
-# "calibrated" is "full" with int8 partial products quantised to the ranges seen on random
-# inputs (widened) instead of their worst case: far less rounding error, a small risk of
-# saturation on real data. Preferred over "full" when both are within bounds.
+# "calibrated" is "full" with int8 partial products quantised to the ranges seen on the
+# caller's representative inputs (widened) instead of their guaranteed range: less rounding
+# error. Offered only with calibration data; preferred over "full" when both are in bounds.
 VARIANTS = {
     "concat": ("calibrated", "full", "exact"),
     "subsample": ("exact",),
     "add_tree": ("full",),
+    "split": ("exact",),
 }
 # Priority of a site's main kind, for its "kind" in the report.
-KIND_ORDER = ("channel_partition", "kernel_partition", "add_chain", "subsample", "distribute",
-              "flatten")
+KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "add_chain", "subsample",
+              "distribute", "flatten")
 
 
 @dataclass
@@ -58,13 +68,16 @@ class RewriteResult:
     optimal: bool = True  # both peaks proven optimal by the scheduler
     error: dict | None = None  # the rewritten model's error vs the input, all rewrites on
     seconds: float = 0.0
+    out_of_time: bool = False  # the budget stopped the choosing (some sites kept untested)
+    data: bytes | None = None  # ``model`` serialised, when rewritten
 
 
 @dataclass(frozen=True, order=True)
 class Site:
     subgraph: int
     op: int  # the anchor op's index in the original stored order
-    kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op) or "add_tree" (its root)
+    kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op), "add_tree" (its root),
+    # "split" (a CONV_2D split by output channels)
 
 
 @dataclass
@@ -74,6 +87,14 @@ class _Built:
     remaps: list[dict[int, int]]
     origin: dict[int, int]  # id(OperatorT) -> original op index, for the report
     skipped: dict[Site, str] = field(default_factory=dict)  # sites that no longer applied
+    _data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The model's flatbuffer (serialised once: slow on models of 1000+ ops)."""
+        if self._data is None:
+            self._data = serialize_model(self.model)
+        return self._data
 
 
 @dataclass
@@ -92,14 +113,26 @@ class _Builder:
         self.base = base
         self.used = buffers_in_use(base)
         self.ranges: dict[str, tuple[float, float]] = {}  # for "calibrated" variants
+        self._cache: dict[tuple, _Built] = {}
 
     def build(self, choice: dict[Site, str]) -> _Built:
-        m = copy.deepcopy(self.base)
+        """The base with ``choice`` applied; the last few builds are kept (callers only read
+        them: the search's steps ask for the same choice several times)."""
+        key = tuple(sorted(choice.items()))
+        if key not in self._cache:
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = self._build(choice)
+        return self._cache[key]
+
+    def _build(self, choice: dict[Site, str]) -> _Built:
+        m = fork(self.base)
         editors: dict[int, Editor] = {}
         originals: dict[int, list[schema.OperatorT]] = {}
         origin: dict[int, int] = {}
         for s in {site.subgraph for site in choice}:
             editors[s] = Editor(m, s)
+            editors[s].deferred = len(choice) > 1  # one sort at the end, not one per site
             originals[s] = list(editors[s].sg.operators)
             origin.update({id(op): i for i, op in enumerate(originals[s])})
         steps, skipped = {}, {}
@@ -115,6 +148,8 @@ class _Builder:
                 if len(choice) == 1:
                     raise
                 skipped[site] = str(exc)
+        for ed in editors.values():
+            ed.flush()
         remaps = compact(m, self.used)
         return _Built(m, steps, remaps, origin, skipped)
 
@@ -127,6 +162,8 @@ def _apply(
     if kind == "add_tree":
         add_tree.rebalance(ed, op)
         return [Step("add_chain", "ADD", False, op)]
+    if kind == "split":
+        return split.split(ed, op)
     subsample.fold(ed, op)
     return [Step("subsample", ed.opcode(op), True, op)]
 
@@ -139,6 +176,7 @@ def find_sites(model: schema.ModelT) -> list[Site]:
                   if ed.opcode(op) == "CONCATENATION"]
         sites += [Site(s, i, "subsample") for i in subsample.candidates(ed)]
         sites += [Site(s, i, "add_tree") for i in add_tree.candidates(ed)]
+        sites += [Site(s, i, "split") for i in split.candidates(ed)]
     return sorted(sites)
 
 
@@ -147,8 +185,11 @@ class _Search:
 
     def __init__(
         self, model: schema.ModelT, *, inplace: bool, time_limit: float, max_error_lsb: float,
-        max_rel_error: float, cases: int, seed: int,
+        max_rel_error: float, cases: int, seed: int, budget: float,
+        calibration: list[list[np.ndarray]] | None,
     ) -> None:
+        self.deadline = time.monotonic() + budget
+        self.out_of_time = False
         self.original = model
         self.base = copy.deepcopy(model)
         if get_offline_plan(self.base) is not None:
@@ -156,12 +197,14 @@ class _Search:
         self.builder = _Builder(self.base)
         self.inplace, self.time_limit = inplace, time_limit
         self.max_lsb, self.max_rel = max_error_lsb, max_rel_error
-        self.ref = Reference(serialize_model(self.base), self.base, cases, seed)
+        self.ref = Reference(serialize_model(self.base), self.base, cases, seed, calibration)
+        self.calibration = calibration or []
         self.cases, self.seed = cases, seed
         self.optimal = True
         self._peaks: dict[tuple, int] = {}
         self._trials: dict[tuple[Site, str], _Trial | None] = {}
         self._calibrated = False
+        self._exactness: dict[tuple[Site, str], bool] = {}
         self.reasons: dict[tuple[Site, str], dict] = {}  # why a variant was not applied
 
     # -- measuring ---------------------------------------------------------------------------
@@ -171,10 +214,16 @@ class _Search:
         key = tuple(sorted(choice.items()))
         if key not in self._peaks:
             model = self.builder.build(choice).model if choice else self.base
-            res = optimal_peak(model, self.inplace, self.time_limit)
+            left = max(0.5, self.deadline - time.monotonic())  # past it: short, still sound
+            res = optimal_peak(model, self.inplace, min(self.time_limit, left))
             self.optimal &= res.optimal
             self._peaks[key] = res.peak
         return self._peaks[key]
+
+    def expired(self) -> bool:
+        """Past the budget (remembered, for the report)."""
+        self.out_of_time |= time.monotonic() > self.deadline
+        return self.out_of_time
 
     def within(self, stats: ErrorStats) -> bool:
         return stats.max_lsb <= self.max_lsb and stats.max_rel <= self.max_rel
@@ -197,7 +246,7 @@ class _Search:
         built = self.builder.build({site: variant})
         steps = built.steps[site]
         try:
-            stats = self.ref.compare(serialize_model(built.model))
+            stats = self.ref.compare(built.data)
         except (RuntimeError, ValueError) as exc:
             self.reject(site, variant, f"rewritten model does not run: {exc}")
             return None
@@ -211,18 +260,19 @@ class _Search:
         return None
 
     def calibrate(self) -> None:
-        """Ranges of every int8 partial product, seen on random inputs (one run for all)."""
+        """Ranges of every int8 partial product on the calibration inputs (one run for all)."""
         if self._calibrated:
             return
         self._calibrated = True
         concat = {s: "full" for s in self.sites if s.kind == "concat"}
         try:
             built = self.builder.build(concat)
-            inputs = random_inputs(self.ref.data, self.cases, self.seed + 1)  # not the tests'
-            ranges = observed_ranges(serialize_model(built.model), built.model, inputs)
-        except Exception:  # no calibration: "calibrated" falls back to worst-case ranges
+            ranges = observed_ranges(built.data, built.model,
+                                     self.calibration)
+        except Exception:  # no ranges: "calibrated" falls back to the guaranteed ones
             ranges = {}
         self.builder.ranges = ranges
+        self.builder._cache.clear()  # builds made before had no ranges
 
     # -- which variants exist at all (no LiteRT runs) ------------------------------------------
 
@@ -231,6 +281,8 @@ class _Search:
         out: list[str] = []
         seen: list[list[tuple]] = []
         for variant in VARIANTS[site.kind]:
+            if variant == "calibrated" and not self.calibration:
+                continue  # no data: the same model as "full"
             try:
                 steps = self.builder.build({site: variant}).steps[site]
             except NotApplicable as exc:
@@ -239,10 +291,12 @@ class _Search:
             except Exception as exc:  # a rewrite bug must not cost the whole run
                 self.reject(site, variant, f"internal error: {type(exc).__name__}: {exc}")
                 continue
-            if variant == "calibrated" and not any(s.quantized for s in steps):
-                continue  # no int8 partial products: the same model as "full"
+            if variant == "calibrated" and (not self.calibration
+                                            or not any(s.quantized for s in steps)):
+                continue  # no data, or no int8 partial products: the same model as "full"
             if all(s.exact for s in steps):
                 variant = "exact"  # a "full" that found nothing inexact to do
+            self._exactness[(site, variant)] = all(s.exact for s in steps)
             for s in steps:
                 if s.kind == "kernel_partition" and not s.exact:
                     self.reject(site, variant, "kernel-wise partitioning would not be "
@@ -266,37 +320,100 @@ class _Search:
         stats = None
         while True:
             choice = self.select(options, peak_before)
-            failed = [s for s, v in choice.items() if self.trial(s, v) is None]
+            if not choice:
+                break
+            stats = self._combined(choice)
+            if stats is not None and self.within(stats):
+                break
+            # Over the bounds (or not runnable) together: find the culprits. Inexact sites
+            # first (an exact one can only be at fault when all of them are clean); past the
+            # budget, all inexact sites go at once instead of one measurement each.
+            inexact = [s for s in choice if not self._exact(s, choice[s])]
+            if inexact and self.expired():
+                for site in inexact:
+                    self.reject(site, choice[site], "error over the bound together; no time "
+                                "left to measure sites alone", **(stats.to_dict() if stats
+                                                                 else {}))
+                    options[site].remove(choice[site])
+                continue
+            suspects = inexact or list(choice)
+            failed = [s for s in suspects if self.trial(s, choice[s]) is None]
             for site in failed:
                 options[site].remove(choice[site])
             if failed:
                 continue
-            if not choice:
-                break
-            stats = self.ref.compare(serialize_model(self.builder.build(choice).model))
-            if self.within(stats):
-                break
+            if not inexact:  # every exact site is bit-exact alone, yet not together
+                for site in choice:
+                    self.reject(site, choice[site], "exact sites differ together")
+                    options[site].remove(choice[site])
+                continue
+            choice = {s: choice[s] for s in inexact}
             worst = max(choice, key=lambda s: (self.trial(s, choice[s]).stats.max_lsb,
                                                self.trial(s, choice[s]).stats.max_rel))
             self.reject(worst, choice[worst], "combined error over the bound",
-                        **stats.to_dict())
+                        **(stats.to_dict() if stats else {}))
             options[worst].remove(choice[worst])
         return self._result(peak_before, choice, t0, stats)
 
+    def _exact(self, site: Site, variant: str) -> bool:
+        """Whether ``site`` alone takes only bit-exact steps (a build, no LiteRT run)."""
+        key = (site, variant)
+        if key not in self._exactness:
+            steps = self.builder.build({site: variant}).steps[site]
+            self._exactness[key] = all(s.exact for s in steps)
+        return self._exactness[key]
+
+    def _combined(self, choice: dict[Site, str]) -> ErrorStats | None:
+        """Error of all of ``choice`` together; None when it does not run, or when a site
+        claimed exact is not (then each site must be measured alone)."""
+        built = self.builder.build(choice)
+        try:
+            stats = self.ref.compare(built.data)
+        except (RuntimeError, ValueError):
+            return None
+        if stats.identical or any(not all(s.exact for s in steps)
+                                  for steps in built.steps.values()):
+            return stats
+        return None  # all claimed exact, yet outputs differ: find the culprit
+
     def select(self, options: dict[Site, list[str]], peak_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest peak; memory only."""
-        choice = {site: v[0] for site, v in options.items() if v}
-        current = self.peak(choice) if choice else peak_before
-        if current >= peak_before and len(choice) > 1:
+        everything = {site: v[0] for site, v in options.items() if v}
+        # Kinds of rewrite can get in each other's way (an output split feeding a concat
+        # another site dissolves): start from the best of all of them and each kind alone.
+        starts = [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
+                                 for kind in sorted({k.kind for k in everything})]
+        starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
+        choice, current = {}, peak_before
+        for start in starts:
+            p = self.peak(start)
+            if p < current:
+                choice, current = start, p
+        if not choice and len(everything) > 1 and not self.expired():
             # Rewrites that raise the peak on their own (a partial product wider than the
             # concat) can hide the ones that help: keep those that do not, and retry.
-            choice = {k: v for k, v in choice.items() if self.peak({k: v}) <= peak_before}
+            choice = {k: v for k, v in everything.items() if self.peak({k: v}) <= peak_before}
             current = self.peak(choice) if choice else peak_before
+        if not choice:
+            choice = everything
         if current >= peak_before:
             for site, variant in choice.items():
                 self.reject(site, variant, "does not lower the optimal peak")
             return {}
+        decided: set[Site] = set()
         for site in sorted(choice):
+            if self.expired():
+                # No time to try the rest one by one: drop them all if the peak stays as
+                # low without them (each rewrite adds operators and TFLM tail), else keep.
+                rest = {k: v for k, v in choice.items() if k in decided}
+                if len(rest) < len(choice) and (self.peak(rest) if rest else peak_before
+                                                ) <= current:
+                    for k in choice.keys() - rest.keys():
+                        self.reject(k, choice[k], "not needed: the optimal peak is as low "
+                                    "without the sites not yet decided")
+                    choice = rest
+                break
+            decided.add(site)
             without = {k: v for k, v in choice.items() if k != site}
             p = self.peak(without) if without else peak_before
             if p <= current:
@@ -307,7 +424,17 @@ class _Search:
                 exact = {**choice, site: "exact"}
                 if self.peak(exact) <= current:
                     choice, current = exact, self.peak(exact)
-        return choice
+        return self._prune(choice)
+
+    def _prune(self, choice: dict[Site, str]) -> dict[Site, str]:
+        """Drop the sites another rewrite of ``choice`` absorbed (they changed nothing, so
+        the model and its peak stay the same)."""
+        if not choice:
+            return choice
+        skipped = self.builder.build(choice).skipped
+        for site, reason in skipped.items():
+            self.reject(site, choice[site], f"absorbed by another rewrite ({reason})")
+        return {k: v for k, v in choice.items() if k not in skipped}
 
     # -- the answer --------------------------------------------------------------------------
 
@@ -319,13 +446,25 @@ class _Search:
             model, current = built.model, self.peak(choice)
             for site in sorted(choice):
                 without = {k: v for k, v in choice.items() if k != site}
-                saved = (self.peak(without) if without else peak_before) - current
+                saved = self._saved(without, peak_before, current)
                 applied.append(self._entry(site, choice[site], built, saved))
             self._local_errors(built, applied)
         done = set(choice.items())
         rejected = [r for key, r in self.reasons.items() if key not in done]
         return RewriteResult(model, applied, rejected, peak_before, current, self.optimal,
-                             stats.to_dict() if stats else None, time.monotonic() - t0)
+                             stats.to_dict() if stats and choice else None,
+                             time.monotonic() - t0,
+                             self.out_of_time, built.data if choice else None)
+
+    def _saved(self, without: dict[Site, str], peak_before: int, current: int) -> int | None:
+        """What one applied site saves: the peak without it minus the peak with all; past
+        the budget only when already measured (None otherwise)."""
+        if not without:
+            return peak_before - current
+        key = tuple(sorted(without.items()))
+        if key not in self._peaks and self.expired():
+            return None
+        return self.peak(without) - current
 
     def _local_errors(self, built: _Built, applied: list[dict]) -> None:
         """Error where each rewrite ends (the output of the op it replaced), subgraph 0."""
@@ -336,14 +475,13 @@ class _Search:
                 pairs.append((t, built.remaps[0][t]))
                 where.append(entry)
         try:
-            errors = self.ref.local(serialize_model(built.model), pairs)
+            errors = self.ref.local(built.data, pairs)
         except (RuntimeError, ValueError):
             return
         for entry, err in zip(where, errors, strict=True):
             entry["local_max_error"] = err
 
     def _entry(self, site: Site, variant: str, built: _Built, saved: int) -> dict:
-        stats = self.trial(site, variant).stats
         steps = built.steps[site]
         kinds = {s.kind for s in steps}
         kind = next(k for k in KIND_ORDER if k in kinds)
@@ -361,10 +499,13 @@ class _Search:
             "saved_bytes": saved,
             "_output": int(main.op.outputs[0]) if main.op is not None else None,
         }
-        if stats.max_rel > 0 or self.ref.scales.count(None) == len(self.ref.scales):
-            entry["max_rel_error"] = stats.max_rel
-        else:
-            entry["max_error_lsb"] = stats.max_lsb
+        trial = self._trials.get((site, variant))
+        if trial is not None:  # measured alone (only when the sites together were not)
+            stats = trial.stats
+            if stats.max_rel > 0 or self.ref.scales.count(None) == len(self.ref.scales):
+                entry["max_rel_error"] = stats.max_rel
+            else:
+                entry["max_error_lsb"] = stats.max_lsb
         return entry
 
 
@@ -377,18 +518,26 @@ def rewrite_model(
     max_rel_error: float = 1e-5,
     cases: int = 20,
     seed: int = 0,
+    budget: float | None = None,
+    calibration: list[list[np.ndarray]] | None = None,
 ) -> RewriteResult:
     """SERENITY-style graph rewrites that lower the optimal-order peak; ``model_t`` untouched.
 
-    ``time_limit`` bounds each scheduler call (one per candidate set evaluated). Errors are
-    measured on ``cases`` random inputs (LiteRT reference kernels) at the model outputs:
-    integer outputs in LSBs (``max_error_lsb``), float outputs relative to their largest
-    magnitude (``max_rel_error``).
+    ``time_limit`` bounds each scheduler call (one per candidate set evaluated); ``budget``
+    the whole search's choosing (default 1.6 × ``time_limit``), after which the current
+    choice is kept and only its error checks still run. Errors are measured at the model
+    outputs on ``cases`` random inputs, structured inputs and the ``calibration`` samples
+    (LiteRT reference kernels): integer outputs in LSBs (``max_error_lsb``), float outputs
+    relative to their largest magnitude (``max_rel_error``). int8 partial products get
+    their guaranteed range, or with ``calibration`` the range seen on it (inside the
+    guaranteed one).
     """
     try:
         search = _Search(model_t, inplace=inplace, time_limit=time_limit,
                          max_error_lsb=max_error_lsb, max_rel_error=max_rel_error,
-                         cases=cases, seed=seed)
+                         cases=cases, seed=seed,
+                         budget=1.6 * time_limit if budget is None else budget,
+                         calibration=calibration)
     except (RuntimeError, ValueError) as exc:  # LiteRT cannot run it: no error measurable
         peak = optimal_peak(model_t, inplace, time_limit)
         reason = f"model does not run in LiteRT, errors cannot be measured: {exc}"

@@ -47,10 +47,6 @@ class Profile:
     def peak(self) -> int:
         return max(self.live, default=0)
 
-    @property
-    def peak_op(self) -> int:
-        return max(range(len(self.live)), key=self.live.__getitem__) if self.live else -1
-
 
 def profile(model: schema.ModelT) -> Profile:
     """The memory profile, cuts and tileable ops of subgraph 0 in its stored order."""
@@ -119,8 +115,3 @@ def regions(prof: Profile, max_ops: int | None = None) -> list[Region]:
                 break
             out.append(Region(a, b, prof.cuts[a], prof.cuts[b]))
     return out
-
-
-def holding(prof: Profile, op: int, max_ops: int | None = None) -> list[Region]:
-    """The regions that contain op position ``op`` (e.g. the peak)."""
-    return [r for r in regions(prof, max_ops) if r.start <= op < r.end]

@@ -85,15 +85,6 @@ class TileResult:
     def total_after(self) -> int:
         return self.head_after + self.tail_after
 
-    def summary(self) -> dict:
-        return {
-            "regions": self.regions, "macs_before": self.macs_before,
-            "macs_after": self.macs_after, "head_before": self.head_before,
-            "head_after": self.head_after, "tail_before_estimate": self.tail_before,
-            "tail_after_estimate": self.tail_after, "fits": self.fits,
-            "candidates": self.candidates, "seconds": round(self.seconds, 3),
-        }
-
 
 def _scratch(model: schema.ModelT) -> schema.ModelT:
     """A copy that tiles can be emitted into without touching ``model`` (weights shared)."""

@@ -1,0 +1,87 @@
+"""``graph``: the operator DAG (data and state edges), tensor sizes, the shared topological
+order, and the structural errors the reader's object tree can still hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+from tinymodels import SHAPE, chain, diamond, model_t
+
+from tflite_reorder.flatbuffer_io import ModelError
+from tflite_reorder.graph import build_graph, opcode_name, topological_order
+
+
+def test_diamond_edges_producers_and_consumers():
+    sg = build_graph(diamond()).subgraphs[0]
+    assert [op.opcode for op in sg.ops] == ["RELU", "RELU", "ADD"]
+    assert sg.preds == [(), (), (0, 1)]
+    assert sg.succs == [(2,), (2,), ()]
+    assert sg.producer == {1: 0, 2: 1, 3: 2}
+    assert sg.consumers == {0: [0, 1], 1: [2], 2: [2]}
+    assert sg.is_topological([1, 0, 2]) and not sg.is_topological([2, 0, 1])
+    assert not sg.is_topological([0, 1])  # not a permutation
+
+
+def test_tensor_sizes_are_aligned_and_constants_are_not_in_the_arena():
+    m = model_t({"x": (1, 3)}, [("ADD", ["x", "k"], "y", (1, 3))], ["y"],
+                constants={"k": np.ones((1, 3), np.float32)})
+    sg = build_graph(m).subgraphs[0]
+    x, k, y = sg.tensors
+    assert (x.nbytes, x.arena_bytes, x.in_arena) == (12, 16, True)
+    assert (k.in_arena, k.arena_bytes) == (False, 0)
+    assert y.dtype == "FLOAT32" and y.shape == (1, 3)
+
+
+def test_true_shapes_override_stored_ones():
+    graph = build_graph(chain(1), {(0, 1): (4, 4, 4, 4)})
+    t = graph.subgraphs[0].tensors[1]
+    assert t.shape == (4, 4, 4, 4) and t.stored_shape == SHAPE and t.nbytes == 1024
+
+
+def test_topological_order_is_stable_and_reports_cycles():
+    assert topological_order([(), (0,), (1,)]) == [0, 1, 2]
+    assert topological_order([(), (), (0, 1), ()]) == [0, 1, 2, 3]
+    assert topological_order([(2,), (), ()]) == [1, 2, 0]  # lowest ready index first
+    assert topological_order([(1,), (0,), ()]) == [2]  # the cycle's ops are left out
+
+
+def test_stateful_ops_keep_their_relative_order():
+    m = chain(2)
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = "probe"
+    m.operatorCodes.append(code)
+    for op in m.subgraphs[0].operators:
+        op.opcodeIndex = len(m.operatorCodes) - 1
+    sg = build_graph(m).subgraphs[0]
+    assert opcode_name(m, 0) == "RELU" and sg.ops[0].opcode == "CUSTOM:probe"
+    assert sg.preds == [(), (0,)]
+
+
+def test_opcode_index_out_of_range():
+    with pytest.raises(ModelError, match="operator code index 7 out of range"):
+        opcode_name(diamond(), 7)
+
+
+def test_a_tensor_produced_twice_is_refused():
+    m = diamond()
+    m.subgraphs[0].operators[1].outputs = np.array([1], np.int32)  # b's op also writes a
+    with pytest.raises(ModelError, match="produced by operators 0 and 1"):
+        build_graph(m)
+
+
+def test_reading_uninitialized_memory_is_refused():
+    m = diamond()
+    m.subgraphs[0].operators = m.subgraphs[0].operators[1:]  # nothing writes a any more
+    with pytest.raises(ModelError, match="uninitialized memory"):
+        build_graph(m)
+
+
+def test_a_cycle_is_refused():
+    m = chain(2)
+    ops = m.subgraphs[0].operators
+    ops[0].inputs = np.array([2], np.int32)  # t1 = RELU(t2), t2 = RELU(t1)
+    m.subgraphs[0].inputs = np.array([0], np.int32)
+    with pytest.raises(ModelError, match="cycle"):
+        build_graph(m)
