@@ -243,8 +243,8 @@ def test_sigterm_while_writing_leaves_no_temp_file(tmp_path):
             real(fd)
         os.fsync = fsync
         try:
-            fio.write_atomic({str(tmp_path / "out.tflite")!r}, b"x" * 1000)
-        except fio.Terminated:
+            flatbuffer_io.write_atomic({str(tmp_path / "out.tflite")!r}, b"x" * 1000)
+        except flatbuffer_io.Terminated:
             print("terminated")
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
