@@ -137,11 +137,15 @@ def optimize(
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
     loaded = load_model(model)
-    m = copy.deepcopy(loaded.model)
+    if isinstance(model, LoadedModel):
+        m = copy.deepcopy(loaded.model)  # the caller's tables stay as they were
+    else:  # ours alone: edit them in place (a deep copy of 100,000 tensors takes seconds)
+        m, loaded = loaded.model, LoadedModel(None, loaded.raw, loaded.source)
     rep = Report(input=loaded.source, output=output_name)
 
     stage("shapes")
-    unsafe = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
+    unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
+    read_tables = m
 
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
@@ -154,8 +158,11 @@ def optimize(
 
     if fix_shapes:
         rep.repairs = repair_model(m)
-    true = shapes.true_shapes(m)
-    graph = build_graph(m, true)
+    if m is read_tables and not rep.repairs:  # unchanged since read: its graph still holds
+        true, graph = as_read
+    else:
+        true = shapes.true_shapes(m)
+        graph = build_graph(m, true)
     rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
     if unsafe and not fix_shapes and plan:
         rep.warnings.append(
@@ -187,14 +194,14 @@ def optimize(
     check_written(graph, data, orders, the_plan, use)
     if rep.tiles is not None:
         # the input made safe in TFLM when it is not (as the "before" peaks are)
-        before = _safe_reference(loaded.model) if unsafe else loaded.raw
+        before = _safe_reference(_tables(loaded)) if unsafe else loaded.raw
         _tflm_totals(before, data, rep, use_tflm)
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
     if verify:
         stage("verify")
-        safe = _safe_reference(reference.model) if unsafe else None
+        safe = _safe_reference(_tables(reference)) if unsafe else None
         ver = verify_written(reference, data, safe, use_tflm)
         rep.verification = ver.to_dict()
         if not ver.ok:
@@ -202,7 +209,7 @@ def optimize(
             raise VerificationError(rep)
     if target is not None:
         stage("target")
-        ref = _safe_reference(reference.model) if unsafe else reference.raw
+        ref = _safe_reference(_tables(reference)) if unsafe else reference.raw
         on = pipeline.verify(ref, data, target, rep.arena_planned)
         rep.target = on.to_dict()
         if verify and on.verified is False:
@@ -212,20 +219,23 @@ def optimize(
     return Optimized(data, rep, orders, the_plan, use)
 
 
-def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
-    """The input's shape and padding hazards, and its stored-order peaks as is and made safe.
+def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
+    """The input's shape and padding hazards, and its stored-order peaks as is and made safe;
+    also the input's true shapes and graph, for reuse while the model stays unchanged.
 
     "Before" figures compare with the safe input: the repairs add memory that the unsafe
     input only appears to save.
     """
     found = [h for h in hazards.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
     rep.shape_fixes = [h.to_report() for h in found]
-    rep.peak_input = rep.peak_before = stored_peak(shapes.true_graph(m))
+    true = shapes.true_shapes(m)
+    graph = build_graph(m, true)
+    rep.peak_input = rep.peak_before = stored_peak(graph)
     if repaired and found:
         safe = copy.deepcopy(m)
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
-    return found
+    return found, (true, graph)
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
@@ -325,6 +335,12 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
     return the_plan
+
+
+def _tables(loaded: LoadedModel):
+    """The input's object tree, re-read when ``optimize`` has edited the one it read."""
+    return loaded.model if loaded.model is not None else parse_model(loaded.raw,
+                                                                      loaded.source).model
 
 
 def _safe_reference(model_t) -> bytes:

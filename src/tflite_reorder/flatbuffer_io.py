@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import stat
+import struct
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import flatbuffers
+import flatbuffers.table
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -152,7 +154,8 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     check_header(raw, source)
     try:
         check_table_counts(raw, source)
-        model = schema.ModelT.InitFromPackedBuf(raw, 0)
+        with _fast_tables():
+            model = schema.ModelT.InitFromPackedBuf(raw, 0)
     except ModelError:
         raise
     except Exception as exc:  # the generated reader raises anything on corrupt input
@@ -165,6 +168,68 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     _load_external_buffers(model, raw)
     _load_large_custom_options(model, raw, source)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
+
+
+_SOFFSET = struct.Struct("<i").unpack_from
+_VOFFSET = struct.Struct("<H").unpack_from
+_UOFFSET = struct.Struct("<I").unpack_from
+
+
+def _offset(self, slot: int) -> int:
+    buf, pos = self.Bytes, self.Pos
+    vtable = pos - _SOFFSET(buf, pos)[0]
+    return _VOFFSET(buf, vtable + slot)[0] if slot < _VOFFSET(buf, vtable)[0] else 0
+
+
+def _get(self, flags, off: int):
+    return flags.py_type(flags.packer_type.unpack_from(self.Bytes, off)[0])
+
+
+def _vector(self, off: int) -> int:
+    off += self.Pos
+    return off + _UOFFSET(self.Bytes, off)[0] + 4
+
+
+def _vector_len(self, off: int) -> int:
+    off += self.Pos
+    off += _UOFFSET(self.Bytes, off)[0]
+    return _UOFFSET(self.Bytes, off)[0]
+
+
+def _indirect(self, off: int) -> int:
+    return off + _UOFFSET(self.Bytes, off)[0]
+
+
+def _string(self, off: int) -> bytes:
+    buf = self.Bytes
+    off += _UOFFSET(buf, off)[0]
+    return bytes(buf[off + 4 : off + 4 + _UOFFSET(buf, off)[0]])
+
+
+_FAST_TABLE = {"Offset": _offset, "Get": _get, "Vector": _vector, "VectorLen": _vector_len,
+               "Indirect": _indirect, "String": _string}
+_fast_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fast_tables() -> Iterator[None]:
+    """``flatbuffers.table.Table``'s readers without their per-call argument checks.
+
+    The generated object API reads every field through these methods; the library's
+    versions validate each offset and wrap the buffer in a new memoryview per call, which
+    is most of the time of unpacking a 100,000-tensor model. Same reads, same results
+    (``struct.unpack_from`` either way); installed only while a model is unpacked.
+    """
+    table = flatbuffers.table.Table
+    with _fast_lock:
+        saved = {name: getattr(table, name) for name in _FAST_TABLE}
+        for name, fn in _FAST_TABLE.items():
+            setattr(table, name, fn)
+        try:
+            yield
+        finally:
+            for name, fn in saved.items():
+                setattr(table, name, fn)
 
 
 def check_table_counts(raw: bytes, source: str) -> None:
