@@ -321,8 +321,21 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
 
 def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
           time_limit: float) -> arena.Plan | None:
-    """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison."""
-    rep.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+    """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison.
+
+    With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
+    no plan is written: TFLM plans the arena online, and the report says so.
+    """
+    try:
+        rep.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+        the_plan = arena.plan_arena(use, time_limit=time_limit / 10) if plan else None
+    except arena.TooManyConflicts as exc:
+        rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")
+        plan, the_plan = False, None
+        if rep.inplace:  # in-place sharing needs the offline plan: it will not happen
+            rep.optimal = rep.optimal and rep.peak_after == rep.peak_after_no_inplace
+            rep.peak_after, rep.inplace = rep.peak_after_no_inplace, False
+            rep.lower_bound = min(rep.lower_bound, rep.peak_after)
     if not plan:
         if get_offline_plan(m) is not None:
             remove_offline_plan(m)  # an old plan does not fit the new order
@@ -330,7 +343,6 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
                 "removed the input's offline plan (it does not fit the new order)")
         return None
     # A tenth of the search's budget: the whole run stays within 1.1 x --time-limit.
-    the_plan = arena.plan_arena(use, time_limit=time_limit / 10)
     set_offline_plan(m, arena.offsets_for_model(graph, the_plan))
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
