@@ -111,12 +111,16 @@ def test_canonical_order_never_raises_the_peak():
 
 
 @pytest.mark.parametrize("limit", [0.0, 0.05])
-def test_never_worse_than_the_stored_order(limit):
-    """300 random 40-80-op graphs stopped at a limit: the answer never beats the stored
-    order upward, for the ops' own order and for a random stored order."""
+def test_never_worse_than_the_stored_order(limit, monkeypatch):
+    """300 random 40-80-op graphs stopped at a limit: the answer is never worse than the
+    stored order, for the ops' own order and for a random stored order, with and without
+    the split into sub-problems."""
+    from tflite_reorder import scheduler
+
     rng = random.Random(2026 + int(limit * 100))
     stopped = 0
     for case in range(300):
+        monkeypatch.setattr(scheduler, "SPLIT_OPS", 0 if case % 3 == 0 else 1000)
         sg = random_subgraph(rng, rng.randint(40, 80),
                              source_share=rng.choice([0.0, 0.2, 0.5]))
         p = build_problem(sg, inplace=rng.random() < 0.5)
@@ -170,3 +174,19 @@ def test_per_state_bounds_keep_the_optimum(inplace, monkeypatch):
         res = schedule(p, time_limit=30)
         assert res.optimal and res.peak == optimum(p), case
         assert sg.is_topological(res.order)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_split_into_pieces_keeps_the_optimum(inplace, monkeypatch):
+    """Split at cut ops into sub-problems (as large graphs are): still the optimum."""
+    from tflite_reorder import scheduler
+
+    monkeypatch.setattr(scheduler, "SPLIT_OPS", 0)
+    rng = random.Random(505 + inplace)
+    for case in range(200):
+        sg = random_subgraph(rng, rng.randint(2, 10), source_share=0.3)
+        p = build_problem(sg, inplace=inplace)
+        res = schedule(p, time_limit=30)
+        assert sg.is_topological(res.order), case
+        assert res.optimal and res.peak == optimum(p), case
+        assert _truth(sg, res.order, inplace) == res.peak

@@ -92,13 +92,14 @@ def assert_same_outputs(name: str, host: list[np.ndarray], on_target: list[np.nd
             assert same_bits(want, out), f"{name}: target output differs from host"
 
 
-def planned_buffers(data: bytes) -> tuple[list[tuple[int, int, int]], object]:
+def planned_buffers(data: bytes, arch: str = ARCH,
+                    kernels: str = KERNELS) -> tuple[list[tuple[int, int, int]], object]:
     """What TFLM should hand its planner for the model as stored: (size, first, last) in
     ``AddBuffer`` order (tensors, then scratch), and the arena use with scratch."""
     loaded = load_model(data)
     graph = build_graph(loaded.model)
     orders = graph.stored_orders()
-    reqs = scratch.requests(loaded.model, graph, ARCH, KERNELS)
+    reqs = scratch.requests(loaded.model, graph, arch, kernels)
     use = planning.with_scratch(simulate(graph, orders, inplace=False), reqs, orders)
     buffers, _ = tflm_blocks(use)
     return [(b.size, b.first, b.last) for b in buffers], use
@@ -228,3 +229,45 @@ def test_cli_rejects_an_unknown_architecture(tmp_path: Path) -> None:
          str(src), "--target", "cortex-x9"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown target architecture" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_without_a_runnable_target_the_tail_is_a_labelled_estimate(
+        runner: target.Build, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No QEMU here: the plan still counts scratch, the tail is the 32-bit estimate."""
+    from tflite_reorder.target import qemu
+
+    monkeypatch.setenv("TFLITE_REORDER_QEMU", "/nonexistent/qemu-arm")
+    qemu.qemu.cache_clear()
+    try:
+        path = ROOT / "models" / "inception_int8.tflite"
+        result = api.optimize(path, target=Target(ARCH, KERNELS), time_limit=1.0)
+    finally:
+        qemu.qemu.cache_clear()
+    t = result.report.target
+    assert t["head"] is None and t["verified"] is None and t["error"]
+    assert "estimate" in t["tail_source"] and t["tail"] == tflm.estimate_tail_32(result.data)
+    figures = api.arena_figures(path, result, measure=False)
+    assert figures["head"] == result.report.arena_planned and figures["tail"] == t["tail"]
+    assert "estimate" in figures["tail_source"]
+
+
+# More builds on request (each is a cold build of several minutes, so CI runs Cortex-M4
+# CMSIS-NN only): TFLITE_REORDER_TEST_TARGETS="cortex-m55:cmsis_nn,cortex-m4:reference".
+EXTRA_BUILDS = [tuple(b.split(":")) for b in
+                os.environ.get("TFLITE_REORDER_TEST_TARGETS", "").split(",") if b]
+
+
+@pytest.mark.parametrize("build", EXTRA_BUILDS, ids=lambda b: "-".join(b))
+def test_scratch_model_and_outputs_on_other_builds(build: tuple[str, str]) -> None:
+    """Other architectures and kernel sets: TFLM's planner input is ours, outputs match."""
+    arch, kernels = build
+    for path in NETWORKS:
+        data = safe(path.read_bytes())
+        inputs = structured_inputs(data, seed=0)
+        got = target.invoke(data, inputs, arch, kernels)
+        assert_same_outputs(f"{path.name} on {arch}/{kernels}", tflm.run_tflm(data, inputs),
+                            got.outputs)
+        expected, use = planned_buffers(data, arch, kernels)
+        logged = [(b.size, b.first, b.last) for b in got.buffers]
+        assert logged == expected, f"{path.name} on {arch}/{kernels}"
+        assert planning.target_head(use, {}) == got.arena.head

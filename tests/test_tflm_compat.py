@@ -10,11 +10,13 @@ TFLM with outputs identical to the input's under LiteRT.
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from conftest import run_cli
 
 from tflite_reorder import tflm
 from tflite_reorder.candidate import read_graph
@@ -181,3 +183,37 @@ def test_non_constant_dequantize_is_skipped(models_dir) -> None:
     result = make_tflm_compatible(m)
     assert result.folded == []
     assert result.skipped[0]["reason"] == "its input is not a constant"
+
+
+def test_optimize_tflm_compat_reports_flash_and_arena(fixture_model, tmp_path, capsys) -> None:
+    """The CLI end to end: the written model runs in TFLM, bit-identical to the input under
+    LiteRT; its planned arena is what TFLM measures; JSON carries the flash and arena."""
+    src, dst = tmp_path / "fp16.tflite", tmp_path / "out.tflite"
+    src.write_bytes(fixture_model)
+    code, stdout, stderr = run_cli(["optimize", src, dst, "--tflm-compat", "--json"], capsys)
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    c = r["tflm_compat"]
+    assert len(c["folded"]) >= 5 and c["skipped"] == []
+    out = dst.read_bytes()
+    assert c["flash_before"] == constant_bytes(parse_model(fixture_model).model)
+    assert c["flash_after"] == constant_bytes(parse_model(out).model) > c["flash_before"]
+    assert c["arena_saved"] == c["arena_best_before"] - c["arena_best_after"] >= 0
+    assert c["arena_stored_before"] > c["arena_stored_after"]  # all weights live up front
+    assert c["arena_stored_after"] == r["peak_before"] >= r["peak_after"]
+    runtimes = {v["runtime"]: v for v in r["verification"]["comparisons"]}
+    assert runtimes["tflm"]["identical"] and runtimes["litert"]["identical"]
+    for x in random_inputs(fixture_model, 2, seed=5):
+        ref = [a.tobytes() for a in run_litert(fixture_model, x)]
+        assert [a.tobytes() for a in tflm.run_tflm(out, x)] == ref
+    assert tflm.measure_arena(out).head == r["arena_planned"]
+    code, stdout, _ = run_cli(["optimize", src, dst, "--tflm-compat"], capsys)
+    assert code == 0 and "tflm-compat: folded" in stdout and "B saved" in stdout
+
+
+def test_without_tflm_compat_the_error_names_it(fixture_model, tmp_path, capsys) -> None:
+    src = tmp_path / "fp16.tflite"
+    src.write_bytes(fixture_model)
+    code, stdout, stderr = run_cli(["optimize", src, tmp_path / "o.tflite"], capsys)
+    assert code == 2 and stdout == "" and len(stderr.splitlines()) == 1
+    assert "--tflm-compat" in stderr and not (tmp_path / "o.tflite").exists()

@@ -62,3 +62,12 @@ def test_cli_tile_json_and_budget(tmp_path, capsys):
     code, _, err = run_cli([MODEL, none, "--ram-budget", "1000"], capsys)
     assert code == 1 and not none.exists()
     assert "best reached" in err and "nothing written" in err
+
+
+def test_inspect_tiled_profile(capsys):
+    plain = api.inspect_order(MODEL)
+    tiled = api.inspect_order(MODEL, tile=True)
+    assert tiled.peak < plain.peak
+    assert "STRIDED_SLICE" in {r.opcode for r in tiled.rows}
+    code, stdout, _ = run_cli(["inspect", MODEL, "--tile"], capsys)
+    assert code == 0 and "tiled" in stdout and "STRIDED_SLICE" in stdout

@@ -21,6 +21,11 @@ and then checked:
 
 Any failure raises (non-zero exit).  ``models/README.md`` is regenerated at the
 end from all ``models/*.tflite`` files known to this script.
+
+Reading, the memory figures and the runtimes are the package's (``flatbuffer_io``,
+``shapes.true_graph``, ``memory.simulate``, ``runtimes``, ``tflm``); only TensorFlow (for
+building) and the byte-preserving operator permutation of the hostile model are this
+script's own.
 """
 
 from __future__ import annotations
@@ -31,10 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import argparse
-import contextlib
-import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,14 @@ from pathlib import Path
 
 import numpy as np
 from wsgraph import ws_graph  # tools/ is on sys.path when run as a script
+
+from tflite_reorder import tflm
+from tflite_reorder.dtypes import type_name
+from tflite_reorder.flatbuffer_io import load_model
+from tflite_reorder.memory import simulate
+from tflite_reorder.runtimes import litert, run_litert, structured_inputs
+from tflite_reorder.shapes import true_graph
+from tflite_reorder.tensors import stored_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
@@ -66,85 +76,29 @@ def _import_tf():
 
 
 # ---------------------------------------------------------------------------
-# Flatbuffer helpers (no TF needed)
+# Reading, measuring and running models: the package's own reader, memory model and
+# runtimes (no TF needed)
 # ---------------------------------------------------------------------------
 
 
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
-_OPNAMES: dict[int, str] | None = None
-
-
-def op_name(code: int) -> str:
-    global _OPNAMES
-    if _OPNAMES is None:
-        bo = _schema().BuiltinOperator
-        _OPNAMES = {
-            v: k for k, v in vars(bo).items() if not k.startswith("_") and isinstance(v, int)
-        }
-    return _OPNAMES.get(code, f"OP{code}")
-
-
-def model_info(data: bytes) -> dict:
-    """Op list per subgraph, tensor shapes, io shapes/dtypes from the flatbuffer."""
-    schema = _schema()
-    m = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    codes = []
-    for oc in m.operatorCodes:
-        codes.append(max(oc.builtinCode, oc.deprecatedBuiltinCode))
-    tnames = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    subgraphs = []
-    for sg in m.subgraphs:
-        ops = [op_name(codes[op.opcodeIndex]) for op in (sg.operators or [])]
-        subgraphs.append(
-            dict(
-                ops=ops,
-                tensors=[
-                    dict(
-                        name=(t.name or b"").decode()
-                        if isinstance(t.name, bytes)
-                        else (t.name or ""),
-                        shape=list(t.shape) if t.shape is not None else [],
-                        sig=list(t.shapeSignature) if t.shapeSignature is not None else None,
-                        type=tnames.get(t.type, str(t.type)),
-                        const=bool(
-                            m.buffers[t.buffer].data is not None
-                            and len(m.buffers[t.buffer].data) > 0
-                        )
-                        if t.buffer < len(m.buffers)
-                        else False,
-                    )
-                    for t in (sg.tensors or [])
-                ],
-                inputs=list(sg.inputs) if sg.inputs is not None else [],
-                outputs=list(sg.outputs) if sg.outputs is not None else [],
-                op_io=[
-                    (
-                        list(op.inputs) if op.inputs is not None else [],
-                        list(op.outputs) if op.outputs is not None else [],
-                    )
-                    for op in (sg.operators or [])
-                ],
-            )
-        )
-    return dict(subgraphs=subgraphs)
+def _graph(data: bytes):
+    """The operator DAG with the shapes the kernels really use (``shapes.true_graph``)."""
+    return true_graph(load_model(data).model)
 
 
 def permute_operators_in_place(data: bytes, order: list[int], subgraph: int = 0) -> bytes:
     """Return a copy of ``data`` whose subgraph operator vector is permuted.
 
     ``new_ops[j] = old_ops[order[j]]``.  Only the offsets in the operators
-    vector change; every other byte (and every buffer's alignment) is kept.
+    vector change; every other byte (and every buffer's alignment) is kept, which the
+    package's writer (a full re-serialisation) would not do: the hostile model is the
+    converter's file with nothing but its order changed.
     Operator tables are serialised before (i.e. at higher addresses than)
     their vector, so the unsigned relative offsets stay valid.
     """
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
-    schema = _schema()
     buf = bytearray(data)
     model = schema.Model.GetRootAs(buf, 0)
     sg = model.Subgraphs(subgraph)
@@ -165,144 +119,30 @@ def permute_operators_in_place(data: bytes, order: list[int], subgraph: int = 0)
     return bytes(buf)
 
 
-def true_sizes(data: bytes) -> dict[int, int]:
-    """Bytes of every subgraph-0 tensor with the shapes LiteRT really allocates."""
-    it = litert_interp(data)
-    return {
-        d["index"]: int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize
-        for d in it.get_tensor_details()
-    }
+def stored_order_peak(data: bytes, order: list[int] | None = None) -> int:
+    """Peak live arena bytes of subgraph 0 in ``order`` (default: stored), TFLM's lifetimes
+    (``memory.simulate``, no in-place sharing), true shapes."""
+    graph = _graph(data)
+    orders = graph.stored_orders()
+    if order is not None:
+        orders[0] = order
+    return simulate(graph, orders, inplace=False).lower_bound
 
 
-def live_peak(info: dict, order: list[int], sizes: dict[int, int], subgraph: int = 0) -> int:
-    """Peak of live arena bytes (16-byte rounded) when subgraph ops run in ``order``
-    (TFLM lifetimes, DESIGN.md §1; nested subgraphs are ignored)."""
-    sg = info["subgraphs"][subgraph]
-    ops = sg["op_io"]
-
-    def size(t):
-        if t < 0 or sg["tensors"][t]["const"]:
-            return 0
-        return (sizes.get(t, 0) + 15) // 16 * 16
-
-    last = {}
-    for step, i in enumerate(order):
-        for t in ops[i][0] + ops[i][1]:
-            last[t] = step
-    for t in sg["outputs"]:
-        last[t] = len(order)
-    live = set(sg["inputs"])
-    peak = sum(size(t) for t in live)
-    for step, i in enumerate(order):
-        live |= {t for t in ops[i][1] if t >= 0}
-        cur = live | {t for t in ops[i][0] if t >= 0}
-        peak = max(peak, sum(size(t) for t in cur))
-        live = {t for t in live if last.get(t, -1) > step}
-    return peak
-
-
-def topo_levels(info: dict, subgraph: int = 0) -> list[int]:
-    """Depth of each operator (0 = consumes only graph inputs / constants)."""
-    sg = info["subgraphs"][subgraph]
-    producer = {}
-    for i, (_, outs) in enumerate(sg["op_io"]):
-        for t in outs:
-            producer[t] = i
-    level = []
-    for i, (ins, _) in enumerate(sg["op_io"]):
-        lv = 0
-        for t in ins:
-            if t >= 0 and t in producer:
-                assert producer[t] < i, "stored order is not topological"
-                lv = max(lv, level[producer[t]] + 1)
-        level.append(lv)
+def topo_levels(data: bytes, subgraph: int = 0) -> list[int]:
+    """Depth of each operator (0 = depends on no other operator), from the graph's edges."""
+    sg = _graph(data).subgraphs[subgraph]
+    level: list[int] = []
+    for v, preds in enumerate(sg.preds):
+        assert all(u < v for u in preds), "stored order is not topological"
+        level.append(max((level[u] + 1 for u in preds), default=0))
     return level
 
 
-# ---------------------------------------------------------------------------
-# Running models
-# ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def capture_fds(fds=(2,)):
-    """Capture C-level output of the given fds into a list of one string."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    out = [""]
-    saved = [os.dup(fd) for fd in fds]
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        for fd in fds:
-            os.dup2(tmp.fileno(), fd)
-        try:
-            yield out
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, sv in zip(fds, saved, strict=True):
-                os.dup2(sv, fd)
-                os.close(sv)
-            tmp.seek(0)
-            out[0] = tmp.read().decode(errors="replace")
-
-
-def capture_fd2():
-    return capture_fds((2,))
-
-
-def make_inputs(details: list[dict], seed: int) -> list[np.ndarray]:
-    """Random inputs for LiteRT input details (quantised for int8)."""
-    rs = np.random.RandomState(seed)
-    res = []
-    for d in details:
-        shape, dt = tuple(d["shape"]), d["dtype"]
-        if dt == np.int8:
-            res.append(rs.randint(-128, 128, size=shape).astype(np.int8))
-        elif dt == np.int32:
-            res.append(rs.randint(2, 5, size=shape).astype(np.int32))  # loop counts
-        else:
-            res.append(rs.uniform(-1.0, 1.0, size=shape).astype(dt))
-    return res
-
-
-def litert_interp(data: bytes):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    return it
-
-
-def run_litert(data: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    it = litert_interp(data)
-    for d, x in zip(it.get_input_details(), inputs, strict=True):
-        it.set_tensor(d["index"], x)
-    it.invoke()
-    return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
-
-
-def run_tflm(data: bytes, inputs: list[np.ndarray], n_outputs: int, arena: int = TFLM_ARENA):
-    """Run in TFLM; return (outputs, {'total':..,'head':..,'tail':..})."""
-    from tflite_micro import runtime
-
-    with capture_fd2() as log:
-        try:
-            it = runtime.Interpreter.from_bytes(data, arena_size=arena)
-            for i, x in enumerate(inputs):
-                it.set_input(x, i)
-            it.invoke()
-            outs = [np.array(it.get_output(i)).copy() for i in range(n_outputs)]
-            it.print_allocations()
-            err = None
-        except Exception as e:  # noqa: BLE001 - re-raised below with the log
-            err = e
-    if err is not None:
-        raise RuntimeError(f"TFLM failed: {err}\n--- TFLM stderr ---\n{log[0][-4000:]}") from err
-    arena_info = {}
-    for key in ("total", "head", "tail"):
-        m = re.search(rf"Arena allocation {key} (\d+) bytes", log[0])
-        arena_info[key] = int(m.group(1)) if m else None
-    return outs, arena_info
+def tflm_arena(data: bytes) -> dict:
+    """TFLM's ``print_allocations`` for the stored order in a generous arena."""
+    a = tflm.measure_arena(data, TFLM_ARENA)
+    return {"total": a.total, "head": a.head, "tail": a.tail}
 
 
 # ---------------------------------------------------------------------------
@@ -340,7 +180,7 @@ def quiet_convert(conv) -> bytes:
     import warnings
 
     err = None
-    with capture_fds((1, 2)) as log, warnings.catch_warnings():
+    with tflm.captured() as log, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             data = conv.convert()
@@ -348,7 +188,7 @@ def quiet_convert(conv) -> bytes:
             err = e
     if err is not None:
         raise RuntimeError(
-            f"conversion failed: {err}\n--- converter log ---\n{log[0][-4000:]}"
+            f"conversion failed: {err}\n--- converter log ---\n{log.text[-4000:]}"
         ) from err
     return data
 
@@ -857,20 +697,17 @@ def build_hostile() -> bytes:
     if not src.exists():
         raise RuntimeError("hostile_order_int8 needs models/inception_int8.tflite (build it first)")
     data = src.read_bytes()
-    info = model_info(data)
-    lv = topo_levels(info)
+    lv = topo_levels(data)
     order = sorted(range(len(lv)), key=lambda i: (lv[i], i))  # breadth-first (level) order
     out = permute_operators_in_place(data, order)
     # checks: still topological, much higher peak, identical LiteRT outputs
-    topo_levels(model_info(out))
-    sizes = true_sizes(data)
-    p_orig = live_peak(info, list(range(len(order))), sizes)
-    p_host = live_peak(info, order, sizes)
+    topo_levels(out)
+    p_orig = stored_order_peak(data)
+    p_host = stored_order_peak(data, order)
     if p_host < 1.15 * p_orig:
         raise RuntimeError(f"level order is not hostile enough: peak {p_host} vs {p_orig}")
-    it = litert_interp(data)
     for seed in range(3):
-        ins = make_inputs(it.get_input_details(), 100 + seed)
+        ins = structured_inputs(data, 100 + seed)
         a, b = run_litert(data, ins), run_litert(out, ins)
         for x, y in zip(a, b, strict=True):
             if not np.array_equal(x, y):
@@ -886,19 +723,18 @@ def build_hostile() -> bytes:
 
 def check_dilated(data: bytes):
     """Stored shape of the SPACE_TO_BATCH_ND output vs the true (LiteRT) shape."""
-    info = model_info(data)
-    sg = info["subgraphs"][0]
-    it = litert_interp(data)
-    true = {d["index"]: list(d["shape"]) for d in it.get_tensor_details()}
+    sg = load_model(data).model.subgraphs[0]
+    graph = _graph(data).subgraphs[0]
+    true = {d["index"]: list(d["shape"]) for d in litert(data).get_tensor_details()}
     n_bad = 0
-    for op, (_ins, outs) in zip(sg["ops"], sg["op_io"], strict=True):
-        if op in ("SPACE_TO_BATCH_ND", "DEPTHWISE_CONV_2D", "CONV_2D", "BATCH_TO_SPACE_ND"):
-            for t in outs:
-                stored = sg["tensors"][t]["shape"]
+    for op in graph.ops:
+        if op.opcode in ("SPACE_TO_BATCH_ND", "DEPTHWISE_CONV_2D", "CONV_2D", "BATCH_TO_SPACE_ND"):
+            for t in op.outputs:
+                stored = list(stored_shape(sg.tensors[t]))
                 if stored != true.get(t):
                     n_bad += 1
                     print(
-                        f"    {op} output tensor {t}: stored shape {[int(v) for v in stored]}, "
+                        f"    {op.opcode} output tensor {t}: stored shape {stored}, "
                         f"LiteRT allocate_tensors() shape {[int(v) for v in true.get(t, [])]}"
                     )
     if n_bad == 0:
@@ -906,16 +742,12 @@ def check_dilated(data: bytes):
 
 
 def check_control_flow(data: bytes):
-    info = model_info(data)
-    all_ops = [o for sg in info["subgraphs"] for o in sg["ops"]]
-    if len(info["subgraphs"]) < 2 or not ({"WHILE", "IF"} & set(all_ops)):
-        raise RuntimeError(
-            f"control flow lost: subgraphs={len(info['subgraphs'])}, ops={set(all_ops)}"
-        )
+    graph = _graph(data)
+    all_ops = {op.opcode for sg in graph.subgraphs for op in sg.ops}
+    if len(graph.subgraphs) < 2 or not ({"WHILE", "IF"} & all_ops):
+        raise RuntimeError(f"control flow lost: subgraphs={len(graph.subgraphs)}, ops={all_ops}")
     # the loop count is an input: different counts must give different outputs
-    it = litert_interp(data)
-    det = it.get_input_details()
-    base = make_inputs(det, 7)
+    base = structured_inputs(data, 7)
     outs = []
     for n in (1, 3):
         ins = [x if x.dtype != np.int32 else np.full(x.shape, n, np.int32) for x in base]
@@ -1041,22 +873,20 @@ BY_NAME = {s.name: s for s in REGISTRY}
 def verify(spec: Spec, data: bytes) -> dict:
     if len(data) >= MAX_BYTES:
         raise RuntimeError(f"{spec.name}: {len(data)} bytes >= 1 MB")
-    info = model_info(data)
-    it = litert_interp(data)
+    it = litert(data)
     in_det, out_det = it.get_input_details(), it.get_output_details()
     want = np.int8 if spec.int8 else np.float32
     for d in in_det + out_det:
         if d["dtype"] not in (want, np.int32):
             raise RuntimeError(f"{spec.name}: unexpected io dtype {d['dtype']}")
-    ops0 = set(o for sg in info["subgraphs"] for o in sg["ops"])
+    ops0 = {op.opcode for sg in _graph(data).subgraphs for op in sg.ops}
     if spec.int8 and ({"QUANTIZE", "DEQUANTIZE"} & ops0):
         print(f"    note: contains {sorted({'QUANTIZE', 'DEQUANTIZE'} & ops0)}")
     max_diff = 0
-    arena = None
     for seed in range(2):
-        ins = make_inputs(in_det, seed)
+        ins = structured_inputs(data, seed)
         ref = run_litert(data, ins)
-        got, arena = run_tflm(data, ins, len(out_det))
+        got = tflm.run_tflm(data, ins, arena_size=TFLM_ARENA)
         for r, g in zip(ref, got, strict=True):
             if r.shape != g.shape:
                 g = g.reshape(r.shape)
@@ -1068,6 +898,7 @@ def verify(spec: Spec, data: bytes) -> dict:
             )
             if not spec.int8:
                 max_diff = max(max_diff, float(np.max(np.abs(r - g))))
+    arena = tflm_arena(data)
     if max_diff != 0 and not spec.expect_bad_shapes:
         raise RuntimeError(f"{spec.name}: TFLM differs from LiteRT BUILTIN_REF by {max_diff}")
     if spec.post:
@@ -1090,8 +921,7 @@ def build_one(spec: Spec) -> None:
     path = MODELS_DIR / f"{spec.name}.tflite"
     path.write_bytes(data)
     res = verify(spec, data)
-    info = model_info(data)
-    nops = [len(sg["ops"]) for sg in info["subgraphs"]]
+    nops = [len(sg.ops) for sg in _graph(data).subgraphs]
     diff = (
         f", TFLM-vs-LiteRT max diff {res['max_diff']} (stored-shape bug)" if res["max_diff"] else ""
     )
@@ -1104,26 +934,24 @@ def build_one(spec: Spec) -> None:
 
 def describe_file(spec: Spec, path: Path) -> dict:
     data = path.read_bytes()
-    info = model_info(data)
-    sg0 = info["subgraphs"][0]
+    model = load_model(data).model
+    graph = _graph(data)
+    sg0 = model.subgraphs[0]
     ins = []
-    for t in sg0["inputs"]:
-        tt = sg0["tensors"][t]
-        ins.append(f"{tt['type'].lower()}[{','.join(str(int(v)) for v in tt['shape'])}]")
-    it = litert_interp(data)
-    inputs = make_inputs(it.get_input_details(), 0)
-    _, arena = run_tflm(data, inputs, len(it.get_output_details()))
-    peak = None
-    if len(info["subgraphs"]) == 1:
-        peak = live_peak(info, list(range(len(sg0["ops"]))), true_sizes(data))
+    for t in sg0.inputs:
+        tt = sg0.tensors[int(t)]
+        shape = ",".join(str(d) for d in stored_shape(tt))
+        ins.append(f"{type_name(tt.type).lower()}[{shape}]")
+    arena = tflm_arena(data)
+    peak = stored_order_peak(data) if len(graph.subgraphs) == 1 else None
     return dict(
         peak=peak,
         name=spec.name,
         dtype="int8" if spec.int8 else "float32",
         bytes=len(data),
-        ops=sum(len(sg["ops"]) for sg in info["subgraphs"]),
-        ops_detail="+".join(str(len(sg["ops"])) for sg in info["subgraphs"]),
-        subgraphs=len(info["subgraphs"]),
+        ops=graph.n_ops,
+        ops_detail="+".join(str(len(sg.ops)) for sg in graph.subgraphs),
+        subgraphs=len(graph.subgraphs),
         inputs=", ".join(ins),
         arena=arena,
         what=spec.what,

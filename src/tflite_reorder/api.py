@@ -101,6 +101,7 @@ def optimize(
     fix_shapes: bool = True,
     rewrite: bool = False,
     max_error: float | None = None,
+    tflm_compat: bool = False,
     calibration: str | os.PathLike | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
@@ -124,6 +125,9 @@ def optimize(
     rewritten first where that lowers the optimal peak (numerics may change within
     ``max_error`` output LSBs for int8 models, 1e-5 relative for float); verification then
     compares bit for bit with the rewritten model and the rewrite error is reported.
+    With ``tflm_compat`` DEQUANTIZE of float16 constants and DENSIFY of sparse constants
+    (which TFLM cannot run) are folded into plain constants first; the output is then
+    verified bit for bit against the input under LiteRT, in LiteRT and in TFLM.
     ``calibration`` is an ``.npz`` of representative inputs (one array per model input,
     samples first, as the TFLite converter's representative data): int8 partial sums get
     the ranges seen on it instead of their guaranteed ranges, and the error is measured on
@@ -142,6 +146,9 @@ def optimize(
     else:  # ours alone: edit them in place (a deep copy of 100,000 tensors takes seconds)
         m, loaded = loaded.model, LoadedModel(None, loaded.raw, loaded.source)
     rep = Report(input=loaded.source, output=output_name)
+    if tflm_compat:
+        stage("tflm-compat")
+        _tflm_compat(m, rep, time_limit)
 
     stage("shapes")
     unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
@@ -158,7 +165,8 @@ def optimize(
 
     if fix_shapes:
         rep.repairs = repair_model(m)
-    if m is read_tables and not rep.repairs:  # unchanged since read: its graph still holds
+    if m is read_tables and not rep.repairs and not rewrite and rep.tiles is None:
+        # unchanged since the hazards were looked for: that graph still holds
         true, graph = as_read
     else:
         true = shapes.true_shapes(m)
@@ -202,7 +210,11 @@ def optimize(
     if verify:
         stage("verify")
         safe = _safe_reference(_tables(reference)) if unsafe else None
-        ver = verify_written(reference, data, safe, use_tflm)
+        try:
+            ver = verify_written(reference, data, safe, use_tflm,
+                                 tflm_against_litert=bool(tflm_compat and reference is loaded))
+        except ModelError as exc:
+            raise ModelError(f"{exc}{_compat_hint(m, tflm_compat)}") from None
         rep.verification = ver.to_dict()
         if not ver.ok:
             rep.seconds = time.monotonic() - t0
@@ -236,6 +248,35 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
     return found, (true, graph)
+
+
+def _tflm_compat(m, rep: Report, time_limit: float) -> None:
+    """Fold the constants TFLM cannot compute (``rewrites.tflm_compat``) into ``m``; the
+    report gets what was folded, the flash it costs and the arena it saves (stored order,
+    and best order, both before and after)."""
+    from .rewrites.tflm_compat import make_tflm_compatible
+
+    before = shapes.true_graph(m)
+    result = make_tflm_compatible(m)
+    after = shapes.true_graph(m)
+    budget = time_limit / 4
+    best_before = peak_of_graph(before, False, budget).optimal
+    best_after = peak_of_graph(after, False, budget).optimal if result.folded else best_before
+    rep.tflm_compat = {
+        **result.to_dict(),
+        "arena_stored_before": stored_peak(before), "arena_stored_after": stored_peak(after),
+        "arena_best_before": best_before, "arena_best_after": best_after,
+        "arena_saved": best_before - best_after,
+    }
+
+
+def _compat_hint(m, tflm_compat: bool) -> str:
+    """Name ``--tflm-compat`` when the input fails to run because of what it folds."""
+    from .rewrites.tflm_compat import foldable
+
+    if tflm_compat or not foldable(m):
+        return ""
+    return ", or --tflm-compat to fold its float16/sparse weights into constants TFLM runs"
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
@@ -368,14 +409,19 @@ def _safe_reference(model_t) -> bytes:
 
 
 def inspect_order(
-    model: Model, *, optimal: bool = False, inplace: bool = False, time_limit: float = 10.0
+    model: Model, *, optimal: bool = False, inplace: bool = False, time_limit: float = 10.0,
+    tile: bool = False,
 ) -> Inspection:
     """Every operator in execution order with the bytes live at its scope, the peak marked.
 
     The stored order, or with ``optimal`` the best order (in-place sharing counted when
-    ``inplace``). Raises ``ModelError`` for input it cannot read or understand.
+    ``inplace``); with ``tile`` of the model as ``optimize(tile=True)`` tiles it.
+    Raises ``ModelError`` for input it cannot read or understand.
     """
     loaded = load_model(model)
+    if tile:
+        tiled = serialize_model(tile_model(loaded.model).model)
+        loaded = parse_model(tiled, loaded.source)
     graph = shapes.true_graph(loaded.model)
     orders = graph.stored_orders()
     if optimal:

@@ -202,6 +202,10 @@ def optimize(
     max_error: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Largest output "
                                              "error a rewrite may cause, in int8 LSBs.")]
     = 2.0,
+    tflm_compat: Annotated[bool, typer.Option("--tflm-compat", help="Fold DEQUANTIZE of "
+                                              "float16 weights and DENSIFY of sparse weights "
+                                              "into float32/dense constants (TFLM runs "
+                                              "neither; costs flash).")] = False,
     calibration: Annotated[Path | None, typer.Option(help="Representative inputs (.npz, one "
                                                      "array per model input, samples "
                                                      "first) for int8 partial-sum ranges "
@@ -235,7 +239,8 @@ def optimize(
         with _progress(not json_out) as progress:
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
                                   rewrite=rewrite, max_error=max_error,
-                                  calibration=calibration, time_limit=time_limit,
+                                  tflm_compat=tflm_compat, calibration=calibration,
+                                  time_limit=time_limit,
                                   verify=verify, progress=progress, output_name=str(dst),
                                   tile=tile, ram_budget=ram_budget,
                                   target=_target(target, kernels, tflm_src))
@@ -261,6 +266,7 @@ def inspect(
     = False,
     json_out: Json = False,
     time_limit: TimeLimit = 10.0,
+    tile: Annotated[bool, typer.Option(help="Show the model as --tile tiles it.")] = False,
 ) -> None:
     """Per-operator table: position, op, output shape, live bytes, the peak marked."""
     from . import report as rep
@@ -268,12 +274,13 @@ def inspect(
 
     with _errors(src):
         _check_paths(src, None)
-        seen = inspect_order(src, optimal=optimal, inplace=inplace, time_limit=time_limit)
+        seen = inspect_order(src, optimal=optimal, inplace=inplace, time_limit=time_limit,
+                             tile=tile)
         if json_out:
             print(json.dumps(seen.to_dict()))
         else:
-            title = f"{src.name}: {'optimised' if optimal else 'stored'} order, " \
-                    f"peak {seen.peak} B"
+            title = f"{src.name}{' tiled' if tile else ''}: " \
+                    f"{'optimised' if optimal else 'stored'} order, peak {seen.peak} B"
             out.print(rep.op_table(seen.rows, title))
 
 

@@ -42,6 +42,8 @@ def summary_lines(r: Report) -> list[str]:
             f"(input as it was: {r.peak_input} B)"
         )
     lines += rewrite_lines(r)
+    if r.tflm_compat:
+        lines.append(tflm_compat_line(r.tflm_compat))
     lines += tile_lines(r)
     if r.verification:
         for c in r.verification["comparisons"]:
@@ -52,6 +54,20 @@ def summary_lines(r: Report) -> list[str]:
     lines += [f"warning: {w}" for w in r.warnings]
     lines.append(f"time {r.seconds:.2f} s (scheduling {r.schedule_seconds:.2f} s)")
     return lines
+
+
+def tflm_compat_line(c: dict) -> str:
+    """``--tflm-compat``: what was folded, the flash it costs, the arena it saves."""
+    ops = ", ".join(f"{sum(f['opcode'] == k for f in c['folded'])} {k}"
+                    for k in ("DEQUANTIZE", "DENSIFY") if any(f["opcode"] == k
+                                                             for f in c["folded"]))
+    left = f"; {len(c['skipped'])} left (TFLM cannot run them)" if c["skipped"] else ""
+    return (f"tflm-compat: folded {ops or 'nothing'} into constants{left}; constants "
+            f"{c['flash_before']} B -> {c['flash_after']} B of flash "
+            f"({c['flash_after'] - c['flash_before']:+d} B); best-order arena "
+            f"{c['arena_best_before']} B -> {c['arena_best_after']} B "
+            f"({c['arena_saved']} B saved; stored order {c['arena_stored_before']} B -> "
+            f"{c['arena_stored_after']} B)")
 
 
 MAX_REWRITE_LINES = 12  # per list (applied, rejected); the rest is counted, all in --json

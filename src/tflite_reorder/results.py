@@ -69,6 +69,7 @@ class Report:
     rewrites_rejected: list[dict] = field(default_factory=list)
     rewrite_error: dict | None = None  # rewritten model vs input, measured on random inputs
     peak_without_rewrites: int | None = None  # optimal-order peak before rewriting
+    tflm_compat: dict | None = None  # --tflm-compat: constants folded, flash and arena cost
     verification: dict | None = None
     seconds: float = 0.0
     schedule_seconds: float = 0.0

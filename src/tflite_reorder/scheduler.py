@@ -32,6 +32,7 @@ from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import SourceMacros, canonical, find_sources, source_macros
 
+SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose.split)
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
@@ -723,12 +724,13 @@ def schedule(
 ) -> Schedule:
     """Minimum-peak topological order of ``p`` (exact unless a limit stops the search).
 
-    The problem is first split at its cut ops in linear time (``decompose``); each piece of
-    two or more ops is searched on its own tables. Never worse than ``stored`` (default:
-    the ops' own order, the model's stored order): in every segment its canonical form
-    (sources late, no higher peak) is a candidate next to the greedy order, so whatever
-    limit stops the search, even ``time_limit=0``, the answer's peak is at most the stored
-    order's. A ``stored`` that is not a topological order of ``p`` is ignored. ``ctx``
+    A problem of more than ``SPLIT_OPS`` ops is first split at its cut ops in linear time
+    (``decompose``); each piece of two or more ops is searched on its own tables. Never
+    worse than ``stored`` (default: the ops' own order, the model's stored order): in
+    every segment its canonical form (sources late, no higher peak) is a candidate next to
+    the other starting orders, so whatever limit stops the search, even ``time_limit=0``,
+    the answer's peak is at most the stored order's. A ``stored`` that is not a
+    topological order of ``p`` is ignored. ``ctx``
     (tables of the whole problem) skips the split.
     """
     t0 = time.monotonic()
@@ -740,7 +742,7 @@ def schedule(
     stored = list(range(n)) if stored is None else list(stored)
     if not is_order(p, stored):
         stored = None
-    if ctx is not None:
+    if ctx is not None or n <= SPLIT_OPS:  # small: the segments inside one context do it
         pieces = [Piece(list(range(n)), p, 0)]
     else:
         pieces, _ = split(p)

@@ -67,8 +67,11 @@ class _Log:
 
 
 @contextlib.contextmanager
-def _captured() -> Iterator[_Log]:
-    """Redirect fds 1 and 2 to a temp file for the duration; the text lands in the log."""
+def captured() -> Iterator[_Log]:
+    """Redirect fds 1 and 2 to a temp file for the duration; the text lands in the log.
+
+    For any native library that prints past ``sys.stdout`` (TFLM, the TF converter).
+    """
     log = _Log()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -101,7 +104,7 @@ def _fail(exc: Exception, log: str) -> TflmError:
 
 def _guarded(call: Callable[[], T]) -> T:
     """Run a TFLM call with its log captured; a failure becomes a TflmError with that log."""
-    with _captured() as log:
+    with captured() as log:
         try:
             result = call()
         except RuntimeError as exc:
@@ -182,7 +185,7 @@ def _parse(text: str) -> TflmArena:
 def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmArena:
     """TFLM's own account of the arena after planning the model."""
     interp = _open(model_bytes, arena_size)
-    with _captured() as log:
+    with captured() as log:
         interp.print_allocations()
     return _parse(log.text)
 

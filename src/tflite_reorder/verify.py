@@ -74,12 +74,14 @@ def verify(
     seed: int = 0,
     rtol: float | None = None,
     use_tflm: bool = True,
+    tflm_against_litert: bool = False,
 ) -> Verification:
     """Compare ``written`` with ``original`` on ``cases`` random inputs.
 
     ``rtol`` None demands bit-identical outputs; otherwise outputs may differ by that much
     (relative, or absolute for values near zero). ``tflm_reference`` replaces ``original``
-    as the TFLM reference (a hazard-free form of the input).
+    as the TFLM reference (a hazard-free form of the input); ``tflm_against_litert``
+    compares TFLM's outputs with LiteRT's on ``original`` (an input TFLM cannot run).
     """
     result = Verification()
     inputs = random_inputs(original, cases, seed)
@@ -95,14 +97,17 @@ def verify(
         base = tflm_reference or original
         label = ("input model with repaired shapes (TFLM)" if tflm_reference
                  else "input model (TFLM)")
-        ref_t = [tflm.run_tflm(base, x) for x in inputs]
+        if tflm_against_litert:
+            label = "input model (LiteRT reference kernels; TFLM cannot run it)"
+        ref_t = ref if tflm_against_litert else [tflm.run_tflm(base, x) for x in inputs]
         new_t = [tflm.run_tflm(written, x) for x in inputs]
         result.comparisons.append(_compare("tflm", label, ref_t, new_t, rtol))
     return result
 
 
 def verify_written(
-    loaded: LoadedModel, data: bytes, tflm_reference: bytes | None, use_tflm: bool = True
+    loaded: LoadedModel, data: bytes, tflm_reference: bytes | None, use_tflm: bool = True,
+    tflm_against_litert: bool = False,
 ) -> Verification:
     """``verify``, where a runtime that cannot run the *input* is a bad input.
 
@@ -112,13 +117,14 @@ def verify_written(
     but fails on our output is our bug: its exception is re-raised as is.
     """
     try:
-        return verify(loaded.raw, data, tflm_reference=tflm_reference, use_tflm=use_tflm)
+        return verify(loaded.raw, data, tflm_reference=tflm_reference, use_tflm=use_tflm,
+                      tflm_against_litert=tflm_against_litert)
     except Exception as exc:
         failure = exc
     try:
         x = random_inputs(loaded.raw, 1)[0]
         run_litert(loaded.raw, x)
-        if use_tflm and tflm.available():
+        if use_tflm and tflm.available() and not tflm_against_litert:
             tflm.run_tflm(tflm_reference or loaded.raw, x)
     except Exception as exc:
         why = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]

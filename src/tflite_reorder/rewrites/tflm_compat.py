@@ -59,6 +59,19 @@ def constant_bytes(model: schema.ModelT) -> int:
     return total
 
 
+def foldable(model: schema.ModelT) -> int:
+    """How many DEQUANTIZE/DENSIFY operators read a constant (``make_tflm_compatible``'s
+    candidates); for the hint that names ``--tflm-compat``."""
+    n = 0
+    for s in range(len(model.subgraphs)):
+        ed = Editor(model, s)  # normalises its lists, changes nothing else
+        for op in ed.sg.operators:
+            ins = ed.inputs(op)
+            if ed.opcode(op) in FOLDABLE and ins and ins[0] >= 0 and _data(ed, ins[0]) is not None:
+                n += 1
+    return n
+
+
 def make_tflm_compatible(model: schema.ModelT) -> CompatResult:
     """Fold every DEQUANTIZE of a constant float16 tensor and every DENSIFY of a constant
     sparse tensor into a float32 / dense constant, editing ``model`` in place.
