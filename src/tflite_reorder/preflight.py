@@ -48,7 +48,8 @@ def _check_quantization(model: schema.ModelT) -> None:
             scale = None if q is None else q.scale
             if scale is None or len(scale) == 0:
                 continue
-            values = np.asarray(scale, dtype=np.float64)
+            with np.errstate(invalid="ignore", over="ignore"):
+                values = np.asarray(scale, dtype=np.float64)
             bad = ~np.isfinite(values) | (values <= 0)
             if bad.any():
                 value = float(values[np.argmax(bad)])
