@@ -113,3 +113,16 @@ def test_lite_model_is_not_modified_by_reading(models_dir: Path) -> None:
     before = copy.copy([(t.shape, t.type, t.buffer) for t in lite.subgraphs[0].tensors])
     build_graph(lite, true_shapes(lite))
     assert [(t.shape, t.type, t.buffer) for t in lite.subgraphs[0].tensors] == before
+
+
+@pytest.mark.parametrize("name", ["dilated_int8", "darts_int8", "while_float32"])
+def test_peak_memory_agrees_with_optimize(models_dir: Path, name: str) -> None:
+    """The fast reader's peaks are optimize's on the same input (SPACE_TO_BATCH_ND models
+    included: their true shapes come from the same inference)."""
+    from tflite_reorder import api
+
+    path = models_dir / f"{name}.tflite"
+    pm = api.peak_memory(path)
+    rep = api.optimize(path, verify=False, plan=False, fix_shapes=False).report
+    assert pm.stored == rep.peak_input == rep.peak_before
+    assert pm.optimal == rep.peak_after_no_inplace or not rep.optimal

@@ -156,6 +156,30 @@ def markdown(rows: list[dict], seconds: float, time_limit: float, header: str) -
         "`schedule_model` alone. *description* = `peak_memory` of a `GraphSpec` of the "
         "model (no flatbuffer; one-subgraph models only).",
         "",
+        "## Using it in a search loop",
+        "",
+        "```python",
+        "import tflite_reorder as tr",
+        "",
+        "pm = tr.peak_memory(candidate_bytes)          # or a path, or a graph description:",
+        "spec = {\"tensors\": [{\"shape\": [1, 32, 32, 3]}, {\"shape\": [8, 3, 3, 3], "
+        "\"constant\": True},",
+        "                    {\"shape\": [1, 32, 32, 8]}],",
+        "        \"ops\": [{\"opcode\": \"CONV_2D\", \"inputs\": [0, 1], \"outputs\": [2]}],",
+        "        \"inputs\": [0], \"outputs\": [2]}",
+        "pm = tr.peak_memory(spec)                     # tr.GraphSpec / TensorSpec / OpSpec too",
+        "results = tr.peak_memory_many(candidates, jobs=2)   # or client=<dask Client>",
+        "```",
+        "",
+        "A graph description (one subgraph, true shapes, dtype names, builtin opcode names; "
+        "see `tflite_reorder/candidate.py`) goes through the same graph builder as a "
+        "`.tflite`, so the in-place rule and stateful-op ordering are the same. "
+        "`candidate.describe_graph(read_graph(seed))` gives the description of a seed "
+        "model to mutate; a `ModelGraph` passed back to `peak_memory` is reused as is. "
+        "`peak_memory_many` returns one `PeakResult` per candidate in input order, a "
+        "failing candidate as an entry with `error`, `error_kind` and `exit_code` (as "
+        "`batch`); see `docs/cluster.md` for the Dask backend.",
+        "",
     ]
     return "\n".join(lines)
 

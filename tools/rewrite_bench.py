@@ -84,7 +84,8 @@ def measure(model: Path, tmp: Path, calibration: Path | None) -> dict:
         ops_before=plain["ops"], ops_after=rw["ops"], peak_order=plain["peak_after"],
         peak_rewrite=rw["peak_after"], applied=len(applied),
         exact=sum(1 for a in applied if a.get("exact")),
-        max_lsb=e.get("max_error_lsb"), worst=e.get("worst_input") or "-",
+        max_lsb=e.get("max_error_lsb"), max_rel=e.get("max_rel_error"),
+        worst=e.get("worst_input") or "-",
         cases=e.get("cases"), identical=e.get("identical"),
         verified=all(c["identical"] for c in rw["verification"]["comparisons"]),
         reasons=_top_reasons(rw["rewrites_rejected"]),
@@ -132,8 +133,9 @@ COLUMNS = [
     ("ratio", lambda r: f"{r['ratio']:.2f}x" if r.get("ratio") else "-"),
     ("TFLM total order B", "tflm_total_order"), ("TFLM total rewritten B", "tflm_total_rewrite"),
     ("applied (exact)", lambda r: f"{r.get('applied', '-')} ({r.get('exact', '-')})"),
-    ("max error LSB", lambda r: "0 (bit-exact)" if r.get("identical") else
-     f"{r.get('max_lsb')}" if r.get("max_lsb") is not None else "-"),
+    ("max error", lambda r: "0 (bit-exact)" if r.get("identical") else
+     f"{r['max_rel']:.1e} relative" if r.get("max_rel") else
+     f"{r.get('max_lsb')} LSB" if r.get("max_lsb") is not None else "-"),
     ("worst input", "worst"), ("error cases", "cases"),
     ("verified", lambda r: "yes" if r.get("verified") else r.get("error", "no")),
     ("--rewrite wall s", lambda r: f"{r['wall_s']:.1f}"), ("most rejections", "reasons"),
@@ -161,7 +163,7 @@ Each row runs the command line twice in a fresh process with the default `--time
 `optimize` (memory-optimal order, in-place sharing, offline plan) and `optimize --rewrite`
 (the graph rewrites first). *TFLM head/total* are what TFLM's interpreter reports for the
 two written models (head = activations, total = head + persistent tail). *ratio* = head
-without rewrites / head with them. *max error LSB* is the rewritten model's worst output
+without rewrites / head with them. *max error* is the rewritten model's worst output
 difference from the input model (LiteRT reference kernels) over *error cases* inputs:
 random ones, structured ones (constant images at the ends and the middle of the range,
 ramps along H and W, a min/max checkerboard) and, on *calibrated* rows, the calibration
@@ -182,9 +184,45 @@ they never saturate) and an inexact rewrite is kept only when the measured error
 """
 
 
+NOTES = """
+## What limits the DenseNets
+
+* **Stem.** Keras' DenseNet stem is a 7×7/2 convolution, `ZeroPadding2D`, 3×3/2 max pool:
+  the convolution's output and its padded copy are live together. The output split
+  (`rewrites/split.py`) runs the convolution in four slices of output channels, each padded
+  and pooled on its own (bit-exact). On `densenet_keras_int8` that is the peak, and the
+  rewrite takes it down to the next floor, the input and its 7×7 padding (70×70×3) live
+  together.
+* **Dense blocks.** Channel-wise partitioning of the BN → 1×1 conv after each concat keeps
+  every piece of the concat (later layers read them) plus one BN'd piece, one partial
+  product and the running sum, both as wide as the bottleneck (4 × growth). The copy it
+  removes (the concat and its BN'd copy) is as large as what it adds until the concat is
+  about twice the bottleneck, so early layers and short blocks gain nothing
+  (`densenet_bc_int8`); on DenseNet121 at 64×64 block 1 reaches that point only at its last
+  layers, and its floor after partitioning (pieces + 2 × 128 channels at 16×16) is within
+  6 % of the optimal-order peak. Every partial product also adds an op, tensors and a
+  requantisation: the choice counts TFLM's tail (an estimate per op, tensor and output
+  channel), so on DenseNet121 the partitions cost more tail than they save head and none
+  is applied.
+* **int8 error.** Without `--calibration`, partial sums are quantised to their guaranteed
+  range (interval bounds from the input's range and the weights), which no input can
+  saturate but which is coarse: with many partials per conv the output error exceeds
+  2 LSB and the partition is refused (`error over the bound`). The calibrated rows use the
+  converter's representative data; ranges seen there are widened by a quarter and kept
+  inside the guaranteed ones, and the error is measured on the calibration samples too.
+
+What is not done: a bottleneck split by output channels with the BN'd pieces recomputed
+per half (the only way found to go below the partitioned floor of a dense block), pooling
+moved before the transition's 1×1 conv, concatenations along H/W or a flattened axis
+(they are reported, "concatenation is not along the channel (last) axis"; the H-concat
+model gains from the output split of a branch instead).
+"""
+
+
 def write_markdown(path: Path, rows: list[dict]) -> None:
     import platform
 
     stamp = f"{platform.machine()} / Python {platform.python_version()}, " + time.strftime(
         "%Y-%m-%d")
-    path.write_text(INTRO.format(stamp=stamp) + "\n" + markdown(rows) + "\n")
+    path.write_text(INTRO.format(stamp=stamp) + "\n" + markdown(rows) + "\n" + NOTES)
+    path.with_suffix(".json").write_text(json.dumps(rows, indent=1))

@@ -72,6 +72,8 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
     The file is opened non-blocking, so a FIFO without a writer cannot hang the open, and
     checked with ``fstat`` on that descriptor (no race between the check and the read).
+
+    Raises ``ModelError`` for a missing, unreadable or directory path.
     """
     p = Path(path)
     try:
@@ -115,7 +117,10 @@ def _read_fd(fd: int, p: Path, size: int) -> bytes:
 
 
 def check_header(raw: bytes, source: str) -> None:
-    """Reject bytes that cannot be a TFLite flatbuffer before any table is read."""
+    """Reject bytes that cannot be a TFLite flatbuffer before any table is read.
+
+    Raises ``ModelError`` naming ``source``.
+    """
     if len(raw) == 0:
         raise ModelError(f"{source}: empty file (0 bytes)")
     if len(raw) < 8:
@@ -134,6 +139,8 @@ def check_model(model, raw: bytes, source: str) -> None:
     version, indices inside their tables, external data inside the file, constant sizes.
 
     ``model`` is a ``ModelT`` or anything with its attribute names (``fastread.LiteModel``).
+
+    Raises ``ModelError`` naming ``source``.
     """
     if model.version != SUPPORTED_SCHEMA_VERSION:
         raise ModelError(
@@ -150,7 +157,10 @@ def check_model(model, raw: bytes, source: str) -> None:
 
 
 def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
-    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model."""
+    """Parse flatbuffer bytes, rejecting anything that is not a schema-v3 TFLite model.
+
+    Raises ``ModelError`` (one line, naming ``source``) for anything it refuses.
+    """
     check_header(raw, source)
     try:
         check_table_counts(raw, source)
@@ -358,7 +368,10 @@ def _check_indices(model: schema.ModelT, source: str) -> None:
 
 
 def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
-    """Accept a path, raw bytes or an already loaded model (the API's one entry point)."""
+    """Accept a path, raw bytes or an already loaded model (the API's one entry point).
+
+    Raises ``ModelError`` as ``read_bytes`` and ``parse_model`` do.
+    """
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, bytes | bytearray | memoryview):
@@ -494,7 +507,8 @@ def serialize_model(model: schema.ModelT) -> bytes:
     """Pack a model; every buffer's data starts at a multiple of 16 in the file.
 
     Data kept outside the flatbuffer (external buffers, large custom options) follows it,
-    each distinct array once.
+    each distinct array once. Never raises for a tree ``parse_model`` produced (or edited
+    in place).
     """
     outside: list[tuple[object, object]] = [
         (i, b.data) for i, b in enumerate(model.buffers or []) if getattr(b, "external", False)
@@ -545,6 +559,8 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     An existing character device (``/dev/null``, a serial port, ...) is written in place:
     replacing it with a regular file would destroy it. Other non-regular targets are
     refused. SIGTERM, like Ctrl-C, removes the temp file before it propagates.
+
+    Raises ``ModelError`` when the file cannot be written (nothing is left behind).
     """
     target = Path(path)
     parent = check_output_path(target)
@@ -670,6 +686,8 @@ def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
 
     A plan entry whose buffer something else also uses gets a buffer of its own: the other
     user's bytes are never overwritten.
+
+    Raises ``ValueError`` when ``offsets`` does not cover every tensor.
     """
     n_tensors = sum(len(sg.tensors or []) for sg in model.subgraphs)
     if len(offsets) != n_tensors:

@@ -105,6 +105,11 @@ class ModelGraph:
 
 
 def opcode_name(model: schema.ModelT, opcode_index: int) -> str:
+    """The builtin's name (``CUSTOM:<code>`` for custom ops, ``BUILTIN_<n>`` when newer than
+    the schema).
+
+    Raises ``ModelError`` for an index outside the operator codes.
+    """
     codes = model.operatorCodes or []
     if not 0 <= opcode_index < len(codes):
         raise ModelError(f"operator code index {opcode_index} out of range ({len(codes)} codes)")
@@ -150,6 +155,11 @@ def build_subgraph(
     sg_index: int,
     true_shapes: dict[int, tuple[int, ...]] | None = None,
 ) -> SubgraphGraph:
+    """One subgraph's DAG (``true_shapes``: tensor index -> the shape kernels use).
+
+    Raises ``ModelError`` for bad indices, tensors written twice, reads of memory nothing
+    writes, and cycles.
+    """
     sg = model.subgraphs[sg_index]
     raw_tensors = sg.tensors or []
     nt = len(raw_tensors)
@@ -277,7 +287,11 @@ def build_graph(
     model: schema.ModelT,
     true_shapes: dict[tuple[int, int], tuple[int, ...]] | None = None,
 ) -> ModelGraph:
-    """Build every subgraph's DAG; ``true_shapes`` maps (subgraph, tensor) to a repaired shape."""
+    """Build every subgraph's DAG; ``true_shapes`` maps (subgraph, tensor) to a repaired shape.
+
+    Raises ``ModelError`` as ``build_subgraph`` does, and for recursive control flow
+    or arena tensors past 32 bits.
+    """
     true_shapes = true_shapes or {}
     subgraphs = []
     for s in range(len(model.subgraphs)):

@@ -64,7 +64,10 @@ KINDS = {
 
 
 def find_hazards(model_t: schema.ModelT) -> list[Hazard]:
-    """Every static TFLM memory hazard of the model, grouped by kind (order of ``KINDS``)."""
+    """Every static TFLM memory hazard of the model, grouped by kind (order of ``KINDS``).
+
+    Never raises for a model ``parse_model`` accepted (inference is best effort).
+    """
     true = infer_shapes(model_t)
     return [
         *_shape_hazards(model_t, true),

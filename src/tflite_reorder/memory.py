@@ -96,6 +96,10 @@ def build_problem(
     extra: Sequence[int] | None = None,
     inplace: bool | frozenset[str] = True,
 ) -> Problem:
+    """One subgraph as the scheduler's ``Problem`` (``extra``: nested bytes per operator).
+
+    Never raises for a subgraph ``build_graph`` accepted.
+    """
     n = len(sg.ops)
     nt = len(sg.tensors)
     producer = [-1] * nt
@@ -394,7 +398,10 @@ def simulate(
     inplace: bool | frozenset[str] = True,
     root: int = 0,
 ) -> ArenaUse:
-    """TFLM's lifetimes for ``orders`` (one per subgraph), with in-place groups merged."""
+    """TFLM's lifetimes for ``orders`` (one per subgraph), with in-place groups merged.
+
+    Never raises for a graph ``build_graph`` accepted and one order per subgraph.
+    """
     m = _Marker(graph, orders)
     m.mark(root)
     return _arena_use(graph, orders, m, inplace, only_marked=False)
@@ -457,7 +464,8 @@ def nested_extra(
     """Per op of subgraph ``s``: peak bytes of the subgraphs it nests (0 if none).
 
     ``cache`` (any dict, kept by the caller across calls on one graph) saves rebuilding
-    the callees' marking patterns for every subgraph.
+    the callees' marking patterns for every subgraph. Never raises for a graph
+    ``build_graph`` accepted.
     """
     extra, known = [], {}
     for op in graph.subgraphs[s].ops:

@@ -89,6 +89,7 @@ def rewrite_lines(r: Report) -> list[str]:
                      f"{err.get('cases', '?')} inputs: {what}")
         for a in r.rewrites[:MAX_REWRITE_LINES]:
             saved = "-" if a.get("saved_bytes") is None else f"{a['saved_bytes']} B"
+            saved += " (head + tail)"
             local = a.get("local_max_error")
             exact = "exact" if a.get("exact") else (
                 f"local error {local:g}" if local is not None else "inexact")
@@ -154,7 +155,10 @@ def print_lines(lines: list[str], console: Console | None = None) -> None:
 
 
 def c_header(name: str, source: str, figures: dict[str, int], margin: float = 0.0) -> str:
-    """A header that firmware includes to size its tensor arena."""
+    """A header that firmware includes to size its tensor arena.
+
+    Raises ``KeyError`` when ``figures`` has no ``head``.
+    """
     stem = re.sub(r"[^A-Za-z0-9]", "_", Path(name).stem).upper() or "MODEL"
     guard = f"{stem}_ARENA_H_"
     head, tail = figures["head"], figures.get("tail", 0)
@@ -187,7 +191,10 @@ def plot_memory(
     offsets: dict[tuple[int, int], int] | None,
     title: str,
 ) -> None:
-    """Live bytes per scope, before and after, and the plan's buffers as offset x time."""
+    """Live bytes per scope, before and after, and the plan's buffers as offset x time.
+
+    Raises ``ImportError`` without matplotlib (the ``plot`` extra).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

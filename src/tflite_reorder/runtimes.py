@@ -47,7 +47,10 @@ def litert(data: bytes, preserve: bool = False):
 def run_litert_cases(
     data: bytes, cases: Sequence[Sequence[np.ndarray]], probes: tuple[int, ...] = ()
 ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
-    """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter."""
+    """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter.
+
+    Raises what LiteRT raises for a model or inputs it cannot run.
+    """
     interp = litert(data, preserve=bool(probes))
     ins, outs = interp.get_input_details(), interp.get_output_details()
     results, probed = [], []
@@ -61,7 +64,10 @@ def run_litert_cases(
 
 
 def run_litert(data: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Every output of subgraph 0 for one set of inputs (a fresh interpreter)."""
+    """Every output of subgraph 0 for one set of inputs (a fresh interpreter).
+
+    Raises what LiteRT raises for a model or inputs it cannot run.
+    """
     results, _ = run_litert_cases(data, [inputs])
     return results[0]
 

@@ -10,11 +10,19 @@ lattice of downsets. We search it best-first and make the lattice small:
 * **Free moves.** A ready operator whose kept outputs are no larger than the inputs that die
   at it, and whose step stays under the key, can be run at once: moving it to the front of
   any completion lowers or keeps every later step (checked against brute force in tests).
+* **Sources run late.** Ops that free nothing (DEQUANTIZE of a weight, ...) run as part of
+  a macro just before their first consumer (``reductions``: proven, brute-force checked).
 * **Cut points.** An operator comparable to every other splits the problem: the state at it
   is forced, so the pieces are solved apart, hardest first, each under the floor raised by
-  the pieces already solved.
-* **Anytime.** An upper bound from greedy orders comes first; a time or state limit returns
-  the best order found with the proven lower bound (the smallest open key) and the gap.
+  the pieces already solved; large problems are split into sub-problems in linear time
+  first (``decompose``), so no work before the deadline is quadratic.
+* **Per-state bounds.** A long search keys states also by an op's minimum-cut bound with
+  the executed set forced in (``bounds.StateClosure``, A*).
+* **Anytime, never worse.** Starting orders: the stored order (canonical form), a
+  step-greedy order and a depth-first post-order; a time or state limit returns the best
+  order found, improved around its peak by exact window re-solves (``improve``), with the
+  proven lower bound (the smallest open key) and the gap. The answer's peak is never above
+  the stored order's.
 """
 
 from __future__ import annotations

@@ -62,6 +62,8 @@ def certificate(results: dict[int, Schedule], model_peak: int) -> tuple[int, boo
 
     Subgraph 0's search includes its callees' peaks; when that matches the exact TFLM
     replay (it does unless a subgraph is called twice) its certificate is the model's.
+
+    Raises ``KeyError`` when ``results`` has no subgraph 0.
     """
     root = results[0]
     agree = root.peak == model_peak

@@ -154,7 +154,12 @@ def _open(model_bytes: bytes, arena_size: int | None):
 def run_tflm(
     model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None = None
 ) -> list[np.ndarray]:
-    """Run one inference; returns every output of subgraph 0, in order."""
+    """Run one inference; returns every output of subgraph 0, in order.
+
+    Raises ``TflmError`` (``ArenaTooSmall`` for a too small ``arena_size``) with TFLM's
+    log, also when tflite-micro is not installed; ``ValueError`` for inputs of the wrong
+    type or shape.
+    """
     outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
     n_out = 0 if outputs is None else len(outputs)
     interp = _open(model_bytes, arena_size)
@@ -183,7 +188,10 @@ def _parse(text: str) -> TflmArena:
 
 
 def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmArena:
-    """TFLM's own account of the arena after planning the model."""
+    """TFLM's own account of the arena after planning the model.
+
+    Raises ``TflmError`` as ``run_tflm`` does.
+    """
     interp = _open(model_bytes, arena_size)
     with captured() as log:
         interp.print_allocations()
@@ -203,6 +211,8 @@ def min_arena_size(model_bytes: bytes) -> int:
 
     Bisection between a size that fails and one that works, started around TFLM's own
     total, which usually is the answer.
+
+    Raises ``TflmError`` when TFLM cannot run the model at any size.
     """
     total = measure_arena(model_bytes).total
     hi = align(total)
@@ -237,7 +247,12 @@ def estimate_tail_32(model_bytes: bytes) -> int:
 
 def estimate_tail(model_bytes: bytes, fit: dict[str, float] = _TAIL_FIT) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    graph = build_graph(parse_model(model_bytes).model)
+    return graph_tail(build_graph(parse_model(model_bytes).model), fit)
+
+
+def graph_tail(graph, fit: dict[str, float] = _TAIL_FIT) -> int:
+    """``estimate_tail`` of a built ``ModelGraph`` (no parsing: the rewrite search asks
+    for it once per candidate it schedules)."""
     channels = sum(
         sg.tensors[op.outputs[0]].shape[-1] if sg.tensors[op.outputs[0]].shape else 0
         for sg in graph.subgraphs for op in sg.ops

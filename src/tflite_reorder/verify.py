@@ -82,6 +82,9 @@ def verify(
     (relative, or absolute for values near zero). ``tflm_reference`` replaces ``original``
     as the TFLM reference (a hazard-free form of the input); ``tflm_against_litert``
     compares TFLM's outputs with LiteRT's on ``original`` (an input TFLM cannot run).
+
+    Raises what the runtimes raise (LiteRT's ``ValueError``/``RuntimeError``,
+    ``tflm.TflmError``) when a model cannot run; ``verify_written`` sorts out whose fault.
     """
     result = Verification()
     inputs = random_inputs(original, cases, seed)

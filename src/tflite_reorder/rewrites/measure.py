@@ -25,6 +25,7 @@ from ..runtimes import input_specs, litert, pattern_inputs, random_inputs, run_l
 from ..scheduling import schedule_model
 from ..shapes import true_graph
 from ..tensors import text
+from ..tflm import graph_tail
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class Peak:
     peak: int
     optimal: bool
     orders: list[list[int]]
+    tail: int = 0  # TFLM's persistent tail, estimated (it grows with every op and tensor)
 
 
 def optimal_peak(model: schema.ModelT, inplace: bool, time_limit: float) -> Peak:
@@ -203,4 +205,5 @@ def optimal_peak(model: schema.ModelT, inplace: bool, time_limit: float) -> Peak
     graph = true_graph(model)
     orders, results = schedule_model(graph, inplace, time_limit)
     use = simulate(graph, orders, inplace=inplace)
-    return Peak(use.lower_bound, all(r.optimal for r in results.values()), orders)
+    return Peak(use.lower_bound, all(r.optimal for r in results.values()), orders,
+                graph_tail(graph))

@@ -209,16 +209,25 @@ class _Search:
 
     # -- measuring ---------------------------------------------------------------------------
 
-    def peak(self, choice: dict[Site, str]) -> int:
-        """Optimal-order peak with ``choice`` applied (cached)."""
+    def _measure_peak(self, choice: dict[Site, str]) -> tuple[int, int]:
         key = tuple(sorted(choice.items()))
         if key not in self._peaks:
             model = self.builder.build(choice).model if choice else self.base
             left = max(0.5, self.deadline - time.monotonic())  # past it: short, still sound
             res = optimal_peak(model, self.inplace, min(self.time_limit, left))
             self.optimal &= res.optimal
-            self._peaks[key] = res.peak
+            self._peaks[key] = (res.peak, res.tail)
         return self._peaks[key]
+
+    def peak(self, choice: dict[Site, str]) -> int:
+        """Optimal-order peak (TFLM's head) with ``choice`` applied (cached)."""
+        return self._measure_peak(choice)[0]
+
+    def cost(self, choice: dict[Site, str]) -> int:
+        """What firmware must reserve with ``choice`` applied: the optimal-order head plus
+        TFLM's persistent tail (estimated), which grows with every op a rewrite adds. The
+        choosing minimises this, so no rewrite makes the whole arena larger."""
+        return sum(self._measure_peak(choice))
 
     def expired(self) -> bool:
         """Past the budget (remembered, for the report)."""
@@ -319,7 +328,7 @@ class _Search:
         options = {site: v for site, v in options.items() if v}
         stats = None
         while True:
-            choice = self.select(options, peak_before)
+            choice = self.select(options, self.cost({}))
             if not choice:
                 break
             stats = self._combined(choice)
@@ -376,29 +385,29 @@ class _Search:
             return stats
         return None  # all claimed exact, yet outputs differ: find the culprit
 
-    def select(self, options: dict[Site, list[str]], peak_before: int) -> dict[Site, str]:
-        """The sites (with variants) needed for the lowest peak; memory only."""
+    def select(self, options: dict[Site, list[str]], cost_before: int) -> dict[Site, str]:
+        """The sites (with variants) needed for the lowest head + tail; memory only."""
         everything = {site: v[0] for site, v in options.items() if v}
         # Kinds of rewrite can get in each other's way (an output split feeding a concat
         # another site dissolves): start from the best of all of them and each kind alone.
         starts = [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
                                  for kind in sorted({k.kind for k in everything})]
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
-        choice, current = {}, peak_before
+        choice, current = {}, cost_before
         for start in starts:
-            p = self.peak(start)
+            p = self.cost(start)
             if p < current:
                 choice, current = start, p
         if not choice and len(everything) > 1 and not self.expired():
             # Rewrites that raise the peak on their own (a partial product wider than the
             # concat) can hide the ones that help: keep those that do not, and retry.
-            choice = {k: v for k, v in everything.items() if self.peak({k: v}) <= peak_before}
-            current = self.peak(choice) if choice else peak_before
+            choice = {k: v for k, v in everything.items() if self.cost({k: v}) <= cost_before}
+            current = self.cost(choice) if choice else cost_before
         if not choice:
             choice = everything
-        if current >= peak_before:
+        if current >= cost_before:
             for site, variant in choice.items():
-                self.reject(site, variant, "does not lower the optimal peak")
+                self.reject(site, variant, "does not lower head + TFLM tail")
             return {}
         decided: set[Site] = set()
         for site in sorted(choice):
@@ -406,24 +415,24 @@ class _Search:
                 # No time to try the rest one by one: drop them all if the peak stays as
                 # low without them (each rewrite adds operators and TFLM tail), else keep.
                 rest = {k: v for k, v in choice.items() if k in decided}
-                if len(rest) < len(choice) and (self.peak(rest) if rest else peak_before
+                if len(rest) < len(choice) and (self.cost(rest) if rest else cost_before
                                                 ) <= current:
                     for k in choice.keys() - rest.keys():
-                        self.reject(k, choice[k], "not needed: the optimal peak is as low "
-                                    "without the sites not yet decided")
+                        self.reject(k, choice[k], "not needed: head + TFLM tail are as "
+                                    "low without the sites not yet decided")
                     choice = rest
                 break
             decided.add(site)
             without = {k: v for k, v in choice.items() if k != site}
-            p = self.peak(without) if without else peak_before
+            p = self.cost(without) if without else cost_before
             if p <= current:
-                self.reject(site, choice[site], "not needed: the optimal peak is as low "
+                self.reject(site, choice[site], "not needed: head + TFLM tail are as low "
                             "without it")
                 choice, current = without, p
             elif choice[site] != "exact" and "exact" in options[site]:
                 exact = {**choice, site: "exact"}
-                if self.peak(exact) <= current:
-                    choice, current = exact, self.peak(exact)
+                if self.cost(exact) <= current:
+                    choice, current = exact, self.cost(exact)
         return self._prune(choice)
 
     def _prune(self, choice: dict[Site, str]) -> dict[Site, str]:
@@ -445,8 +454,7 @@ class _Search:
             built = self.builder.build(choice)
             model, current = built.model, self.peak(choice)
             for site in sorted(choice):
-                without = {k: v for k, v in choice.items() if k != site}
-                saved = self._saved(without, peak_before, current)
+                saved = self._saved(choice, site)
                 applied.append(self._entry(site, choice[site], built, saved))
             self._local_errors(built, applied)
         done = set(choice.items())
@@ -456,15 +464,15 @@ class _Search:
                              time.monotonic() - t0,
                              self.out_of_time, built.data if choice else None)
 
-    def _saved(self, without: dict[Site, str], peak_before: int, current: int) -> int | None:
-        """What one applied site saves: the peak without it minus the peak with all; past
-        the budget only when already measured (None otherwise)."""
-        if not without:
-            return peak_before - current
+    def _saved(self, choice: dict[Site, str], site: Site) -> int | None:
+        """What one applied site saves: head + TFLM tail without it minus with all of
+        ``choice`` (subsample folding can save tail alone: it removes ops); past the budget
+        only when already measured (None otherwise)."""
+        without = {k: v for k, v in choice.items() if k != site}
         key = tuple(sorted(without.items()))
-        if key not in self._peaks and self.expired():
+        if without and key not in self._peaks and self.expired():
             return None
-        return self.peak(without) - current
+        return self.cost(without) - self.cost(choice)
 
     def _local_errors(self, built: _Built, applied: list[dict]) -> None:
         """Error where each rewrite ends (the output of the op it replaced), subgraph 0."""
@@ -496,7 +504,7 @@ class _Search:
             "variant": variant,
             "steps": [f"{s.kind}:{s.opcode}" for s in steps],
             "exact": all(s.exact for s in steps),
-            "saved_bytes": saved,
+            "saved_bytes": saved,  # head + estimated TFLM tail
             "_output": int(main.op.outputs[0]) if main.op is not None else None,
         }
         trial = self._trials.get((site, variant))
