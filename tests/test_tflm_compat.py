@@ -15,7 +15,6 @@ import json
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from conftest import run_cli
 
 from tflite_reorder import tflm
@@ -23,7 +22,7 @@ from tflite_reorder.candidate import read_graph
 from tflite_reorder.flatbuffer_io import parse_model, serialize_model
 from tflite_reorder.rewrites.edit import Editor
 from tflite_reorder.rewrites.tflm_compat import constant_bytes, make_tflm_compatible
-from tflite_reorder.runtimes import random_inputs, run_litert
+from tflite_reorder.runtimes import litert, random_inputs, run_litert
 
 
 def _constant(ed: Editor, value: np.ndarray, ttype: int, name: str) -> int:
@@ -114,9 +113,7 @@ def fixture_model(models_dir) -> bytes:
 
 def _litert_values(raw: bytes, x, names: list[str]) -> dict[str, np.ndarray]:
     """The tensors LiteRT computed, by name (tensor indices of the input model)."""
-    interp = Interpreter(model_content=raw, experimental_op_resolver_type=OpResolverType.
-                         BUILTIN_REF, experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
+    interp = litert(raw, preserve=True)
     for d, v in zip(interp.get_input_details(), x, strict=True):
         interp.set_tensor(d["index"], v)
     interp.invoke()

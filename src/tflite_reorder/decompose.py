@@ -21,29 +21,16 @@ exceed the whole problem's peak.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .graph import topological_order
 from .memory import Problem, initial_live, resident_after_inputs, step_costs
 
 
-def topological(p: Problem, succs: Sequence[Sequence[int]] | None = None) -> list[int]:
-    """The smallest-index-first topological order of ``p`` (Kahn's algorithm); ``succs``:
-    ``p.succs`` if the caller has it (the property rebuilds it on every call)."""
-    indeg = [len(ps) for ps in p.preds]
-    ready = [v for v in range(p.n_ops) if indeg[v] == 0]
-    heapq.heapify(ready)
-    out = []
-    succs = p.succs if succs is None else succs
-    while ready:
-        v = heapq.heappop(ready)
-        out.append(v)
-        for w in succs[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, w)
-    return out
+def topological(p: Problem) -> list[int]:
+    """The smallest-index-first topological order of ``p`` (``graph.topological_order``)."""
+    return topological_order(p.preds)
 
 
 def is_order(p: Problem, order: Sequence[int]) -> bool:

@@ -23,6 +23,11 @@ lattice of downsets. We search it best-first and make the lattice small:
   order found, improved around its peak by exact window re-solves (``improve``), with the
   proven lower bound (the smallest open key) and the gap. The answer's peak is never above
   the stored order's.
+
+Why one module of ~850 lines: the search, its starting orders and the assembly of pieces all
+work on one per-problem ``Context`` (bitmask-encoded predecessors, step-cost tables, source
+macros) in the hot loop; what stands apart from it already lives apart (``bounds``,
+``decompose``, ``reductions``, ``improve``).
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class Schedule:
 
 
 @dataclass
-class _Ctx:
+class Context:
     """Per-problem tables in the integer/bitmask form the search loops want."""
 
     p: Problem
@@ -100,7 +105,7 @@ class _Ctx:
     general_sources: bool = False  # reductions.find_sources(general=...)
 
 
-def _context(p: Problem, general_sources: bool = False) -> _Ctx:
+def _context(p: Problem, general_sources: bool = False) -> Context:
     n = p.n_ops
     pred_mask = [0] * n
     for v, ps in enumerate(p.preds):
@@ -115,8 +120,8 @@ def _context(p: Problem, general_sources: bool = False) -> _Ctx:
         sum(p.size[t] for t in p.op_out[v] if p.consumers[t] or p.pinned[t]) for v in range(n)
     ]
     inputs = [tuple(t for t in p.op_in[v] if p.size[t] and not p.pinned[t]) for v in range(n)]
-    ctx = _Ctx(p, pred_mask, p.succs, cons_mask, out_total, out_kept, inputs, p.extra, p.alias)
-    ctx.topo = topological(p, ctx.succs)
+    ctx = Context(p, pred_mask, p.succs, cons_mask, out_total, out_kept, inputs, p.extra, p.alias)
+    ctx.topo = topological(p)
     ctx.anc, ctx.desc = _closures(ctx, pred_mask)
     ctx.general_sources = general_sources
     ctx.in_info = [tuple((t, p.size[t], cons_mask[t]) for t in inputs[v]) for v in range(n)]
@@ -138,7 +143,7 @@ def _context(p: Problem, general_sources: bool = False) -> _Ctx:
     return ctx
 
 
-def _macros(ctx: _Ctx) -> None:
+def _macros(ctx: Context) -> None:
     """Tables of the sources-run-late reduction (``reductions``), in the search's form."""
     p = ctx.p
     n = p.n_ops
@@ -185,7 +190,7 @@ def _macros(ctx: _Ctx) -> None:
     ctx.mshares = mshares
 
 
-def _closures(ctx: _Ctx, pred_mask: list[int]) -> tuple[list[int], list[int]]:
+def _closures(ctx: Context, pred_mask: list[int]) -> tuple[list[int], list[int]]:
     """Ancestor and descendant bitmasks (excluding the op itself)."""
     p = ctx.p
     n = p.n_ops
@@ -206,7 +211,7 @@ def _closures(ctx: _Ctx, pred_mask: list[int]) -> tuple[list[int], list[int]]:
     return anc, desc
 
 
-def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
+def _step(ctx: Context, S: int, v: int) -> tuple[int, int, int, int]:
     """Running v in state S: (step cost above resident bytes, change of resident bytes,
     new state, bitmask of the tensors that die at v)."""
     S2 = S | (1 << v)
@@ -223,14 +228,14 @@ def _step(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
     return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2, dead
 
 
-def _state_closure(ctx: _Ctx, v: int) -> StateClosure:
+def _state_closure(ctx: Context, v: int) -> StateClosure:
     sc = ctx.state_closures.get(v)
     if sc is None:
         sc = ctx.state_closures[v] = StateClosure(ctx, v)
     return sc
 
 
-def _mstep(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
+def _mstep(ctx: Context, S: int, v: int) -> tuple[int, int, int, int]:
     """``_step`` for v's macro: the unrun sources of block(v), then v (reductions.py).
 
     The sources free nothing and each costs at most v's step, so the macro's step is v's
@@ -249,7 +254,7 @@ def _mstep(ctx: _Ctx, S: int, v: int) -> tuple[int, int, int, int]:
     return up + kept, delta + kept, S2, dead
 
 
-def _expand(ctx: _Ctx, S: int, heads: Sequence[int]) -> list[int]:
+def _expand(ctx: Context, S: int, heads: Sequence[int]) -> list[int]:
     """The ops that the macros ``heads`` run from downset S, in order."""
     out: list[int] = []
     for h in heads:
@@ -263,7 +268,7 @@ def _expand(ctx: _Ctx, S: int, heads: Sequence[int]) -> list[int]:
     return out
 
 
-def _trailing(ctx: _Ctx, start: int, goal: int) -> int:
+def _trailing(ctx: Context, start: int, goal: int) -> int:
     """Sources between two states that no macro of a non-source there runs.
 
     They belong to the block of the cut op after ``goal`` and are run just before it.
@@ -285,7 +290,7 @@ def _trailing(ctx: _Ctx, start: int, goal: int) -> int:
 # Upper bounds
 
 
-def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | None = None):
+def greedy_order(ctx: Context, start: int = 0, goal: int | None = None, mem: int | None = None):
     """Run, at each step, the ready macro with the cheapest step; ties by memory left behind.
 
     Step costs are cached in a heap. Running a macro changes the cost of a ready macro w
@@ -351,7 +356,7 @@ def greedy_order(ctx: _Ctx, start: int = 0, goal: int | None = None, mem: int | 
     return order, worst
 
 
-def depth_first_order(ctx: _Ctx, start: int, goal: int) -> list[int]:
+def depth_first_order(ctx: Context, start: int, goal: int) -> list[int]:
     """Post-order from the sinks: every op right after its unrun predecessors, each
     predecessor's subtree finished before the next is begun (a reduction tree is then run
     leaf, leaf, join, ...). An upper bound the step-greedy order misses on wide joins."""
@@ -402,7 +407,7 @@ class _Result:
 
 
 def search(
-    ctx: _Ctx,
+    ctx: Context,
     start: int,
     goal: int,
     mem: int,
@@ -589,7 +594,7 @@ def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, until: fl
     return best_order, best_worst
 
 
-def _path(ctx: _Ctx, parent: dict, start: int, goal: int) -> list[int]:
+def _path(ctx: Context, parent: dict, start: int, goal: int) -> list[int]:
     """The ops from ``start`` to ``goal`` along the search's parent links (macros expanded)."""
     chunks = []
     S = goal
@@ -600,7 +605,7 @@ def _path(ctx: _Ctx, parent: dict, start: int, goal: int) -> list[int]:
     return [v for prev, heads in reversed(chunks) for v in _expand(ctx, prev, heads)]
 
 
-def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
+def _worst(ctx: Context, start: int, mem: int, order: Sequence[int]) -> int:
     S, M, worst = start, mem, 0
     for v in order:
         up, delta, S, _ = _step(ctx, S, v)
@@ -613,13 +618,13 @@ def _worst(ctx: _Ctx, start: int, mem: int, order: Sequence[int]) -> int:
 # Decomposition at cut points and the public entry point
 
 
-def cut_points(ctx: _Ctx) -> list[int]:
+def cut_points(ctx: Context) -> list[int]:
     """Ops comparable to every other op, in topological order (``decompose``)."""
-    topo = ctx.topo or topological(ctx.p, ctx.succs)
+    topo = ctx.topo or topological(ctx.p)
     return [topo[i] for i in cut_positions(ctx.p, topo)]
 
 
-def _resident(ctx: _Ctx, S: int) -> int:
+def _resident(ctx: Context, S: int) -> int:
     """Resident bytes after running exactly the ops in downset S."""
     p = ctx.p
     M = resident_after_inputs(p)
@@ -634,7 +639,7 @@ def _resident(ctx: _Ctx, S: int) -> int:
     return M
 
 
-def _raise_floor(ctx: _Ctx, seg_data, cuts: list[int], floor: int, deadline: float) -> int:
+def _raise_floor(ctx: Context, seg_data, cuts: list[int], floor: int, deadline: float) -> int:
     """Raise the floor with exact per-op closure bounds where the greedy order is above it.
 
     An op's closure bound is at most its step in any order, so only ops whose greedy step
@@ -664,14 +669,14 @@ def _raise_floor(ctx: _Ctx, seg_data, cuts: list[int], floor: int, deadline: flo
 class _Prep:
     """One piece made ready for search: its segments with their starting orders."""
 
-    ctx: _Ctx
+    ctx: Context
     segments: list[tuple[int, int]]
     seg_data: list[tuple[int, int, int, list[int], int]]  # start, goal, mem, order, worst
     floor: int  # proven lower bound on the piece's peak (hence on the whole problem's)
     results: dict[int, _Result] = field(default_factory=dict)
 
 
-def _prepare(ctx: _Ctx, stored: Sequence[int] | None) -> _Prep:
+def _prepare(ctx: Context, stored: Sequence[int] | None) -> _Prep:
     """Segments between the piece's cut ops, each with the better of the greedy order and
     the canonical form of the stored order (never worse: the stored order is a candidate)."""
     p = ctx.p
@@ -727,7 +732,7 @@ def schedule(
     time_limit: float = 10.0,
     max_states: int = 2_000_000,
     progress: Progress | None = None,
-    ctx: _Ctx | None = None,
+    ctx: Context | None = None,
     stored: Sequence[int] | None = None,
 ) -> Schedule:
     """Minimum-peak topological order of ``p`` (exact unless a limit stops the search).
@@ -841,5 +846,5 @@ def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):
     return out
 
 
-def ctx_macros(ctx: _Ctx) -> SourceMacros:
+def ctx_macros(ctx: Context) -> SourceMacros:
     return SourceMacros(ctx.source, ctx.block, ctx.block_ops, ctx.mpred)

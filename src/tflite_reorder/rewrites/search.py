@@ -24,6 +24,10 @@ survivors are each within the bounds but not together.
 Time: the search has a budget (seconds, whole search). Past it, no new candidate set is
 evaluated: the current choice (its peak measured) is kept, sites not yet dropped stay, and
 the error checks, which decide correctness, still run to the end.
+
+Why one module of ~550 lines: the builder (cached builds of a choice of sites), the trial
+cache and the selection share one search state; the rewrites themselves live apart
+(``partition``, ``split``, ``subsample``, ``add_tree``).
 """
 
 from __future__ import annotations
