@@ -152,3 +152,19 @@ def test_nas_loop():
     assert best == (min(min(v) for v in scores.values()), "nasnet_cells_int8")
     # What the loop would report: every architecture that fits the budget once reordered.
     assert {n for _, n in fits} >= {"inception_int8", "randwire_small_int8"}
+
+
+def test_too_many_live_pairs_writes_no_plan(monkeypatch):
+    """Past the planner's pair limit the model is still written, planned online by TFLM,
+    and the report does not count in-place sharing only an offline plan would give."""
+    from tflite_reorder.arena import blocks
+    from tflite_reorder.flatbuffer_io import get_offline_plan, parse_model
+    from tools import make_bad_inputs as mb
+
+    monkeypatch.setattr(blocks, "MAX_CONFLICT_PAIRS", 1000)
+    r = api.optimize(mb.fan_out(200), verify=False, time_limit=0.5)
+    assert r.plan is None and r.report.arena_planned is None
+    assert any("no offline plan written" in w for w in r.report.warnings)
+    assert get_offline_plan(parse_model(r.data).model) is None
+    assert r.report.peak_after == r.report.peak_after_no_inplace
+    assert r.report.lower_bound <= r.report.peak_after

@@ -10,6 +10,7 @@ import itertools
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ALL_MODELS as MODELS
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from tflite_reorder.arena import (
     ordered_fit,
     plan_arena,
 )
+from tflite_reorder.arena import blocks as blocks_mod
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
 from tflite_reorder.memory import ArenaUse, Buffer, simulate
@@ -257,3 +259,84 @@ def test_heuristic_stages_are_valid_on_their_own() -> None:
         ):
             assert arena.blocks.overlapping_pairs(blocks, offsets) == []
             assert all(o % 16 == 0 for o in offsets)
+
+
+# --- scaling: the sweep-line conflicts, stacked [-1, -1] buffers, numpy fits ----------------
+
+
+def naive_conflicts(blocks: Blocks) -> list[set[int]]:
+    n = len(blocks)
+    return [{j for j in range(n) if j != i and blocks.first[i] <= blocks.last[j]
+             and blocks.first[j] <= blocks.last[i]} for i in range(n)]
+
+
+def naive_place(blocks: Blocks, order, fit) -> list[int]:
+    conflicts = naive_conflicts(blocks)
+    offsets = [-1] * len(blocks)
+    for i in order:
+        spans = [(offsets[j], offsets[j] + blocks.size[j]) for j in conflicts[i]
+                 if offsets[j] >= 0]
+        offsets[i] = fit(blocks.size[i], spans)
+    return offsets
+
+
+def random_blocks(rng: random.Random, n: int, scopes: int, dead: int, clique: int) -> Blocks:
+    """Random intervals, ``dead`` never-used [-1, -1] buffers and a ``clique`` of buffers
+    alive over all scopes (long conflict lists: the numpy path)."""
+    size, first, last = [], [], []
+    for _ in range(n):
+        a, b = sorted(rng.randrange(scopes) for _ in range(2))
+        size.append(16 * rng.randint(1, 8))
+        first.append(a)
+        last.append(b)
+    for _ in range(clique):
+        size.append(16 * rng.randint(1, 8))
+        first.append(0)
+        last.append(scopes - 1)
+    for _ in range(dead):
+        size.append(16 * rng.randint(1, 8))
+        first.append(-1)
+        last.append(-1)
+    idx = list(range(len(size)))
+    rng.shuffle(idx)
+    return Blocks(tuple(size[i] for i in idx), tuple(first[i] for i in idx),
+                  tuple(last[i] for i in idx))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_sweep_conflicts_and_fits_equal_the_naive_ones(seed: int) -> None:
+    rng = random.Random(seed)
+    blocks = random_blocks(rng, rng.randint(1, 60), rng.randint(1, 20), rng.randint(0, 80),
+                           rng.choice((0, 3, 70)))
+    want = naive_conflicts(blocks)
+    assert [set(c) for c in blocks.conflicts] == want
+    sizes = np.asarray(blocks.size)
+    assert blocks.conflict_weight().tolist() == [int(sizes[list(c)].sum()) for c in want]
+    for fit in (blocks_mod.lowest_fit, blocks_mod.best_fit):
+        order = list(range(len(blocks)))
+        rng.shuffle(order)
+        offsets = blocks_mod.place(blocks, order, fit)
+        assert offsets == naive_place(blocks, order, fit)
+        assert blocks_mod.overlapping_pairs(blocks, offsets) == []
+    bad = list(offsets)
+    pairs = [(i, j) for i in range(len(blocks)) for j in want[i] if i < j]
+    if pairs:
+        i, j = rng.choice(pairs)
+        bad[j] = bad[i]
+        assert (i, j) in blocks_mod.overlapping_pairs(blocks, bad)
+
+
+def test_100k_never_used_buffers_are_stacked_without_pairs() -> None:
+    n = 100_000
+    blocks = Blocks((16,) * n + (32,), (-1,) * n + (0,), (-1,) * n + (3,))
+    offsets = greedy_by_size.plan(blocks)  # TFLM stacks them all
+    assert sorted(offsets[:n]) == list(range(0, 16 * n, 16)) and offsets[n] == 0
+    assert blocks_mod.overlapping_pairs(blocks, offsets) == []
+    assert len(blocks._sweep[1]) == 0  # no pair was ever listed
+
+
+def test_too_many_pairs_alive_together_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(blocks_mod, "MAX_CONFLICT_PAIRS", 100)
+    blocks = Blocks((16,) * 20, (0,) * 20, (1,) * 20)
+    with pytest.raises(blocks_mod.TooManyConflicts):
+        blocks_mod.place(blocks, range(20))

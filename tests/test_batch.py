@@ -110,3 +110,28 @@ def test_a_crashing_worker_is_isolated(model_dir, tmp_path):
     assert "crashed" in rows["corrupt"]["error"]
     assert all(rows[n]["status"] == "ok" for n in GOOD)
     assert batch.exit_code(rows.values()) == 3
+
+
+HOSTILE = ["cycle.tflite", "quant_scale_nan.tflite", "offline_plan_buffer0.tflite",
+           "nested_if_shared30.tflite", "junk_constant_m1m1.tflite", "fill_int64_huge.tflite",
+           "large_custom_options.tflite"]
+
+
+def test_hostile_models_are_input_errors_naming_their_file(tmp_path, capsys):
+    """Bad models never give exit 3 nor crash a worker; every error names its file."""
+    corpus = Path(__file__).resolve().parent / "bad_inputs"
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in HOSTILE:
+        shutil.copyfile(corpus / name, src / name)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(["batch", src, "--out", out, "--jobs", "2", "--json",
+                                    "--time-limit", "0.5"], capsys)
+    assert code == 2, stderr
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert sorted(Path(r["input"]).name for r in rows) == sorted(HOSTILE)
+    for r in rows:
+        assert r["error_kind"] == "input" and r["exit_code"] == 2, r
+        assert r["error"].startswith(r["input"]), r["error"]
+        assert "\n" not in r["error"]
+    assert not out.exists() or not list(out.iterdir())

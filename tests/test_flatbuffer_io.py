@@ -4,14 +4,30 @@ plans, atomic writes, and the one-line errors for what it refuses."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import model_path
+from ai_edge_litert import schema_py_generated as schema
+from conftest import ROOT, model_path
 from tinymodels import diamond, model_t
 
+from tflite_reorder import api
 from tflite_reorder import flatbuffer_io as fio
-from tflite_reorder.flatbuffer_io import ModelError, load_model, parse_model, serialize_model
+from tflite_reorder.flatbuffer_io import (
+    ModelError,
+    get_offline_plan,
+    load_model,
+    parse_model,
+    read_bytes,
+    serialize_model,
+    write_atomic,
+)
+from tools import make_bad_inputs as mb
 
 
 def _with_constant():
@@ -119,3 +135,141 @@ def test_write_atomic(tmp_path):
         fio.write_atomic(tmp_path / "no" / "out.tflite", b"x")
     with pytest.raises(ModelError, match="is a directory"):
         fio.write_atomic(tmp_path, b"x")
+
+
+# --- inputs that are not regular files ------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_without_writer_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "model.tflite"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match="is a FIFO"):
+        read_bytes(fifo)  # a blocking open would hang here forever
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_character_device_is_refused():
+    with pytest.raises(ModelError, match="/dev/zero: is a character device"):
+        read_bytes("/dev/zero")
+
+
+def test_sparse_file_over_the_limit_is_refused_before_reading(tmp_path):
+    big = tmp_path / "huge.tflite"
+    with open(big, "wb") as fh:
+        fh.truncate(fio.MAX_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ModelError, match="larger than the limit"):
+        read_bytes(big)
+
+
+def test_a_million_entries_pointing_at_one_table_are_refused():
+    data = mb.shared_tensor_table(1_000_000)
+    assert len(data) < 5_000_000
+    with pytest.raises(ModelError, match="1000000 tensors, more than the limit"):
+        parse_model(data, "shared.tflite")
+
+
+def test_vector_entry_limit(monkeypatch):
+    monkeypatch.setattr(fio, "MAX_VECTOR_ENTRIES", 10)
+    with pytest.raises(ModelError, match="vectors hold"):
+        load_model(ROOT / "models" / "inplace_add_int8.tflite")
+
+
+# --- byte ranges the model references ---------------------------------------------------------
+
+
+def test_a_thousand_references_to_one_buffer_stay_one_buffer():
+    data = mb.shared_weight(1_000, 1 << 20)
+    assert len(data) < 2 << 20  # written once, not a thousand times
+    loaded = parse_model(data)
+    first = loaded.model.buffers[-1].data
+    assert all(b.data is first for b in loaded.model.buffers[-1000:])  # one shared array
+    out = api.optimize(data, verify=False, time_limit=0.5).data
+    assert len(out) < 2 << 20
+    again = parse_model(out).model
+    weights = [t for t in again.subgraphs[0].tensors if fio.text(t.name)[:1] == "w"]
+    assert len(weights) == 1000
+    want = bytes(np.asarray(first))
+    assert all(bytes(np.asarray(again.buffers[t.buffer].data)) == want for t in weights)
+
+
+def _large_options(raw: bytes) -> list[bytes]:
+    """Out-of-line custom options of every operator of subgraph 0, read with the flat API."""
+    sg = schema.Model.GetRootAs(raw, 0).Subgraphs(0)
+    found = []
+    for i in range(sg.OperatorsLength()):
+        op = sg.Operators(i)
+        if op.LargeCustomOptionsSize():
+            off, size = op.LargeCustomOptionsOffset(), op.LargeCustomOptionsSize()
+            found.append(raw[off:off + size])
+    return found
+
+
+def test_large_custom_options_are_carried_to_the_output():
+    data = mb.large_custom_options()
+    want = bytes(np.arange(1000, dtype=np.uint32).astype(np.uint8))
+    assert _large_options(data) == [want]
+    out = api.optimize(data, verify=False, time_limit=0.5).data
+    assert _large_options(out) == [want]
+    assert _large_options(serialize_model(parse_model(out).model)) == [want]
+
+
+def _weight(raw: bytes) -> bytes:
+    m = parse_model(raw).model
+    w = m.subgraphs[0].tensors[int(m.subgraphs[0].operators[0].inputs[1])]
+    return bytes(np.asarray(m.buffers[w.buffer].data, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("plan", [True, False])
+def test_plan_never_overwrites_a_weight_sharing_its_buffer(plan):
+    data = mb.plan_shares_weight()
+    out = api.optimize(data, verify=False, plan=plan, time_limit=0.5).data
+    assert _weight(out) == _weight(data)
+    offsets = get_offline_plan(parse_model(out).model)
+    assert (offsets is not None) == plan
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def test_sigterm_while_writing_leaves_no_temp_file(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT / "src")!r})
+        from tflite_reorder import flatbuffer_io
+        real = os.fsync
+        def fsync(fd):
+            os.kill(os.getpid(), signal.SIGTERM)
+            real(fd)
+        os.fsync = fsync
+        try:
+            flatbuffer_io.write_atomic({str(tmp_path / "out.tflite")!r}, b"x" * 1000)
+        except flatbuffer_io.Terminated:
+            print("terminated")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.strip() == "terminated", run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_writing_onto_a_full_device_fails_and_keeps_the_device():
+    with pytest.raises(ModelError, match="No space left"):
+        write_atomic("/dev/full", b"model")
+    assert Path("/dev/full").is_char_device()
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null")
+def test_writing_onto_dev_null_keeps_it_a_device():
+    write_atomic("/dev/null", b"model")
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_as_output_is_refused(tmp_path):
+    fifo = tmp_path / "out.tflite"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match="refusing to replace it"):
+        write_atomic(fifo, b"model")
+    assert fifo.is_fifo()

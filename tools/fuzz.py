@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import copy
 import multiprocessing as mp
 import random
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tflite_reorder import api
+from tflite_reorder import api, preflight
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -415,6 +416,96 @@ STRUCT_MUTATIONS: list[Callable] = [
 ]
 
 
+# Hostile inputs of the robustness issue: what the native runtimes die on, byte ranges the
+# writer must carry (shared data, out-of-line custom options), junk shapes and dims.
+
+
+def _quant_scales(rng, m, _s) -> str:
+    """A quantisation scale LiteRT and TFLM abort on: 0, negative, NaN, inf, subnormal."""
+    found = [x for sg in m.subgraphs for x in sg.tensors or []
+             if x.quantization is not None and x.quantization.scale is not None
+             and len(x.quantization.scale)]
+    if not found:
+        raise _Skip
+    q = rng.choice(found).quantization
+    value = rng.choice((0.0, -1.0, float("nan"), float("inf"), 1e-45))
+    q.scale = np.full(len(q.scale), value, dtype=np.float32)
+    return f"quantization scale {value}"
+
+
+def _plan_buffer(rng, m, _s) -> str:
+    """An offline plan entry in buffer 0, in a weight's buffer, or named twice."""
+    bufs = m.buffers or []
+    weights = [t.buffer for sg in m.subgraphs for t in sg.tensors or []
+               if 0 < t.buffer < len(bufs) and bufs[t.buffer].data is not None]
+    kind = rng.choice(("zero", "weight", "twice"))
+    entry = schema.MetadataT()
+    entry.name = "OfflineMemoryAllocation"
+    entry.buffer = rng.choice(weights) if kind != "zero" and weights else 0
+    m.metadata = [*(m.metadata or []), entry]
+    if kind == "twice":
+        m.metadata.append(copy.deepcopy(entry))
+    return f"offline plan in buffer {entry.buffer} ({kind})"
+
+
+def _shared_data(rng, m, _s) -> str:
+    """Several buffers share one data array (written once; sizes may now be wrong)."""
+    bufs = [b for b in m.buffers or [] if b.data is not None and len(b.data)]
+    if len(bufs) < 2:
+        raise _Skip
+    src = rng.choice(bufs)
+    k = rng.randint(1, len(bufs) - 1)
+    for b in rng.sample(bufs, k):
+        b.data = src.data
+    return f"{k} buffers share one data array"
+
+
+def _large_custom(rng, m, _s) -> str:
+    """Out-of-line custom options: carried bytes, or offsets pointing anywhere."""
+    sg, i = _pick_op(rng, m)
+    op = sg.operators[i]
+    if rng.random() < 0.5:
+        n = rng.choice((1, 16, 1000))
+        op.largeCustomOptions = np.frombuffer(rng.randbytes(n), np.uint8).copy()
+        return f"op {i} large custom options, {n} bytes"
+    op.largeCustomOptionsOffset = rng.choice((1, 17, 2**31, 2**40, 2**64 - 1))
+    op.largeCustomOptionsSize = rng.choice((1, 16, 2**32, 2**63))
+    return (f"op {i} large custom options at {op.largeCustomOptionsOffset} "
+            f"size {op.largeCustomOptionsSize}")
+
+
+def _junk_constant(rng, m, _s) -> str:
+    """An INT32 or INT64 constant of a nonsensical shape or with values beyond int32,
+    unused or wired into an operator's input (shape inference reads such constants)."""
+    sg = _pick_sg(rng, m)
+    wide = rng.random() < 0.5
+    values = [rng.choice((-(2**40), -5, -1, 0, 3, 2**31, 2**33)) for _ in range(4)]
+    arr = np.array(values, dtype="<i8") if wide else np.array(values, "<i8").astype("<i4")
+    t = schema.TensorT()
+    t.name = "junk"
+    t.type = schema.TensorType.INT64 if wide else schema.TensorType.INT32
+    t.shape = np.array(rng.choice(([-1, -1], [-2, -3], [4], [2, 2], [0, -1], [2**31 - 1, 2])),
+                       dtype=np.int32)
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(arr.tobytes(), np.uint8).copy()
+    m.buffers = [*(m.buffers or [schema.BufferT()]), buf]
+    t.buffer = len(m.buffers) - 1
+    sg.tensors = [*(sg.tensors or []), t]
+    where = "unused"
+    if sg.operators and rng.random() < 0.6:
+        i = rng.randrange(len(sg.operators))
+        ins = _vec(sg.operators[i].inputs) or [0]
+        k = rng.randrange(len(ins))
+        ins[k] = len(sg.tensors) - 1
+        sg.operators[i].inputs = ins
+        where = f"op {i} input {k}"
+    return f"junk constant {list(t.shape)} {values} ({where})"
+
+
+STRUCT_MUTATIONS += [_quant_scales, _plan_buffer, _shared_data, _large_custom,
+                     _junk_constant, _junk_constant]
+
+
 # ---------------------------------------------------------------------------------------------
 # Cases
 
@@ -460,6 +551,8 @@ def run_case(data: bytes, time_limit: float) -> tuple[str, str]:
         result = api.optimize(data, verify=False, time_limit=time_limit)
         _check_output(data, result)
         api.peak_memory(data, time_limit=time_limit)
+        _preflight(data)
+        _preflight(result.data)
     except ModelError as exc:
         msg = str(exc)
         if "\n" in msg or not msg:
@@ -472,6 +565,12 @@ def run_case(data: bytes, time_limit: float) -> tuple[str, str]:
     except Exception:
         return "crash", traceback.format_exc()
     return "ok", ""
+
+
+def _preflight(data: bytes) -> None:
+    """The check run before LiteRT or TFLM sees a model: a refusal is fine, nothing else."""
+    with contextlib.suppress(ModelError):
+        preflight.check(data)
 
 
 def _check_output(data: bytes, result: api.Optimized) -> None:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -233,6 +234,143 @@ def _constant(m: schema.ModelT, t: schema.TensorT) -> bool:
     return buf is not None and buf.data is not None and len(buf.data) > 0
 
 
+def _quantised_tensor(m: schema.ModelT) -> schema.TensorT:
+    return next(t for t in m.subgraphs[0].tensors
+                if t.quantization is not None and t.quantization.scale is not None
+                and len(t.quantization.scale))
+
+
+def quant_scale(value: float) -> Callable[[], bytes]:
+    """An activation's quantisation scale set to ``value`` (0 or NaN: the runtimes abort)."""
+    def make() -> bytes:
+        m = _base()
+        t = _quantised_tensor(m)
+        t.quantization.scale = np.full(len(t.quantization.scale), value, dtype=np.float32)
+        return serialize_model(m)
+    return make
+
+
+def offline_plan_in_buffer0() -> bytes:
+    """An ``OfflineMemoryAllocation`` metadata entry naming buffer 0 (TFLM segfaults)."""
+    m = _base()
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = "OfflineMemoryAllocation", 0
+    m.metadata = [*(m.metadata or []), entry]
+    return serialize_model(m)
+
+
+def plan_shares_weight() -> bytes:
+    """An offline plan whose metadata buffer is a convolution's weight buffer."""
+    m = _base()
+    sg = m.subgraphs[0]
+    weight = sg.tensors[int(_ops(m)[0].inputs[1])]
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = "OfflineMemoryAllocation", weight.buffer
+    m.metadata = [*(m.metadata or []), entry]
+    return serialize_model(m)
+
+
+def large_custom_options() -> bytes:
+    """The MEAN becomes a custom op whose 1,000 option bytes live outside the flatbuffer
+    (``large_custom_options_offset/size``)."""
+    m = _base()
+    mean = next(op for op in _ops(m) if m.operatorCodes[op.opcodeIndex].builtinCode == OP.MEAN)
+    mean.opcodeIndex = _opcode(m, OP.CUSTOM, "MyLargeOptions")
+    mean.builtinOptionsType, mean.builtinOptions = 0, None
+    mean.largeCustomOptions = np.arange(1000, dtype=np.uint32).astype(np.uint8)
+    return serialize_model(m)
+
+
+def junk_constant(shape: list[int]) -> Callable[[], bytes]:
+    """An unused INT32 constant of a nonsensical stored shape (``[-1, -1]``, ``[-2, -3]``)."""
+    def make() -> bytes:
+        m = _base()
+        t = schema.TensorT()
+        t.name, t.type, t.shape = "junk", schema.TensorType.INT32, np.array(shape, np.int32)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(np.arange(4, dtype="<i4").tobytes(), np.uint8).copy()
+        m.buffers.append(buf)
+        t.buffer = len(m.buffers) - 1
+        m.subgraphs[0].tensors.append(t)
+        return serialize_model(m)
+    return make
+
+
+def fill_int64(dims: list[int]) -> Callable[[], bytes]:
+    """A FILL whose INT64 dims constant holds values beyond int32 (an extra output)."""
+    def make() -> bytes:
+        m = _base()
+        sg = m.subgraphs[0]
+
+        def const(name: str, arr: np.ndarray, dtype: int, shape: list[int]) -> int:
+            t = schema.TensorT()
+            t.name, t.type, t.shape = name, dtype, np.array(shape, np.int32)
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(arr.tobytes(), np.uint8).copy()
+            m.buffers.append(buf)
+            t.buffer = len(m.buffers) - 1
+            sg.tensors.append(t)
+            return len(sg.tensors) - 1
+
+        d = const("dims", np.array(dims, "<i8"), schema.TensorType.INT64, [len(dims)])
+        v = const("value", np.array([1.0], "<f4"), schema.TensorType.FLOAT32, [])
+        out = schema.TensorT()
+        out.name, out.type, out.shape, out.buffer = "filled", schema.TensorType.FLOAT32, \
+            np.array([1, 1], np.int32), 0
+        sg.tensors.append(out)
+        op = schema.OperatorT()
+        op.opcodeIndex = _opcode(m, OP.FILL)
+        op.inputs, op.outputs = np.array([d, v], np.int32), np.array([len(sg.tensors) - 1],
+                                                                     np.int32)
+        sg.operators.append(op)
+        sg.outputs = np.array([*list(sg.outputs), len(sg.tensors) - 1], np.int32)
+        return serialize_model(m)
+    return make
+
+
+def shared_tensor_table(count: int = 1_000_000) -> bytes:
+    """A valid header and one subgraph whose tensors vector repeats one Tensor table
+    ``count`` times: 4 bytes per entry in the file, one Python object each if unpacked."""
+    b = flatbuffers.Builder(1024)
+    name = b.CreateString("t")
+    schema.TensorStart(b)
+    schema.TensorAddName(b, name)
+    tensor = schema.TensorEnd(b)
+    b.StartVector(4, count, 4)
+    for _ in range(count):
+        b.PrependUOffsetTRelative(tensor)
+    tensors = b.EndVector()
+    schema.SubGraphStart(b)
+    schema.SubGraphAddTensors(b, tensors)
+    sg = schema.SubGraphEnd(b)
+    schema.ModelStartSubgraphsVector(b, 1)
+    b.PrependUOffsetTRelative(sg)
+    subgraphs = b.EndVector()
+    schema.ModelStart(b)
+    schema.ModelAddVersion(b, 3)
+    schema.ModelAddSubgraphs(b, subgraphs)
+    b.Finish(schema.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def shared_weight(refs: int = 1_000, nbytes: int = 1 << 20) -> bytes:
+    """``refs`` constant tensors, each with its own buffer entry, all holding one
+    ``nbytes`` data vector (written once: the file stays about ``nbytes`` long)."""
+    m = _base()
+    data = np.zeros(nbytes, dtype=np.uint8)
+    data[::4096] = 7
+    sg = m.subgraphs[0]
+    for i in range(refs):
+        buf = schema.BufferT()
+        buf.data = data  # one array: the writer stores it once
+        m.buffers.append(buf)
+        t = schema.TensorT()
+        t.name, t.type, t.shape = f"w{i}", schema.TensorType.INT8, np.array([nbytes], np.int32)
+        t.buffer = len(m.buffers) - 1
+        sg.tensors.append(t)
+    return serialize_model(m)
+
+
 CORPUS: dict[str, Callable[[], bytes]] = {
     "empty.tflite": lambda: b"",
     "random.tflite": random_bytes,
@@ -254,6 +392,16 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "dynamic_stored_dim.tflite": dynamic_stored_dim,
     "zero_sized_tensor.tflite": zero_sized_tensor,
     "custom_and_unknown_ops.tflite": custom_and_unknown_ops,
+    "quant_scale_zero.tflite": quant_scale(0.0),
+    "quant_scale_nan.tflite": quant_scale(float("nan")),
+    "offline_plan_buffer0.tflite": offline_plan_in_buffer0,
+    "plan_shares_weight.tflite": plan_shares_weight,
+    "large_custom_options.tflite": large_custom_options,
+    "junk_constant_m1m1.tflite": junk_constant([-1, -1]),
+    "junk_constant_m2m3.tflite": junk_constant([-2, -3]),
+    "fill_int64_huge.tflite": fill_int64([2**33, 3]),
+    "fill_int64_negative.tflite": fill_int64([-5, 2**40]),
+    "nested_if_shared30.tflite": lambda: nested_ifs(30, shared=True),
 }
 
 
@@ -386,6 +534,100 @@ def wide_branches(branches: int = 200, width: int = 4, seed: int = 0, join: str 
     y = b.tensor([1, branches], "output")
     b.concat(ends, y)
     return b.finish([x], [y])
+
+
+def long_chain(length: int = 10_000, width: int = 4) -> bytes:
+    """One chain of ``length`` ops (ADD(x, x) and RELU alternating) on [1, width] float32."""
+    b = _Builder()
+    prev = x = b.tensor([1, width], "input")
+    for i in range(length):
+        t = b.tensor([1, width], f"t{i}")
+        if i % 2:
+            b.op(OP.RELU, [prev], [t])
+        else:
+            b.op(OP.ADD, [prev, prev], [t], schema.BuiltinOptions.AddOptions,
+                 schema.AddOptionsT())
+        prev = t
+    return b.finish([x], [prev])
+
+
+def fan_out(width: int = 5_000, join: str = "concat", size: int = 4) -> bytes:
+    """``width`` RELUs of one input, joined by one CONCATENATION or a balanced ADD tree."""
+    b = _Builder()
+    x = b.tensor([1, size], "input")
+    ends = []
+    for i in range(width):
+        ends.append(b.tensor([1, size], f"r{i}"))
+        b.op(OP.RELU, [x], [ends[-1]])
+    if join == "add":
+        level = 0
+        while len(ends) > 1:
+            nxt = []
+            for i in range(0, len(ends) - 1, 2):
+                t = b.tensor([1, size], f"sum{level}_{i // 2}")
+                b.op(OP.ADD, [ends[i], ends[i + 1]], [t], schema.BuiltinOptions.AddOptions,
+                     schema.AddOptionsT())
+                nxt.append(t)
+            ends = nxt + ends[len(ends) // 2 * 2:]
+            level += 1
+        return b.finish([x], ends)
+    y = b.tensor([1, size * width], "output")
+    b.concat(ends, y)
+    return b.finish([x], [y])
+
+
+def dangling_tensors(count: int = 100_000, ops: int = 10) -> bytes:
+    """A short RELU chain plus ``count`` activation tensors no operator touches (TFLM
+    gives each the lifetime [-1, -1])."""
+    b = _Builder()
+    prev = x = b.tensor([1, 4], "input")
+    for i in range(ops):
+        t = b.tensor([1, 4], f"t{i}")
+        b.op(OP.RELU, [prev], [t])
+        prev = t
+    for i in range(count):
+        b.tensor([1, 4 + i % 7], f"dangling{i}")
+    return b.finish([x], [prev])
+
+
+def nested_ifs(depth: int = 1_500, shared: bool = False) -> bytes:
+    """IFs nested ``depth`` deep: subgraph k's IF calls subgraph k + 1 as its then-branch
+    and, with ``shared``, as its else-branch too (2^depth paths through one chain of
+    subgraphs), otherwise a one-RELU leaf subgraph shared by every level.
+
+    Every subgraph takes (cond: BOOL [], x: FLOAT32 [1, 4]) and returns y [1, 4]; the
+    innermost and the leaf apply RELU. LiteRT and TFLM both run it.
+    """
+    m = schema.ModelT()
+    m.version, m.description = 3, "tflite-reorder nested IF stress model"
+    m.operatorCodes, m.buffers, m.subgraphs = [], [schema.BufferT()], []
+    leaf = depth + 1
+    for k in range(depth + 2):
+        sg = schema.SubGraphT()
+        sg.name = f"level{k}" if k < leaf else "leaf"
+        sg.tensors, sg.operators = [], []
+        for name, shape, dtype in (("cond", [], schema.TensorType.BOOL),
+                                   ("x", [1, 4], schema.TensorType.FLOAT32),
+                                   ("y", [1, 4], schema.TensorType.FLOAT32)):
+            t = schema.TensorT()
+            t.name, t.shape, t.type, t.buffer = name, np.array(shape, np.int32), dtype, 0
+            sg.tensors.append(t)
+        op = schema.OperatorT()
+        if k < depth:
+            opts = schema.IfOptionsT()
+            opts.thenSubgraphIndex = k + 1
+            opts.elseSubgraphIndex = k + 1 if shared else leaf
+            op.opcodeIndex = _opcode(m, OP.IF)
+            op.inputs = np.array([0, 0, 1], np.int32)
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.IfOptions, opts
+        else:
+            op.opcodeIndex = _opcode(m, OP.RELU)
+            op.inputs = np.array([1], np.int32)
+        op.outputs = np.array([2], np.int32)
+        sg.operators.append(op)
+        sg.inputs, sg.outputs = np.array([0, 1], np.int32), np.array([2], np.int32)
+        m.subgraphs.append(sg)
+    return serialize_model(m)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -141,14 +141,18 @@ def optimize(
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
     loaded = load_model(model)
-    m = copy.deepcopy(loaded.model)
+    if isinstance(model, LoadedModel):
+        m = copy.deepcopy(loaded.model)  # the caller's tables stay as they were
+    else:  # ours alone: edit them in place (a deep copy of 100,000 tensors takes seconds)
+        m, loaded = loaded.model, LoadedModel(None, loaded.raw, loaded.source)
     rep = Report(input=loaded.source, output=output_name)
     if tflm_compat:
         stage("tflm-compat")
         _tflm_compat(m, rep, time_limit)
 
     stage("shapes")
-    unsafe = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
+    unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
+    read_tables = m
 
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
@@ -161,8 +165,12 @@ def optimize(
 
     if fix_shapes:
         rep.repairs = repair_model(m)
-    true = shapes.true_shapes(m)
-    graph = build_graph(m, true)
+    if m is read_tables and not rep.repairs and not rewrite and rep.tiles is None:
+        # unchanged since the hazards were looked for: that graph still holds
+        true, graph = as_read
+    else:
+        true = shapes.true_shapes(m)
+        graph = build_graph(m, true)
     rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
     if unsafe and not fix_shapes and plan:
         rep.warnings.append(
@@ -194,14 +202,14 @@ def optimize(
     check_written(graph, data, orders, the_plan, use)
     if rep.tiles is not None:
         # the input made safe in TFLM when it is not (as the "before" peaks are)
-        before = _safe_reference(loaded.model) if unsafe else loaded.raw
+        before = _safe_reference(_tables(loaded)) if unsafe else loaded.raw
         _tflm_totals(before, data, rep, use_tflm)
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
     if verify:
         stage("verify")
-        safe = _safe_reference(reference.model) if unsafe else None
+        safe = _safe_reference(_tables(reference)) if unsafe else None
         try:
             ver = verify_written(reference, data, safe, use_tflm,
                                  tflm_against_litert=bool(tflm_compat and reference is loaded))
@@ -213,7 +221,7 @@ def optimize(
             raise VerificationError(rep)
     if target is not None:
         stage("target")
-        ref = _safe_reference(reference.model) if unsafe else reference.raw
+        ref = _safe_reference(_tables(reference)) if unsafe else reference.raw
         on = pipeline.verify(ref, data, target, rep.arena_planned)
         rep.target = on.to_dict()
         if verify and on.verified is False:
@@ -223,20 +231,23 @@ def optimize(
     return Optimized(data, rep, orders, the_plan, use)
 
 
-def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> list:
-    """The input's shape and padding hazards, and its stored-order peaks as is and made safe.
+def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
+    """The input's shape and padding hazards, and its stored-order peaks as is and made safe;
+    also the input's true shapes and graph, for reuse while the model stays unchanged.
 
     "Before" figures compare with the safe input: the repairs add memory that the unsafe
     input only appears to save.
     """
     found = [h for h in hazards.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
     rep.shape_fixes = [h.to_report() for h in found]
-    rep.peak_input = rep.peak_before = stored_peak(shapes.true_graph(m))
+    true = shapes.true_shapes(m)
+    graph = build_graph(m, true)
+    rep.peak_input = rep.peak_before = stored_peak(graph)
     if repaired and found:
         safe = copy.deepcopy(m)
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
-    return found
+    return found, (true, graph)
 
 
 def _tflm_compat(m, rep: Report, time_limit: float) -> None:
@@ -351,8 +362,21 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
 
 def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
           time_limit: float) -> arena.Plan | None:
-    """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison."""
-    rep.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+    """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison.
+
+    With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
+    no plan is written: TFLM plans the arena online, and the report says so.
+    """
+    try:
+        rep.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+        the_plan = arena.plan_arena(use, time_limit=time_limit / 10) if plan else None
+    except arena.TooManyConflicts as exc:
+        rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")
+        plan, the_plan = False, None
+        if rep.inplace:  # in-place sharing needs the offline plan: it will not happen
+            rep.optimal = rep.optimal and rep.peak_after == rep.peak_after_no_inplace
+            rep.peak_after, rep.inplace = rep.peak_after_no_inplace, False
+            rep.lower_bound = min(rep.lower_bound, rep.peak_after)
     if not plan:
         if get_offline_plan(m) is not None:
             remove_offline_plan(m)  # an old plan does not fit the new order
@@ -360,11 +384,16 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
                 "removed the input's offline plan (it does not fit the new order)")
         return None
     # A tenth of the search's budget: the whole run stays within 1.1 x --time-limit.
-    the_plan = arena.plan_arena(use, time_limit=time_limit / 10)
     set_offline_plan(m, arena.offsets_for_model(graph, the_plan))
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
     return the_plan
+
+
+def _tables(loaded: LoadedModel):
+    """The input's object tree, re-read when ``optimize`` has edited the one it read."""
+    return loaded.model if loaded.model is not None else parse_model(loaded.raw,
+                                                                      loaded.source).model
 
 
 def _safe_reference(model_t) -> bytes:
@@ -404,14 +433,16 @@ def inspect_order(
 
 def op_rows(graph: ModelGraph, orders: list[list[int]], use: ArenaUse) -> list[OpRow]:
     """One row per operator in execution order with the bytes live at its scope."""
-    profile = use.profile()
+    ops = sorted(use.op_scope.items(), key=lambda kv: kv[1])
+    live = use.live_at([scope for _, scope in ops])
+    position = [{v: i for i, v in enumerate(order)} for order in orders]
     rows = []
-    for (s, v), scope in sorted(use.op_scope.items(), key=lambda kv: kv[1]):
+    for ((s, v), _), bytes_live in zip(ops, live, strict=True):
         sg = graph.subgraphs[s]
         op = sg.ops[v]
         out_shapes = ", ".join("x".join(map(str, sg.tensors[t].shape)) or "scalar"
                                for t in op.outputs)
-        rows.append(OpRow(orders[s].index(v), v, op.opcode, out_shapes, profile[scope], s))
+        rows.append(OpRow(position[s][v], v, op.opcode, out_shapes, bytes_live, s))
     return rows
 
 

@@ -105,7 +105,8 @@ def _failed(task: Task, exc: BaseException) -> dict:
     """The row of a failure; ``error_kind`` and ``exit_code`` from ``results.classify``."""
     failure = classify(exc)
     report = exc.report.to_dict() if isinstance(exc, VerificationError) else None
-    where = "" if failure.kind in ("input", "verification") else f"{task.src}: "
+    # Every line names its file: graph checks past reading (a cycle, ...) do not.
+    where = "" if failure.message.startswith(task.src) else f"{task.src}: "
     return _error(task, failure.kind, where + failure.message, report)
 
 

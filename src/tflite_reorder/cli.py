@@ -6,7 +6,9 @@ found; 2 bad input or usage; 3 internal error. Errors are one line on stderr, no
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,10 +19,22 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .flatbuffer_io import ModelError, write_atomic
-from .results import EXIT_OK, EXIT_VERIFY, classify
+from .flatbuffer_io import (
+    ModelError,
+    check_output_path,
+    sigterm_as_interrupt,
+    write_atomic,
+)
+from .results import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_VERIFY,
+    classify,
+)
 from .version import __version__
 
+# click's UsageError (typer vendors click in recent versions: found through its subclass).
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 COMMANDS = ("optimize", "inspect", "arena", "check", "batch")
 
 app = typer.Typer(
@@ -99,20 +113,48 @@ def _progress(enabled: bool) -> Iterator[Callable | None]:
         yield update
 
 
-def _check_paths(src: Path, dst: Path | None) -> None:
+def _check_paths(src: Path, dst: Path | None, *extra: Path | None) -> None:
+    """Every path and dependency checked before any work: a bad output path or a missing
+    plotting library must fail before anything is computed or written.
+
+    ``extra`` are further outputs (``--header``, ``--plot``); none may be the input or the
+    model output, and a ``--plot`` needs matplotlib.
+    """
     if not src.exists():
         raise ModelError(f"{src}: no such file")
     if src.is_dir():
         raise ModelError(f"{src}: is a directory, not a .tflite file")
-    if dst is None:
+    outputs = [p for p in (dst, *extra) if p is not None]
+    for i, path in enumerate(outputs):
+        if path.exists() and path.resolve() == src.resolve():
+            raise ModelError(f"{path}: output path is the input file; refusing to overwrite it")
+        if any(_same_path(path, q) for q in outputs[:i]):
+            raise ModelError(f"{path}: given as two different outputs")
+        check_output_path(path)
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _check_plot(plot: Path | None) -> None:
+    if plot is None:
         return
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise ModelError(f"{dst}: output path is the input file; refusing to overwrite it")
-    if dst.is_dir():
-        raise ModelError(f"{dst}: output path is a directory")
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        raise ModelError(f"{dst}: output directory {parent} does not exist")
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ModelError(f"{plot}: plot file must end in {', '.join(PLOT_SUFFIXES)}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ModelError(f"{plot}: plotting needs matplotlib (pip install "
+                         f"'tflite-reorder[plot]')")
+
+
+def _finite(value: float | None) -> float | None:
+    """Option callback: inf and nan pass click's range checks but are no usable number."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
@@ -136,8 +178,8 @@ def _target(arch: str | None, kernels: str, tflm_src: Path | None):
     except ValueError as exc:
         raise ModelError(str(exc)) from None
 TimeLimit = Annotated[float, typer.Option(
-    "--time-limit", min=0.0, help="Seconds for the exact search; then the best order found "
-    "is used and the gap reported.")]
+    "--time-limit", min=0.0, callback=_finite, help="Seconds for the exact search; then the "
+    "best order found is used and the gap reported.")]
 
 
 @app.command()
@@ -157,8 +199,9 @@ def optimize(
                                              "write.")] = True,
     rewrite: Annotated[bool, typer.Option(help="Apply graph rewrites (numerics may "
                                           "change).")] = False,
-    max_error: Annotated[float, typer.Option(min=0.0, help="Largest output error a rewrite "
-                                             "may cause, in int8 LSBs.")] = 2.0,
+    max_error: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Largest output "
+                                             "error a rewrite may cause, in int8 LSBs.")]
+    = 2.0,
     tflm_compat: Annotated[bool, typer.Option("--tflm-compat", help="Fold DEQUANTIZE of "
                                               "float16 weights and DENSIFY of sparse weights "
                                               "into float32/dense constants (TFLM runs "
@@ -189,7 +232,10 @@ def optimize(
     from . import report as rep
 
     with _errors(src, dst, header, plot, calibration):
-        _check_paths(src, dst)
+        _check_paths(src, dst, header, plot)
+        _check_plot(plot)
+        if calibration is not None and not calibration.is_file():
+            raise ModelError(f"{calibration}: no such file (--calibration)")
         with _progress(not json_out) as progress:
             result = api.optimize(src, inplace=inplace, plan=plan, fix_shapes=fix_shapes,
                                   rewrite=rewrite, max_error=max_error,
@@ -244,8 +290,9 @@ def arena(
     json_out: Json = False,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena size.")]
     = None,
-    margin: Annotated[float, typer.Option(min=0.0, help="Extra fraction added to the header's "
-                                          "arena size (0.1 = 10%).")] = 0.0,
+    margin: Annotated[float, typer.Option(min=0.0, callback=_finite, help="Extra fraction "
+                                          "added to the header's arena size (0.1 = 10%).")]
+    = 0.0,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     inplace: Annotated[bool, typer.Option(help="Allow in-place sharing in the plan.")] = True,
     time_limit: TimeLimit = 10.0,
@@ -260,7 +307,8 @@ def arena(
     from . import report as rep
 
     with _errors(src, header, plot):
-        _check_paths(src, None)
+        _check_paths(src, None, header, plot)
+        _check_plot(plot)
         result = api.optimize(src, inplace=inplace, time_limit=time_limit, verify=False,
                               target=_target(target, kernels, tflm_src))
         figures = api.arena_figures(src, result, measure=measure)
@@ -342,9 +390,28 @@ def batch(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: a first argument that is no command means ``optimize``."""
+    """Entry point: a first argument that is no command means ``optimize``.
+
+    Usage errors are one line and exit 2 like every other error (click's framed usage box
+    is for nobody's log file); SIGTERM is handled like Ctrl-C.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
         args.insert(0, "optimize")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    app(args=args, prog_name="tflite-reorder")
+    try:
+        with sigterm_as_interrupt():
+            code = app(args=args, prog_name="tflite-reorder", standalone_mode=False)
+    except _USAGE_ERROR as exc:
+        raise _usage_error(exc) from None
+    except (typer.Abort, KeyboardInterrupt) as exc:  # outside a command's own handler
+        failure = classify(exc if isinstance(exc, KeyboardInterrupt) else KeyboardInterrupt())
+        _fail(failure.exit_code, failure.kind)
+        sys.exit(failure.exit_code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _usage_error(exc) -> SystemExit:
+    where = exc.ctx.command_path if exc.ctx is not None else "tflite-reorder"
+    _fail(EXIT_INPUT, f"{exc.format_message()} (see '{where} --help')")
+    return SystemExit(EXIT_INPUT)

@@ -22,7 +22,13 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .flatbuffer_io import ModelError, check_header, check_model
+from .flatbuffer_io import (
+    ModelError,
+    check_header,
+    check_model,
+    check_table_counts,
+    check_vector_entries,
+)
 
 _U8 = struct.Struct("<B").unpack_from
 _I8 = struct.Struct("<b").unpack_from
@@ -289,6 +295,7 @@ def read_lite(raw: bytes, source: str = "<bytes>") -> LiteModel:
     check_header(raw, source)
     tb = _Tables(raw)
     try:
+        check_table_counts(raw, source)
         root = _U32(raw, 0)[0]
         f = tb.fields(root)
         version = tb.scalar(_U32, root, f, M_VERSION)
@@ -299,8 +306,11 @@ def read_lite(raw: bytes, source: str = "<bytes>") -> LiteModel:
             [_buffer(tb, p) for p in tb.tables(tb.target(root, f, M_BUFFERS))],
             [_metadata(tb, p) for p in tb.tables(tb.target(root, f, M_METADATA))],
         )
-    except (IndexError, struct.error, OverflowError) as exc:
+    except ModelError:
+        raise
+    except Exception as exc:  # the flat accessors too raise anything on corrupt input
         kind = type(exc).__name__
         raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
+    check_vector_entries(model, source)
     check_model(model, raw, source)
     return model

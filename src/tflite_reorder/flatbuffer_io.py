@@ -9,12 +9,19 @@ outside the flatbuffer (``offset``/``size``, models over 2 GB) are carried along
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import stat
+import struct
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import flatbuffers
+import flatbuffers.table
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -38,22 +45,75 @@ class LoadedModel:
     source: str
 
 
+# Size limits (documented in docs/limits.md). A model for a microcontroller fits in its
+# flash, far below these; above them a file is refused before it is read or unpacked, so a
+# sparse 30 GB file or a small file whose table vectors repeat one entry a million times
+# cannot exhaust memory.
+MAX_FILE_BYTES = 1 << 30  # 1 GiB
+MAX_TENSORS = 300_000  # all subgraphs together
+MAX_OPERATORS = 300_000
+MAX_BUFFERS = 300_000
+MAX_SUBGRAPHS = 10_000
+MAX_VECTOR_ENTRIES = 10_000_000  # tensor indices of all operators plus all shape dims
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file, turning every OS-level failure into a one-line ModelError.
+    """Read a regular file of at most ``MAX_FILE_BYTES``; every other case is a one-line
+    ModelError raised before any byte is read.
+
+    The file is opened non-blocking, so a FIFO without a writer cannot hang the open, and
+    checked with ``fstat`` on that descriptor (no race between the check and the read).
 
     Raises ``ModelError`` for a missing, unreadable or directory path.
     """
     p = Path(path)
-    if p.is_dir():
-        raise ModelError(f"{p}: is a directory, not a .tflite file")
     try:
-        return p.read_bytes()
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
         raise ModelError(f"{p}: no such file") from None
     except PermissionError:
         raise ModelError(f"{p}: permission denied") from None
+    except IsADirectoryError:
+        raise ModelError(f"{p}: is a directory, not a .tflite file") from None
     except OSError as exc:
         raise ModelError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ModelError(f"{p}: is a directory, not a .tflite file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(f"{p}: is {_file_kind(st.st_mode)}, not a regular .tflite file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ModelError(f"{p}: file is {st.st_size} bytes, larger than the limit of "
+                             f"{MAX_FILE_BYTES} bytes for a microcontroller model")
+        return _read_fd(fd, p, st.st_size)
+    except OSError as exc:
+        raise ModelError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int, p: Path, size: int) -> bytes:
+    """At most ``MAX_FILE_BYTES`` bytes from ``fd`` (a file that grows while read is cut)."""
+    chunks, total = [], 0
+    while True:
+        chunk = os.read(fd, min(max(size - total, 0) + 1, MAX_FILE_BYTES + 1 - total) or 1)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > MAX_FILE_BYTES:
+            raise ModelError(f"{p}: file grew past the limit of {MAX_FILE_BYTES} bytes "
+                             f"while being read")
 
 
 def check_header(raw: bytes, source: str) -> None:
@@ -103,15 +163,126 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     """
     check_header(raw, source)
     try:
-        model = schema.ModelT.InitFromPackedBuf(raw, 0)
+        check_table_counts(raw, source)
+        with _fast_tables():
+            model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    except ModelError:
+        raise
     except Exception as exc:  # the generated reader raises anything on corrupt input
         kind = type(exc).__name__
         raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
     if model.subgraphs:
         _normalize_vectors(model)
+        check_vector_entries(model, source)
     check_model(model, raw, source)
     _load_external_buffers(model, raw)
+    _load_large_custom_options(model, raw, source)
     return LoadedModel(model=model, raw=bytes(raw), source=source)
+
+
+_SOFFSET = struct.Struct("<i").unpack_from
+_VOFFSET = struct.Struct("<H").unpack_from
+_UOFFSET = struct.Struct("<I").unpack_from
+
+
+def _offset(self, slot: int) -> int:
+    buf, pos = self.Bytes, self.Pos
+    vtable = pos - _SOFFSET(buf, pos)[0]
+    return _VOFFSET(buf, vtable + slot)[0] if slot < _VOFFSET(buf, vtable)[0] else 0
+
+
+def _get(self, flags, off: int):
+    return flags.py_type(flags.packer_type.unpack_from(self.Bytes, off)[0])
+
+
+def _vector(self, off: int) -> int:
+    off += self.Pos
+    return off + _UOFFSET(self.Bytes, off)[0] + 4
+
+
+def _vector_len(self, off: int) -> int:
+    off += self.Pos
+    off += _UOFFSET(self.Bytes, off)[0]
+    return _UOFFSET(self.Bytes, off)[0]
+
+
+def _indirect(self, off: int) -> int:
+    return off + _UOFFSET(self.Bytes, off)[0]
+
+
+def _string(self, off: int) -> bytes:
+    buf = self.Bytes
+    off += _UOFFSET(buf, off)[0]
+    return bytes(buf[off + 4 : off + 4 + _UOFFSET(buf, off)[0]])
+
+
+_FAST_TABLE = {"Offset": _offset, "Get": _get, "Vector": _vector, "VectorLen": _vector_len,
+               "Indirect": _indirect, "String": _string}
+_fast_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fast_tables() -> Iterator[None]:
+    """``flatbuffers.table.Table``'s readers without their per-call argument checks.
+
+    The generated object API reads every field through these methods; the library's
+    versions validate each offset and wrap the buffer in a new memoryview per call, which
+    is most of the time of unpacking a 100,000-tensor model. Same reads, same results
+    (``struct.unpack_from`` either way); installed only while a model is unpacked.
+    """
+    table = flatbuffers.table.Table
+    with _fast_lock:
+        saved = {name: getattr(table, name) for name in _FAST_TABLE}
+        for name, fn in _FAST_TABLE.items():
+            setattr(table, name, fn)
+        try:
+            yield
+        finally:
+            for name, fn in saved.items():
+                setattr(table, name, fn)
+
+
+def check_table_counts(raw: bytes, source: str) -> None:
+    """Refuse models with more tables than the documented limits before unpacking them.
+
+    The object API makes one Python object per vector entry, and entries may all point at
+    one table: a few megabytes of file can stand for millions of objects. The counts are
+    read through the flat accessors, which cost nothing per entry.
+    """
+    root = schema.Model.GetRootAs(raw, 0)
+    n_sub = root.SubgraphsLength()
+    counts = {"subgraphs": (n_sub, MAX_SUBGRAPHS), "buffers": (root.BuffersLength(), MAX_BUFFERS)}
+    if n_sub <= MAX_SUBGRAPHS:
+        tensors = operators = 0
+        for i in range(n_sub):
+            sg = root.Subgraphs(i)
+            tensors += sg.TensorsLength()
+            operators += sg.OperatorsLength()
+        counts["tensors"] = (tensors, MAX_TENSORS)
+        counts["operators"] = (operators, MAX_OPERATORS)
+    for what, (n, limit) in counts.items():
+        if n > limit:
+            raise ModelError(f"{source}: model has {n} {what}, more than the limit of {limit}")
+
+
+def check_vector_entries(model, source: str) -> None:
+    """Bound the total length of operator tensor lists and tensor shapes (unpacked as
+    views, they cost nothing until a later stage turns them into Python tuples).
+
+    ``model`` is a ``ModelT`` or anything with its attribute names (``fastread``).
+    """
+    def n(vec) -> int:
+        return 0 if vec is None else len(vec)
+
+    total = 0
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            total += n(op.inputs) + n(op.outputs) + n(getattr(op, "intermediates", None))
+        for t in sg.tensors or []:
+            total += n(t.shape) + n(getattr(t, "shapeSignature", None))
+    if total > MAX_VECTOR_ENTRIES:
+        raise ModelError(f"{source}: model's operator and shape vectors hold {total} entries, "
+                         f"more than the limit of {MAX_VECTOR_ENTRIES}")
 
 
 def _is_external(buf) -> bool:
@@ -209,115 +380,250 @@ def load_model(model: str | os.PathLike | bytes | LoadedModel) -> LoadedModel:
 
 
 def _load_external_buffers(model: schema.ModelT, raw: bytes) -> None:
-    """Pull data stored after the flatbuffer (``Buffer.offset/size``) inline into the object
+    """Point data stored after the flatbuffer (``Buffer.offset/size``) into the object
     (``check_model`` has checked it lies inside the file).
 
-    The writer puts it back after the new flatbuffer; the absolute offsets change.
+    The data is a read-only view of ``raw``; buffers naming the same byte range, inline or
+    external, share one array, so the writer stores that range once (a thousand references
+    to one weight stay one weight). The writer puts external data back after the new
+    flatbuffer; the absolute offsets change.
     """
+    views: dict[tuple[int, int], np.ndarray] = {}
+    inline: dict[tuple[int, int], np.ndarray] = {}
     for buf in model.buffers or []:
         buf.external = _is_external(buf)
         if buf.external:
-            buf.data = np.frombuffer(raw[buf.offset : buf.offset + buf.size], np.uint8).copy()
+            buf.data = _external_view(raw, buf.offset, buf.size, views, "buffer")
+        elif isinstance(buf.data, np.ndarray) and len(buf.data):
+            key = (buf.data.__array_interface__["data"][0], len(buf.data))
+            buf.data = inline.setdefault(key, buf.data)
+
+
+def _external_view(raw: bytes, offset: int, size: int, views: dict, what: str) -> np.ndarray:
+    if offset + size > len(raw):
+        raise ModelError(f"{what} points past the end of the file")
+    key = (offset, size)
+    if key not in views:
+        views[key] = np.frombuffer(raw, dtype=np.uint8, count=size, offset=offset)
+    return views[key]
+
+
+def _load_large_custom_options(model: schema.ModelT, raw: bytes, source: str) -> None:
+    """Custom options kept outside the flatbuffer (``large_custom_options_offset/size``)
+    are carried as data, like external buffers: their offsets change when written."""
+    views: dict[tuple[int, int], np.ndarray] = {}
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators):
+            if op.largeCustomOptionsSize > 0:
+                op.largeCustomOptions = _external_view(
+                    raw, op.largeCustomOptionsOffset, op.largeCustomOptionsSize, views,
+                    f"{source}: subgraph {s} operator {i}'s large custom options")
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing
 
 
-def _pack_buffer(builder: flatbuffers.Builder, data: bytes | None, offset: int, size: int) -> int:
-    data_off = None
-    if data is not None:
-        builder.StartVector(1, len(data), BUFFER_ALIGNMENT)
-        builder.head = builder.head - len(data)
-        builder.Bytes[builder.head : builder.head + len(data)] = data
-        data_off = builder.EndVector()
-    schema.BufferStart(builder)
-    if data_off is not None:
-        schema.BufferAddData(builder, data_off)
-    schema.BufferAddOffset(builder, offset)
-    schema.BufferAddSize(builder, size)
-    return schema.BufferEnd(builder)
+def _as_bytes(data) -> bytes:
+    return np.asarray(data, dtype=np.uint8).tobytes()
+
+
+class _Packer:
+    """Packs one model; each distinct data array is written once, 16-byte aligned.
+
+    Buffers whose ``data`` is the same array object (the reader makes buffers that name
+    one byte range of the input share one array) point at one data vector, so a model
+    that references one weight a thousand times stays the size of one weight.
+    """
+
+    def __init__(self, external_offsets: dict[int, int]) -> None:
+        self.external_offsets = external_offsets
+        self.vectors: dict[int, int] = {}  # id(data array) -> offset of its packed vector
+
+    def data_vector(self, builder: flatbuffers.Builder, data) -> int:
+        key = id(data)
+        if key not in self.vectors:
+            raw = _as_bytes(data)
+            builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+            builder.head = builder.head - len(raw)
+            builder.Bytes[builder.head : builder.head + len(raw)] = raw
+            self.vectors[key] = builder.EndVector()
+        return self.vectors[key]
 
 
 class _AlignedBuffer(schema.BufferT):
     """A BufferT whose Pack aligns its data to 16 bytes; external data gets a new offset."""
 
-    def __init__(self, src: schema.BufferT, external_offset: int) -> None:
+    def __init__(self, src: schema.BufferT, external_offset: int, packer: _Packer) -> None:
         super().__init__()
+        self.packer = packer
         if getattr(src, "external", False):
             self.payload, self.offset, self.size = None, external_offset, len(src.data)
         else:
-            has = src.data is not None
-            self.payload = np.asarray(src.data, dtype=np.uint8).tobytes() if has else None
-            self.offset, self.size = src.offset, src.size
+            self.payload, self.offset, self.size = src.data, src.offset, src.size
 
     def Pack(self, builder: flatbuffers.Builder) -> int:  # noqa: N802 (generated API name)
-        return _pack_buffer(builder, self.payload, self.offset, self.size)
+        data_off = None
+        if self.payload is not None:
+            data_off = self.packer.data_vector(builder, self.payload)
+        schema.BufferStart(builder)
+        if data_off is not None:
+            schema.BufferAddData(builder, data_off)
+        schema.BufferAddOffset(builder, self.offset)
+        schema.BufferAddSize(builder, self.size)
+        return schema.BufferEnd(builder)
 
 
 def _pack_once(model: schema.ModelT, external_offsets: dict[int, int]) -> bytes:
+    """``external_offsets``: buffer index or ``("op", s, i)`` -> absolute file offset."""
     original = model.buffers
+    packer = _Packer(external_offsets)
     model.buffers = [
-        _AlignedBuffer(b, external_offsets.get(i, 1)) for i, b in enumerate(original or [])
+        _AlignedBuffer(b, external_offsets.get(i, 1), packer) for i, b in enumerate(original)
     ] if original is not None else None
+    large = _large_options_ops(model)
+    saved = [(op.largeCustomOptionsOffset, op.largeCustomOptionsSize) for _, op in large]
+    for key, op in large:
+        op.largeCustomOptionsOffset = external_offsets.get(key, 1)
+        op.largeCustomOptionsSize = len(op.largeCustomOptions)
     try:
         builder = flatbuffers.Builder(1024)
         builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
         out = bytes(builder.Output())
     finally:
         model.buffers = original
+        for (_, op), (off, size) in zip(large, saved, strict=True):
+            op.largeCustomOptionsOffset, op.largeCustomOptionsSize = off, size
     return out
+
+
+def _large_options_ops(model: schema.ModelT) -> list[tuple[tuple, schema.OperatorT]]:
+    return [(("op", s, i), op) for s, sg in enumerate(model.subgraphs or [])
+            for i, op in enumerate(sg.operators or [])
+            if getattr(op, "largeCustomOptions", None) is not None]
 
 
 def serialize_model(model: schema.ModelT) -> bytes:
     """Pack a model; every buffer's data starts at a multiple of 16 in the file.
 
-    Never raises for a tree ``parse_model`` produced (or edited in place).
+    Data kept outside the flatbuffer (external buffers, large custom options) follows it,
+    each distinct array once. Never raises for a tree ``parse_model`` produced (or edited
+    in place).
     """
-    externals = [i for i, b in enumerate(model.buffers or []) if getattr(b, "external", False)]
-    if not externals:
+    outside: list[tuple[object, object]] = [
+        (i, b.data) for i, b in enumerate(model.buffers or []) if getattr(b, "external", False)
+    ]
+    outside += [(key, op.largeCustomOptions) for key, op in _large_options_ops(model)]
+    if not outside:
         return _pack_once(model, {})
-    # Offsets of external data depend on the flatbuffer's length, which does not depend on
+    # Offsets of outside data depend on the flatbuffer's length, which does not depend on
     # their values (the fields are fixed-width and present either way): pack twice.
     head = _pack_once(model, {})
-    offsets, tail, pos = {}, bytearray(), align(len(head), BUFFER_ALIGNMENT)
-    for i in externals:
-        data = np.asarray(model.buffers[i].data, dtype=np.uint8).tobytes()
-        offsets[i] = pos
-        pad = pos - (len(head) + len(tail))
-        tail += b"\0" * pad + data
-        pos = align(pos + len(data), BUFFER_ALIGNMENT)
+    offsets, placed, tail, pos = {}, {}, bytearray(), align(len(head), BUFFER_ALIGNMENT)
+    for key, data in outside:
+        if id(data) not in placed:
+            raw = _as_bytes(data)
+            placed[id(data)] = pos
+            tail += b"\0" * (pos - (len(head) + len(tail))) + raw
+            pos = align(pos + len(raw), BUFFER_ALIGNMENT)
+        offsets[key] = placed[id(data)]
     head = _pack_once(model, offsets)
     return head + bytes(tail)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: handled like Ctrl-C (clean up, nothing half written)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the duration (main thread only; elsewhere
+    signals cannot be handled and this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum, _frame) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write via a temp file in the target directory and rename, so no half file is left.
 
+    An existing character device (``/dev/null``, a serial port, ...) is written in place:
+    replacing it with a regular file would destroy it. Other non-regular targets are
+    refused. SIGTERM, like Ctrl-C, removes the temp file before it propagates.
+
     Raises ``ModelError`` when the file cannot be written (nothing is left behind).
     """
     target = Path(path)
+    parent = check_output_path(target)
+    if _is_char_device(target):
+        _write_device(target, data)
+        return
+    with sigterm_as_interrupt():
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 would hide the model from others
+            os.replace(tmp, target)
+            tmp = None
+        except OSError as exc:  # read-only or full file system, no permission, ...
+            raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+
+
+def check_output_path(target: Path) -> Path:
+    """Raise ModelError unless ``target`` can be written; returns its directory.
+
+    Call it before any work, so a bad output path fails before anything is computed.
+    """
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise ModelError(f"{target}: output directory {parent} does not exist")
     if target.is_dir():
         raise ModelError(f"{target}: output path is a directory")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:  # read-only or full file system, no permission, ...
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return parent
+    except OSError as exc:
         raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+        raise ModelError(f"{target}: output path is {_file_kind(mode)}; refusing to replace it")
+    return parent
+
+
+def _is_char_device(target: Path) -> bool:
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 would hide the model from others
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
-        raise
+        return stat.S_ISCHR(os.stat(target).st_mode)
+    except OSError:
+        return False
+
+
+def _write_device(target: Path, data: bytes) -> None:
+    try:
+        fd = os.open(target, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    except OSError as exc:  # /dev/full: ENOSPC
+        raise ModelError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
 def _new_file_mode() -> int:
@@ -359,8 +665,27 @@ def get_offline_plan(model: schema.ModelT) -> list[int] | None:
     return None
 
 
+def _referenced_elsewhere(model: schema.ModelT, index: int, entry: schema.MetadataT) -> bool:
+    """True when buffer ``index`` is buffer 0 (TFLite's empty sentinel) or is named by a
+    tensor or another metadata entry, or shares its data with another buffer: writing the
+    plan into it would change those."""
+    if index == 0:
+        return True
+    if any(e is not entry and e.buffer == index for e in model.metadata or []):
+        return True
+    if any(t.buffer == index for sg in model.subgraphs for t in sg.tensors or []):
+        return True
+    data = model.buffers[index].data
+    return data is not None and any(
+        b.data is data for i, b in enumerate(model.buffers) if i != index
+    )
+
+
 def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
     """Write (or replace) the offline plan; ``offsets`` covers every tensor of every subgraph.
+
+    A plan entry whose buffer something else also uses gets a buffer of its own: the other
+    user's bytes are never overwritten.
 
     Raises ``ValueError`` when ``offsets`` does not cover every tensor.
     """
@@ -373,23 +698,36 @@ def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
     model.buffers = model.buffers or []
     for entry in model.metadata:
         if text(entry.name) == OFFLINE_PLAN_NAME:
-            model.buffers[entry.buffer].data = payload
+            if _referenced_elsewhere(model, entry.buffer, entry):
+                entry.buffer = _new_buffer(model, payload)
+            else:
+                _set_inline(model.buffers[entry.buffer], payload)
             return
-    buf = schema.BufferT()
-    buf.data = payload
-    model.buffers.append(buf)
     entry = schema.MetadataT()
     entry.name = OFFLINE_PLAN_NAME
-    entry.buffer = len(model.buffers) - 1
+    entry.buffer = _new_buffer(model, payload)
     model.metadata.append(entry)
 
 
+def _set_inline(buf: schema.BufferT, data: np.ndarray | None) -> None:
+    buf.data, buf.external, buf.offset, buf.size = data, False, 0, 0
+
+
+def _new_buffer(model: schema.ModelT, data: np.ndarray) -> int:
+    buf = schema.BufferT()
+    buf.data = data
+    model.buffers.append(buf)
+    return len(model.buffers) - 1
+
+
 def remove_offline_plan(model: schema.ModelT) -> None:
-    """Drop an existing plan (its buffer is emptied, indices of other buffers stay valid)."""
+    """Drop an existing plan (its buffer is emptied unless something else uses it; indices
+    of other buffers stay valid)."""
     keep = []
     for entry in model.metadata or []:
         if text(entry.name) == OFFLINE_PLAN_NAME:
-            model.buffers[entry.buffer].data = None
+            if not _referenced_elsewhere(model, entry.buffer, entry):
+                _set_inline(model.buffers[entry.buffer], None)
         else:
             keep.append(entry)
     if model.metadata is not None:

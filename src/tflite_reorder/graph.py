@@ -342,3 +342,37 @@ def _check_calls_acyclic(graph: ModelGraph) -> None:
 
 def _callees(graph: ModelGraph, s: int) -> list[int]:
     return [c for op in graph.subgraphs[s].ops for c in op.calls]
+
+
+def callees_first(graph: ModelGraph) -> list[int]:
+    """Every subgraph once, each after all the subgraphs it calls (no recursion: control
+    flow may nest thousands deep)."""
+    seen: set[int] = set()
+    out: list[int] = []
+    for root in range(len(graph.subgraphs)):
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(_callees(graph, root)))]
+        while stack:
+            s, it = stack[-1]
+            c = next(it, None)
+            if c is None:
+                out.append(s)
+                stack.pop()
+            elif c not in seen:
+                seen.add(c)
+                stack.append((c, iter(_callees(graph, c))))
+    return out
+
+
+def marking_visits(graph: ModelGraph, root: int = 0) -> int:
+    """How many subgraph visits TFLM's lifetime marking makes from ``root``: it walks every
+    path of nested control flow, so a subgraph called by both branches of an IF nested 30
+    deep is visited 2^30 times."""
+    visits = [0] * len(graph.subgraphs)
+    visits[root] = 1
+    for s in reversed(callees_first(graph)):  # callers first
+        for c in _callees(graph, s):
+            visits[c] += visits[s]
+    return sum(visits)

@@ -211,51 +211,185 @@ class ArenaUse:
             out.append(run)
         return out
 
+    def live_at(self, scopes: Sequence[int]) -> list[int]:
+        """Live bytes at each of ``scopes`` (any order), from the buffers' start and end
+        events: cheap however many scopes nested control flow gives the model."""
+        import bisect
+
+        events: dict[int, int] = {}
+        for b in self.buffers:
+            if b.first >= 0:
+                events[b.first] = events.get(b.first, 0) + b.size
+                events[b.last + 1] = events.get(b.last + 1, 0) - b.size
+        times = sorted(events)
+        running, run = [], 0
+        for t in times:
+            run += events[t]
+            running.append(run)
+        out = []
+        for s in scopes:
+            k = bisect.bisect_right(times, s)
+            out.append(running[k - 1] if k else 0)
+        return out
+
     @property
     def lower_bound(self) -> int:
-        """Max live bytes over scopes: no plan of these lifetimes can use less arena."""
+        """Max live bytes over scopes: no plan of these lifetimes can use less arena.
+
+        Computed from the buffers' start and end events, not per scope: nested control
+        flow can give a model far more scopes than buffers.
+        """
         unplaced = max((b.size for b in self.buffers if b.first < 0), default=0)
-        return max([unplaced, *self.profile()], default=0)
+        events: dict[int, int] = {}
+        for b in self.buffers:
+            if b.first >= 0:
+                events[b.first] = events.get(b.first, 0) + b.size
+                events[b.last + 1] = events.get(b.last + 1, 0) - b.size
+        best = run = 0
+        for t in sorted(events):
+            run += events[t]
+            best = max(best, run)
+        return max(unplaced, best)
+
+
+class _Valid:
+    """A view of a pattern cache that only shows entries built for the current orders."""
+
+    def __init__(self, cache: dict, orders: Sequence[Sequence[int]]) -> None:
+        self.cache, self.orders = cache, orders
+
+    def __contains__(self, s: int) -> bool:
+        hit = self.cache.get(s)
+        return hit is not None and hit[0] is self.orders[s]
+
+    def __getitem__(self, s: int) -> _Pattern:
+        return self.cache[s][1]
+
+    def __setitem__(self, s: int, pattern: _Pattern) -> None:
+        self.cache[s] = (self.orders[s], pattern)
+
+
+@dataclass
+class _Pattern:
+    """One subgraph's marks relative to the scope at which its marking starts.
+
+    ``span`` is how many scopes marking it (and everything it nests) takes; ``calls`` are
+    the nested subgraphs with the relative scope each is entered at.
+    """
+
+    first: dict[int, int]
+    last: dict[int, int]
+    op_scope: dict[int, int]
+    calls: list[tuple[int, int]]
+    span: int
 
 
 class _Marker:
-    """Replays MarkAllocationLifetimes for subgraph 0 and every subgraph it nests."""
+    """Replays MarkAllocationLifetimes for the subgraphs it is started on and all they nest.
 
-    def __init__(self, graph: ModelGraph, orders: Sequence[Sequence[int]]) -> None:
+    TFLM walks every path of nested control flow; a subgraph reached again is marked
+    again, its marks overwriting the earlier ones, so the last visit of each subgraph
+    decides its tensors' lifetimes. Walking every path is exponential when branches share
+    a subgraph (30 nested IFs whose branches are one subgraph: 2^30 visits), so each
+    subgraph's marks are computed once relative to its entry scope (``_Pattern``) and
+    placed at its last entry, found over the call DAG; no recursion (1,500 nested IFs).
+    """
+
+    def __init__(self, graph: ModelGraph, orders: Sequence[Sequence[int]],
+                 cache: dict | None = None) -> None:
         self.graph, self.orders = graph, orders
         self.scope = 0
         self.first: dict[tuple[int, int], int] = {}
         self.last: dict[tuple[int, int], int] = {}
         self.op_scope: dict[tuple[int, int], int] = {}
+        self.visited: set[int] = set()
+        # subgraph -> (the order it was built for, its pattern); may be shared by markers
+        # of one graph, an entry is valid while that order object is still the one in use
+        self._cache: dict[int, tuple[Sequence[int], _Pattern]] = {} if cache is None else cache
 
-    def created(self, key: tuple[int, int]) -> None:
-        self.first[key] = self.scope
-        self.last[key] = self.scope
-
-    def used(self, key: tuple[int, int]) -> None:
-        self.last[key] = self.scope
+    @property
+    def _patterns(self) -> _Valid:
+        return _Valid(self._cache, self.orders)
 
     def mark(self, s: int) -> None:
+        """Mark subgraph ``s`` (and what it nests) from the current scope on."""
+        self.mark_all([s], new_scope=False)
+
+    def mark_all(self, roots: Sequence[int], new_scope: bool = True) -> None:
+        """Mark ``roots`` one after another, each in a new scope (as a control-flow op
+        enters its subgraphs); ``new_scope=False`` starts the first at the current one."""
+        last_entry: dict[int, int] = {}
+        for k, s in enumerate(roots):
+            if k or new_scope:
+                self.scope += 1
+            last_entry[s] = self.scope
+            self.scope += self._pattern(s).span
+        for s in self._callers_first(list(last_entry)):
+            for c, rel in self._pattern(s).calls:
+                last_entry[c] = max(last_entry.get(c, -1), last_entry[s] + rel)
+        for s, entry in last_entry.items():
+            pat = self._pattern(s)
+            self.visited.add(s)
+            self.first.update({(s, t): entry + r for t, r in pat.first.items()})
+            self.last.update({(s, t): entry + r for t, r in pat.last.items()})
+            self.op_scope.update({(s, v): entry + r for v, r in pat.op_scope.items()})
+
+    def _callers_first(self, roots: list[int]) -> list[int]:
+        """Subgraphs reachable from ``roots``, every caller before its callees."""
+        post, seen = [], set(roots)
+        stack = [(r, iter(self._pattern(r).calls)) for r in roots]
+        while stack:
+            s, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                post.append(s)
+                stack.pop()
+            elif nxt[0] not in seen:
+                seen.add(nxt[0])
+                stack.append((nxt[0], iter(self._pattern(nxt[0]).calls)))
+        return post[::-1]
+
+    def _pattern(self, s: int) -> _Pattern:
+        """``s``'s relative marks; callees' patterns are built first, without recursion."""
+        todo = [s]
+        while todo:
+            top = todo[-1]
+            if top in self._patterns:
+                todo.pop()
+                continue
+            missing = [c for v in self.orders[top] for c in self.graph.subgraphs[top].ops[v].calls
+                       if c not in self._patterns]
+            if missing:
+                todo.extend(dict.fromkeys(missing))
+            else:
+                self._patterns[top] = self._relative(top)
+                todo.pop()
+        return self._patterns[s]
+
+    def _relative(self, s: int) -> _Pattern:
         sg = self.graph.subgraphs[s]
-        for t in sg.inputs:
-            self.created((s, t))
-        for t in sg.outputs:
-            self.created((s, t))
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        op_scope: dict[int, int] = {}
+        calls: list[tuple[int, int]] = []
+        scope = 0
+        for t in (*sg.inputs, *sg.outputs):
+            first[t] = last[t] = scope
         for v in self.orders[s]:
             op = sg.ops[v]
-            self.scope += 1
-            self.op_scope[(s, v)] = self.scope
+            scope += 1
+            op_scope[v] = scope
             for t in op.outputs:
-                self.created((s, t))
+                first[t] = last[t] = scope
             for callee in op.calls:
-                self.scope += 1
-                self.mark(callee)
-            for t in op.inputs:
-                self.used((s, t))
-            for t in op.outputs:
-                self.used((s, t))
+                scope += 1
+                calls.append((callee, scope))
+                scope += self._patterns[callee].span
+            for t in (*op.inputs, *op.outputs):
+                last[t] = scope
         for t in sg.outputs:
-            self.used((s, t))
+            last[t] = scope
+        return _Pattern(first, last, op_scope, calls, scope)
 
 
 def simulate(
@@ -276,8 +410,8 @@ def simulate(
 def _arena_use(graph, orders, m: _Marker, inplace, only_marked: bool) -> ArenaUse:
     parent = _alias_groups(graph, orders, m, inplace)
     groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for s, sg in enumerate(graph.subgraphs):
-        for t, info in enumerate(sg.tensors):
+    for s in sorted(m.visited) if only_marked else range(len(graph.subgraphs)):
+        for t, info in enumerate(graph.subgraphs[s].tensors):
             key = (s, t)
             if info.in_arena and (key in m.first or not only_marked):
                 groups.setdefault(_find(parent, key), []).append(key)
@@ -307,8 +441,8 @@ def _alias_groups(graph, orders, m: _Marker, inplace) -> dict:
     parent: dict[tuple[int, int], tuple[int, int]] = {}
     if not inplace:
         return parent
-    for s, sg in enumerate(graph.subgraphs):
-        cands = alias_candidates(sg, inplace)
+    for s in sorted(m.visited):
+        cands = alias_candidates(graph.subgraphs[s], inplace)
         for v in orders[s]:
             if (s, v) not in m.op_scope:
                 continue
@@ -324,20 +458,22 @@ def _alias_groups(graph, orders, m: _Marker, inplace) -> dict:
 
 
 def nested_extra(
-    graph: ModelGraph, orders: Sequence[Sequence[int]], s: int, inplace=True
+    graph: ModelGraph, orders: Sequence[Sequence[int]], s: int, inplace=True,
+    cache: dict | None = None,
 ) -> list[int]:
     """Per op of subgraph ``s``: peak bytes of the subgraphs it nests (0 if none).
 
-    Never raises for a graph ``build_graph`` accepted.
+    ``cache`` (any dict, kept by the caller across calls on one graph) saves rebuilding
+    the callees' marking patterns for every subgraph. Never raises for a graph
+    ``build_graph`` accepted.
     """
-    extra = []
+    extra, known = [], {}
     for op in graph.subgraphs[s].ops:
-        m = _Marker(graph, orders)
-        for callee in op.calls:
-            m.scope += 1
-            m.mark(callee)
-        use = _arena_use(graph, orders, m, inplace, only_marked=True) if op.calls else None
-        extra.append(use.lower_bound if use else 0)
+        if op.calls and op.calls not in known:  # ops calling the same subgraphs agree
+            m = _Marker(graph, orders, cache)
+            m.mark_all(op.calls)
+            known[op.calls] = _arena_use(graph, orders, m, inplace, only_marked=True).lower_bound
+        extra.append(known[op.calls] if op.calls else 0)
     return extra
 
 
@@ -345,7 +481,8 @@ def subgraph_problems(
     graph: ModelGraph, orders: Sequence[Sequence[int]], inplace: bool | frozenset[str] = True
 ) -> list[Problem]:
     """One scheduling problem per subgraph, control-flow ops carrying their nested bytes."""
+    cache: dict = {}
     return [
-        build_problem(sg, nested_extra(graph, orders, s, inplace), inplace)
+        build_problem(sg, nested_extra(graph, orders, s, inplace, cache), inplace)
         for s, sg in enumerate(graph.subgraphs)
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from .flatbuffer_io import ModelError
+from .flatbuffer_io import ModelError, Terminated
 
 if TYPE_CHECKING:  # annotations only: results stay importable without the planners
     from .arena import Plan
@@ -22,8 +22,10 @@ EXIT_VERIFY = 1  # verification failed (nothing written); ``check``: hazards fou
 EXIT_INPUT = 2  # bad input or usage
 EXIT_INTERNAL = 3  # a bug of ours
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), handled like Ctrl-C
 KIND_EXIT = {"verification": EXIT_VERIFY, "input": EXIT_INPUT, "internal": EXIT_INTERNAL,
-             "interrupted": EXIT_INTERRUPTED, "budget": EXIT_VERIFY}
+             "interrupted": EXIT_INTERRUPTED, "terminated": EXIT_TERMINATED,
+             "budget": EXIT_VERIFY}
 
 
 @dataclass
@@ -189,7 +191,7 @@ def classify(exc: BaseException) -> Failure:
 
     ``ModelError`` is bad input (2), ``VerificationError`` a failed check (1), so is
     ``BudgetError`` (nothing fits ``--ram-budget``),
-    ``KeyboardInterrupt`` 130, anything else (``MemoryError`` included) our bug (3).
+    ``KeyboardInterrupt`` 130 (SIGTERM 143), anything else (``MemoryError`` included) our bug (3).
     """
     if isinstance(exc, ModelError):
         kind, message = "input", str(exc)
@@ -197,6 +199,8 @@ def classify(exc: BaseException) -> Failure:
         kind, message = "verification", f"{exc}; nothing written"
     elif isinstance(exc, BudgetError):
         kind, message = "budget", f"{exc}; nothing written"
+    elif isinstance(exc, Terminated):
+        kind, message = "terminated", "terminated; nothing written"
     elif isinstance(exc, KeyboardInterrupt):
         kind, message = "interrupted", "interrupted; nothing written"
     elif isinstance(exc, MemoryError):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import preflight
 from .dtypes import type_name
 from .flatbuffer_io import load_model
 
@@ -28,10 +29,12 @@ def litert(data: bytes, preserve: bool = False):
     """An allocated LiteRT interpreter on the reference kernels.
 
     ``preserve`` keeps every intermediate tensor readable after ``invoke``. Raises what
-    LiteRT raises (``ValueError``/``RuntimeError``) for a model it cannot run.
+    LiteRT raises (``ValueError``/``RuntimeError``) for a model it cannot run, and
+    ``ModelError`` for one it would crash on (``preflight.check``).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    preflight.check(data)
     interp = Interpreter(
         model_content=data,
         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,

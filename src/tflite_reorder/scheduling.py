@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ai_edge_litert import schema_py_generated as schema
 
-from .graph import ModelGraph
+from .graph import ModelGraph, callees_first
 from .memory import build_problem, nested_extra, peak, simulate, subgraph_problems
 from .results import PeakMemory, SubgraphReport
 from .scheduler import Progress, Schedule, schedule
@@ -22,21 +22,7 @@ from .scheduler import Progress, Schedule, schedule
 
 def call_order(graph: ModelGraph) -> list[int]:
     """Subgraphs with callees before callers, so nested peaks are known when needed."""
-    seen: set[int] = set()
-    out: list[int] = []
-
-    def visit(s: int) -> None:
-        if s in seen:
-            return
-        seen.add(s)
-        for op in graph.subgraphs[s].ops:
-            for c in op.calls:
-                visit(c)
-        out.append(s)
-
-    for s in range(len(graph.subgraphs)):
-        visit(s)
-    return out
+    return callees_first(graph)
 
 
 def schedule_model(
@@ -56,9 +42,10 @@ def schedule_model(
     deadline = time.monotonic() + time_limit
     orders = graph.stored_orders()
     results: dict[int, Schedule] = {}
+    cache: dict = {}  # the callees' marking patterns, shared by all subgraphs
     for s in call_order(graph):
         sg = graph.subgraphs[s]
-        extra = nested_extra(graph, orders, s, inplace)
+        extra = nested_extra(graph, orders, s, inplace, cache)
         if scratch:
             extra = [e + scratch.get((s, v), 0) for v, e in enumerate(extra)]
         p = build_problem(sg, extra, inplace)

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from . import preflight
 from .dtypes import ARENA_ALIGNMENT as ALIGN  # also the bisection granularity
 from .dtypes import align
 from .flatbuffer_io import load_model, parse_model
@@ -118,6 +119,7 @@ def _guarded(call: Callable[[], T]) -> T:
 def _interpreter(model_bytes: bytes, arena_size: int):
     """A TFLM interpreter; it plans and allocates the arena right here."""
     _require()
+    preflight.check(model_bytes)
     return _guarded(
         lambda: _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
     )

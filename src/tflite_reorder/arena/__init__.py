@@ -25,11 +25,11 @@ from ..flatbuffer_io import serialize_model, set_offline_plan
 from ..graph import ModelGraph
 from ..memory import ArenaUse, Buffer
 from . import cpsat, greedy_by_size, hill_climb, ordered_fit
-from .blocks import Attempt, Blocks, attempt, overlapping_pairs
+from .blocks import Attempt, Blocks, TooManyConflicts, attempt, overlapping_pairs
 
 __all__ = [
-    "Attempt", "Blocks", "Plan", "Planner", "greedy_head", "offsets_for_model", "plan_arena",
-    "tflm_blocks", "write_plan",
+    "Attempt", "Blocks", "Plan", "Planner", "TooManyConflicts", "greedy_head",
+    "offsets_for_model", "plan_arena", "tflm_blocks", "write_plan",
 ]
 
 Key = tuple[int, int]  # (subgraph, tensor)
@@ -100,7 +100,11 @@ def _stages(time_limit: float) -> list[tuple[Planner, float]]:
 
 
 def plan_arena(use: ArenaUse, time_limit: float = 1.0) -> Plan:
-    """The lowest plan found within ``time_limit`` seconds; never above TFLM's greedy."""
+    """The lowest plan found within ``time_limit`` seconds; never above TFLM's greedy.
+
+    Raises TooManyConflicts when more buffer pairs are alive together than
+    ``blocks.MAX_CONFLICT_PAIRS`` (then TFLM had better plan the model online).
+    """
     start = time.monotonic()
     buffers, tflm = tflm_blocks(use)
     blocks = _planning_blocks(tflm)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -24,9 +26,26 @@ class Attempt:
     proven: bool = False
 
 
+# Conflict pairs (buffers alive together) kept in memory at most; a model above it has
+# more than 10,000 buffers all alive at once, and planning it offline is refused.
+MAX_CONFLICT_PAIRS = 30_000_000
+# Conflict lists up to this long are handled in plain Python, longer ones with numpy.
+_SMALL = 48
+
+
+class TooManyConflicts(ValueError):
+    """More buffer pairs alive together than ``MAX_CONFLICT_PAIRS``."""
+
+
 @dataclass(frozen=True)
 class Blocks:
-    """Buffers to place, in TFLM's ``AddBuffer`` order (which breaks its sort ties)."""
+    """Buffers to place, in TFLM's ``AddBuffer`` order (which breaks its sort ties).
+
+    Buffers TFLM never reaches have the interval ``[-1, -1]`` ("stacked"): they all
+    conflict with each other and with nothing else. Their pairs are never listed (a model
+    can have 100,000 of them); every fit puts such a buffer on top of the stacked ones
+    placed before it, which is exactly what a first or best fit among them does.
+    """
 
     size: tuple[int, ...]
     first: tuple[int, ...]
@@ -44,19 +63,97 @@ class Blocks:
         return len(self.size)
 
     @cached_property
-    def conflicts(self) -> tuple[tuple[int, ...], ...]:
-        """For each buffer, the others alive at some common scope (sweep over starts)."""
+    def stacked(self) -> np.ndarray:
+        """Mask of the ``[-1, -1]`` buffers (empty mask if another interval covers -1)."""
+        first, last = np.asarray(self.first, np.int64), np.asarray(self.last, np.int64)
+        mask = (first == -1) & (last == -1)
+        if ((first <= -1) & (last >= -1) & ~mask).any():
+            return np.zeros(len(self.size), dtype=bool)
+        return mask
+
+    @cached_property
+    def _sweep(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Time conflicts of the non-stacked buffers, from one sweep over start times.
+
+        For buffer i the conflicts starting before it (in start order) are
+        ``earlier[ptr[i]:ptr[i+1]]``; those starting after it are a contiguous run of the
+        start order, ``by_first[pos[i]+1:end[i]]``. Memory is one int per conflict pair.
+        Raises TooManyConflicts above ``MAX_CONFLICT_PAIRS``.
+        """
         n = len(self.size)
-        by_first = sorted(range(n), key=lambda i: (self.first[i], i))
-        out: list[list[int]] = [[] for _ in range(n)]
+        first, last = np.asarray(self.first, np.int64), np.asarray(self.last, np.int64)
+        live = np.flatnonzero(~self.stacked)
+        by_first = live[np.lexsort((live, first[live]))]
+        pos = np.full(n, -1, dtype=np.int64)
+        pos[by_first] = np.arange(len(by_first))
+        end = np.full(n, 0, dtype=np.int64)
+        end[by_first] = np.searchsorted(first[by_first], last[by_first], side="right")
+        counts = np.zeros(n, dtype=np.int64)
+        chunks: dict[int, np.ndarray] = {}
         active: list[int] = []
-        for i in by_first:
-            active = [j for j in active if self.last[j] >= self.first[i]]
-            for j in active:
-                out[i].append(j)
-                out[j].append(i)
+        lasts = self.last
+        total = 0
+        for i in by_first.tolist():
+            f = self.first[i]
+            if len(active) > _SMALL:
+                arr = np.asarray(active, dtype=np.int64)
+                arr = arr[last[arr] >= f]
+                active = arr.tolist()
+            else:
+                active = [j for j in active if lasts[j] >= f]
+                arr = None
+            if active:
+                chunks[i] = arr if arr is not None else np.asarray(active, dtype=np.int64)
+                counts[i] = len(active)
+                total += 2 * len(active)
+                if total > MAX_CONFLICT_PAIRS:
+                    raise TooManyConflicts(
+                        f"more than {MAX_CONFLICT_PAIRS // 2} pairs of arena buffers are "
+                        f"alive together; too many to plan offline")
             active.append(i)
-        return tuple(tuple(sorted(c)) for c in out)
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        earlier = np.concatenate([chunks[i] for i in range(n) if i in chunks]) if chunks \
+            else np.zeros(0, dtype=np.int64)
+        return ptr, earlier, by_first, pos, end
+
+    def conflicts_of(self, i: int) -> np.ndarray:
+        """Buffers alive at some scope together with ``i`` (stacked buffers excluded)."""
+        if self.stacked[i]:
+            return np.zeros(0, dtype=np.int64)
+        ptr, earlier, by_first, pos, end = self._sweep
+        return np.concatenate((earlier[ptr[i]:ptr[i + 1]], by_first[pos[i] + 1:end[i]]))
+
+    @cached_property
+    def conflicts(self) -> tuple[tuple[int, ...], ...]:
+        """For each buffer, all the others alive at some common scope (stacked included).
+
+        Quadratic in the worst case: for tests and small inputs; planners use
+        ``conflicts_of``, which never lists the stacked clique.
+        """
+        stacked = np.flatnonzero(self.stacked).tolist()
+        out = []
+        for i in range(len(self.size)):
+            if self.stacked[i]:
+                out.append(tuple(j for j in stacked if j != i))
+            else:
+                out.append(tuple(sorted(self.conflicts_of(i).tolist())))
+        return tuple(out)
+
+    def conflict_weight(self) -> np.ndarray:
+        """Per buffer, the total size of the buffers it conflicts with."""
+        size = np.asarray(self.size, dtype=np.int64)
+        ptr, earlier, by_first, pos, end = self._sweep
+        before = np.zeros(len(size), dtype=np.int64)
+        if len(earlier):
+            sums = np.concatenate(([0], np.cumsum(size[earlier])))
+            before = sums[ptr[1:]] - sums[ptr[:-1]]
+        run = np.concatenate(([0], np.cumsum(size[by_first])))
+        after = np.zeros(len(size), dtype=np.int64)
+        after[by_first] = run[end[by_first]] - run[pos[by_first] + 1]
+        stacked = self.stacked
+        after[stacked] = int(size[stacked].sum()) - size[stacked]
+        return before + after
 
     @cached_property
     def load(self) -> int:
@@ -100,13 +197,52 @@ def best_fit(size: int, occupied: Sequence[tuple[int, int]]) -> int:
     return top if best < 0 else best
 
 
+def _gaps(offs: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Spans sorted by offset: the top before each span, each gap, and the overall top."""
+    order = np.lexsort((ends, offs))
+    offs, ends = offs[order], ends[order]
+    tops = np.maximum.accumulate(np.concatenate(([0], ends)))
+    return tops[:-1], offs - tops[:-1], int(tops[-1])
+
+
+def _lowest_fit_np(size: int, offs: np.ndarray, ends: np.ndarray) -> int:
+    tops, gaps, top = _gaps(offs, ends)
+    ok = np.flatnonzero(gaps >= size)
+    return int(tops[ok[0]]) if len(ok) else top
+
+
+def _best_fit_np(size: int, offs: np.ndarray, ends: np.ndarray) -> int:
+    tops, gaps, top = _gaps(offs, ends)
+    ok = np.flatnonzero(gaps >= size)
+    return int(tops[ok[np.argmin(gaps[ok])]]) if len(ok) else top
+
+
+_VECTORISED = {lowest_fit: _lowest_fit_np, best_fit: _best_fit_np}
+
+
 def place(blocks: Blocks, order: Sequence[int], fit=lowest_fit) -> list[int]:
     """Place buffers one by one in ``order``, each against its already placed conflicts."""
-    offsets = [-1] * len(blocks)
-    size, conflicts = blocks.size, blocks.conflicts
+    n = len(blocks)
+    offsets = [-1] * n
+    placed = np.full(n, -1, dtype=np.int64)
+    size, size_np = blocks.size, np.asarray(blocks.size, dtype=np.int64)
+    stacked, stacked_top = blocks.stacked, 0
+    fast = _VECTORISED.get(fit)
     for i in order:
-        spans = [(offsets[j], offsets[j] + size[j]) for j in conflicts[i] if offsets[j] >= 0]
-        offsets[i] = fit(size[i], spans)
+        if stacked[i]:  # on top of the stacked ones placed so far (they have no gaps)
+            offsets[i] = stacked_top
+            stacked_top += size[i]
+        else:
+            js = blocks.conflicts_of(i)
+            if fast is not None and len(js) > _SMALL:
+                offs = placed[js]
+                keep = offs >= 0
+                offs = offs[keep]
+                offsets[i] = fast(size[i], offs, offs + size_np[js[keep]])
+            else:
+                offsets[i] = fit(size[i], [(offsets[j], offsets[j] + size[j])
+                                           for j in js.tolist() if offsets[j] >= 0])
+        placed[i] = offsets[i]
     return offsets
 
 
@@ -120,11 +256,27 @@ def head(blocks: Blocks, offsets: Sequence[int]) -> int:
 
 
 def overlapping_pairs(blocks: Blocks, offsets: Sequence[int]) -> list[tuple[int, int]]:
-    """Pairs alive together whose byte ranges intersect (empty for a valid plan)."""
-    bad = []
-    for i, cs in enumerate(blocks.conflicts):
-        for j in cs:
-            if i < j and offsets[i] < offsets[j] + blocks.size[j] \
-                    and offsets[j] < offsets[i] + blocks.size[i]:
-                bad.append((i, j))
-    return bad
+    """Pairs alive together whose byte ranges intersect (empty for a valid plan).
+
+    Each buffer is checked against the conflicts that start before it, so every pair
+    once; the stacked buffers, all alive together, by a sweep over their offsets.
+    """
+    off = np.asarray(offsets, dtype=np.int64)
+    size = np.asarray(blocks.size, dtype=np.int64)
+    ptr, earlier, _, _, _ = blocks._sweep
+    bad: list[tuple[int, int]] = []
+    if len(earlier):
+        owner = np.repeat(np.arange(len(size)), np.diff(ptr))
+        hit = (off[owner] < off[earlier] + size[earlier]) \
+            & (off[earlier] < off[owner] + size[owner])
+        pairs = zip(owner[hit].tolist(), earlier[hit].tolist(), strict=True)
+        bad += [(min(a, b), max(a, b)) for a, b in pairs]
+    st = np.flatnonzero(blocks.stacked)
+    if len(st) > 1:  # sorted by offset, each must start at or above every earlier end
+        st = st[np.lexsort((st, off[st]))]
+        ends = off[st] + size[st]
+        reach = np.maximum.accumulate(ends)
+        for k in np.flatnonzero(off[st][1:] < reach[:-1]).tolist():
+            j = int(st[int(np.argmax(ends[: k + 1]))])  # the earlier one reaching furthest
+            bad.append((min(j, int(st[k + 1])), max(j, int(st[k + 1]))))
+    return sorted(set(bad))

@@ -17,6 +17,8 @@ from .blocks import Attempt, Blocks, attempt
 
 NAME = "cp-sat"
 UNIT = 16
+# Beyond this many buffers building the model alone takes longer than any plan budget.
+MAX_BLOCKS = 3_000
 
 try:  # optional: without ortools the exact stage is skipped
     from ortools.sat.python import cp_model
@@ -101,7 +103,7 @@ def _run(
 
 def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt | None:
     """Planner stage: only ever returns something better than ``best`` or proven optimal."""
-    if best is None:
+    if best is None or len(blocks) > MAX_BLOCKS:
         return None
     solved = solve(blocks, best.offsets, best.head, deadline - time.monotonic())
     if solved is None or (solved.head >= best.head and not solved.optimal):

@@ -76,7 +76,7 @@ def _climb_from(blocks, cur, lower, stop, rng):
 
 def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt:
     """Climb from the best few greedy orders and from the best plan's offset order."""
-    starts = [order for _, order, _ in candidates(blocks)[:3]]
+    starts = [order for _, order, _ in candidates(blocks, deadline)[:3]]
     if best is not None:
         starts.insert(0, sorted(range(len(blocks)), key=lambda i: (best.offsets[i], i)))
     _, offsets = climb(blocks, starts, blocks.load, deadline)

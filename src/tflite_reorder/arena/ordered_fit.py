@@ -7,7 +7,10 @@ Trying a handful costs milliseconds and gives the search below a good start.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+
+import numpy as np
 
 from .blocks import Attempt, Blocks, attempt, best_fit, head, lowest_fit, place
 
@@ -22,7 +25,7 @@ def by_size(b: Blocks) -> list[int]:
 
 def by_conflicts(b: Blocks) -> list[int]:
     """Largest size plus size of everything it conflicts with, first."""
-    weight = [b.size[i] + sum(b.size[j] for j in b.conflicts[i]) for i in range(len(b))]
+    weight = (np.asarray(b.size, dtype=np.int64) + b.conflict_weight()).tolist()
     return sorted(range(len(b)), key=lambda i: (-weight[i], -b.size[i], i))
 
 
@@ -48,17 +51,25 @@ ORDERS: dict[str, Order] = {
 FITS = {"first_fit": lowest_fit, "best_fit": best_fit}
 
 
-def candidates(blocks: Blocks) -> list[tuple[str, list[int], list[int]]]:
-    """``(name, order, offsets)`` for every order × fit, best head first."""
+def candidates(
+    blocks: Blocks, deadline: float | None = None
+) -> list[tuple[str, list[int], list[int]]]:
+    """``(name, order, offsets)`` for every order × fit, best head first.
+
+    With a ``deadline`` (``time.monotonic()``) the candidates tried once it has passed are
+    dropped; the first is always tried.
+    """
     out = []
     for oname, make in ORDERS.items():
         order = make(blocks)
         for fname, fit in FITS.items():
+            if out and deadline is not None and time.monotonic() >= deadline:
+                break
             out.append((f"{oname}/{fname}", order, place(blocks, order, fit)))
     out.sort(key=lambda c: head(blocks, c[2]))
     return out
 
 
 def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt:
-    name, _, offsets = candidates(blocks)[0]
+    name, _, offsets = candidates(blocks, deadline)[0]
     return attempt(blocks, offsets, f"{NAME}:{name}")

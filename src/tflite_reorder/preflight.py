@@ -1,0 +1,78 @@
+"""What the native runtimes cannot survive, found before they are called.
+
+LiteRT and TFLM trust their input. Some legal-looking models kill the whole process from
+native code instead of returning an error, which no ``try`` can catch:
+
+* a quantisation scale that is 0, negative, infinite or NaN: LiteRT and TFLM ``abort()``
+  while preparing the kernels;
+* an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
+  sentinel) or holds fewer words than its header promises: TFLM reads past the data and
+  segfaults;
+* nested control flow whose lifetime marking walks more subgraph visits than anyone can
+  wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits).
+
+``check`` raises :class:`~.flatbuffer_io.ModelError` for all of them; every constructor of
+a runtime interpreter calls it first, so the user gets one line and exit 2, never a signal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, load_model
+from .graph import build_graph, marking_visits
+from .tensors import text
+
+# Subgraph visits of TFLM's lifetime marking beyond which its initialisation is refused.
+MAX_MARKING_VISITS = 100_000
+
+
+def check(model_bytes: bytes) -> None:
+    """Raise ModelError if running ``model_bytes`` in LiteRT or TFLM could crash or hang."""
+    model = load_model(bytes(model_bytes)).model
+    _check_quantization(model)
+    _check_offline_plan(model)
+    visits = marking_visits(build_graph(model))
+    if visits > MAX_MARKING_VISITS:
+        raise ModelError(
+            f"TFLM's lifetime marking would visit {visits} subgraphs (nested "
+            f"control flow sharing subgraphs); refusing to run it (limit "
+            f"{MAX_MARKING_VISITS})")
+
+
+def _check_quantization(model: schema.ModelT) -> None:
+    for s, sg in enumerate(model.subgraphs):
+        for t, tensor in enumerate(sg.tensors):
+            q = tensor.quantization
+            scale = None if q is None else q.scale
+            if scale is None or len(scale) == 0:
+                continue
+            with np.errstate(invalid="ignore", over="ignore"):
+                values = np.asarray(scale, dtype=np.float64)
+            bad = ~np.isfinite(values) | (values <= 0)
+            if bad.any():
+                value = float(values[np.argmax(bad)])
+                raise ModelError(
+                    f"subgraph {s} tensor {t} has quantization scale {value:g}; scales must "
+                    f"be positive and finite (LiteRT and TFLM abort on it)")
+
+
+def _check_offline_plan(model: schema.ModelT) -> None:
+    n_tensors = sum(len(sg.tensors) for sg in model.subgraphs)
+    for entry in model.metadata or []:
+        if text(entry.name) != OFFLINE_PLAN_NAME:
+            continue
+        where = f"offline plan (metadata {OFFLINE_PLAN_NAME})"
+        data = model.buffers[entry.buffer].data if entry.buffer > 0 else None
+        if data is None or len(data) < 12:
+            raise ModelError(f"{where} is in buffer {entry.buffer}, which holds no plan "
+                             f"(TFLM would read past it)")
+        words = np.frombuffer(np.asarray(data, np.uint8).tobytes()[: len(data) // 4 * 4],
+                              dtype="<i4")
+        if int(words[2]) != n_tensors or len(words) < 3 + n_tensors:
+            raise ModelError(f"{where} has {int(words[2])} offsets in {len(words) - 3} words "
+                             f"for {n_tensors} tensors")
+        if int(words[1]) != len(model.subgraphs) or (words[3:3 + n_tensors] < -1).any():
+            raise ModelError(f"{where} is malformed (subgraph count {int(words[1])}, "
+                             f"offsets below -1)")
