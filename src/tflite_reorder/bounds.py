@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -193,12 +194,24 @@ class _FlowGraph:
             a = to[e]
 
 
-def closure_bound(ctx, v: int, deadline: float = float("inf"), forced: int = 0) -> int | None:
-    """min over states S in which v can run of its step cost (minus its best saving);
-    None if ``deadline`` (time.monotonic) passes before the minimum cut is found.
+@dataclass
+class _ClosureGraph:
+    """The flow network of ``closure_bound``: op nodes (``node``), the bytes resident
+    whatever the closure (``resident``) and the bytes a closure can free (``gain``)."""
 
-    ``forced``: a downset without v; then only states containing it count (a per-state
-    bound: every completion from ``forced`` runs v in such a state)."""
+    g: _FlowGraph
+    node: dict[int, int]
+    resident: int
+    gain: int
+
+
+def _closure_graph(ctx, v: int, forced: int = 0) -> _ClosureGraph:
+    """Source 0 -> "t has died" nodes -> the readers of t; op nodes -> sink 1 (kept outputs).
+
+    A closure (downset) S in which v can run: v's ancestors and ``forced`` are in, v and its
+    descendants are out; its resident bytes are ``resident`` + kept outputs of S - the bytes
+    of tensors whose readers are all in S, which a minimum cut minimises.
+    """
     p = ctx.p
     forced_in, forced_out = ctx.anc[v] | forced, ctx.desc[v] | (1 << v)
     g = _FlowGraph()
@@ -235,11 +248,21 @@ def closure_bound(ctx, v: int, deadline: float = float("inf"), forced: int = 0) 
         g.edge(0, y, size)
         for c in open_cons:
             g.edge(y, node[c], INF)
-    flow = g.max_flow(deadline)
+    return _ClosureGraph(g, node, resident, gain)
+
+
+def closure_bound(ctx, v: int, deadline: float = float("inf"), forced: int = 0) -> int | None:
+    """min over states S in which v can run of its step cost (minus its best saving);
+    None if ``deadline`` (time.monotonic) passes before the minimum cut is found.
+
+    ``forced``: a downset without v; then only states containing it count (a per-state
+    bound: every completion from ``forced`` runs v in such a state)."""
+    c = _closure_graph(ctx, v, forced)
+    flow = c.g.max_flow(deadline)
     if flow is None:
         return None
-    best_closure = gain - flow  # bytes freed minus bytes kept, at best
-    return resident - best_closure + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
+    best_closure = c.gain - flow  # bytes freed minus bytes kept, at best
+    return c.resident - best_closure + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)
 
 
 class StateClosure:
@@ -255,40 +278,8 @@ class StateClosure:
         from ortools.graph.python import max_flow
 
         p = ctx.p
-        forced_in, forced_out = ctx.anc[v], ctx.desc[v] | (1 << v)
-        g = _FlowGraph()
-        node: dict[int, int] = {}
-        resident = sum(p.size[t] for t in p.inputs if p.consumers[t] or p.pinned[t])
-        for u in range(p.n_ops):
-            if (forced_out >> u) & 1:
-                continue
-            if (forced_in >> u) & 1:
-                resident += ctx.out_kept[u]
-                continue
-            node[u] = g.node()
-            if ctx.out_kept[u]:
-                g.edge(node[u], 1, ctx.out_kept[u])
-        for u, a in node.items():
-            for q in p.preds[u]:
-                if q in node:
-                    g.edge(a, node[q], INF)
-        gain = 0
-        for t, size in enumerate(p.size):
-            if not size or p.pinned[t] or not p.consumers[t]:
-                continue
-            if p.producer[t] < 0 and t not in p.inputs:
-                continue
-            if any((forced_out >> c) & 1 for c in p.consumers[t]):
-                continue
-            open_cons = [c for c in p.consumers[t] if c in node]
-            if not open_cons:
-                resident -= size
-                continue
-            y = g.node()
-            gain += size
-            g.edge(0, y, size)
-            for c in open_cons:
-                g.edge(y, node[c], INF)
+        c = _closure_graph(ctx, v)
+        g, node, resident, gain = c.g, c.node, c.resident, c.gain
         self.big = gain + sum(ctx.out_kept) + 1  # more than any cut
         first = len(g.to) // 2
         for a in node.values():

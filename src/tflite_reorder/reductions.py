@@ -85,13 +85,13 @@ def source_macros(ctx, topo: Sequence[int], source: int) -> SourceMacros:
     block_ops: list[tuple[int, ...]] = []
     mpred = [0] * n
     for v in range(n):
-        ops = _bits(block[v])
+        ops = bits(block[v])
         block_ops.append(tuple(sorted(ops, key=rank.__getitem__)))
         need = ctx.pred_mask[v]
         for u in ops:
             need |= ctx.pred_mask[u]
         mpred[v] = need & ~block[v]
-    for v in _bits(source):  # sources are never run on their own
+    for v in bits(source):  # sources are never run on their own
         block[v] = 0
         block_ops[v] = ()
     return SourceMacros(source, block, block_ops, mpred)
@@ -114,7 +114,8 @@ def canonical(macros: SourceMacros, order: Sequence[int], done: int = 0) -> list
     return out
 
 
-def _bits(mask: int) -> list[int]:
+def bits(mask: int) -> list[int]:
+    """The set bits of ``mask``, lowest first (the op ids of a bitmask state)."""
     out = []
     while mask:
         low = mask & -mask

@@ -43,7 +43,7 @@ from .bounds import StateClosure, _ortools_flow, closure_bound, static_bounds
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
-from .reductions import SourceMacros, canonical, find_sources, source_macros
+from .reductions import SourceMacros, bits, canonical, find_sources, source_macros
 
 SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose.split)
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
@@ -378,17 +378,8 @@ def depth_first_order(ctx: Context, start: int, goal: int) -> list[int]:
                 continue
             stack.append((v, True))
             todo = pred_mask[v] & ~done
-            for u in sorted(_bits(todo), reverse=True):
+            for u in sorted(bits(todo), reverse=True):
                 stack.append((u, False))
-    return out
-
-
-def _bits(mask: int) -> list[int]:
-    out = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
     return out
 
 
