@@ -102,16 +102,22 @@ def canonical(macros: SourceMacros, order: Sequence[int], done: int = 0) -> list
     ``done``: the ops already run before ``order`` starts."""
     out: list[int] = []
     for x in order:
-        if (macros.source >> x) & 1:
-            continue
-        if macros.block[x] & ~done:
-            for u in macros.block_ops[x]:
-                if not (done >> u) & 1:
-                    out.append(u)
-                    done |= 1 << u
-        out.append(x)
-        done |= 1 << x
+        if not (macros.source >> x) & 1:
+            done = run_macro(macros.block, macros.block_ops, x, done, out)
     return out
+
+
+def run_macro(block: Sequence[int], block_ops: Sequence[Sequence[int]], x: int, done: int,
+              out: list[int]) -> int:
+    """Append to ``out`` the macro of op ``x`` from downset ``done``: the unrun sources of
+    ``block(x)`` in topological order, then ``x``; returns the downset after it."""
+    if block[x] & ~done:
+        for u in block_ops[x]:
+            if not (done >> u) & 1:
+                out.append(u)
+                done |= 1 << u
+    out.append(x)
+    return done | 1 << x
 
 
 def bits(mask: int) -> list[int]:

@@ -43,7 +43,7 @@ from .bounds import StateClosure, _ortools_flow, closure_bound, static_bounds
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
-from .reductions import SourceMacros, bits, canonical, find_sources, source_macros
+from .reductions import SourceMacros, bits, canonical, find_sources, run_macro, source_macros
 
 SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose.split)
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
@@ -258,13 +258,7 @@ def _expand(ctx: Context, S: int, heads: Sequence[int]) -> list[int]:
     """The ops that the macros ``heads`` run from downset S, in order."""
     out: list[int] = []
     for h in heads:
-        if ctx.block[h] & ~S:
-            for u in ctx.block_ops[h]:
-                if not (S >> u) & 1:
-                    out.append(u)
-                    S |= 1 << u
-        out.append(h)
-        S |= 1 << h
+        S = run_macro(ctx.block, ctx.block_ops, h, S, out)
     return out
 
 

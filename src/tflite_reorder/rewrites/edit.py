@@ -9,6 +9,7 @@ every unreferenced non-constant tensor arena space.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +104,17 @@ class Editor:
     def constant(self, i: int) -> np.ndarray | None:
         """The data of a constant tensor, typed and shaped, or None when it has none."""
         return None if i < 0 else constant_data(self.model, self.t(i))
+
+    def applicable(self, check: Callable[[Editor, schema.OperatorT], object]) -> list[int]:
+        """Indices of the ops at which ``check`` raises no ``NotApplicable`` (rewrite sites)."""
+        out = []
+        for i, op in enumerate(self.sg.operators):
+            try:
+                check(self, op)
+            except NotApplicable:
+                continue
+            out.append(i)
+        return out
 
     def inputs(self, op: schema.OperatorT) -> list[int]:
         return list(ints(op.inputs))

@@ -31,14 +31,7 @@ MAX_SLICES = 4
 
 def candidates(ed: Editor) -> list[int]:
     """Indices of CONV_2D ops that could be split (the dissolve decides the rest)."""
-    out = []
-    for i, op in enumerate(ed.sg.operators):
-        try:
-            _check(ed, op)
-        except NotApplicable:
-            continue
-        out.append(i)
-    return out
+    return ed.applicable(_check)
 
 
 def _check(ed: Editor, op: schema.OperatorT) -> int:

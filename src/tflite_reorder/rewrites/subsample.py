@@ -21,14 +21,7 @@ POOLS = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D"})
 
 def candidates(ed: Editor) -> list[int]:
     """Indices of 1×1 strided ops reading a shifted tensor."""
-    out = []
-    for i, op in enumerate(ed.sg.operators):
-        try:
-            _chain(ed, op)
-        except NotApplicable:
-            continue
-        out.append(i)
-    return out
+    return ed.applicable(_chain)
 
 
 def _is_1x1_strided(ed: Editor, op: schema.OperatorT) -> bool:
