@@ -200,10 +200,18 @@ def optimize(
         inplace = False
 
     reqs: dict = {}
+    warning = None
     if target is not None:
         reqs, warning = pipeline.scratch_for(m, graph, target)
-        if warning:
-            rep.warnings.append(warning)
+    elif plan:
+        reqs, warning = pipeline.host_scratch_for(m, graph)
+    if warning:
+        rep.warnings.append(warning)
+    if reqs and rep.tiles is None and not rep.rewrites:
+        # the stored order pays the same kernel scratch: "before" counts it as "after" does
+        stored = graph.stored_orders()
+        rep.peak_before = pipeline.plan_use(simulate(graph, stored, inplace=False), reqs,
+                                            stored).lower_bound
 
     stage("schedule")
     orders, use = _schedule(graph, rep, inplace, time_limit, progress, reqs)

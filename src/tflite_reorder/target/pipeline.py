@@ -20,7 +20,7 @@ from ..memory import ArenaUse
 from .execute import DEFAULT_KERNELS, invoke
 from .firmware import ARCHS, KERNEL_SETS
 from .planning import Requests, with_scratch
-from .scratch import UnknownScratch, requests
+from .scratch import HOST_ARCH, UnknownScratch, requests
 from .tree import TargetError
 
 SEEDS = (0, 1)  # random input sets the written model is checked on
@@ -68,6 +68,19 @@ def scratch_for(model_t, graph, target: Target) -> tuple[Requests, str | None]:
         return requests(model_t, graph, target.arch, target.kernels), None
     except UnknownScratch as exc:
         return {}, f"{exc}; planned without kernel scratch (the target may need more)"
+
+
+def host_scratch_for(model_t, graph) -> tuple[Requests, str | None]:
+    """``scratch_for`` the host's tflite-micro (reference kernels), which verification runs.
+
+    Its kernels' scratch buffers are planned online around an offline plan too: a plan
+    that left them out could need more than it says (SVDF's, for instance).
+    """
+    try:
+        return requests(model_t, graph, HOST_ARCH, "reference"), None
+    except UnknownScratch as exc:
+        return {}, (f"{exc}; planned without kernel scratch (TFLM's head may exceed the "
+                    f"plan)")
 
 
 def op_scratch(reqs: Requests) -> dict[tuple[int, int], int]:

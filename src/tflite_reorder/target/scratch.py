@@ -35,6 +35,7 @@ _UNMODELLED = frozenset({
     "ADD_N", "MIRROR_PAD", "TRANSPOSE_CONV", "SVDF", "UNIDIRECTIONAL_SEQUENCE_LSTM",
     "BATCH_MATMUL", "CUSTOM",
 })
+HOST_ARCH = "host"  # the reference kernels of the host's tflite-micro: no DSP, no MVE
 
 
 class UnknownScratch(ValueError):
@@ -184,10 +185,22 @@ def _min_max(op: _Op, arch: str) -> list[int]:
     return [4 * len(_shape(x)), 4 * prod(_shape(axis))]
 
 
+def _svdf(op: _Op, arch: str) -> list[int]:
+    """Reference SVDF (``svdf_common.cc``): int32 per filter, int8 also int32 per unit."""
+    batch = _shape(op.inputs[0])[0]
+    filters = _shape(op.inputs[1])[0]
+    if _type(op.inputs[0]) == schema.TensorType.INT8:
+        units = _shape(op.outputs[0])[1]
+        return [4 * batch * filters, 4 * batch * units]
+    return [4 * batch * filters]
+
+
 _CMSIS = {"CONV_2D": _conv2d, "DEPTHWISE_CONV_2D": _depthwise,
           "FULLY_CONNECTED": _fully_connected, "AVERAGE_POOL_2D": _avg_pool}
 _REFERENCE = {"MEAN": _mean_or_sum, "SUM": _mean_or_sum, "REDUCE_MAX": _min_max,
               "REDUCE_MIN": _min_max}
+# Reference kernels only: CMSIS-NN's own versions of these request other sizes.
+_REFERENCE_ONLY = {"SVDF": _svdf}
 
 
 def _reference_conv(op: _Op, arch: str) -> list[int]:
@@ -202,6 +215,8 @@ def op_requests(op: _Op, arch: str, kernels: str) -> list[int]:
         return _CMSIS[op.opcode](op, arch)
     if op.opcode in _REFERENCE:
         return _REFERENCE[op.opcode](op, arch)
+    if kernels == "reference" and op.opcode in _REFERENCE_ONLY:
+        return _REFERENCE_ONLY[op.opcode](op, arch)
     if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         return _reference_conv(op, arch)
     if op.opcode in _UNMODELLED:

@@ -1,0 +1,93 @@
+"""Real models that public packages ship (``models/real/``): optimised, verified, TFLM agrees.
+
+``keyword_scrambled`` (TFLM's own SVDF keyword model) is the regression for the host's kernel
+scratch: its SVDF kernels request 512 B of scratch that TFLM plans online around the offline
+plan; a plan that left it out claimed 288 B and TFLM then needed 800 B (more than the input's
+672 B). ``tools/real_models.py`` is tested on rows it builds itself (no runtime needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from conftest import MODELS_DIR
+
+from tflite_reorder import api, tflm
+from tflite_reorder.flatbuffer_io import load_model
+from tflite_reorder.graph import build_graph
+from tflite_reorder.target.scratch import HOST_ARCH, requests
+from tools import real_models
+
+REAL = sorted((MODELS_DIR / "real").glob("*.tflite"))
+
+
+def test_the_real_models_are_there():
+    assert {p.stem for p in REAL} >= {"keyword_scrambled", "sine_float", "hand_recrop"}
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("model", REAL, ids=lambda p: p.stem)
+def test_real_model_is_verified_and_never_worse_in_tflm(model):
+    raw = model.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    res = api.optimize(model, time_limit=5.0)
+    rep = res.report
+    assert set(rep.verification["ran"]) == {"litert", "tflm"}
+    assert all(c["identical"] for c in rep.verification["comparisons"])
+    head_in = tflm.measure_arena(raw).head
+    head_out = tflm.measure_arena(res.data).head
+    assert head_out == rep.arena_planned == rep.tflm_head, "the plan is what TFLM uses"
+    assert head_out <= head_in, "never worse, as TFLM measures it"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
+
+
+def test_svdf_scratch_is_what_the_reference_kernel_requests():
+    """int8 SVDF: int32 per filter and int32 per unit (``svdf_common.cc``), rounded to 16."""
+    m = load_model(MODELS_DIR / "real" / "keyword_scrambled.tflite").model
+    reqs = requests(m, build_graph(m), HOST_ARCH, "reference")
+    svdf = sorted(k[1] for k in reqs)
+    assert svdf == [1, 3, 5, 7, 9, 10, 11]
+    assert reqs[(0, 1)] == (64 * 4, 64 * 4)  # 64 filters, rank 1: 64 units
+    assert reqs[(0, 9)] == (32 * 4, 32 * 4)
+
+
+@pytest.mark.tflm
+def test_svdf_plan_holds_the_scratch():
+    """The written plan leaves room for the SVDF scratch: TFLM's head is the planned one."""
+    model = MODELS_DIR / "real" / "keyword_scrambled.tflite"
+    res = api.optimize(model, verify=False)
+    assert tflm.measure_arena(res.data).head == res.report.arena_planned
+    assert res.report.arena_planned <= tflm.measure_arena(model.read_bytes()).head
+    # "before" counts the stored order's scratch as "after" counts ours: never worse
+    assert res.report.peak_after <= res.report.peak_before
+
+
+def _row(head_in, head_out, claimed, litert="identical", ran=("litert",), mode="default"):
+    row = real_models.Row("m.tflite", tflm_head_in=head_in)
+    row.runs[mode] = real_models.Run([], 0, 1.0, "", {"verification": {"ok": True,
+                                                                        "ran": list(ran)}})
+    row.written[mode] = real_models.Written(head_out, claimed, litert, "identical")
+    return row
+
+
+def test_report_tool_flags_each_kind_of_problem():
+    assert real_models._problems(_row(1000, 900, 900)) == []
+    assert any("never-worse" in p for p in real_models._problems(_row(1000, 1100, 1100)))
+    assert any("claimed head" in p for p in real_models._problems(_row(1000, 900, 800)))
+    assert any("no runtime run" in p for p in real_models._problems(_row(1000, 900, 900,
+                                                                          ran=())))
+    assert any("max diff" in p for p in real_models._problems(
+        _row(1000, 900, 900, litert="max diff 1")))
+    # a rewrite may change numerics (within its bound): not flagged
+    assert real_models._problems(_row(1000, 900, 900, litert="max diff 1", mode="rewrite")) == []
+    timed_out = _row(1000, 900, 900)
+    timed_out.runs["tile"] = real_models.Run([], None, 300.0, "")
+    assert any("timed out" in p for p in real_models._problems(timed_out))
+
+
+def test_report_tool_totals_count_gains():
+    rows = [_row(1000, 800, 800), _row(1000, 1000, 1000)]
+    text = real_models.totals(rows)
+    assert "written and measured by TFLM for 2, smaller head for 1" in text
+    assert "−20.0 %" in text
