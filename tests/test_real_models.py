@@ -3,19 +3,24 @@
 ``keyword_scrambled`` (TFLM's own SVDF keyword model) is the regression for the host's kernel
 scratch: its SVDF kernels request 512 B of scratch that TFLM plans online around the offline
 plan; a plan that left it out claimed 288 B and TFLM then needed 800 B (more than the input's
-672 B). ``tools/real_models.py`` is tested on rows it builds itself (no runtime needed).
+672 B). ``keyword_scrambled_8bit`` (int8 SVDF state) killed the process inside LiteRT (heap
+corruption) in ``check`` and the default run; LiteRT is now refused it before it is called.
+``tools/real_models.py`` is tested on rows it builds itself (no runtime needed).
 """
 
 from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 from conftest import MODELS_DIR
 
-from tflite_reorder import api, tflm
-from tflite_reorder.flatbuffer_io import load_model
-from tflite_reorder.graph import build_graph
+from tflite_reorder import api, runtimes, tflm
+from tflite_reorder.flatbuffer_io import ModelError, load_model
+from tflite_reorder.graph import build_graph, opcode_name
+from tflite_reorder.hazards import find_hazards
+from tflite_reorder.shapes import infer_shapes
 from tflite_reorder.target.scratch import HOST_ARCH, requests
 from tools import real_models
 
@@ -23,7 +28,8 @@ REAL = sorted((MODELS_DIR / "real").glob("*.tflite"))
 
 
 def test_the_real_models_are_there():
-    assert {p.stem for p in REAL} >= {"keyword_scrambled", "sine_float", "hand_recrop"}
+    assert {p.stem for p in REAL} >= {"keyword_scrambled", "keyword_scrambled_8bit",
+                                      "sine_float", "hand_recrop"}
 
 
 @pytest.mark.tflm
@@ -33,7 +39,9 @@ def test_real_model_is_verified_and_never_worse_in_tflm(model):
     digest = hashlib.sha256(raw).hexdigest()
     res = api.optimize(model, time_limit=5.0)
     rep = res.report
-    assert set(rep.verification["ran"]) == {"litert", "tflm"}
+    # LiteRT cannot run int8 SVDF state (see test_litert_is_refused_int8_svdf_state)
+    assert set(rep.verification["ran"]) == (
+        {"tflm"} if model.stem == "keyword_scrambled_8bit" else {"litert", "tflm"})
     assert all(c["identical"] for c in rep.verification["comparisons"])
     head_in = tflm.measure_arena(raw).head
     head_out = tflm.measure_arena(res.data).head
@@ -84,6 +92,9 @@ def test_report_tool_flags_each_kind_of_problem():
     timed_out = _row(1000, 900, 900)
     timed_out.runs["tile"] = real_models.Run([], None, 300.0, "")
     assert any("timed out" in p for p in real_models._problems(timed_out))
+    crashed = _row(1000, 900, 900)
+    crashed.runs["check"] = real_models.Run([], -11, 1.0, "")
+    assert any("signal 11" in p for p in real_models._problems(crashed))
 
 
 def test_report_tool_totals_count_gains():
@@ -91,3 +102,28 @@ def test_report_tool_totals_count_gains():
     text = real_models.totals(rows)
     assert "written and measured by TFLM for 2, smaller head for 1" in text
     assert "−20.0 %" in text
+
+
+def test_litert_is_refused_int8_svdf_state():
+    """Before the check, LiteRT ran it and the process died of heap corruption."""
+    raw = (MODELS_DIR / "real" / "keyword_scrambled_8bit.tflite").read_bytes()
+    with pytest.raises(ModelError, match="SVDF"):
+        runtimes.litert(raw)
+    runtimes.litert((MODELS_DIR / "real" / "keyword_scrambled.tflite").read_bytes())  # int16
+
+
+@pytest.mark.parametrize("name", ["keyword_scrambled", "keyword_scrambled_8bit"])
+def test_svdf_shape_rule_rederives_the_outputs(name):
+    """SVDF has a shape rule (no "unchecked" hazard): wiped output shapes are recovered."""
+    m = load_model(MODELS_DIR / "real" / f"{name}.tflite").model
+    assert find_hazards(m) == []
+    sg = m.subgraphs[0]
+    wiped = {}
+    for op in sg.operators:
+        if opcode_name(m, op.opcodeIndex) == "SVDF":
+            t = op.outputs[0]
+            wiped[(0, t)] = tuple(int(d) for d in sg.tensors[t].shape)
+            sg.tensors[t].shape = np.array([7], dtype=np.int32)
+    assert len(wiped) == 7
+    inferred = infer_shapes(m)
+    assert {k: inferred[k] for k in wiped} == wiped

@@ -9,10 +9,14 @@ native code instead of returning an error, which no ``try`` can catch:
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
   segfaults;
 * nested control flow whose lifetime marking walks more subgraph visits than anyone can
-  wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits).
+  wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits);
+* LiteRT only: an integer SVDF whose weights_time or state tensor is int8 (TFLM's own
+  ``keyword_scrambled_8bit`` model). LiteRT's kernel treats both as int16, writes past the
+  state buffer and the process dies of heap corruption; TFLM runs it correctly.
 
-``check`` raises :class:`~.flatbuffer_io.ModelError` for all of them; every constructor of
-a runtime interpreter calls it first, so the user gets one line and exit 2, never a signal.
+``check`` raises :class:`~.flatbuffer_io.ModelError` for all of them but the last, which
+``check_litert`` adds; every constructor of a runtime interpreter calls them first, so the
+user gets one line (the runtime is reported as not run, or exit 2), never a signal.
 """
 
 from __future__ import annotations
@@ -39,6 +43,26 @@ def check(model_bytes: bytes) -> None:
             f"TFLM's lifetime marking would visit {visits} subgraphs (nested "
             f"control flow sharing subgraphs); refusing to run it (limit "
             f"{MAX_MARKING_VISITS})")
+
+
+def check_litert(model_bytes: bytes) -> None:
+    """``check`` plus what only LiteRT cannot survive; raises ModelError."""
+    check(model_bytes)
+    model = load_model(bytes(model_bytes)).model
+    for s, sg in enumerate(model.subgraphs):
+        for v, op in enumerate(sg.operators or []):
+            code = model.operatorCodes[op.opcodeIndex]
+            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+            if builtin != schema.BuiltinOperator.SVDF or len(op.inputs) < 5:
+                continue
+            types = [None if i < 0 else int(sg.tensors[i].type) for i in op.inputs]
+            if types[0] != schema.TensorType.INT8 or types[1] != schema.TensorType.INT8:
+                continue  # float or hybrid SVDF: LiteRT's other paths
+            if types[2] != schema.TensorType.INT16 or types[4] != schema.TensorType.INT16:
+                raise ModelError(
+                    f"subgraph {s} operator {v} (SVDF): integer SVDF with an int8 "
+                    f"weights_time or state tensor corrupts LiteRT's memory (it supports "
+                    f"int16 only); LiteRT cannot run this model")
 
 
 def _check_quantization(model: schema.ModelT) -> None:

@@ -30,11 +30,11 @@ def litert(data: bytes, preserve: bool = False):
 
     ``preserve`` keeps every intermediate tensor readable after ``invoke``. Raises what
     LiteRT raises (``ValueError``/``RuntimeError``) for a model it cannot run, and
-    ``ModelError`` for one it would crash on (``preflight.check``).
+    ``ModelError`` for one it would crash on (``preflight.check_litert``).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    preflight.check(data)
+    preflight.check_litert(data)
     interp = Interpreter(
         model_content=data,
         experimental_op_resolver_type=OpResolverType.BUILTIN_REF,

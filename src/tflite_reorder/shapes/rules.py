@@ -138,6 +138,12 @@ def _fully_connected(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     return [(int(np.prod(shape, dtype=np.int64)) // depth, units)]
 
 
+def _svdf(env: Env, op: schema.OperatorT) -> list[Shape | None]:
+    """[batch, filters / rank]: the shape TFLM's and LiteRT's kernels insist on."""
+    filters = env.shape(op.inputs[1])[0]
+    return [(env.shape(op.inputs[0])[0], filters // option(op, "rank"))]
+
+
 def _batch_matmul(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     a, b = env.shape(op.inputs[0]), env.shape(op.inputs[1])
     rows = a[-1] if option(op, "adjX", False) else a[-2]
@@ -379,6 +385,7 @@ SHAPE_RULES: dict[str, Rule] = {
     "TRANSPOSE_CONV": _transpose_conv,
     "FULLY_CONNECTED": _fully_connected,
     "BATCH_MATMUL": _batch_matmul,
+    "SVDF": _svdf,
     "CONCATENATION": _concatenation,
     **dict.fromkeys(("PAD", "PADV2", "MIRROR_PAD"), _pad),
     "RESHAPE": _reshape,
