@@ -100,8 +100,8 @@ def test_report_tool_flags_each_kind_of_problem():
 def test_report_tool_totals_count_gains():
     rows = [_row(1000, 800, 800), _row(1000, 1000, 1000)]
     text = real_models.totals(rows)
-    assert "written and measured by TFLM for 2, smaller head for 1" in text
-    assert "−20.0 %" in text
+    assert "TFLM measured the input and the output of 2, smaller head for 1" in text
+    assert "best −20.0 %" in text
 
 
 def test_litert_is_refused_int8_svdf_state():
@@ -127,3 +127,14 @@ def test_svdf_shape_rule_rederives_the_outputs(name):
     assert len(wiped) == 7
     inferred = infer_shapes(m)
     assert {k: inferred[k] for k in wiped} == wiped
+
+
+def test_scratch_of_a_malformed_operator_is_unknown_not_a_crash():
+    """The host plan asks every model for scratch: an op missing inputs gets a warning."""
+    from tflite_reorder.target.scratch import UnknownScratch
+
+    m = load_model(MODELS_DIR / "real" / "keyword_scrambled.tflite").model
+    graph = build_graph(m)
+    m.subgraphs[0].operators[2].inputs = m.subgraphs[0].operators[2].inputs[:1]  # an FC
+    with pytest.raises(UnknownScratch, match="malformed"):
+        requests(m, graph, HOST_ARCH, "reference")

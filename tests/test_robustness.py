@@ -148,11 +148,16 @@ def op_keys(model_t, s: int = 0) -> list[tuple]:
 
 
 def written_peak(path: Path) -> int:
-    """The peak of a written model's stored order, replayed from the file itself."""
+    """The peak of a written model's stored order, replayed from the file itself, with the
+    host kernels' scratch buffers that the plan leaves room for (as ``peak_after`` counts)."""
     from tflite_reorder.memory import simulate
+    from tflite_reorder.target import pipeline
 
-    graph = build_graph(load_model(path).model)
-    return simulate(graph, graph.stored_orders(), inplace=True).lower_bound
+    model = load_model(path).model
+    graph = build_graph(model)
+    orders = graph.stored_orders()
+    reqs, _ = pipeline.host_scratch_for(model, graph)
+    return pipeline.plan_use(simulate(graph, orders, inplace=True), reqs, orders).lower_bound
 
 
 def assert_same_ops(before: Path | bytes, after: Path | bytes) -> None:

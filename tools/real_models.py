@@ -277,13 +277,39 @@ def _stored(row: Row) -> str:
     return "–"
 
 
-def markdown(rows: list[Row]) -> str:
-    """The table plus totals; arena heads (activations) in bytes."""
+HEADER = """# Real models from public packages
+
+Every command of `tflite-reorder` on `.tflite` files exactly as public packages ship them,
+by `python tools/real_models.py DIR --json rows.json --markdown docs/real_models.md` (the
+folder's `SOURCES.tsv` names each file's package, version, path and licence). Per model, each
+command in a fresh process with a 300 s limit: the default run, `--rewrite`, `--tile`,
+`check`, `arena` and `inspect`, and `--tflm-compat` for a model TFLM cannot run as it is.
+Then, independently of the tool's own verification, every written model is loaded by TFLM
+(`tflite-micro`'s Python interpreter, reference kernels) for its measured head, and run
+against the input on two input sets made from the flatbuffer under LiteRT's reference
+kernels and TFLM, where each runs the input.
+
+Columns: *TFLM head in* is TFLM's measured arena head (bytes of activations) of the input as
+it is (*n/r*: TFLM does not run it); *stored peak* is the tool's count for the stored order;
+each mode shows the head the tool planned and TFLM's measured head of the file it wrote;
+*proven* is the default run's optimality certificate; *verified by* the runtimes the default
+run compared outputs with; *s* its wall time on a shared 2-core machine (other jobs running);
+the exit codes are of the default run, `check`, `arena`, `--rewrite`, `--tile`, `inspect`
+(negative: killed by that signal). *notes* lists what the checks above found wrong, else
+the default run's error line.
+
+"""
+FINDINGS = "<!-- findings: kept when the table is regenerated -->"
+
+
+def markdown(rows: list[Row], keep: str = "") -> str:
+    """The header, the table and totals (arena heads in bytes), then ``keep`` unchanged."""
     lines = [
         "| model | source | ops | TFLM head in | stored peak | default: planned / TFLM "
-        "| proven | --rewrite: planned / TFLM | --tile: planned / TFLM | verified by | s "
-        "| exit opt/chk/arena/rw/tile/insp | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| proven | --rewrite: planned / TFLM | --tile: planned / TFLM "
+        "| --tflm-compat: planned / TFLM | verified by | s | exit opt/chk/arena/rw/tile/insp "
+        "| notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         d = r.runs.get("default")
@@ -296,9 +322,11 @@ def markdown(rows: list[Row]) -> str:
         lines.append(
             f"| {r.file} | {r.source} | {r.ops if r.ops is not None else '–'} | {head_in} "
             f"| {_stored(r)} | {_mode_cell(r, 'default')} | {proven} "
-            f"| {_mode_cell(r, 'rewrite')} | {_mode_cell(r, 'tile')} | {_verified(r)} "
+            f"| {_mode_cell(r, 'rewrite')} | {_mode_cell(r, 'tile')} "
+            f"| {_mode_cell(r, 'compat')} | {_verified(r)} "
             f"| {d.seconds:.1f} | {codes} | {notes.replace('|', '/')} |")
-    return "\n".join(lines) + "\n\n" + totals(rows) + "\n"
+    body = "\n".join(lines) + "\n\n" + totals(rows) + "\n"
+    return HEADER + body + ("\n" + keep if keep else "")
 
 
 def _gain(row: Row, mode: str) -> int | None:
@@ -309,24 +337,26 @@ def _gain(row: Row, mode: str) -> int | None:
 
 
 def totals(rows: list[Row]) -> str:
-    """One paragraph: how many models, how many gained per mode and by how much."""
+    """One paragraph: per mode, how many models TFLM measured, how many gained, how much."""
     parts = [f"{len(rows)} models."]
-    for mode in MODES:
+    for mode in (*MODES, *COMPAT):
+        if mode in COMPAT:
+            ran = sum(1 for r in rows if mode in r.runs)
+            measured = sum(1 for r in rows if (r.written.get(mode) or Written()).tflm_head)
+            parts.append(f"`--tflm-compat` (run on the {ran} models TFLM cannot run as they "
+                         f"are): TFLM runs {measured} of the results.")
+            continue
         gains = [(r, g) for r in rows if (g := _gain(r, mode)) is not None]
-        better = [(r, g) for r, g in gains if g > 0]
-        written = len(gains)
+        better = sorted(100 * g / r.tflm_head_in for r, g in gains if g > 0)
+        codes = [r.runs[mode].code for r in rows if mode in r.runs]
+        failed = {c: codes.count(c) for c in sorted(set(codes), key=str) if c != 0}
+        text = (f"`{mode}`: exit codes other than 0: {failed or 'none'}; TFLM measured the "
+                f"input and the output of {len(gains)}, smaller head for {len(better)}")
         if better:
-            best_row, best = max(better, key=lambda x: x[1] / x[0].tflm_head_in)
-            pct = 100 * best / best_row.tflm_head_in
-            saved = sum(g for _, g in better)
-            parts.append(f"`{mode}`: written and measured by TFLM for {written}, smaller head "
-                         f"for {len(better)} ({saved / 1024:.1f} KB in all; best "
-                         f"{best_row.file} −{pct:.1f} %).")
-        else:
-            parts.append(f"`{mode}`: written and measured by TFLM for {written}, smaller "
-                         f"head for none.")
+            text += (f" (median −{better[len(better) // 2]:.1f} %, best −{better[-1]:.1f} %)")
+        parts.append(text + ".")
     bad = sum(1 for r in rows if r.problems)
-    parts.append(f"Models with a problem listed: {bad}.")
+    parts.append(f"Models with a problem listed in the notes: {bad}.")
     return " ".join(parts)
 
 
@@ -363,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 if args.json:
                     args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-    table = markdown(rows)
+    keep = ""
+    if args.markdown and args.markdown.exists():
+        text = args.markdown.read_text()
+        keep = text[text.index(FINDINGS):] if FINDINGS in text else ""
+    table = markdown(rows, keep)
     if args.markdown:
         args.markdown.write_text(table)
     else:

@@ -431,7 +431,8 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
     rep.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
     rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
-    rep.peak_after_no_inplace = simulate(graph, orders, inplace=False).lower_bound
+    rep.peak_after_no_inplace = pipeline.plan_use(simulate(graph, orders, inplace=False),
+                                                  reqs or {}, orders).lower_bound
     rep.lower_bound, rep.optimal = certificate(graph, results, rep.peak_after)
     rep.inplace = inplace
     rep.per_subgraph = subgraph_reports(graph, results, orders, inplace)

@@ -228,7 +228,8 @@ def requests(model_t: schema.ModelT, graph: ModelGraph, arch: str,
              kernels: str) -> dict[tuple[int, int], tuple[int, ...]]:
     """(subgraph, op) -> aligned scratch sizes in request order, for ops that request any.
 
-    Raises UnknownScratch for an operator whose requests are not modelled here.
+    Raises UnknownScratch for an operator whose requests are not modelled here, or whose
+    inputs are not what its kernel reads (a malformed model: the runtimes will say more).
     """
     out: dict[tuple[int, int], tuple[int, ...]] = {}
     for s, sg in enumerate(graph.subgraphs):
@@ -243,6 +244,10 @@ def requests(model_t: schema.ModelT, graph: ModelGraph, arch: str,
             except UnknownScratch as exc:
                 raise UnknownScratch(
                     f"subgraph {s} op {v} ({node.opcode}): scratch not modelled: {exc}"
+                ) from None
+            except (IndexError, TypeError, AttributeError) as exc:  # inputs missing or empty
+                raise UnknownScratch(
+                    f"subgraph {s} op {v} ({node.opcode}): malformed operator ({exc})"
                 ) from None
             sizes = [align(b) for b in sizes if b > 0]
             if sizes:
