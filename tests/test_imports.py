@@ -47,7 +47,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
                            for a in node.names]
             for t in targets:
-                while t and t not in files and t not in compiled:  # a name inside a module: the module
+                # a name inside a module: the module
+                while t and t not in files and t not in compiled:
                     t = t.rpartition(".")[0]
                 if t and t != name:
                     deps.add(t)
