@@ -263,7 +263,10 @@ def _short_error(run: Run | None) -> str:
     if run is None or run.code == 0:
         return ""
     text = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
-    return text.replace("tflite-reorder: error: ", "")[:220]
+    text = text.replace("tflite-reorder: error: ", "")
+    if run.args and text.startswith(run.args[0] + ": "):  # the file is the row's own
+        text = text[len(run.args[0]) + 2:]
+    return text[:220]
 
 
 def _stored(row: Row) -> str:
