@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from conftest import ALL_MODELS, ROOT
 
-from tflite_reorder import fastread
 from tflite_reorder.candidate import read_graph, read_safe_graph
 from tflite_reorder.fastread import read_lite
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
@@ -56,34 +55,6 @@ def test_safe_graph_repaired_on_the_tables(path: Path) -> None:
     object API: the same graph (or error) as repairing the fully parsed model."""
     raw = path.read_bytes()
     assert _outcome(read_safe_graph, raw) == _outcome(_slow_safe, raw)
-
-
-def test_options_unpacked_once_equal_the_generated_code() -> None:
-    """Scalar options tables are unpacked once per content, across models: every op's
-    options, first read or repeat, equal the object API's, and are its own copy."""
-    fastread.clear_caches()
-    for _ in range(2):  # the second pass is served from what the first unpacked
-        for path in ALL_MODELS:
-            raw = path.read_bytes()
-            full = [op.builtinOptions for sg in parse_model(raw).model.subgraphs
-                    for op in sg.operators or []]
-            lite = [op.builtinOptions for sg in read_lite(raw).subgraphs for op in sg.operators]
-            for a, b in zip(full, lite, strict=True):
-                assert type(a) is type(b) and _fields(a) == _fields(b), path.name
-    assert fastread._UNPACKED  # something was shared
-    conv = next(op for op in read_lite((ROOT / "models" / "mobilenet_int8.tflite")
-                                       .read_bytes()).subgraphs[0].operators
-                if op.builtinOptionsType == 1)  # Conv2DOptions
-    conv.builtinOptions.strideH = 99
-    again = read_lite((ROOT / "models" / "mobilenet_int8.tflite").read_bytes())
-    assert all(op.builtinOptions.strideH != 99 for op in again.subgraphs[0].operators
-               if op.builtinOptionsType == 1)
-
-
-def _fields(options) -> dict | None:
-    if options is None:
-        return None
-    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in vars(options).items()}
 
 
 def test_path_names_the_file(tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ or answered a different question on purpose (SPACE_TO_BATCH_ND padding made TFLM
 first since round 2: the baseline is then asked about the repaired model too, and must
 agree).
 
-Nothing is reused across calls in the timed *after* loop: caches that persist across calls
-(``fastread.clear_caches``) are emptied before each call, so repeating one model measures a
-new candidate each time, never a hit on its own earlier answer.
+Nothing is kept across calls in either version (no cache, no memo), so repeating one
+model costs what a new candidate of that model costs.
 
 Per-call times are medians over rounds for about ``--nas-seconds`` per model; candidates/s =
 1 / median. The reading part is also timed on its own in this tree: the object-API path
@@ -96,10 +95,9 @@ def check_answers(model: str, before, after, before_safe=None) -> str:
 
 def measure(base_api, raw: bytes, model: str, seconds: float, time_limit: float) -> dict:
     """Interleaved rounds of one baseline call and one call of this tree, CPU-timed."""
-    from tflite_reorder import api, fastread
+    from tflite_reorder import api
 
     def after_call():
-        fastread.clear_caches()
         return api.peak_memory(raw, time_limit=time_limit)
 
     times: dict[str, list[float]] = {"before": [], "after": [], "before_wall": [],
@@ -135,7 +133,6 @@ def _repaired(raw: bytes) -> bytes | None:
 def _parts(raw: bytes, seconds: float, time_limit: float) -> dict:
     from tflite_reorder import api
     from tflite_reorder.candidate import describe_graph, read_graph
-    from tflite_reorder.fastread import clear_caches
     from tflite_reorder.flatbuffer_io import ModelError, parse_model
     from tflite_reorder.graph import build_graph
     from tflite_reorder.scheduling import schedule_model
@@ -150,7 +147,7 @@ def _parts(raw: bytes, seconds: float, time_limit: float) -> dict:
     row = {
         "ops": graph.n_ops,
         "read_object_api": median_seconds(old_read, seconds / 4),
-        "read_tables": median_seconds(lambda: (clear_caches(), read_graph(raw)), seconds / 4),
+        "read_tables": median_seconds(lambda: read_graph(raw), seconds / 4),
         "search": median_seconds(lambda: schedule_model(graph, False, time_limit), seconds / 4),
     }
     try:
@@ -226,9 +223,9 @@ def markdown(rows: list[dict], seconds: float, time_limit: float, header: str) -
         "no voluntary waits), so wall-clock ratios swing with other jobs' load. Every "
         "round's answers "
         "are compared (the stored / optimal "
-        "column is after's, equal to before's unless a note says otherwise). Caches that "
-        "persist across calls are emptied before every *after* call, so no figure comes "
-        "from repeating one model. The reading columns split this tree's time: *object "
+        "column is after's, equal to before's unless a note says otherwise). Neither "
+        "version keeps anything across calls (no cache, no memo), so repeating one model "
+        "costs what a new candidate costs. The reading columns split this tree's time: *object "
         "API* = `parse_model` + `build_graph` with inferred shapes (what `peak_memory` did "
         "before), *tables* = `candidate.read_graph` (the same graph, read straight from "
         "the flatbuffer tables, checked equal on each model before timing); *search* = "

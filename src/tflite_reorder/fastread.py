@@ -16,7 +16,6 @@ rules, control flow); buffer bytes are a zero-copy view taken only when read.
 
 from __future__ import annotations
 
-import copy
 import struct
 
 import flatbuffers
@@ -201,73 +200,12 @@ class LiteOperator:
         return self._options
 
 
-_OPTION_NAMES = {v: k for k, v in vars(schema.BuiltinOptions).items() if isinstance(v, int)}
-_SCALAR_ONLY: dict[int, bool] = {}
-_UNPACKED: dict[tuple[int, bytes, bytes], object] = {}
-MAX_UNPACKED = 4096  # distinct scalar options tables kept (a NAS vocabulary is far smaller)
-
-
-def clear_caches() -> None:
-    """Forget the options tables unpacked so far (benchmarks time calls without reuse)."""
-    _UNPACKED.clear()
-
-
 def _options(raw: bytes, pos: int, kind: int):
-    """The options table at ``pos`` unpacked by the generated code (None when corrupt).
-
-    Tables of only scalar fields (convolution, pooling, add, concatenation, ...) are
-    unpacked once per distinct content, across calls and models: their values are a
-    function of the vtable and the table's inline bytes alone, which form the key, so a
-    repeat gets a copy of the same object. Other tables (vectors, strings) are unpacked
-    each time.
-    """
-    key = _content_key(raw, pos, kind) if _scalar_only(kind) else None
-    found = _UNPACKED.get(key) if key is not None else None
-    if found is not None:
-        return copy.copy(found)
+    """The options table at ``pos`` unpacked by the generated code (None when corrupt)."""
     try:
-        value = schema.BuiltinOptionsCreator(kind, flatbuffers.table.Table(raw, pos))
+        return schema.BuiltinOptionsCreator(kind, flatbuffers.table.Table(raw, pos))
     except Exception:  # a corrupt options table reads as absent options
         return None
-    if key is not None and value is not None:
-        if len(_UNPACKED) >= MAX_UNPACKED:
-            _UNPACKED.clear()
-        _UNPACKED[key] = copy.copy(value)
-    return value
-
-
-def _scalar_only(kind: int) -> bool:
-    """Every field of this options type is a number (no vector, string or table)."""
-    found = _SCALAR_ONLY.get(kind)
-    if found is None:
-        cls = getattr(schema, f"{_OPTION_NAMES.get(kind)}T", None)
-        found = cls is not None and all(
-            isinstance(v, int | float) for v in vars(cls()).values())
-        _SCALAR_ONLY[kind] = found
-    return found
-
-
-def _content_key(raw: bytes, pos: int, kind: int) -> tuple[int, bytes, bytes] | None:
-    """(type, vtable bytes, the bytes any field can be read from) of a scalar table.
-
-    Fields are read at ``pos + offset``, at most 8 bytes each, so the bytes from ``pos + 4``
-    to the furthest field + 8 (or the table's inline end) hold every value; the first 4
-    only say where the vtable is. None (not cached) when a field would overlap them.
-    """
-    n = len(raw)
-    if not 0 <= pos <= n - 4:
-        return None
-    vt = pos - _I32(raw, pos)[0]
-    if not 0 <= vt <= n - 4:
-        return None
-    vt_size, inline = _U16(raw, vt)[0], _U16(raw, vt + 2)[0]
-    if vt_size < 4 or vt_size % 2 or vt + vt_size > n:
-        return None
-    offsets = [o for o in struct.unpack_from(f"<{(vt_size - 4) // 2}H", raw, vt + 4) if o]
-    if offsets and min(offsets) < 4:
-        return None
-    end = max(inline, max(offsets, default=0) + 8)
-    return kind, raw[vt:vt + vt_size], raw[pos + 4:pos + end]
 
 
 class LiteSubGraph:
