@@ -205,6 +205,11 @@ def markdown(rows: list[dict], seconds: float, time_limit: float, header: str) -
             f"{_ms(r['search'])} | {_rate(r.get('peak_memory_spec'))} |")
     base = rows[0]["base_rev"] if rows else BASE_REV
     lines += [""] + [f"{'*' * k} {note}." for note, k in notes.items()]
+    from tflite_reorder import searchcore
+
+    why = searchcore.unavailable()
+    lines += ["", "*After* ran the exact search's loop " + (
+        "compiled (`searchcore`)." if not why else f"in Python ({why}).")]
     for what, suffix in (("CPU", ""), ("wall", "_wall")):
         ratios = [r["before" + suffix] / r["after" + suffix] for r in rows]
         if ratios:
