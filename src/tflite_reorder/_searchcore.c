@@ -391,6 +391,7 @@ static int table_set_parent(Table *t, int32_t i, int32_t parent, const int32_t *
 
 typedef struct {
     int64_t key, M;
+    u64 hi;           /* the state's highest word: most ties end there, without a lookup */
     int32_t negdepth;
     int32_t state;    /* entry index */
     int32_t bits;     /* slot of (ready, check) in the bit pool */
@@ -416,6 +417,7 @@ static inline int item_less(const Heap *h, const Item *x, const Item *y) {
     if (x->negdepth != y->negdepth) return x->negdepth < y->negdepth;
     if (x->M != y->M) return x->M < y->M;
     int W = h->W, c;
+    if (x->hi != y->hi) return x->hi < y->hi;
     if (x->state != y->state) {
         c = cmp_bits(state_of(h->tab, x->state), state_of(h->tab, y->state), W);
         if (c) return c < 0;
@@ -485,7 +487,7 @@ static int heap_push(Heap *h, int64_t key, int32_t negdepth, int64_t M, int32_t 
         h->a = a;
         h->cap *= 2;
     }
-    Item it = {key, M, negdepth, state, s};
+    Item it = {key, M, state_of(h->tab, state)[W - 1], negdepth, state, s};
     size_t i = h->len++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
