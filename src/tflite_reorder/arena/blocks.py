@@ -34,6 +34,34 @@ MAX_CONFLICT_PAIRS = 30_000_000
 _SMALL = 48
 
 
+# Buffer placements one second of planning work stands for (a conflict pair counts 1/500 of
+# one): about half what one core of a 2024 laptop-class machine places per second.
+PLACEMENTS_PER_SECOND = 50_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one planner stage may spend.
+
+    ``work`` is in seconds of a reference core and is counted, not timed (placements, and
+    CP-SAT's deterministic time), so a model gets the same plan on any machine and under
+    any load; ``deadline`` (``time.monotonic()``) is a wall-clock guard that only a
+    machine several times slower than the reference reaches.
+    """
+
+    work: float
+    deadline: float = float("inf")
+
+    def placements(self, blocks: Blocks) -> int:
+        """How many full placements of ``blocks`` the work pays for (at least 1)."""
+        return max(1, int(self.work * PLACEMENTS_PER_SECOND // place_cost(blocks)))
+
+
+def place_cost(blocks: Blocks) -> float:
+    """The work of one ``place`` over ``blocks``, in buffer placements."""
+    return len(blocks) + len(blocks._sweep[1]) * 2 / 500 + 1
+
+
 class TooManyConflicts(ValueError):
     """More buffer pairs alive together than ``MAX_CONFLICT_PAIRS``."""
 
