@@ -396,3 +396,13 @@ def test_nested_if_branches_are_inferred_once_without_recursion():
         assert infer_shapes(model_t) == {}  # every stored shape is already the true one
     assert sorted(calls) == list(range(len(model_t.subgraphs)))
     assert find_hazards(model_t) == []
+
+
+def test_an_if_without_its_options_keeps_its_stored_shapes():
+    """A spliced opcode can make any operator an IF with no IfOptions (found by the fuzzer):
+    inference keeps that IF's stored shapes; ``build_graph`` rejects the model later."""
+    from tools import make_bad_inputs as mb
+
+    model_t = fio.load_model(mb.nested_ifs(2)).model
+    model_t.subgraphs[0].operators[0].builtinOptions = None
+    assert infer_shapes(model_t) == {}

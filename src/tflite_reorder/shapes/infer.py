@@ -70,7 +70,7 @@ def _then_branches(model: schema.ModelT, s: int) -> list[int]:
         if opcode_name(model, op.opcodeIndex) == "IF":
             try:
                 then = int(option(op, "thenSubgraphIndex"))
-            except (TypeError, ValueError):
+            except (Unknown, TypeError, ValueError):  # no IF options: the IF keeps its shapes
                 continue
             if 0 <= then < len(model.subgraphs):
                 out.append(then)
