@@ -40,8 +40,9 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
-from . import add_tree, split, subsample
+from . import add_tree, pool_first, split, subsample, trim
 from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
+from .focus import hot_sites
 from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
 from .partition import Step, dissolve
 
@@ -53,11 +54,20 @@ VARIANTS = {
     "concat": ("calibrated", "full", "exact"),
     "subsample": ("exact",),
     "add_tree": ("full",),
-    "split": ("exact",),
+    "split": ("calibrated", "full", "exact"),
+    "pool_first": ("full",),
+    "trim_pad": ("exact",),
 }
+# Kinds applied before the concats, in this order: they rewrite an op a concat's dissolve
+# would replace (a bottleneck it partitions, a transition conv it moves past); a trimmed
+# PAD is then distributed by an output split.
+FIRST_KINDS = ("trim_pad", "split", "pool_first")
+# Shares of the input's optimal peak above which sites count as hot (``focus``): each
+# gives a first candidate set, tried before all sites together.
+HOT_SHARES = (0.75, 0.9)
 # Priority of a site's main kind, for its "kind" in the report.
-KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "add_chain", "subsample",
-              "distribute", "flatten")
+KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "pool_first",
+              "trim_pad", "add_chain", "subsample", "distribute", "flatten")
 
 
 @dataclass
@@ -81,7 +91,8 @@ class Site:
     subgraph: int
     op: int  # the anchor op's index in the original stored order
     kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op), "add_tree" (its root),
-    # "split" (a CONV_2D split by output channels)
+    # "split" (a CONV_2D split by output channels), "pool_first" (a 1x1 conv's pool),
+    # "trim_pad" (a PAD)
 
 
 @dataclass
@@ -140,7 +151,8 @@ class _Builder:
             originals[s] = list(editors[s].sg.operators)
             origin.update({id(op): i for i, op in enumerate(originals[s])})
         steps, skipped = {}, {}
-        for site in sorted(choice):
+        rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
+        for site in sorted(choice, key=lambda k: (rank.get(k.kind, len(rank)), k)):
             ed = editors[site.subgraph]
             op = originals[site.subgraph][site.op]
             try:
@@ -167,7 +179,11 @@ def _apply(
         add_tree.rebalance(ed, op)
         return [Step("add_chain", "ADD", False, op)]
     if kind == "split":
-        return split.split(ed, op)
+        return split.split(ed, op, contract=variant != "exact", ranges=ranges)
+    if kind == "pool_first":
+        return pool_first.move(ed, op)
+    if kind == "trim_pad":
+        return trim.trim(ed, op)
     subsample.fold(ed, op)
     return [Step("subsample", ed.opcode(op), True, op)]
 
@@ -181,6 +197,8 @@ def find_sites(model: schema.ModelT) -> list[Site]:
         sites += [Site(s, i, "subsample") for i in subsample.candidates(ed)]
         sites += [Site(s, i, "add_tree") for i in add_tree.candidates(ed)]
         sites += [Site(s, i, "split") for i in split.candidates(ed)]
+        sites += [Site(s, i, "pool_first") for i in pool_first.candidates(ed)]
+        sites += [Site(s, i, "trim_pad") for i in trim.candidates(ed)]
     return sorted(sites)
 
 
@@ -206,6 +224,7 @@ class _Search:
         self.cases, self.seed = cases, seed
         self.optimal = True
         self._peaks: dict[tuple, int] = {}
+        self._live: dict[tuple[int, int], int] = {}  # the input's live bytes per op
         self._trials: dict[tuple[Site, str], _Trial | None] = {}
         self._calibrated = False
         self._exactness: dict[tuple[Site, str], bool] = {}
@@ -221,6 +240,8 @@ class _Search:
             res = optimal_peak(model, self.inplace, min(self.time_limit, left))
             self.optimal &= res.optimal
             self._peaks[key] = (res.peak, res.tail)
+            if not choice:
+                self._live = res.live or {}
         return self._peaks[key]
 
     def peak(self, choice: dict[Site, str]) -> int:
@@ -277,7 +298,7 @@ class _Search:
         if self._calibrated:
             return
         self._calibrated = True
-        concat = {s: "full" for s in self.sites if s.kind == "concat"}
+        concat = {s: "full" for s in self.sites if s.kind in ("concat", "split")}
         try:
             built = self.builder.build(concat)
             ranges = observed_ranges(built.data, built.model,
@@ -392,13 +413,22 @@ class _Search:
     def select(self, options: dict[Site, list[str]], cost_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest head + tail; memory only."""
         everything = {site: v[0] for site, v in options.items() if v}
-        # Kinds of rewrite can get in each other's way (an output split feeding a concat
-        # another site dissolves): start from the best of all of them and each kind alone.
-        starts = [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
-                                 for kind in sorted({k.kind for k in everything})]
+        # First the sites where the arena peaks (``focus``): all sites together can build a
+        # graph too large to schedule in time, with more TFLM tail than they save. Then all
+        # of them, and each kind alone (kinds of rewrite can get in each other's way: an
+        # output split feeding a concat another site dissolves). Past the budget, once a
+        # start has lowered the cost, no further one is tried.
+        peak = self.peak({})
+        starts = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
+                                                      int(share * peak))}
+                  for share in HOT_SHARES]
+        starts += [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
+                                  for kind in sorted({k.kind for k in everything})]
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
         choice, current = {}, cost_before
         for start in starts:
+            if choice and self.expired():
+                break
             p = self.cost(start)
             if p < current:
                 choice, current = start, p
@@ -413,6 +443,21 @@ class _Search:
             for site, variant in choice.items():
                 self.reject(site, variant, "does not lower head + TFLM tail")
             return {}
+        # Two passes: a site kept in the first may become useless once a later one was
+        # dropped or downgraded (the second pass drops it; it stops early without change).
+        for _ in range(2):
+            before = dict(choice)
+            choice, current, expired = self._drop_pass(choice, current, options, cost_before)
+            if expired or choice == before:
+                break
+        return self._prune(choice)
+
+    def _drop_pass(
+        self, choice: dict[Site, str], current: int, options: dict[Site, list[str]],
+        cost_before: int,
+    ) -> tuple[dict[Site, str], int, bool]:
+        """One pass over ``choice``: each site dropped, or downgraded to ``exact``, when the
+        cost stays as low. Returns the choice, its cost and whether the budget ran out."""
         decided: set[Site] = set()
         for site in sorted(choice):
             if self.expired():
@@ -425,7 +470,8 @@ class _Search:
                         self.reject(k, choice[k], "not needed: head + TFLM tail are as "
                                     "low without the sites not yet decided")
                     choice = rest
-                break
+                    current = self.cost(rest) if rest else cost_before
+                return choice, current, True
             decided.add(site)
             without = {k: v for k, v in choice.items() if k != site}
             p = self.cost(without) if without else cost_before
@@ -437,7 +483,7 @@ class _Search:
                 exact = {**choice, site: "exact"}
                 if self.cost(exact) <= current:
                     choice, current = exact, self.cost(exact)
-        return self._prune(choice)
+        return choice, current, False
 
     def _prune(self, choice: dict[Site, str]) -> dict[Site, str]:
         """Drop the sites another rewrite of ``choice`` absorbed (they changed nothing, so
@@ -493,6 +539,13 @@ class _Search:
         for entry, err in zip(where, errors, strict=True):
             entry["local_max_error"] = err
 
+    def _original_output(self, s: int, op: int | None) -> int | None:
+        """The first output of the input's op ``op`` (rewrites may retarget the op they
+        keep, as ``trim`` does, so it is read from the input, not the rewritten op)."""
+        if op is None:
+            return None
+        return int(self.base.subgraphs[s].operators[op].outputs[0])
+
     def _entry(self, site: Site, variant: str, built: _Built, saved: int) -> dict:
         steps = built.steps[site]
         kinds = {s.kind for s in steps}
@@ -509,7 +562,7 @@ class _Search:
             "steps": [f"{s.kind}:{s.opcode}" for s in steps],
             "exact": all(s.exact for s in steps),
             "saved_bytes": saved,  # head + estimated TFLM tail
-            "_output": int(main.op.outputs[0]) if main.op is not None else None,
+            "_output": self._original_output(site.subgraph, built.origin.get(id(main.op))),
         }
         trial = self._trials.get((site, variant))
         if trial is not None:  # measured alone (only when the sites together were not)
