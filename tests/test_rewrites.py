@@ -389,3 +389,23 @@ def test_bottleneck_split_recomputes_the_norm_per_half() -> None:
                zip(run_litert(new, inputs), tflm.run_tflm(new, inputs), strict=True))
     lsb, _ = max_errors(data, new, seed=3)
     assert 0 < lsb <= 6  # guaranteed int8 ranges for the 3x3 partials: measured, bounded
+
+
+@pytest.mark.tflm
+def test_h_axis_concat_dissolves_through_pointwise_conv_and_pool() -> None:
+    """hconcat_int8: CONCAT along H -> 1x1 conv -> 2x2 max pool run per piece, bit-exact;
+    the concat of the pooled pieces stays (a 3x3 conv reads across the seam)."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+
+    original, new, done = apply_everywhere("hconcat_int8", _exact_dissolve)
+    steps = [s for d in done for s in d]
+    assert {(s.kind, s.opcode) for s in steps} == {("distribute", "CONV_2D"),
+                                                   ("distribute", "MAX_POOL_2D")}
+    assert all(s.exact for s in steps)
+    assert_bit_exact(original, new)
+    model = load_model(new).model
+    ed = Editor(model, 0)
+    concat = next(op for op in ed.sg.operators if ed.opcode(op) == "CONCATENATION")
+    assert ed.shape(ed.outputs(concat)[0]) == (1, 16, 16, 32)  # pooled size
+    with pytest.raises(NotApplicable, match="1x1 stride 1"):
+        dissolve(ed, concat, contract=True)
