@@ -311,16 +311,23 @@ class _Search:
     # -- which variants exist at all (no LiteRT runs) ------------------------------------------
 
     def variants(self, site: Site) -> list[str]:
-        """The variants that apply to ``site``, in order of preference, duplicates removed."""
+        """The variants that apply to ``site``, in order of preference, duplicates removed.
+
+        A variant that does not apply is reported (``rejected``) unless a more preferred one
+        does (a bottleneck's split applies as "full"; that "exact" does not is no news).
+        """
         out: list[str] = []
         seen: list[list[tuple]] = []
+        reasons: set[str] = set()
         for variant in VARIANTS[site.kind]:
             if variant == "calibrated" and not self.calibration:
                 continue  # no data: the same model as "full"
             try:
                 steps = self.builder.build({site: variant}).steps[site]
             except NotApplicable as exc:
-                self.reject(site, variant, str(exc))
+                if not out and str(exc) not in reasons:
+                    self.reject(site, variant, str(exc))
+                    reasons.add(str(exc))
                 continue
             except Exception as exc:  # a rewrite bug must not cost the whole run
                 self.reject(site, variant, f"internal error: {type(exc).__name__}: {exc}")
@@ -427,21 +434,24 @@ class _Search:
     def select(self, options: dict[Site, list[str]], cost_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest head + tail; memory only."""
         everything = {site: v[0] for site, v in options.items() if v}
-        # First the sites where the arena peaks (``focus``): all sites together can build a
-        # graph too large to schedule in time, with more TFLM tail than they save. Then all
-        # of them, and each kind alone (kinds of rewrite can get in each other's way: an
-        # output split feeding a concat another site dissolves). Past the budget, once a
-        # start has lowered the cost, no further one is tried.
+        # All sites together, and the sites where the arena peaks (``focus``): on a large
+        # model all of them can build a graph too large to schedule in time, with more
+        # TFLM tail than they save, and on a small one the hot sets can miss a site the
+        # peak needs; both are always tried, and the concats alone (what partitioning needs
+        # on concat-heavy models, without the splits). Then each kind alone (kinds can get
+        # in each other's way: an output split feeding a concat another site dissolves),
+        # while the budget lasts, or until one start has lowered the cost.
         peak = self.peak({})
-        starts = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
-                                                      int(share * peak))}
-                  for share in HOT_SHARES]
-        starts += [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
-                                  for kind in sorted({k.kind for k in everything})]
+        firsts = [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
+        firsts += [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
+                                                        int(share * peak))}
+                   for share in HOT_SHARES]
+        starts = firsts + [{k: v for k, v in everything.items() if k.kind == kind}
+                           for kind in sorted({k.kind for k in everything})]
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
         choice, current = {}, cost_before
-        for start in starts:
-            if choice and self.expired():
+        for i, start in enumerate(starts):
+            if i >= len(firsts) and choice and self.expired():
                 break
             p = self.cost(start)
             if p < current:
