@@ -93,3 +93,78 @@ def test_cli_one_line_exit_2(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "SOFTMAX" in lines[0] and str(src) in lines[0], lines
     assert not dst.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Aborts that depend on the input: int8 SOFTMAX over 512+ classes runs in a child process
+
+
+def softmax_only(depth: int, scale: float) -> bytes:
+    """One int8 SOFTMAX over ``depth`` classes (input scale ``scale``, output 1/256)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT()
+    m.version, m.buffers = 3, [schema.BufferT()]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SOFTMAX
+    code.version = 2
+    m.operatorCodes = [code]
+    sg = schema.SubGraphT()
+    sg.tensors = []
+    for name, s, z in (("logits", scale, 0), ("probs", 1 / 256, -128)):
+        t = schema.TensorT()
+        t.type, t.buffer, t.name = schema.TensorType.INT8, 0, name
+        t.shape = np.array([1, depth], np.int32)
+        t.quantization = schema.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [s], [z]
+        sg.tensors.append(t)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, np.array([0], np.int32), np.array([1], np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.SoftmaxOptions
+    op.builtinOptions = schema.SoftmaxOptionsT()
+    op.builtinOptions.beta = 1.0
+    sg.operators, sg.inputs, sg.outputs = [op], np.array([0], np.int32), np.array([1], np.int32)
+    m.subgraphs = [sg]
+    return serialize_model(m)
+
+
+def test_softmax_depth_risk_is_named_from_512_classes():
+    assert preflight.abort_risks(softmax_only(511, 0.005)) == []
+    (risk,) = preflight.abort_risks(softmax_only(512, 0.005))
+    assert "SOFTMAX" in risk and "512" in risk
+    preflight.check(softmax_only(512, 0.005))  # data-dependent: not refused
+
+
+def test_softmax_abort_in_a_child_is_an_error_not_a_signal(tmp_path):
+    import numpy as np
+
+    from tflite_reorder.runtimes import run_litert_cases
+
+    for depth, expect_abort in ((511, False), (512, True)):
+        data = softmax_only(depth, 0.005)
+        zeros = [np.zeros((1, depth), np.int8)]  # all logits equal: the sum of exps = depth
+        assert raw_runtime_code("litert", data, tmp_path) == 0 or depth == 512
+        runtimes = [("litert", lambda d=data, z=zeros: run_litert_cases(d, [z])[0][0])]
+        if tflm.available():
+            runtimes.append(("tflm", lambda d=data, z=zeros: tflm.run_tflm(d, z)))
+        for _, run in runtimes:
+            if expect_abort:
+                with pytest.raises(RuntimeError, match="SIGABRT.*SOFTMAX"):
+                    run()
+            else:
+                assert int(run()[0].min()) == -127  # 1/511 in steps of 1/256
+
+
+def test_cli_refuses_a_model_no_runtime_survives(tmp_path):
+    """4096 classes at a small scale: every input aborts; one line, exit 2, no signal."""
+    src, dst = tmp_path / "softmax4096.tflite", tmp_path / "out.tflite"
+    src.write_bytes(softmax_only(4096, 1e-4))
+    cli = "import sys; from tflite_reorder.cli import main; main(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", cli, "optimize", str(src), str(dst)],
+                          capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SIGABRT" in lines[0] and str(src) in lines[0], lines
+    assert not dst.exists()

@@ -16,6 +16,13 @@ native code instead of returning an error, which no ``try`` can catch:
 
 ``check`` raises :class:`~.flatbuffer_io.ModelError` for all of them; every constructor of
 a runtime interpreter calls it first, so the user gets one line and exit 2, never a signal.
+
+Some aborts depend on the input data, so the model cannot be refused: an int8 SOFTMAX
+over 512 or more classes with an int8 output ``abort()``s in the reference kernels (LiteRT's
+and TFLM's) whenever the sum of its exponentials reaches 512, i.e. when that many logits
+are close to the largest (Keras DenseNet121's 1000 untrained logits do). ``abort_risks``
+names them; ``runtimes`` and ``tflm`` then run such a model in a child process, so an
+abort becomes an error ("LiteRT could not run it"), never a signal.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from .tensors import text
 # integer bits) and checks that this multiplier exceeds 1 (``PreprocessSoftmaxScaling``).
 SOFTMAX_MIN_SCALED = 2.0 ** -26
 SOFTMAX_CHECKED_TYPES = (schema.TensorType.INT8, schema.TensorType.UINT8)
+# ... and, for an 8-bit output, checks that the sum of exponentials (Q12) has at most 8
+# integer bits: 512 classes near the maximum abort it (measured: 511 run, 512 abort).
+SOFTMAX_MAX_SAFE_DEPTH = 511
 
 # Subgraph visits of TFLM's lifetime marking beyond which its initialisation is refused.
 MAX_MARKING_VISITS = 100_000
@@ -105,3 +115,23 @@ def _check_softmax(model: schema.ModelT) -> None:
                     f"subgraph {s} operator {i} (SOFTMAX): input scale {float(q.scale[0]):g} "
                     f"× beta {float(opts.beta):g} is not above 2^-26; the int8 reference "
                     f"softmax of LiteRT and TFLM aborts on it")
+
+
+def abort_risks(model_bytes: bytes) -> list[str]:
+    """Why running ``model_bytes`` may abort the runtime on some inputs (empty: it cannot,
+    as far as known). ``check`` must have passed."""
+    model = load_model(bytes(model_bytes)).model
+    risks = []
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            if opcode_name(model, op.opcodeIndex) != "SOFTMAX" or op.inputs is None or len(
+                    op.inputs) == 0 or op.outputs is None or len(op.outputs) == 0:
+                continue
+            x, y = sg.tensors[int(op.inputs[0])], sg.tensors[int(op.outputs[0])]
+            depth = int(x.shape[-1]) if x.shape is not None and len(x.shape) else 0
+            if (x.type in SOFTMAX_CHECKED_TYPES and y.type in SOFTMAX_CHECKED_TYPES
+                    and depth > SOFTMAX_MAX_SAFE_DEPTH):
+                risks.append(f"subgraph {s} operator {i} (SOFTMAX) over {depth} int8 classes "
+                             f"aborts the reference kernels when 512 logits are near the "
+                             f"largest")
+    return risks

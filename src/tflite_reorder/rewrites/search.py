@@ -225,6 +225,7 @@ class _Search:
         self.optimal = True
         self._peaks: dict[tuple, int] = {}
         self._live: dict[tuple[int, int], int] = {}  # the input's live bytes per op
+        self.min_schedule = 0.0  # seconds any schedule gets, even past the budget
         self._trials: dict[tuple[Site, str], _Trial | None] = {}
         self._calibrated = False
         self._exactness: dict[tuple[Site, str], bool] = {}
@@ -236,7 +237,9 @@ class _Search:
         key = tuple(sorted(choice.items()))
         if key not in self._peaks:
             model = self.builder.build(choice).model if choice else self.base
-            left = max(0.5, self.deadline - time.monotonic())  # past it: short, still sound
+            # Past the budget: short, still sound; the first candidate sets get at least
+            # half the per-call limit (a partitioned block needs it to find its order).
+            left = max(0.5, self.min_schedule, self.deadline - time.monotonic())
             res = optimal_peak(model, self.inplace, min(self.time_limit, left))
             self.optimal &= res.optimal
             self._peaks[key] = (res.peak, res.tail)
@@ -402,8 +405,9 @@ class _Search:
         hot = hot_sites(self.base, self.sites, self._live, int(min(HOT_SHARES) * peak_before))
         rest = [site for site in self.sites if site not in set(hot)]
         options = {}
+        half = time.monotonic() + (self.deadline - time.monotonic()) / 2
         for site in hot + rest:
-            if site in rest and self.expired():
+            if site in rest and time.monotonic() > half:  # half the budget is for choosing
                 self.reject(site, "-", "not tried: the search's budget ran out (the site is "
                             "not where the arena peaks)")
                 continue
@@ -442,10 +446,10 @@ class _Search:
         # in each other's way: an output split feeding a concat another site dissolves),
         # while the budget lasts, or until one start has lowered the cost.
         peak = self.peak({})
-        firsts = [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
-        firsts += [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
-                                                        int(share * peak))}
-                   for share in HOT_SHARES]
+        firsts = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
+                                                       int(share * peak))}
+                  for share in HOT_SHARES]
+        firsts += [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
         starts = firsts + [{k: v for k, v in everything.items() if k.kind == kind}
                            for kind in sorted({k.kind for k in everything})]
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
@@ -453,9 +457,11 @@ class _Search:
         for i, start in enumerate(starts):
             if i >= len(firsts) and choice and self.expired():
                 break
+            self.min_schedule = self.time_limit / 2 if i < len(firsts) else 0.0
             p = self.cost(start)
             if p < current:
                 choice, current = start, p
+        self.min_schedule = 0.0
         if not choice and len(everything) > 1 and not self.expired():
             # Rewrites that raise the peak on their own (a partial product wider than the
             # concat) can hide the ones that help: keep those that do not, and retry.
