@@ -65,6 +65,9 @@ FIRST_KINDS = ("trim_pad", "pool_first", "split")
 # Shares of the input's optimal peak above which sites count as hot (``focus``): each
 # gives a first candidate set, tried before all sites together.
 HOT_SHARES = (0.75, 0.9)
+# Up to this many sites, every site's variants are built whatever the budget (as cheap as
+# one schedule on the models in models/; DenseNet121 has 183 sites).
+MAX_SITES_ALWAYS = 150
 # Priority of a site's main kind, for its "kind" in the report.
 KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "pool_first",
               "trim_pad", "add_chain", "subsample", "distribute", "flatten")
@@ -400,14 +403,14 @@ class _Search:
 
     def _options(self, peak_before: int) -> dict[Site, list[str]]:
         """Each site's variants (one build per variant): the hot sites first (``focus``),
-        the others while the budget lasts (on a model with hundreds of sites, building each
-        one alone costs more than the whole budget)."""
+        the others too on models of up to ``MAX_SITES_ALWAYS`` sites, else while the budget
+        lasts (on a model with hundreds of sites, building each one alone costs more than
+        the whole budget)."""
         hot = hot_sites(self.base, self.sites, self._live, int(min(HOT_SHARES) * peak_before))
         rest = [site for site in self.sites if site not in set(hot)]
         options = {}
-        half = time.monotonic() + (self.deadline - time.monotonic()) / 2
         for site in hot + rest:
-            if site in rest and time.monotonic() > half:  # half the budget is for choosing
+            if site in rest and len(self.sites) > MAX_SITES_ALWAYS and self.expired():
                 self.reject(site, "-", "not tried: the search's budget ran out (the site is "
                             "not where the arena peaks)")
                 continue
