@@ -218,10 +218,11 @@ NOTES = """
   both as wide as the bottleneck: on DenseNet121 at 64×64 that is 131,072 B at block 1's
   last layer. The bottleneck split (`split.py`, `contract`) runs the bottleneck in two
   halves, the 3×3 convolution partitioned over them and the batch norm recomputed for the
-  second half, which halves the partial product and the running sum. Block 1's first
-  pieces stay one concatenation (its 128 channels are never normalised twice at the same
-  time): only the layers where the arena peaks are partitioned (`focus.py`), since every
-  piece costs ops, tensors and per-channel multipliers in TFLM's tail.
+  second half, which halves the partial product and the running sum. Only the layers where
+  the arena peaks are rewritten (`focus.py`): on DenseNet121 block 1's layers 4–6 and its
+  transition, whose pieces are block 1's third concatenation (128 channels, kept whole)
+  and the new 32-channel outputs; every piece costs ops, tensors and per-channel
+  multipliers in TFLM's tail.
 * **Transition.** BN → ReLU → 1×1 conv → 2×2 average pool becomes BN → ReLU → pool → conv
   (`pool_first.py`): per piece, the pool runs on the normalised piece and the partial
   products are pooled-size (8×8 instead of 16×16 on DenseNet121).
@@ -258,8 +259,8 @@ head: *is not along the channel, H or W axis*).
 convolution's input (96×96×3) and output (47×47×16) are live together, 62,992 B, and
 the output is read by six operators up to the second cell, so neither a channel split nor
 a partition frees it earlier. 1.3× below the optimal order (76,240 B) would need
-58,646 B, below that floor: only row tiling of the stem (`--tile`, `docs/tiling.md`)
-could go further. The subsample folds (bit-exact) take it to the floor.
+58,646 B, below that floor: it would take row tiling of the stem (not tried here). The
+subsample folds (bit-exact) take it to the floor.
 """
 
 
