@@ -220,7 +220,7 @@ NOTES = """
   halves, the 3×3 convolution partitioned over them and the batch norm recomputed for the
   second half, which halves the partial product and the running sum. Only the layers where
   the arena peaks are rewritten (`focus.py`): on DenseNet121 block 1's layers 4–6 and its
-  transition, whose pieces are block 1's third concatenation (128 channels, kept whole)
+  transition, whose pieces are block 1's second concatenation (128 channels, kept whole)
   and the new 32-channel outputs; every piece costs ops, tensors and per-channel
   multipliers in TFLM's tail.
 * **Transition.** BN → ReLU → 1×1 conv → 2×2 average pool becomes BN → ReLU → pool → conv
