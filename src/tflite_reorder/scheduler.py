@@ -656,14 +656,17 @@ def _resident(ctx: Context, S: int) -> int:
     """Resident bytes after running exactly the ops in downset S."""
     p = ctx.p
     M = resident_after_inputs(p)
-    for v in range(p.n_ops):
-        if (S >> v) & 1:
-            M += ctx.out_kept[v]
-    for t in range(len(p.size)):
-        if p.size[t] and not p.pinned[t] and p.consumers[t] and ctx.cons_mask[t] & ~S == 0:
-            if p.producer[t] < 0 and t not in p.inputs:
+    rest = S
+    while rest:  # the ops of S, lowest first
+        low = rest & -rest
+        M += ctx.out_kept[low.bit_length() - 1]
+        rest ^= low
+    not_s, cons_mask, inputs = ~S, ctx.cons_mask, p.inputs
+    for t, size in enumerate(p.size):
+        if size and not p.pinned[t] and p.consumers[t] and not cons_mask[t] & not_s:
+            if p.producer[t] < 0 and t not in inputs:
                 continue
-            M -= p.size[t]
+            M -= size
     return M
 
 
