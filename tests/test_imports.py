@@ -29,6 +29,7 @@ def import_graph() -> dict[str, set[str]]:
     """Module -> the package modules it imports anywhere (top level, functions, TYPE_CHECKING
     blocks excepted: those never run)."""
     files = {_module_name(p): p for p in (SRC / PACKAGE).rglob("*.py")}
+    compiled = {_module_name(p) for p in (SRC / PACKAGE).rglob("_*.c")}  # C extensions
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -46,7 +47,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
                            for a in node.names]
             for t in targets:
-                while t and t not in files:  # a name inside a module: the module
+                # a name inside a module: the module
+                while t and t not in files and t not in compiled:
                     t = t.rpartition(".")[0]
                 if t and t != name:
                     deps.add(t)

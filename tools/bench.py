@@ -35,7 +35,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from wsgraph import ws_graph  # tools/ is on sys.path when run as a script
+try:
+    from wsgraph import ws_graph  # tools/ is on sys.path when run as a script
+except ImportError:  # imported as tools.bench (tests/test_searchcore.py)
+    from tools.wsgraph import ws_graph
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -44,12 +44,15 @@ from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import SourceMacros, bits, canonical, find_sources, run_macro, source_macros
+from .searchcore import run as compiled_search
+from .searchcore import unavailable as compiled_unavailable
 
 SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose.split)
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
 SEARCH_SHARE = 0.7  # of the time left after bounds: exact search; the rest: improve.py
+COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
 
 
@@ -103,6 +106,7 @@ class Context:
     topo: list[int] = field(default_factory=list)  # decompose.topological
     state_closures: dict = field(default_factory=dict)  # op -> bounds.StateClosure
     general_sources: bool = False  # reductions.find_sources(general=...)
+    compiled: object = None  # searchcore.tables(ctx), made on first compiled search
 
 
 def _context(p: Problem, general_sources: bool = False) -> Context:
@@ -471,7 +475,13 @@ def search(
                        key=lambda v: -int(ctx.static_lb[v]))[:CLOSURE_CANDIDATES]
     bounded: set[int] = set()
     inf = 1 << 62
-    while heap:
+    compiled = COMPILED_SEARCH and not compiled_unavailable()
+    if compiled:  # the same loop in C (searchcore.py): same states, same order, same answer
+        bound_cb = (lambda S, key: _state_bound(ctx, cands, S, key)) if cands else None
+        found, expanded, stopped, heap, parent = compiled_search(
+            ctx, start, goal, ready0, mem, floor, ub, deadline, max_states, closure_after,
+            bound_cb, progress)
+    while heap and not compiled:
         item = heapq.heappop(heap)
         key, negdepth, M, S, ready, check = item
         if key >= ub:
@@ -481,13 +491,7 @@ def search(
             continue  # stale entry
         if cands and expanded >= closure_after and S not in bounded:
             bounded.add(S)
-            h = key
-            for v in cands:
-                if not (S >> v) & 1:
-                    b = _state_closure(ctx, v).bound(S)
-                    if b is not None and b > h:
-                        h = b
-                        break
+            h = _state_bound(ctx, cands, S, key)
             if h > key:  # every completion from S peaks at h or more: back, under key h
                 if h < ub:
                     best_key[S] = h
@@ -547,6 +551,17 @@ def search(
             ctx, heap, parent, start, goal, mem, (best_order, best_worst), until
         )
     return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
+
+
+def _state_bound(ctx: Context, cands: Sequence[int], S: int, key: int) -> int:
+    """The state's key raised by the first candidate op whose closure bound exceeds it."""
+    h = key
+    for v in cands:
+        if not (S >> v) & 1:
+            b = _state_closure(ctx, v).bound(S)
+            if b is not None and b > h:
+                return b
+    return h
 
 
 def _complete_frontier(ctx, heap, parent, start, goal, mem, incumbent, until: float,

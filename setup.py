@@ -1,0 +1,17 @@
+"""Build of the compiled search core (the rest of the package is in pyproject.toml).
+
+``optional=True``: without a C compiler the package still installs and runs the pure-Python
+search loop (``searchcore.unavailable()`` says why); CI checks the extension is built.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "tflite_reorder._searchcore",
+            sources=["src/tflite_reorder/_searchcore.c"],
+            optional=True,
+        )
+    ]
+)

@@ -1,0 +1,865 @@
+/*
+ * The compiled hot loop of scheduler.search: best-first bottleneck search over downsets.
+ *
+ * It is a transcription of the Python loop in scheduler.search, state for state: the same
+ * keys (max(peak so far, floor), per-state bounds through a Python callback), the same
+ * heap order (key, -depth, resident bytes, state, ready, check; states compared as the
+ * integers Python compares), the same free moves, the same stale/closed tests and the same
+ * stop rules. So it expands the same states in the same order and returns the same answer;
+ * tests/test_searchcore.py compares the two.
+ *
+ * No memory rule lives here: the step cost of a macro is computed from tables that
+ * searchcore.py packs from scheduler.Context (whose in-place and lifetime data come from
+ * memory.Problem): per op its base step (outputs + nested bytes), kept outputs, arena inputs
+ * with their readers, and per in-place pair the inputs whose death lets the output share.
+ *
+ * States are bitsets of W 64-bit words (op i = bit i % 64 of word i / 64).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <time.h>
+#endif
+
+typedef uint64_t u64;
+
+/* ------------------------------------------------------------------------------------- */
+/* Tables (one per scheduler.Context)                                                      */
+
+typedef struct {
+    int n, W;
+    u64 *mpred;    /* n*W: ops that must have run before op v's macro */
+    u64 *shares;   /* n*W: ops whose free move may be enabled by running v (mshares) */
+    u64 *block;    /* n*W: sources run by v's macro */
+    u64 *can_free; /* W */
+    int64_t *up;   /* n: outputs + nested bytes of v */
+    int64_t *kept; /* n: kept outputs of v */
+    int32_t *succ_ptr, *succ;  /* CSR: macro successors */
+    int32_t *in_ptr;           /* n+1: arena inputs of v (entries in_ptr[v]..in_ptr[v+1]) */
+    int64_t *in_size;          /* per input entry */
+    int32_t *in_cptr, *cons;   /* per input entry: its readers cons[in_cptr[i]..in_cptr[i+1]] */
+    int32_t *al_ptr;           /* n+1: in-place pairs of v */
+    int64_t *al_size;          /* per pair: the output's bytes */
+    int32_t *al_cptr, *al_c;   /* per pair: candidate inputs, as entry offsets from in_ptr[v] */
+} Tables;
+
+static void *copy_buffer(PyObject *obj, Py_ssize_t itemsize, Py_ssize_t want, const char *name) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (view.len % itemsize || (want >= 0 && view.len != want * itemsize)) {
+        PyErr_Format(PyExc_ValueError, "searchcore: table %s has %zd bytes", name, view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    void *out = malloc(view.len ? (size_t)view.len : 1);
+    if (!out) {
+        PyBuffer_Release(&view);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    memcpy(out, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static void tables_free(Tables *t) {
+    if (!t)
+        return;
+    free(t->mpred); free(t->shares); free(t->block); free(t->can_free);
+    free(t->up); free(t->kept); free(t->succ_ptr); free(t->succ);
+    free(t->in_ptr); free(t->in_size); free(t->in_cptr); free(t->cons);
+    free(t->al_ptr); free(t->al_size); free(t->al_cptr); free(t->al_c);
+    free(t);
+}
+
+static void capsule_free(PyObject *cap) {
+    tables_free((Tables *)PyCapsule_GetPointer(cap, "searchcore.Tables"));
+}
+
+static PyObject *make_tables(PyObject *self, PyObject *args) {
+    int n, W;
+    PyObject *o[16];
+    if (!PyArg_ParseTuple(args, "iiOOOOOOOOOOOOOOOO", &n, &W, &o[0], &o[1], &o[2], &o[3],
+                          &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12],
+                          &o[13], &o[14], &o[15]))
+        return NULL;
+    if (n < 0 || W < 1 || (Py_ssize_t)W * 64 < n) {
+        PyErr_SetString(PyExc_ValueError, "searchcore: bad n or W");
+        return NULL;
+    }
+    Tables *t = calloc(1, sizeof(Tables));
+    if (!t)
+        return PyErr_NoMemory();
+    t->n = n;
+    t->W = W;
+    Py_ssize_t nw = (Py_ssize_t)n * W;
+    if (!(t->mpred = copy_buffer(o[0], 8, nw, "mpred"))) goto fail;
+    if (!(t->shares = copy_buffer(o[1], 8, nw, "shares"))) goto fail;
+    if (!(t->block = copy_buffer(o[2], 8, nw, "block"))) goto fail;
+    if (!(t->can_free = copy_buffer(o[3], 8, W, "can_free"))) goto fail;
+    if (!(t->up = copy_buffer(o[4], 8, n, "up"))) goto fail;
+    if (!(t->kept = copy_buffer(o[5], 8, n, "kept"))) goto fail;
+    if (!(t->succ_ptr = copy_buffer(o[6], 4, n + 1, "succ_ptr"))) goto fail;
+    if (!(t->succ = copy_buffer(o[7], 4, t->succ_ptr[n], "succ"))) goto fail;
+    if (!(t->in_ptr = copy_buffer(o[8], 4, n + 1, "in_ptr"))) goto fail;
+    Py_ssize_t n_in = t->in_ptr[n];
+    if (!(t->in_size = copy_buffer(o[9], 8, n_in, "in_size"))) goto fail;
+    if (!(t->in_cptr = copy_buffer(o[10], 4, n_in + 1, "in_cptr"))) goto fail;
+    if (!(t->cons = copy_buffer(o[11], 4, t->in_cptr[n_in], "cons"))) goto fail;
+    if (!(t->al_ptr = copy_buffer(o[12], 4, n + 1, "al_ptr"))) goto fail;
+    Py_ssize_t n_al = t->al_ptr[n];
+    if (!(t->al_size = copy_buffer(o[13], 8, n_al, "al_size"))) goto fail;
+    if (!(t->al_cptr = copy_buffer(o[14], 4, n_al + 1, "al_cptr"))) goto fail;
+    if (!(t->al_c = copy_buffer(o[15], 4, t->al_cptr[n_al], "al_c"))) goto fail;
+    for (Py_ssize_t i = 0; i < t->succ_ptr[n]; i++)
+        if (t->succ[i] < 0 || t->succ[i] >= n) goto range;
+    for (Py_ssize_t i = 0; i < t->in_cptr[n_in]; i++)
+        if (t->cons[i] < 0 || t->cons[i] >= n) goto range;
+    for (int v = 0; v < n; v++)
+        for (int a = t->al_ptr[v]; a < t->al_ptr[v + 1]; a++)
+            for (int c = t->al_cptr[a]; c < t->al_cptr[a + 1]; c++)
+                if (t->al_c[c] < 0 || t->in_ptr[v] + t->al_c[c] >= t->in_ptr[v + 1]) goto range;
+    return PyCapsule_New(t, "searchcore.Tables", capsule_free);
+range:
+    PyErr_SetString(PyExc_ValueError, "searchcore: an index in the tables is out of range");
+fail:
+    tables_free(t);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Bitsets                                                                                 */
+
+static inline int bit(const u64 *s, int i) { return (int)((s[i >> 6] >> (i & 63)) & 1u); }
+static inline void setbit(u64 *s, int i) { s[i >> 6] |= (u64)1 << (i & 63); }
+static inline void clrbit(u64 *s, int i) { s[i >> 6] &= ~((u64)1 << (i & 63)); }
+
+static inline int popcount(const u64 *s, int W) {
+    int c = 0;
+    for (int w = 0; w < W; w++)
+        c += __builtin_popcountll(s[w]);
+    return c;
+}
+
+/* Lowest set bit at or after word *from, or -1; *from advances past empty words. */
+static inline int lowest(const u64 *s, int W, int *from) {
+    for (int w = *from; w < W; w++) {
+        if (s[w]) {
+            *from = w;
+            return w * 64 + __builtin_ctzll(s[w]);
+        }
+    }
+    *from = W;
+    return -1;
+}
+
+/* Python's integer order on two states: the highest differing word decides. */
+static inline int cmp_bits(const u64 *a, const u64 *b, int W) {
+    for (int w = W - 1; w >= 0; w--)
+        if (a[w] != b[w])
+            return a[w] < b[w] ? -1 : 1;
+    return 0;
+}
+
+static inline int equal_bits(const u64 *a, const u64 *b, int W) {
+    return memcmp(a, b, (size_t)W * 8) == 0;
+}
+
+static inline u64 hash_bits(const u64 *s, int W) {
+    u64 h = 0x9E3779B97F4A7C15ull;
+    for (int w = 0; w < W; w++) {
+        u64 x = s[w] + 0x9E3779B97F4A7C15ull * (u64)(w + 1);
+        x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ull;
+        x ^= x >> 27; x *= 0x94D049BB133111EBull;
+        x ^= x >> 31;
+        h = (h ^ x) * 0x100000001B3ull;
+    }
+    return h ^ (h >> 29);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Steps (scheduler._mstep / _step)                                                        */
+
+/* Running v's macro in state S: writes the new state to S2, returns the step cost above
+ * the resident bytes in *up and the change of resident bytes in *delta. */
+static inline void step(const Tables *T, const u64 *S, int v, u64 *S2, int64_t *up,
+                        int64_t *delta) {
+    const int W = T->W;
+    const u64 *b = T->block + (size_t)v * W;
+    int64_t kb = 0;
+    for (int w = 0; w < W; w++) {
+        u64 x = b[w] & ~S[w];
+        S2[w] = S[w] | b[w];
+        while (x) {
+            kb += T->kept[w * 64 + __builtin_ctzll(x)];
+            x &= x - 1;
+        }
+    }
+    setbit(S2, v);
+    int64_t freed = 0;
+    const int i0 = T->in_ptr[v], i1 = T->in_ptr[v + 1];
+    for (int i = i0; i < i1; i++) {
+        int dies = 1;
+        for (int c = T->in_cptr[i]; c < T->in_cptr[i + 1]; c++)
+            if (!bit(S2, T->cons[c])) {
+                dies = 0;
+                break;
+            }
+        if (dies)
+            freed += T->in_size[i];
+    }
+    int64_t saved = 0;
+    for (int a = T->al_ptr[v]; a < T->al_ptr[v + 1]; a++) {
+        for (int c = T->al_cptr[a]; c < T->al_cptr[a + 1]; c++) {
+            int i = i0 + T->al_c[c], dies = 1;
+            for (int k = T->in_cptr[i]; k < T->in_cptr[i + 1]; k++)
+                if (!bit(S2, T->cons[k])) {
+                    dies = 0;
+                    break;
+                }
+            if (dies) {
+                saved += T->al_size[a];
+                break;
+            }
+        }
+    }
+    *up = T->up[v] - saved + kb;
+    *delta = T->kept[v] - freed + kb;
+}
+
+/* The macros that running v makes ready in state S (scheduler.search's newly_ready). */
+static inline void newly_ready(const Tables *T, const u64 *goal, int v, const u64 *S,
+                               u64 *out) {
+    const int W = T->W;
+    memset(out, 0, (size_t)W * 8);
+    for (int k = T->succ_ptr[v]; k < T->succ_ptr[v + 1]; k++) {
+        int w = T->succ[k];
+        if (!bit(goal, w) || bit(S, w))
+            continue;
+        const u64 *mp = T->mpred + (size_t)w * W;
+        int ok = 1;
+        for (int j = 0; j < W; j++)
+            if (mp[j] & ~S[j]) {
+                ok = 0;
+                break;
+            }
+        if (ok)
+            setbit(out, w);
+    }
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* The state table (best_key, closed, bounded and parent of every state seen)             */
+
+typedef struct {
+    int64_t key;      /* best_key[S] */
+    u64 hash;
+    int32_t parent;   /* entry of the state before, -1: none */
+    int32_t nmoves;   /* the macros run from the parent: moves[moves .. moves + nmoves] */
+    int64_t moves;
+    uint8_t closed, bounded;
+} Entry;
+
+typedef struct {
+    int W;
+    Entry *e;
+    u64 *st;          /* cap * W */
+    size_t len, cap;
+    int32_t *slot;    /* open addressing: entry index or -1 */
+    size_t nslot;     /* a power of two */
+    int32_t *moves;
+    size_t nmov, capmov;
+} Table;
+
+static int table_init(Table *t, int W) {
+    memset(t, 0, sizeof(*t));
+    t->W = W;
+    t->cap = 1024;
+    t->nslot = 2048;
+    t->capmov = 4096;
+    t->e = malloc(t->cap * sizeof(Entry));
+    t->st = malloc(t->cap * W * 8);
+    t->slot = malloc(t->nslot * sizeof(int32_t));
+    t->moves = malloc(t->capmov * sizeof(int32_t));
+    if (!t->e || !t->st || !t->slot || !t->moves)
+        return -1;
+    memset(t->slot, 0xff, t->nslot * sizeof(int32_t));
+    return 0;
+}
+
+static void table_free(Table *t) {
+    free(t->e); free(t->st); free(t->slot); free(t->moves);
+}
+
+static inline const u64 *state_of(const Table *t, int32_t i) {
+    return t->st + (size_t)i * t->W;
+}
+
+static int32_t table_find(const Table *t, const u64 *S, u64 h) {
+    size_t mask = t->nslot - 1, j = (size_t)h & mask;
+    for (;;) {
+        int32_t i = t->slot[j];
+        if (i < 0)
+            return -1;
+        if (t->e[i].hash == h && equal_bits(state_of(t, i), S, t->W))
+            return i;
+        j = (j + 1) & mask;
+    }
+}
+
+static int table_grow_slots(Table *t) {
+    size_t ns = t->nslot * 2;
+    int32_t *s = malloc(ns * sizeof(int32_t));
+    if (!s)
+        return -1;
+    memset(s, 0xff, ns * sizeof(int32_t));
+    for (size_t i = 0; i < t->len; i++) {
+        size_t j = (size_t)t->e[i].hash & (ns - 1);
+        while (s[j] >= 0)
+            j = (j + 1) & (ns - 1);
+        s[j] = (int32_t)i;
+    }
+    free(t->slot);
+    t->slot = s;
+    t->nslot = ns;
+    return 0;
+}
+
+/* A new entry for S (not in the table); -1 when out of memory. */
+static int32_t table_add(Table *t, const u64 *S, u64 h) {
+    if (t->len >= (size_t)INT32_MAX - 1)
+        return -1;
+    if (t->len == t->cap) {
+        size_t nc = t->cap * 2;
+        Entry *e = realloc(t->e, nc * sizeof(Entry));
+        if (!e)
+            return -1;
+        t->e = e;
+        u64 *st = realloc(t->st, nc * t->W * 8);
+        if (!st)
+            return -1;
+        t->st = st;
+        t->cap = nc;
+    }
+    if (2 * (t->len + 1) > t->nslot && table_grow_slots(t) < 0)
+        return -1;
+    int32_t i = (int32_t)t->len++;
+    memcpy(t->st + (size_t)i * t->W, S, (size_t)t->W * 8);
+    Entry *e = &t->e[i];
+    e->key = 0;
+    e->hash = h;
+    e->parent = -1;
+    e->nmoves = 0;
+    e->moves = 0;
+    e->closed = e->bounded = 0;
+    size_t mask = t->nslot - 1, j = (size_t)h & mask;
+    while (t->slot[j] >= 0)
+        j = (j + 1) & mask;
+    t->slot[j] = i;
+    return i;
+}
+
+static int table_set_parent(Table *t, int32_t i, int32_t parent, const int32_t *mv, int k) {
+    if (t->nmov + (size_t)k > t->capmov) {
+        size_t nc = t->capmov;
+        while (t->nmov + (size_t)k > nc)
+            nc *= 2;
+        int32_t *m = realloc(t->moves, nc * sizeof(int32_t));
+        if (!m)
+            return -1;
+        t->moves = m;
+        t->capmov = nc;
+    }
+    memcpy(t->moves + t->nmov, mv, (size_t)k * sizeof(int32_t));
+    t->e[i].parent = parent;
+    t->e[i].moves = (int64_t)t->nmov;
+    t->e[i].nmoves = k;
+    t->nmov += (size_t)k;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* The open list: a binary heap in Python's tuple order                                    */
+
+typedef struct {
+    int64_t key, M;
+    int32_t negdepth;
+    int32_t state;    /* entry index */
+    int32_t bits;     /* slot of (ready, check) in the bit pool */
+} Item;
+
+typedef struct {
+    int W;
+    const Table *tab;
+    Item *a;
+    size_t len, cap;
+    u64 *pool;        /* slots of 2W words: ready, check */
+    size_t npool, cappool;
+    int32_t *freelist;
+    size_t nfree, capfree;
+} Heap;
+
+static inline const u64 *ready_of(const Heap *h, int32_t s) {
+    return h->pool + (size_t)s * 2 * h->W;
+}
+
+static inline int item_less(const Heap *h, const Item *x, const Item *y) {
+    if (x->key != y->key) return x->key < y->key;
+    if (x->negdepth != y->negdepth) return x->negdepth < y->negdepth;
+    if (x->M != y->M) return x->M < y->M;
+    int W = h->W, c;
+    if (x->state != y->state) {
+        c = cmp_bits(state_of(h->tab, x->state), state_of(h->tab, y->state), W);
+        if (c) return c < 0;
+    }
+    const u64 *bx = ready_of(h, x->bits), *by = ready_of(h, y->bits);
+    c = cmp_bits(bx, by, W);
+    if (c) return c < 0;
+    return cmp_bits(bx + W, by + W, W) < 0;
+}
+
+static int heap_init(Heap *h, int W, const Table *tab) {
+    memset(h, 0, sizeof(*h));
+    h->W = W;
+    h->tab = tab;
+    h->cap = 1024;
+    h->cappool = 1024;
+    h->capfree = 1024;
+    h->a = malloc(h->cap * sizeof(Item));
+    h->pool = malloc(h->cappool * 2 * W * 8);
+    h->freelist = malloc(h->capfree * sizeof(int32_t));
+    return (h->a && h->pool && h->freelist) ? 0 : -1;
+}
+
+static void heap_free(Heap *h) {
+    free(h->a); free(h->pool); free(h->freelist);
+}
+
+static void heap_release(Heap *h, int32_t s) {
+    if (h->nfree == h->capfree) {
+        int32_t *f = realloc(h->freelist, h->capfree * 2 * sizeof(int32_t));
+        if (!f)
+            return;  /* the slot is leaked, not reused: still correct */
+        h->freelist = f;
+        h->capfree *= 2;
+    }
+    h->freelist[h->nfree++] = s;
+}
+
+static int heap_push(Heap *h, int64_t key, int32_t negdepth, int64_t M, int32_t state,
+                     const u64 *ready, const u64 *check) {
+    int W = h->W;
+    int32_t s;
+    if (h->nfree) {
+        s = h->freelist[--h->nfree];
+    } else {
+        if (h->npool == h->cappool) {
+            u64 *p = realloc(h->pool, h->cappool * 2 * 2 * W * 8);
+            if (!p)
+                return -1;
+            h->pool = p;
+            h->cappool *= 2;
+        }
+        if (h->npool >= (size_t)INT32_MAX)
+            return -1;
+        s = (int32_t)h->npool++;
+    }
+    u64 *dst = h->pool + (size_t)s * 2 * W;
+    memcpy(dst, ready, (size_t)W * 8);
+    if (check)
+        memcpy(dst + W, check, (size_t)W * 8);
+    else
+        memset(dst + W, 0, (size_t)W * 8);
+    if (h->len == h->cap) {
+        Item *a = realloc(h->a, h->cap * 2 * sizeof(Item));
+        if (!a)
+            return -1;
+        h->a = a;
+        h->cap *= 2;
+    }
+    Item it = {key, M, negdepth, state, s};
+    size_t i = h->len++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!item_less(h, &it, &h->a[p]))
+            break;
+        h->a[i] = h->a[p];
+        i = p;
+    }
+    h->a[i] = it;
+    return 0;
+}
+
+/* Removes the smallest item (h->len > 0) into *out; its bits stay valid until released. */
+static void heap_pop(Heap *h, Item *out) {
+    *out = h->a[0];
+    Item last = h->a[--h->len];
+    size_t i = 0, n = h->len;
+    if (!n)
+        return;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && item_less(h, &h->a[c + 1], &h->a[c]))
+            c++;
+        if (!item_less(h, &h->a[c], &last))
+            break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    h->a[i] = last;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Conversions and the clock                                                               */
+
+static PyObject *bits_to_int(const u64 *s, int W) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromUnsignedNativeBytes(s, (size_t)W * 8,
+                                          Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+#else
+    return _PyLong_FromByteArray((const unsigned char *)s, (size_t)W * 8, 1, 0);
+#endif
+}
+
+static int bytes_to_bits(PyObject *obj, u64 *out, int W, const char *name) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view.len != (Py_ssize_t)W * 8) {
+        PyErr_Format(PyExc_ValueError, "searchcore: %s has %zd bytes, not %d", name, view.len,
+                     W * 8);
+        PyBuffer_Release(&view);
+        return -1;
+    }
+    memcpy(out, view.buf, (size_t)W * 8);
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+static double now(void) {
+#ifdef _WIN32
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (double)c.QuadPart / (double)f.QuadPart;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+}
+
+/* The parent links from state i back to the start, into dict d: {S: (prev, heads)}. */
+static int add_chain(PyObject *d, const Table *t, int32_t i) {
+    while (i >= 0 && t->e[i].parent >= 0) {
+        PyObject *S = bits_to_int(state_of(t, i), t->W);
+        if (!S)
+            return -1;
+        int has = PyDict_Contains(d, S);
+        if (has) {  /* the rest of the chain is in already */
+            Py_DECREF(S);
+            return has < 0 ? -1 : 0;
+        }
+        const Entry *e = &t->e[i];
+        PyObject *heads = PyTuple_New(e->nmoves);
+        PyObject *prev = bits_to_int(state_of(t, e->parent), t->W);
+        if (!heads || !prev) {
+            Py_DECREF(S); Py_XDECREF(heads); Py_XDECREF(prev);
+            return -1;
+        }
+        for (int k = 0; k < e->nmoves; k++)
+            PyTuple_SET_ITEM(heads, k, PyLong_FromLong(t->moves[e->moves + k]));
+        PyObject *val = PyTuple_Pack(2, prev, heads);
+        Py_DECREF(prev);
+        Py_DECREF(heads);
+        if (!val || PyDict_SetItem(d, S, val) < 0) {
+            Py_DECREF(S); Py_XDECREF(val);
+            return -1;
+        }
+        Py_DECREF(S);
+        Py_DECREF(val);
+        i = e->parent;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* The search                                                                              */
+
+static const char search_doc[] =
+    "search(tables, start, goal, ready0, mem, floor, ub, seconds, max_states, closure_after,\n"
+    "       state_bound, progress, n_frontier)\n"
+    "-> (found_key or None, expanded, stopped, frontier, parents)\n\n"
+    "The loop of scheduler.search. start, goal, ready0: states as W*8 little-endian bytes.\n"
+    "state_bound(S, key) -> int or None: the per-state bound callback (None: no bounds).\n"
+    "frontier: the n_frontier smallest open items as (key, -depth, M, S, ready, check);\n"
+    "parents: {S: (prev, heads)} along the paths to the goal or the frontier states.";
+
+#define FAIL_NOMEM do { PyErr_NoMemory(); goto done; } while (0)
+
+static PyObject *search(PyObject *self, PyObject *args) {
+    PyObject *cap, *ostart, *ogoal, *oready0, *bound_cb, *progress_cb;
+    long long mem, floor_, ub, max_states, closure_after;
+    double seconds;
+    int n_frontier;
+    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOi", &cap, &ostart, &ogoal, &oready0, &mem, &floor_,
+                          &ub, &seconds, &max_states, &closure_after, &bound_cb, &progress_cb,
+                          &n_frontier))
+        return NULL;
+    Tables *T = PyCapsule_GetPointer(cap, "searchcore.Tables");
+    if (!T)
+        return NULL;
+    const int W = T->W;
+    const double deadline = now() + seconds;
+    PyObject *result = NULL, *frontier = NULL, *parents = NULL;
+    Table tab;
+    Heap heap;
+    int tab_ok = table_init(&tab, W) == 0, heap_ok = heap_init(&heap, W, &tab) == 0;
+    u64 *buf = malloc((size_t)W * 8 * 16);
+    int32_t *moved = malloc(((size_t)T->n + 1) * sizeof(int32_t));
+    if (!tab_ok || !heap_ok || !buf || !moved) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    u64 *start = buf, *goal = buf + W, *ready0 = buf + 2 * W, *S = buf + 3 * W;
+    u64 *ready = buf + 4 * W, *check = buf + 5 * W, *S3 = buf + 6 * W, *R3 = buf + 7 * W;
+    u64 *r = buf + 8 * W, *S2 = buf + 9 * W, *nw = buf + 10 * W, *R2 = buf + 11 * W;
+    u64 *chk = buf + 12 * W, *Sf = buf + 13 * W;
+    if (bytes_to_bits(ostart, start, W, "start") < 0 || bytes_to_bits(ogoal, goal, W, "goal") < 0
+        || bytes_to_bits(oready0, ready0, W, "ready0") < 0)
+        goto done;
+    const int have_bound = bound_cb != Py_None, have_progress = progress_cb != Py_None;
+    const u64 *can_free = T->can_free;
+
+    int32_t i0 = table_add(&tab, start, hash_bits(start, W));
+    if (i0 < 0)
+        FAIL_NOMEM;
+    tab.e[i0].key = floor_;
+    if (heap_push(&heap, floor_, -popcount(start, W), mem, i0, ready0, ready0) < 0)
+        FAIL_NOMEM;
+    long long expanded = 0, work = 0;
+    const char *stopped = "";
+    int found = 0;
+    int64_t found_key = 0;
+    Item it;
+    while (heap.len) {
+        heap_pop(&heap, &it);
+        const int64_t key = it.key;
+        memcpy(ready, ready_of(&heap, it.bits), (size_t)W * 8);
+        memcpy(check, ready_of(&heap, it.bits) + W, (size_t)W * 8);
+        heap_release(&heap, it.bits);
+        if (key >= ub) {  /* put back: it is the smallest open key */
+            if (heap_push(&heap, it.key, it.negdepth, it.M, it.state, ready, check) < 0)
+                FAIL_NOMEM;
+            break;
+        }
+        int32_t si = it.state;
+        if (tab.e[si].key < key)
+            continue;  /* stale entry */
+        memcpy(S, state_of(&tab, si), (size_t)W * 8);
+        const int64_t M = it.M;
+        if (have_bound && expanded >= closure_after && !tab.e[si].bounded) {
+            tab.e[si].bounded = 1;
+            PyObject *oS = bits_to_int(S, W);
+            if (!oS)
+                goto done;
+            PyObject *res = PyObject_CallFunction(bound_cb, "OL", oS, (long long)key);
+            Py_DECREF(oS);
+            if (!res)
+                goto done;
+            long long h = key;
+            if (res != Py_None) {
+                h = PyLong_AsLongLong(res);
+                if (h == -1 && PyErr_Occurred()) {
+                    Py_DECREF(res);
+                    goto done;
+                }
+            }
+            Py_DECREF(res);
+            if (h > key) {  /* every completion from S peaks at h or more: back, under h */
+                if (h < ub) {
+                    tab.e[si].key = h;
+                    if (heap_push(&heap, h, it.negdepth, M, si, ready, ready) < 0)
+                        FAIL_NOMEM;
+                }
+                continue;
+            }
+        }
+        /* free moves (scheduler.search's free_moves) */
+        memcpy(S3, S, (size_t)W * 8);
+        memcpy(R3, ready, (size_t)W * 8);
+        int64_t M3 = M;
+        int nmoved = 0;
+        for (int w = 0; w < W; w++)
+            r[w] = check[w] & can_free[w] & R3[w];
+        int from = 0;
+        for (;;) {
+            int v = lowest(r, W, &from);
+            if (v < 0)
+                break;
+            clrbit(r, v);
+            int64_t up, delta;
+            step(T, S3, v, S2, &up, &delta);
+            if (delta <= 0 && M3 + up <= key) {
+                memcpy(S3, S2, (size_t)W * 8);
+                M3 += delta;
+                moved[nmoved++] = v;
+                newly_ready(T, goal, v, S3, nw);
+                clrbit(R3, v);
+                const u64 *sh = T->shares + (size_t)v * W;
+                for (int w = 0; w < W; w++) {
+                    R3[w] |= nw[w];
+                    r[w] = (delta < 0 ? R3[w] : (r[w] | nw[w] | (sh[w] & R3[w]))) & can_free[w];
+                }
+                from = 0;
+            }
+        }
+        int32_t s3i = si;
+        if (nmoved) {
+            u64 h3 = hash_bits(S3, W);
+            s3i = table_find(&tab, S3, h3);
+            if (s3i >= 0 && (tab.e[s3i].key < key || tab.e[s3i].closed))
+                continue;
+            if (s3i < 0 && (s3i = table_add(&tab, S3, h3)) < 0)
+                FAIL_NOMEM;
+            tab.e[s3i].key = key;
+            if (table_set_parent(&tab, s3i, si, moved, nmoved) < 0)
+                FAIL_NOMEM;
+        }
+        if (tab.e[s3i].closed)
+            continue;
+        if (equal_bits(S3, goal, W)) {
+            found = 1;
+            found_key = key;
+            memcpy(Sf, S3, (size_t)W * 8);
+            break;
+        }
+        tab.e[s3i].closed = 1;
+        expanded++;
+        work += popcount(R3, W);
+        if ((expanded & 15) == 0 || work > 2000) {
+            work = 0;
+            if (now() > deadline)
+                stopped = "time limit";
+            else if ((long long)tab.len > max_states)
+                stopped = "state limit";
+            if (*stopped) {
+                if (heap_push(&heap, key, -popcount(S3, W), M3, s3i, R3, NULL) < 0)
+                    FAIL_NOMEM;
+                break;
+            }
+            if (PyErr_CheckSignals() < 0)
+                goto done;
+            if (have_progress && (expanded & 1023) == 0) {
+                PyObject *res = PyObject_CallFunction(progress_cb, "LLL", expanded,
+                                                      (long long)ub, (long long)key);
+                if (!res)
+                    goto done;
+                Py_DECREF(res);
+            }
+        }
+        /* expand every ready macro, lowest op first */
+        from = 0;
+        for (int w = 0; w < W; w++)
+            r[w] = R3[w];
+        for (;;) {
+            int v = lowest(r, W, &from);
+            if (v < 0)
+                break;
+            clrbit(r, v);
+            int64_t up, delta;
+            step(T, S3, v, S2, &up, &delta);
+            int64_t k2 = M3 + up <= key ? key : M3 + up;
+            if (k2 >= ub)
+                continue;
+            u64 h2 = hash_bits(S2, W);
+            int32_t s2i = table_find(&tab, S2, h2);
+            if (s2i >= 0 && (tab.e[s2i].closed || tab.e[s2i].key <= k2))
+                continue;
+            if (s2i < 0 && (s2i = table_add(&tab, S2, h2)) < 0)
+                FAIL_NOMEM;
+            tab.e[s2i].key = k2;
+            int32_t vv = v;
+            if (table_set_parent(&tab, s2i, s3i, &vv, 1) < 0)
+                FAIL_NOMEM;
+            newly_ready(T, goal, v, S2, nw);
+            const u64 *sh = T->shares + (size_t)v * W;
+            const int all = k2 > key || delta < 0;
+            for (int w = 0; w < W; w++) {
+                R2[w] = R3[w] | nw[w];
+                if (w == (v >> 6))
+                    R2[w] ^= (u64)1 << (v & 63);
+                chk[w] = all ? R2[w] : (nw[w] | (sh[w] & R2[w]));
+            }
+            if (heap_push(&heap, k2, -popcount(S2, W), M3 + delta, s2i, R2, chk) < 0)
+                FAIL_NOMEM;
+        }
+    }
+
+    /* the answer */
+    frontier = PyList_New(0);
+    parents = PyDict_New();
+    if (!frontier || !parents)
+        goto done;
+    if (found) {
+        int32_t gi = table_find(&tab, Sf, hash_bits(Sf, W));
+        if (add_chain(parents, &tab, gi) < 0)
+            goto done;
+    } else {
+        for (int k = 0; k < n_frontier && heap.len; k++) {
+            heap_pop(&heap, &it);
+            const u64 *rb = ready_of(&heap, it.bits);
+            PyObject *oS = bits_to_int(state_of(&tab, it.state), W);
+            PyObject *oR = bits_to_int(rb, W), *oC = bits_to_int(rb + W, W);
+            PyObject *tup = (oS && oR && oC) ? Py_BuildValue(
+                "(LiLOOO)", (long long)it.key, (int)it.negdepth, (long long)it.M, oS, oR, oC)
+                : NULL;
+            Py_XDECREF(oS); Py_XDECREF(oR); Py_XDECREF(oC);
+            if (!tup || PyList_Append(frontier, tup) < 0) {
+                Py_XDECREF(tup);
+                goto done;
+            }
+            Py_DECREF(tup);
+            if (add_chain(parents, &tab, it.state) < 0)
+                goto done;
+        }
+    }
+    if (found)
+        result = Py_BuildValue("(LLsOO)", (long long)found_key, expanded, stopped, frontier,
+                               parents);
+    else
+        result = Py_BuildValue("(OLsOO)", Py_None, expanded, stopped, frontier, parents);
+done:
+    Py_XDECREF(frontier);
+    Py_XDECREF(parents);
+    if (tab_ok)
+        table_free(&tab);
+    if (heap_ok)
+        heap_free(&heap);
+    free(buf);
+    free(moved);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"make_tables", make_tables, METH_VARARGS,
+     "make_tables(n, W, mpred, shares, block, can_free, up, kept, succ_ptr, succ, in_ptr,\n"
+     "            in_size, in_cptr, cons, al_ptr, al_size, al_cptr, al_c) -> capsule"},
+    {"search", search, METH_VARARGS, search_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_searchcore",
+    "The compiled loop of scheduler.search (see searchcore.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__searchcore(void) { return PyModule_Create(&module); }

@@ -1,0 +1,111 @@
+"""The compiled loop of ``scheduler.search`` (the C extension ``_searchcore``) and its tables.
+
+``scheduler.search`` is a best-first search whose inner loop (pop a state, apply free
+moves, cost every ready macro, push the successors) runs hundreds of thousands of times on
+large stages; in C it runs the same states in the same order 20-60x faster. The Python loop
+stays the reference: ``tests/test_searchcore.py`` checks that both give the same order,
+peak, proof and state count on random graphs and on every shipped model.
+
+No memory rule is re-implemented in C. ``tables`` packs what the Python loop reads from
+``scheduler.Context`` (itself built from ``memory.Problem``, the home of the lifetime and
+in-place rules) into flat arrays: per op the macro predecessors, successors, sources run by
+its macro, outputs plus nested bytes, kept outputs, arena inputs with their readers, and per
+in-place pair the inputs whose death lets the output share their buffer.
+
+Which loop runs: the compiled one when the extension is built, unless the environment
+variable ``TFLITE_REORDER_PURE_PYTHON`` is set to a value other than ``""`` or ``"0"``, or
+``scheduler.COMPILED_SEARCH`` is False. ``unavailable()`` gives the reason it does not run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from array import array
+from collections.abc import Callable
+
+try:
+    from ._searchcore import make_tables as _make_tables
+    from ._searchcore import search as _search
+except ImportError as exc:  # not built (no compiler at install time) or a foreign platform
+    _make_tables = _search = None
+    _IMPORT_ERROR = f"the compiled search core is not built ({exc})"
+else:
+    _IMPORT_ERROR = ""
+
+ENV = "TFLITE_REORDER_PURE_PYTHON"
+FRONTIER = 64  # open states returned when a limit stops the search (scheduler's 4 * tries)
+
+
+def unavailable() -> str:
+    """Why the compiled loop does not run ("" when it does, the switch aside)."""
+    if _IMPORT_ERROR:
+        return _IMPORT_ERROR
+    if os.environ.get(ENV, "") not in ("", "0"):
+        return f"{ENV} is set"
+    return ""
+
+
+def _words(mask: int, W: int) -> bytes:
+    return mask.to_bytes(8 * W, "little")
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def tables(ctx):
+    """The compiled tables of ``ctx`` (made once, kept on ``ctx.compiled``)."""
+    if ctx.compiled is not None:
+        return ctx.compiled
+    n = ctx.p.n_ops
+    W = max(1, (n + 63) // 64)
+    shares = ctx.mshares if ctx.source else ctx.shares
+    succ_ptr, succ = array("i", [0]), array("i")
+    in_ptr, in_size, in_cptr, cons = array("i", [0]), array("q"), array("i", [0]), array("i")
+    al_ptr, al_size, al_cptr, al_c = array("i", [0]), array("q"), array("i", [0]), array("i")
+    for v in range(n):
+        succ.extend(ctx.msuccs[v])
+        succ_ptr.append(len(succ))
+        local: dict[int, int] = {}
+        for j, (t, size, cmask) in enumerate(ctx.in_info[v]):
+            local.setdefault(t, j)
+            in_size.append(size)
+            cons.extend(_bits(cmask))
+            in_cptr.append(len(cons))
+        in_ptr.append(len(in_size))
+        for o_size, cand_mask in ctx.alias_info[v]:
+            # a candidate that is no arena input of v never dies at v (scheduler._step)
+            al_c.extend(local[t] for t in _bits(cand_mask) if t in local)
+            al_size.append(o_size)
+            al_cptr.append(len(al_c))
+        al_ptr.append(len(al_size))
+    ctx.compiled = _make_tables(
+        n, W,
+        b"".join(_words(m, W) for m in ctx.mpred),
+        b"".join(_words(m, W) for m in shares),
+        b"".join(_words(m, W) for m in ctx.block),
+        _words(ctx.can_free, W),
+        array("q", [ctx.out_total[v] + ctx.extra[v] for v in range(n)]),
+        array("q", ctx.out_kept),
+        succ_ptr, succ, in_ptr, in_size, in_cptr, cons, al_ptr, al_size, al_cptr, al_c,
+    )
+    return ctx.compiled
+
+
+def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,
+        deadline: float, max_states: int, closure_after: int,
+        state_bound: Callable[[int, int], int] | None, progress: Callable | None):
+    """The search loop in C: (found key or None, states expanded, stopped, the smallest open
+    items as the Python loop's heap tuples, {state: (previous state, macros run)} along the
+    paths to the goal or to those open states). Raises MemoryError when out of memory."""
+    W = max(1, (ctx.p.n_ops + 63) // 64)
+    return _search(
+        tables(ctx), _words(start, W), _words(goal, W), _words(ready0, W), mem, floor, ub,
+        max(0.0, deadline - time.monotonic()), max_states, closure_after, state_bound,
+        progress, FRONTIER)

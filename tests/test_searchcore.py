@@ -1,0 +1,170 @@
+"""The compiled search loop (searchcore, C) against the Python loop it transcribes.
+
+Both must give the same answer: the same order, peak, lower bound, proof and number of
+states (the C loop runs the same states in the same order), on random graphs of one and of
+several 64-bit words, with in-place sharing, sources run late, per-state bounds from the
+first state on, a state limit that stops the search, and on every shipped model.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+from conftest import ALL_MODELS
+from randgraphs import random_subgraph
+
+from tflite_reorder import bounds, scheduler, searchcore
+from tflite_reorder.flatbuffer_io import load_model
+from tflite_reorder.graph import build_graph
+from tflite_reorder.memory import build_problem
+from tflite_reorder.scheduling import schedule_model
+from tflite_reorder.shapes import true_shapes
+from tools.bench import randwire_problem
+
+needs_core = pytest.mark.skipif(
+    bool(searchcore.unavailable()),
+    reason=f"compiled search core: {searchcore.unavailable()}")
+
+
+def _both(monkeypatch, run):
+    """``run()`` with the Python loop, then with the compiled one."""
+    monkeypatch.setattr(scheduler, "COMPILED_SEARCH", False)
+    ref = run()
+    monkeypatch.setattr(scheduler, "COMPILED_SEARCH", True)
+    return ref, run()
+
+
+def _same(ref, got, what):
+    assert got.order == ref.order, what
+    assert (got.peak, got.lower_bound, got.optimal, got.states, got.stopped) == (
+        ref.peak, ref.lower_bound, ref.optimal, ref.states, ref.stopped), what
+
+
+def test_built_in_ci():
+    """CI installs the package with a C compiler: the extension must have been built."""
+    if os.environ.get("CI"):
+        assert searchcore._search is not None, searchcore.unavailable()
+    else:
+        pytest.skip("not in CI (CI=true): a build without a compiler may fall back")
+
+
+def test_the_environment_variable_selects_python(monkeypatch):
+    monkeypatch.setenv(searchcore.ENV, "1")
+    assert searchcore.ENV in searchcore.unavailable()
+    monkeypatch.setenv(searchcore.ENV, "0")
+    assert searchcore.ENV not in searchcore.unavailable()
+
+
+def test_falls_back_to_python_without_the_extension(monkeypatch):
+    """A missing extension: the reason is reported and the Python loop gives the answer."""
+    rng = random.Random(5)
+    p = build_problem(random_subgraph(rng, 12), inplace=True)
+    ref = scheduler.schedule(p, time_limit=30)
+    monkeypatch.setattr(searchcore, "_IMPORT_ERROR", "the compiled search core is not built")
+    monkeypatch.setattr(searchcore, "_search", None)
+    assert "not built" in searchcore.unavailable()
+    got = scheduler.schedule(p, time_limit=30)
+    assert (got.order, got.peak, got.optimal) == (ref.order, ref.peak, ref.optimal)
+
+
+@needs_core
+@pytest.mark.parametrize("inplace", [False, True])
+def test_same_answer_on_random_graphs(inplace, monkeypatch):
+    rng = random.Random(77 + inplace)
+    searched = 0
+    for case in range(250):
+        sg = random_subgraph(rng, rng.randint(3, 40), source_share=rng.choice([0.0, 0.2]))
+        p = build_problem(sg, inplace=inplace)
+        ref, got = _both(monkeypatch, lambda p=p: scheduler.schedule(p, time_limit=60))
+        _same(ref, got, case)
+        searched += ref.states > 0
+    assert searched > 50  # most graphs needed a search, not only the starting orders
+
+
+@needs_core
+def test_same_answer_with_general_sources_and_bounds_from_the_start(monkeypatch):
+    """Per-state closure bounds on every state (the C loop calls back into bounds.py)."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    monkeypatch.setattr(scheduler, "CLOSURE_AFTER", 0)
+    monkeypatch.setattr(scheduler, "CLOSURE_CANDIDATES", 8)
+    rng = random.Random(2024)
+    for case in range(120):
+        sg = random_subgraph(rng, rng.randint(3, 30), source_share=0.3)
+        p = build_problem(sg, inplace=rng.random() < 0.5)
+
+        def run(p=p):
+            ctx = scheduler._context(p, general_sources=True)
+            return scheduler.schedule(p, time_limit=60, ctx=ctx)
+
+        ref, got = _both(monkeypatch, run)
+        _same(ref, got, case)
+
+
+@needs_core
+@pytest.mark.parametrize("nodes", [8, 16, 24, 28, 32])
+def test_same_answer_on_multi_word_randwire_stages(nodes, monkeypatch):
+    """RandWire stages of 19-74 ops (one or two words per state), and two stages."""
+    for stages in (1, 2):
+        p = randwire_problem(nodes, seed=nodes, stages=stages)
+        ref, got = _both(monkeypatch, lambda p=p: scheduler.schedule(p, time_limit=60))
+        _same(ref, got, (nodes, stages))
+        assert ref.optimal
+
+
+def _same_searches(p, max_states, monkeypatch) -> int:
+    """Compare every segment's search of ``p``, one by one; the number that stopped.
+
+    One by one, because after a stopped search the improvement phase has time budgets,
+    so a faster loop may legitimately improve an order further than a slower one."""
+    ctx = scheduler._context(p)
+    prep = scheduler._prepare(ctx, None)
+    stopped = 0
+    for start, goal, mem, order, worst in prep.seg_data:
+        if start == goal:
+            continue
+
+        def run(start=start, goal=goal, mem=mem, order=order, worst=worst):
+            return scheduler.search(ctx, start, goal, mem, prep.floor, (order, worst),
+                                    time.monotonic() + 60, max_states)
+
+        ref, got = _both(monkeypatch, run)
+        assert (got.order, got.worst, got.bound, got.exact, got.states, got.stopped) == (
+            ref.order, ref.worst, ref.bound, ref.exact, ref.states, ref.stopped)
+        stopped += ref.stopped == "state limit"
+    return stopped
+
+
+@needs_core
+@pytest.mark.parametrize("max_states", [50, 400, 3000])
+def test_same_anytime_answer_at_a_state_limit(max_states, monkeypatch):
+    """A state limit stops both loops at the same state: the same open frontier, the same
+    completions of it, the same bound and the same order."""
+    stopped = sum(_same_searches(randwire_problem(40, seed=seed), max_states, monkeypatch)
+                  for seed in range(3))
+    assert stopped
+
+
+@needs_core
+def test_wide_states(monkeypatch):
+    """Problems of 64-200 ops: state bitsets at and across word boundaries."""
+    rng = random.Random(9)
+    for n in (64, 65, 127, 128, 129, 200):
+        p = build_problem(random_subgraph(rng, n, source_share=0.1), inplace=True)
+        _same_searches(p, 3000, monkeypatch)
+
+
+@needs_core
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda p: p.stem)
+def test_same_answer_on_shipped_models(model, monkeypatch):
+    loaded = load_model(model)
+    graph = build_graph(loaded.model, true_shapes(loaded.model))
+    for inplace in (False, True):
+        (ref_orders, ref), (got_orders, got) = _both(
+            monkeypatch, lambda inplace=inplace: schedule_model(graph, inplace, 60))
+        assert got_orders == ref_orders
+        for s in ref:
+            _same(ref[s], got[s], (model.stem, inplace, s))
