@@ -103,10 +103,9 @@ def test_every_model_reaches_the_lower_bound() -> None:
     for path in MODELS:
         for inplace in (False, True):
             _, use = use_of(path, inplace)
-            # The planner stops as soon as it reaches the bound, so a generous limit costs
-            # nothing on an idle machine and keeps the check true on a loaded one (the
-            # converter's float16-weight order needs ~4 s of CP-SAT even when idle).
-            plan = plan_arena(use, 10.0)
+            # The converter's float16-weight order keeps 156 weight buffers alive at once:
+            # CP-SAT needs ~4 s of its 10 to reach the bound there (1 s is not enough).
+            plan = plan_arena(use, 10.0 if path.stem == "mobilenet_deep_fp16w" else 1.0)
             if plan.head != use.lower_bound:
                 missed.append(f"{path.stem} inplace={inplace}: {plan.head} > {use.lower_bound}")
     assert not missed

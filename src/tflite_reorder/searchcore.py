@@ -39,11 +39,9 @@ FRONTIER = 64  # open states returned when a limit stops the search (scheduler's
 
 def unavailable() -> str:
     """Why the compiled loop does not run ("" when it does, the switch aside)."""
-    if _IMPORT_ERROR:
-        return _IMPORT_ERROR
     if os.environ.get(ENV, "") not in ("", "0"):
         return f"{ENV} is set"
-    return ""
+    return _IMPORT_ERROR or ""
 
 
 def _words(mask: int, W: int) -> bytes:
