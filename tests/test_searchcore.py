@@ -85,10 +85,14 @@ def test_same_answer_on_random_graphs(inplace, monkeypatch):
 
 
 @needs_core
-def test_same_answer_with_general_sources_and_bounds_from_the_start(monkeypatch):
-    """Per-state closure bounds on every state (the C loop calls back into bounds.py)."""
+@pytest.mark.parametrize("compiled_bounds", [False, True])
+def test_same_answer_with_general_sources_and_bounds_from_the_start(compiled_bounds,
+                                                                    monkeypatch):
+    """Per-state closure bounds on every state: on compiled flows (with the reuse of a
+    closure by the states inside it), or by calling back into bounds.py."""
     if bounds._ortools_flow is None:
         pytest.skip("the optional solver extra (ortools) is not installed")
+    monkeypatch.setattr(scheduler, "COMPILED_BOUNDS", compiled_bounds)
     monkeypatch.setattr(scheduler, "CLOSURE_AFTER", 0)
     monkeypatch.setattr(scheduler, "CLOSURE_CANDIDATES", 8)
     rng = random.Random(2024)
@@ -139,6 +143,19 @@ def _same_searches(p, max_states, monkeypatch) -> int:
 
 
 @needs_core
+def test_same_answer_with_bounds_on_a_long_search(monkeypatch):
+    """A 32-node stage with per-state bounds after 1,000 states: thousands of compiled
+    flows, many bounds taken over from a closure found before."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    monkeypatch.setattr(scheduler, "CLOSURE_AFTER", 1000)
+    p = randwire_problem(32, seed=1)
+    ref, got = _both(monkeypatch, lambda: scheduler.schedule(p, time_limit=60))
+    _same(ref, got, 32)
+    assert ref.optimal
+
+
+@needs_core
 @pytest.mark.parametrize("max_states", [50, 400, 3000])
 def test_same_anytime_answer_at_a_state_limit(max_states, monkeypatch):
     """A state limit stops both loops at the same state: the same open frontier, the same
@@ -168,3 +185,56 @@ def test_same_answer_on_shipped_models(model, monkeypatch):
         assert got_orders == ref_orders
         for s in ref:
             _same(ref[s], got[s], (model.stem, inplace, s))
+
+
+@needs_core
+def test_compiled_flow_gives_the_closure_bound():
+    """The compiled max flow (forced ops merged with the source) against
+    ``bounds.StateClosure.bound`` (OR-tools) and ``closure_bound`` (pure Python), on random
+    downsets of random graphs and RandWire stages."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(8)
+    problems = [build_problem(random_subgraph(rng, rng.randint(4, 70), source_share=0.1),
+                              inplace=rng.random() < 0.5) for _ in range(30)]
+    problems += [randwire_problem(24, seed=3), randwire_problem(48, seed=1)]
+    checked = 0
+    for p in problems:
+        ctx = scheduler._context(p)
+        n = p.n_ops
+        for v in rng.sample(range(n), min(n, 4)):
+            sc = bounds.StateClosure(ctx, v)
+            flow = searchcore.flow(sc)
+            for _ in range(8):
+                S = _random_downset(rng, p, ctx.anc[v], ctx.desc[v] | 1 << v)
+                got = searchcore.flow_bound(flow, S, n)
+                assert got == sc.bound(S), (v, S)
+                checked += 1
+            S = _random_downset(rng, p, ctx.anc[v], ctx.desc[v] | 1 << v)
+            saved = bounds.COMPILED_FLOW
+            bounds.COMPILED_FLOW = False
+            try:
+                assert searchcore.flow_bound(flow, S, n) == bounds.closure_bound(
+                    ctx, v, forced=S)
+            finally:
+                bounds.COMPILED_FLOW = saved
+    assert checked > 500
+
+
+def _random_downset(rng, p, forced_in: int, forced_out: int) -> int:
+    """A random downset that holds ``forced_in``'s ops and none of ``forced_out``'s."""
+    S = 0
+    order = list(range(p.n_ops))
+    rng.shuffle(order)
+    changed = True
+    while changed:
+        changed = False
+        for u in order:
+            if (S >> u) & 1 or (forced_out >> u) & 1:
+                continue
+            if not all((S >> q) & 1 for q in p.preds[u]):
+                continue
+            if (forced_in >> u) & 1 or rng.random() < 0.3:
+                S |= 1 << u
+                changed = True
+    return S

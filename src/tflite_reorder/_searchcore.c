@@ -261,6 +261,7 @@ typedef struct {
     int64_t key;      /* best_key[S] */
     u64 hash;
     int32_t parent;   /* entry of the state before, -1: none */
+    int32_t rec;      /* its closure-bound records (Bounds.sets), -1: none */
     int32_t nmoves;   /* the macros run from the parent: moves[moves .. moves + nmoves] */
     int64_t moves;
     uint8_t closed, bounded;
@@ -355,6 +356,7 @@ static int32_t table_add(Table *t, const u64 *S, u64 h) {
     e->key = 0;
     e->hash = h;
     e->parent = -1;
+    e->rec = -1;
     e->nmoves = 0;
     e->moves = 0;
     e->closed = e->bounded = 0;
@@ -592,34 +594,382 @@ static int add_chain(PyObject *d, const Table *t, int32_t i) {
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* Per-state closure bounds (bounds.StateClosure) on a compiled maximum flow              */
+
+/* The flow network of one bounds.StateClosure, as that class built it: node 0 = source,
+ * node 1 = sink, forward arc i from tails[i] to heads[i] with capacity caps[i]; forcing an
+ * op into the closure sets its forcing arc's capacity to ``big``. bound(S) = base - (gain -
+ * max flow), the same arithmetic as StateClosure.bound. The flow is Dinic's algorithm; a
+ * maximum flow's value is unique, so the bound is the one OR-tools computes. */
+typedef struct {
+    int nn, na;               /* nodes, arcs (forward and reverse) */
+    int32_t *head;            /* per arc: its end node */
+    int64_t *cap0, *cap;      /* per arc: capacity unforced, residual capacity */
+    int32_t *adj_ptr, *adj;   /* CSR: the arcs leaving each node */
+    int nf;
+    int32_t *f_arc, *f_op;    /* forcing arcs (arc index) and their ops */
+    int64_t big, base, gain;
+    int32_t *level, *it, *queue, *path;
+    uint8_t *dead;            /* per node: forced into the closure (merged with the source) */
+} Flow;
+
+/* After a maximum flow: the ops (bit set in ``outside``, W words) whose nodes reach the sink
+ * in the residual graph. The others, with the forced ops, form the largest minimising
+ * closure D (a min cut's source side; closed under the infinite predecessor arcs, which
+ * never saturate). Every state S between the forced one and D has the same bound: D is
+ * feasible for S and S's choices are a subset. */
+static void flow_outside(Flow *f, u64 *outside, int W) {
+    int32_t *seen = f->level, *q = f->queue;
+    for (int a = 0; a < f->nn; a++)
+        seen[a] = f->dead[a];  /* merged with the source: inside */
+    int qh = 0, qt = 0;
+    seen[1] = 1;
+    q[qt++] = 1;
+    while (qh < qt) {
+        int y = q[qh++];
+        for (int k = f->adj_ptr[y]; k < f->adj_ptr[y + 1]; k++) {
+            int e = f->adj[k] ^ 1;  /* the arc from head[adj[k]] into y */
+            int x = f->head[f->adj[k]];
+            if (!seen[x] && f->cap[e] > 0) {
+                seen[x] = 1;
+                q[qt++] = x;
+            }
+        }
+    }
+    memset(outside, 0, (size_t)W * 8);
+    for (int k = 0; k < f->nf; k++)
+        if (seen[f->head[2 * f->f_arc[k]]] && f->f_op[k] < W * 64)
+            setbit(outside, f->f_op[k]);
+}
+
+static void flow_free(Flow *f) {
+    if (!f)
+        return;
+    free(f->head); free(f->cap0); free(f->cap); free(f->adj_ptr); free(f->adj);
+    free(f->f_arc); free(f->f_op); free(f->level); free(f->it); free(f->queue); free(f->path);
+    free(f->dead);
+    free(f);
+}
+
+static void flow_capsule_free(PyObject *cap) {
+    flow_free((Flow *)PyCapsule_GetPointer(cap, "searchcore.Flow"));
+}
+
+static PyObject *make_flow(PyObject *self, PyObject *args) {
+    int nn;
+    PyObject *otails, *oheads, *ocaps, *oarcs, *oops;
+    long long big, base, gain;
+    if (!PyArg_ParseTuple(args, "iOOOOOLLL", &nn, &otails, &oheads, &ocaps, &oarcs, &oops, &big,
+                          &base, &gain))
+        return NULL;
+    Flow *f = calloc(1, sizeof(Flow));
+    int32_t *tails = NULL, *heads = NULL;
+    int64_t *caps = NULL;
+    if (!f)
+        return PyErr_NoMemory();
+    Py_ssize_t m;
+    {
+        Py_buffer v;
+        if (PyObject_GetBuffer(otails, &v, PyBUF_C_CONTIGUOUS) < 0)
+            goto fail;
+        m = v.len / 4;
+        PyBuffer_Release(&v);
+    }
+    if (!(tails = copy_buffer(otails, 4, m, "tails"))) goto fail;
+    if (!(heads = copy_buffer(oheads, 4, m, "heads"))) goto fail;
+    if (!(caps = copy_buffer(ocaps, 8, m, "caps"))) goto fail;
+    {
+        Py_buffer v;
+        if (PyObject_GetBuffer(oarcs, &v, PyBUF_C_CONTIGUOUS) < 0)
+            goto fail;
+        f->nf = (int)(v.len / 4);
+        PyBuffer_Release(&v);
+    }
+    if (!(f->f_arc = copy_buffer(oarcs, 4, f->nf, "arcs"))) goto fail;
+    if (!(f->f_op = copy_buffer(oops, 4, f->nf, "ops"))) goto fail;
+    if (nn < 2 || m > INT32_MAX / 2) {
+        PyErr_SetString(PyExc_ValueError, "searchcore: bad flow network");
+        goto fail;
+    }
+    f->nn = nn;
+    f->na = (int)(2 * m);
+    f->big = big;
+    f->base = base;
+    f->gain = gain;
+    f->head = malloc(((size_t)f->na + 1) * 4);
+    f->cap0 = malloc(((size_t)f->na + 1) * 8);
+    f->cap = malloc(((size_t)f->na + 1) * 8);
+    f->adj_ptr = calloc((size_t)nn + 1, 4);
+    f->adj = malloc(((size_t)f->na + 1) * 4);
+    f->level = malloc((size_t)nn * 4);
+    f->it = malloc((size_t)nn * 4);
+    f->queue = malloc((size_t)nn * 4);
+    f->path = malloc(((size_t)nn + 1) * 4);
+    f->dead = calloc((size_t)nn, 1);
+    if (!f->dead || !f->head || !f->cap0 || !f->cap || !f->adj_ptr || !f->adj || !f->level || !f->it
+        || !f->queue || !f->path) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (tails[i] < 0 || tails[i] >= nn || heads[i] < 0 || heads[i] >= nn || caps[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "searchcore: bad arc in the flow network");
+            goto fail;
+        }
+        f->head[2 * i] = heads[i];
+        f->cap0[2 * i] = caps[i];
+        f->head[2 * i + 1] = tails[i];
+        f->cap0[2 * i + 1] = 0;
+        f->adj_ptr[tails[i] + 1]++;
+        f->adj_ptr[heads[i] + 1]++;
+    }
+    for (int a = 0; a < nn; a++)
+        f->adj_ptr[a + 1] += f->adj_ptr[a];
+    memcpy(f->it, f->adj_ptr, (size_t)nn * 4);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        f->adj[f->it[tails[i]]++] = (int32_t)(2 * i);
+        f->adj[f->it[heads[i]]++] = (int32_t)(2 * i + 1);
+    }
+    for (int k = 0; k < f->nf; k++)
+        if (f->f_arc[k] < 0 || f->f_arc[k] >= m || f->f_op[k] < 0) {
+            PyErr_SetString(PyExc_ValueError, "searchcore: bad forcing arc");
+            goto fail;
+        }
+    free(tails); free(heads); free(caps);
+    return PyCapsule_New(f, "searchcore.Flow", flow_capsule_free);
+fail:
+    free(tails); free(heads); free(caps);
+    flow_free(f);
+    return NULL;
+}
+
+/* One augmenting path in the level graph (as bounds._FlowGraph._augment); 0: none left. */
+static int64_t flow_augment(Flow *f) {
+    int32_t *path = f->path;
+    int np = 0, a = 0;
+    for (;;) {
+        if (a == 1) {
+            int64_t push = INT64_MAX;
+            for (int k = 0; k < np; k++)
+                if (f->cap[path[k]] < push)
+                    push = f->cap[path[k]];
+            for (int k = 0; k < np; k++) {
+                f->cap[path[k]] -= push;
+                f->cap[path[k] ^ 1] += push;
+            }
+            return push;
+        }
+        int e = -1;
+        while (f->it[a] < f->adj_ptr[a + 1]) {
+            int c = f->adj[f->it[a]];
+            if (f->cap[c] > 0 && f->level[f->head[c]] == f->level[a] + 1) {
+                e = c;
+                break;
+            }
+            f->it[a]++;
+        }
+        if (e < 0) {
+            if (!np)
+                return 0;
+            f->level[a] = -1;  /* dead end */
+            e = path[--np];
+            a = f->head[e ^ 1];
+            f->it[a]++;
+            continue;
+        }
+        path[np++] = e;
+        a = f->head[e];
+    }
+}
+
+static int64_t flow_max(Flow *f) {
+    int64_t total = 0;
+    for (;;) {
+        for (int a = 0; a < f->nn; a++)
+            f->level[a] = f->dead[a] ? -2 : -1;  /* -2: never entered */
+        f->level[0] = 0;
+        int qh = 0, qt = 0;
+        f->queue[qt++] = 0;
+        while (qh < qt) {
+            int a = f->queue[qh++];
+            for (int k = f->adj_ptr[a]; k < f->adj_ptr[a + 1]; k++) {
+                int e = f->adj[k];
+                if (f->cap[e] > 0 && f->level[f->head[e]] == -1) {
+                    f->level[f->head[e]] = f->level[a] + 1;
+                    f->queue[qt++] = f->head[e];
+                }
+            }
+        }
+        if (f->level[1] < 0)
+            return total;
+        memcpy(f->it, f->adj_ptr, (size_t)f->nn * 4);
+        int64_t pushed;
+        while ((pushed = flow_augment(f)) > 0)
+            total += pushed;
+    }
+}
+
+/* StateClosure.bound(S): the op's least step over the states containing downset S.
+ *
+ * The forced ops are on the source side of every minimum cut (their forcing arcs exceed any
+ * cut), so they are merged with the source: a forced node's arcs to the sink are cut
+ * whatever the rest (their capacity is added once), arcs between forced nodes are never
+ * cut, and the flow runs on the other nodes only. That is exact when no arc of positive
+ * capacity leads from a forced node to an unforced one other than the sink (true of the
+ * closure network: forced ops form a downset and their arcs go to predecessors); otherwise
+ * the forcing arcs are set to ``big`` as StateClosure.bound does. */
+static int64_t flow_bound(Flow *f, const u64 *S, int nbits) {
+    memcpy(f->cap, f->cap0, (size_t)f->na * 8);
+    memset(f->dead, 0, (size_t)f->nn);
+    for (int k = 0; k < f->nf; k++) {
+        int op = f->f_op[k];
+        if (op < nbits && bit(S, op))
+            f->dead[f->head[2 * f->f_arc[k]]] = 1;
+    }
+    f->dead[0] = f->dead[1] = 0;
+    int64_t pre = 0;
+    int merged = 1;
+    for (int u = 2; u < f->nn && merged; u++) {
+        if (!f->dead[u])
+            continue;
+        for (int k = f->adj_ptr[u]; k < f->adj_ptr[u + 1]; k++) {
+            int e = f->adj[k], x = f->head[e];
+            if (f->cap0[e] <= 0 || f->dead[x])
+                continue;
+            if (x != 1) {
+                merged = 0;
+                break;
+            }
+            pre += f->cap0[e];
+        }
+    }
+    if (!merged) {
+        memset(f->dead, 0, (size_t)f->nn);
+        pre = 0;
+        for (int k = 0; k < f->nf; k++) {
+            int op = f->f_op[k];
+            if (op < nbits && bit(S, op))
+                f->cap[2 * f->f_arc[k]] = f->big;
+        }
+    }
+    return f->base - (f->gain - (pre + flow_max(f)));
+}
+
+static PyObject *py_flow_bound(PyObject *self, PyObject *args) {
+    PyObject *cap, *oS;
+    int W;
+    if (!PyArg_ParseTuple(args, "OOi", &cap, &oS, &W))
+        return NULL;
+    Flow *f = PyCapsule_GetPointer(cap, "searchcore.Flow");
+    if (!f)
+        return NULL;
+    u64 *S = malloc((size_t)W * 8);
+    if (!S)
+        return PyErr_NoMemory();
+    if (bytes_to_bits(oS, S, W, "state") < 0) {
+        free(S);
+        return NULL;
+    }
+    int64_t b = flow_bound(f, S, W * 64);
+    free(S);
+    return PyLong_FromLongLong(b);
+}
+
+/* Closure-bound records: per bounded state, per candidate op, the bound found and the ops
+ * outside its minimising closure (flow_outside), so that a descendant inside that closure
+ * takes the same bound without a flow. */
+typedef struct {
+    int ncand, W;
+    int32_t *sets;    /* per record set: ncand record ids (-1: not computed) */
+    size_t nsets, capsets;
+    int64_t *b;       /* per record: the bound */
+    u64 *outside;     /* per record: W words */
+    size_t nrec, caprec;
+} Bounds;
+
+static int bounds_init(Bounds *r, int ncand, int W) {
+    memset(r, 0, sizeof(*r));
+    r->ncand = ncand;
+    r->W = W;
+    r->capsets = r->caprec = 256;
+    r->sets = malloc(r->capsets * ((size_t)ncand + 1) * 4);
+    r->b = malloc(r->caprec * 8);
+    r->outside = malloc(r->caprec * (size_t)W * 8);
+    return (r->sets && r->b && r->outside) ? 0 : -1;
+}
+
+static void bounds_free(Bounds *r) {
+    free(r->sets); free(r->b); free(r->outside);
+}
+
+static int32_t bounds_new_set(Bounds *r) {
+    if (r->nsets == r->capsets) {
+        int32_t *x = realloc(r->sets, r->capsets * 2 * ((size_t)r->ncand + 1) * 4);
+        if (!x)
+            return -1;
+        r->sets = x;
+        r->capsets *= 2;
+    }
+    if (r->nsets >= (size_t)INT32_MAX)
+        return -1;
+    int32_t i = (int32_t)r->nsets++;
+    for (int c = 0; c < r->ncand; c++)
+        r->sets[(size_t)i * r->ncand + c] = -1;
+    return i;
+}
+
+static int32_t bounds_new_rec(Bounds *r) {
+    if (r->nrec == r->caprec) {
+        int64_t *b = realloc(r->b, r->caprec * 2 * 8);
+        if (!b)
+            return -1;
+        r->b = b;
+        u64 *o = realloc(r->outside, r->caprec * 2 * (size_t)r->W * 8);
+        if (!o)
+            return -1;
+        r->outside = o;
+        r->caprec *= 2;
+    }
+    if (r->nrec >= (size_t)INT32_MAX)
+        return -1;
+    return (int32_t)r->nrec++;
+}
+
+/* ------------------------------------------------------------------------------------- */
 /* The search                                                                              */
 
 static const char search_doc[] =
     "search(tables, start, goal, ready0, mem, floor, ub, seconds, max_states, closure_after,\n"
-    "       state_bound, progress, n_frontier)\n"
+    "       cands, flow_of, state_bound, progress, n_frontier)\n"
     "-> (found_key or None, expanded, stopped, frontier, parents)\n\n"
     "The loop of scheduler.search. start, goal, ready0: states as W*8 little-endian bytes.\n"
-    "state_bound(S, key) -> int or None: the per-state bound callback (None: no bounds).\n"
+    "cands: the ops whose closure bounds raise a state's key (int32 buffer), flow_of(i):\n"
+    "the compiled flow (make_flow) of cands[i], asked for once, when first needed; or\n"
+    "flow_of None and state_bound(S, key) -> int: the whole per-state bound in Python.\n"
     "frontier: the n_frontier smallest open items as (key, -depth, M, S, ready, check);\n"
     "parents: {S: (prev, heads)} along the paths to the goal or the frontier states.";
 
 #define FAIL_NOMEM do { PyErr_NoMemory(); goto done; } while (0)
 
 static PyObject *search(PyObject *self, PyObject *args) {
-    PyObject *cap, *ostart, *ogoal, *oready0, *bound_cb, *progress_cb;
+    PyObject *cap, *ostart, *ogoal, *oready0, *ocands, *flow_of, *bound_cb, *progress_cb;
     long long mem, floor_, ub, max_states, closure_after;
     double seconds;
     int n_frontier;
-    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOi", &cap, &ostart, &ogoal, &oready0, &mem, &floor_,
-                          &ub, &seconds, &max_states, &closure_after, &bound_cb, &progress_cb,
-                          &n_frontier))
+    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOOOi", &cap, &ostart, &ogoal, &oready0, &mem,
+                          &floor_, &ub, &seconds, &max_states, &closure_after, &ocands, &flow_of,
+                          &bound_cb, &progress_cb, &n_frontier))
         return NULL;
     Tables *T = PyCapsule_GetPointer(cap, "searchcore.Tables");
     if (!T)
         return NULL;
     const int W = T->W;
     const double deadline = now() + seconds;
-    PyObject *result = NULL, *frontier = NULL, *parents = NULL;
+    PyObject *result = NULL, *frontier = NULL, *parents = NULL, *flow_refs = NULL;
+    int32_t *cands = NULL;
+    Flow **flows = NULL;
+    int ncand = 0, recs_ok = 0;
+    Bounds recs;
     Table tab;
     Heap heap;
     int tab_ok = table_init(&tab, W) == 0, heap_ok = heap_init(&heap, W, &tab) == 0;
@@ -636,7 +986,25 @@ static PyObject *search(PyObject *self, PyObject *args) {
     if (bytes_to_bits(ostart, start, W, "start") < 0 || bytes_to_bits(ogoal, goal, W, "goal") < 0
         || bytes_to_bits(oready0, ready0, W, "ready0") < 0)
         goto done;
-    const int have_bound = bound_cb != Py_None, have_progress = progress_cb != Py_None;
+    {
+        Py_buffer v;
+        if (PyObject_GetBuffer(ocands, &v, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        ncand = (int)(v.len / 4);
+        PyBuffer_Release(&v);
+    }
+    if (!(cands = copy_buffer(ocands, 4, ncand, "cands")))
+        goto done;
+    flows = calloc((size_t)ncand + 1, sizeof(Flow *));
+    flow_refs = PyList_New(0);  /* keeps the flows asked for alive */
+    if (!flows || !flow_refs)
+        FAIL_NOMEM;
+    const int compiled_bound = ncand && flow_of != Py_None;
+    if (bounds_init(&recs, ncand, W) < 0)
+        FAIL_NOMEM;
+    recs_ok = 1;
+    const int have_bound = compiled_bound || bound_cb != Py_None;
+    const int have_progress = progress_cb != Py_None;
     const u64 *can_free = T->can_free;
 
     int32_t i0 = table_add(&tab, start, hash_bits(start, W));
@@ -645,7 +1013,7 @@ static PyObject *search(PyObject *self, PyObject *args) {
     tab.e[i0].key = floor_;
     if (heap_push(&heap, floor_, -popcount(start, W), mem, i0, ready0, ready0) < 0)
         FAIL_NOMEM;
-    long long expanded = 0, work = 0;
+    long long expanded = 0, work = 0, raised = 0;
     const char *stopped = "";
     int found = 0;
     int64_t found_key = 0;
@@ -668,27 +1036,88 @@ static PyObject *search(PyObject *self, PyObject *args) {
         const int64_t M = it.M;
         if (have_bound && expanded >= closure_after && !tab.e[si].bounded) {
             tab.e[si].bounded = 1;
-            PyObject *oS = bits_to_int(S, W);
-            if (!oS)
-                goto done;
-            PyObject *res = PyObject_CallFunction(bound_cb, "OL", oS, (long long)key);
-            Py_DECREF(oS);
-            if (!res)
-                goto done;
             long long h = key;
-            if (res != Py_None) {
-                h = PyLong_AsLongLong(res);
-                if (h == -1 && PyErr_Occurred()) {
-                    Py_DECREF(res);
-                    goto done;
+            if (compiled_bound) {  /* scheduler._state_bound on the compiled flows */
+                int32_t set = bounds_new_set(&recs);
+                if (set < 0)
+                    FAIL_NOMEM;
+                tab.e[si].rec = set;
+                for (int c = 0; c < ncand; c++) {
+                    if (bit(S, cands[c]))
+                        continue;
+                    /* the record of the nearest state before S with one for this op */
+                    int32_t id = -1;
+                    for (int32_t a = tab.e[si].parent, k = 0; a >= 0 && k < 64;
+                         a = tab.e[a].parent, k++)
+                        if (tab.e[a].rec >= 0
+                            && (id = recs.sets[(size_t)tab.e[a].rec * ncand + c]) >= 0)
+                            break;
+                    if (id >= 0) {  /* S inside that state's minimising closure: same bound */
+                        const u64 *out = recs.outside + (size_t)id * W;
+                        for (int w = 0; w < W; w++)
+                            if (S[w] & out[w]) {
+                                id = -1;
+                                break;
+                            }
+                    }
+                    if (id >= 0) {
+                        recs.sets[(size_t)set * ncand + c] = id;
+                        if (recs.b[id] > h) {
+                            h = recs.b[id];
+                            break;
+                        }
+                        continue;
+                    }
+                    if (!flows[c]) {
+                        PyObject *fc = PyObject_CallFunction(flow_of, "i", c);
+                        if (!fc)
+                            goto done;
+                        int bad = PyList_Append(flow_refs, fc);
+                        flows[c] = PyCapsule_GetPointer(fc, "searchcore.Flow");
+                        Py_DECREF(fc);
+                        if (bad < 0 || !flows[c])
+                            goto done;
+                    }
+                    int64_t b = flow_bound(flows[c], S, W * 64);
+                    if ((id = bounds_new_rec(&recs)) < 0)
+                        FAIL_NOMEM;
+                    recs.b[id] = b;
+                    flow_outside(flows[c], recs.outside + (size_t)id * W, W);
+                    recs.sets[(size_t)set * ncand + c] = id;
+                    if (b > h) {
+                        h = b;
+                        break;
+                    }
                 }
+            } else {
+                PyObject *oS = bits_to_int(S, W);
+                if (!oS)
+                    goto done;
+                PyObject *res = PyObject_CallFunction(bound_cb, "OL", oS, (long long)key);
+                Py_DECREF(oS);
+                if (!res)
+                    goto done;
+                if (res != Py_None) {
+                    h = PyLong_AsLongLong(res);
+                    if (h == -1 && PyErr_Occurred()) {
+                        Py_DECREF(res);
+                        goto done;
+                    }
+                }
+                Py_DECREF(res);
             }
-            Py_DECREF(res);
             if (h > key) {  /* every completion from S peaks at h or more: back, under h */
                 if (h < ub) {
                     tab.e[si].key = h;
                     if (heap_push(&heap, h, it.negdepth, M, si, ready, ready) < 0)
                         FAIL_NOMEM;
+                }
+                /* States put back by their bounds cost flows but expand nothing, so the
+                 * clock is also read here (the Python loop, 50x slower per state, reads
+                 * it after expansions only; a time limit is not a state-exact stop). */
+                if ((++raised & 63) == 0 && now() > deadline) {
+                    stopped = "time limit";
+                    break;
                 }
                 continue;
             }
@@ -840,6 +1269,11 @@ static PyObject *search(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(frontier);
     Py_XDECREF(parents);
+    Py_XDECREF(flow_refs);
+    free(cands);
+    free(flows);
+    if (recs_ok)
+        bounds_free(&recs);
     if (tab_ok)
         table_free(&tab);
     if (heap_ok)
@@ -854,6 +1288,11 @@ static PyMethodDef methods[] = {
      "make_tables(n, W, mpred, shares, block, can_free, up, kept, succ_ptr, succ, in_ptr,\n"
      "            in_size, in_cptr, cons, al_ptr, al_size, al_cptr, al_c) -> capsule"},
     {"search", search, METH_VARARGS, search_doc},
+    {"make_flow", make_flow, METH_VARARGS,
+     "make_flow(n_nodes, tails, heads, caps, forcing_arcs, forcing_ops, big, base, gain)\n"
+     "-> capsule: a bounds.StateClosure's network (see flow_bound)"},
+    {"flow_bound", py_flow_bound, METH_VARARGS,
+     "flow_bound(flow, state_bytes, W) -> StateClosure.bound(S) on the compiled flow"},
     {NULL, NULL, 0, NULL},
 };
 

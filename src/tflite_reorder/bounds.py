@@ -291,6 +291,7 @@ class StateClosure:
         tails = np.asarray(g.to[1::2], dtype=np.int32)
         caps = np.minimum(np.asarray(g.cap[0::2], dtype=np.int64), self.big)
         self.smf.add_arcs_with_capacity(tails, heads, caps)
+        self.network = (len(g.adj), tails, heads, caps)  # searchcore compiles it
         self.n = p.n_ops
         self.gain = gain
         self.base = resident + ctx.out_total[v] + ctx.extra[v] - max_alias_saving(ctx, v)

@@ -53,6 +53,7 @@ CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
 SEARCH_SHARE = 0.7  # of the time left after bounds: exact search; the rest: improve.py
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
+COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
 
 
@@ -478,9 +479,10 @@ def search(
     compiled = COMPILED_SEARCH and not compiled_unavailable()
     if compiled:  # the same loop in C (searchcore.py): same states, same order, same answer
         bound_cb = (lambda S, key: _state_bound(ctx, cands, S, key)) if cands else None
+        closure_of = (lambda v: _state_closure(ctx, v)) if COMPILED_BOUNDS else None
         found, expanded, stopped, heap, parent = compiled_search(
             ctx, start, goal, ready0, mem, floor, ub, deadline, max_states, closure_after,
-            bound_cb, progress)
+            cands, closure_of, bound_cb, progress)
     while heap and not compiled:
         item = heapq.heappop(heap)
         key, negdepth, M, S, ready, check = item

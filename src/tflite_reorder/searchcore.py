@@ -22,13 +22,18 @@ from __future__ import annotations
 import os
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
 
 try:
+    from ._searchcore import flow_bound as _flow_bound
+    from ._searchcore import make_flow as _make_flow
     from ._searchcore import make_tables as _make_tables
     from ._searchcore import search as _search
 except ImportError as exc:  # not built (no compiler at install time) or a foreign platform
-    _make_tables = _search = None
+    _make_tables = _search = _make_flow = _flow_bound = None
     _IMPORT_ERROR = f"the compiled search core is not built ({exc})"
 else:
     _IMPORT_ERROR = ""
@@ -57,7 +62,15 @@ def _bits(mask: int) -> list[int]:
     return out
 
 
-def tables(ctx):
+@dataclass
+class Compiled:
+    """What the C loop keeps per context: its tables and the compiled closure flows."""
+
+    tables: object
+    flows: dict[int, object] = field(default_factory=dict)  # op -> make_flow capsule
+
+
+def compiled(ctx) -> Compiled:
     """The compiled tables of ``ctx`` (made once, kept on ``ctx.compiled``)."""
     if ctx.compiled is not None:
         return ctx.compiled
@@ -83,7 +96,7 @@ def tables(ctx):
             al_size.append(o_size)
             al_cptr.append(len(al_c))
         al_ptr.append(len(al_size))
-    ctx.compiled = _make_tables(
+    ctx.compiled = Compiled(_make_tables(
         n, W,
         b"".join(_words(m, W) for m in ctx.mpred),
         b"".join(_words(m, W) for m in shares),
@@ -92,18 +105,48 @@ def tables(ctx):
         array("q", [ctx.out_total[v] + ctx.extra[v] for v in range(n)]),
         array("q", ctx.out_kept),
         succ_ptr, succ, in_ptr, in_size, in_cptr, cons, al_ptr, al_size, al_cptr, al_c,
-    )
+    ))
     return ctx.compiled
 
 
+def flow(closure):
+    """A ``bounds.StateClosure``'s own flow network, compiled: bound(S) is the same number
+    (the value of a maximum flow is unique), computed by Dinic's algorithm in C."""
+    nodes, tails, heads, caps = closure.network
+    return _make_flow(
+        nodes, np.ascontiguousarray(tails, np.int32), np.ascontiguousarray(heads, np.int32),
+        np.ascontiguousarray(caps, np.int64), np.ascontiguousarray(closure.arcs, np.int32),
+        np.ascontiguousarray(closure.ops, np.int32), closure.big, closure.base, closure.gain)
+
+
+def flow_bound(flow_capsule, S: int, n_ops: int) -> int:
+    """``StateClosure.bound(S)`` on a compiled flow (``flow``)."""
+    W = max(1, (n_ops + 63) // 64)
+    return _flow_bound(flow_capsule, _words(S, W), W)
+
+
 def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,
-        deadline: float, max_states: int, closure_after: int,
-        state_bound: Callable[[int, int], int] | None, progress: Callable | None):
+        deadline: float, max_states: int, closure_after: int, cands: Sequence[int],
+        closure_of: Callable | None, state_bound: Callable[[int, int], int] | None,
+        progress: Callable | None):
     """The search loop in C: (found key or None, states expanded, stopped, the smallest open
     items as the Python loop's heap tuples, {state: (previous state, macros run)} along the
-    paths to the goal or to those open states). Raises MemoryError when out of memory."""
+    paths to the goal or to those open states). Raises MemoryError when out of memory.
+
+    Per-state bounds: with ``closure_of(v)`` (v's ``bounds.StateClosure``) the C loop runs
+    ``scheduler._state_bound`` on compiled flows of those closures, made when first needed;
+    otherwise it calls ``state_bound(S, key)`` (Python) for them.
+    """
     W = max(1, (ctx.p.n_ops + 63) // 64)
+    comp = compiled(ctx)
+
+    def flow_of(i: int):
+        v = cands[i]
+        if v not in comp.flows:
+            comp.flows[v] = flow(closure_of(v))
+        return comp.flows[v]
+
     return _search(
-        tables(ctx), _words(start, W), _words(goal, W), _words(ready0, W), mem, floor, ub,
-        max(0.0, deadline - time.monotonic()), max_states, closure_after, state_bound,
-        progress, FRONTIER)
+        comp.tables, _words(start, W), _words(goal, W), _words(ready0, W), mem, floor, ub,
+        max(0.0, deadline - time.monotonic()), max_states, closure_after, array("i", cands),
+        flow_of if closure_of is not None else None, state_bound, progress, FRONTIER)
