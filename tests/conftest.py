@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -68,11 +69,19 @@ def model_dir(tmp_path: Path) -> Path:
     return d
 
 
-def run_cli(args, capsys) -> tuple[int, str, str]:
-    """The CLI on ``args``: exit code, stdout, stderr."""
+class CliRun(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(args, capsys) -> CliRun:
+    """The CLI on ``args`` in process, as the console script runs it (it always exits):
+    exit code, stdout, stderr (only this run's: earlier output is dropped first)."""
     from tflite_reorder.cli import main
 
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         main([str(a) for a in args])
     captured = capsys.readouterr()
-    return exc.value.code, captured.out, captured.err
+    return CliRun(exc.value.code, captured.out, captured.err)

@@ -6,6 +6,7 @@ import itertools
 import random
 
 from tflite_reorder.graph import ModelGraph, OpNode, SubgraphGraph, TensorInfo
+from tflite_reorder.memory import Problem, build_problem
 
 
 def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3,
@@ -91,4 +92,39 @@ def model_of(sg: SubgraphGraph) -> ModelGraph:
     return ModelGraph([sg])
 
 
-__all__ = ["random_subgraph", "all_topological_orders", "model_of", "itertools"]
+def random_problems(rng: random.Random, count: int, n_ops: tuple[int, int],
+                    inplace: bool | None = None, source_share: float = 0.0):
+    """The property tests' random-problem loop: ``count`` (graph, problem) pairs with
+    ``n_ops`` (inclusive range) ops each; ``inplace`` None = drawn per problem."""
+    for _ in range(count):
+        sg = random_subgraph(rng, rng.randint(*n_ops), source_share=source_share)
+        ip = rng.random() < 0.5 if inplace is None else inplace
+        yield sg, build_problem(sg, inplace=ip)
+
+
+def random_order(rng: random.Random, p: Problem | SubgraphGraph) -> list[int]:
+    """A uniformly shuffled Kahn order: a random valid stored order (of a problem or a
+    graph: anything with ``preds`` and ``succs`` per op)."""
+    indeg = [len(ps) for ps in p.preds]
+    ready = [v for v in range(len(indeg)) if not indeg[v]]
+    order = []
+    while ready:
+        v = ready.pop(rng.randrange(len(ready)))
+        order.append(v)
+        for w in p.succs[v]:
+            indeg[w] -= 1
+            if not indeg[w]:
+                ready.append(w)
+    return order
+
+
+def downsets(pred_mask: list[int]):
+    """Every downset (as a bitmask) of the DAG with these predecessor bitmasks."""
+    n = len(pred_mask)
+    for mask in range(1 << n):
+        if all(not (mask >> u) & 1 or pred_mask[u] & ~mask == 0 for u in range(n)):
+            yield mask
+
+
+__all__ = ["random_subgraph", "all_topological_orders", "model_of", "itertools",
+           "random_problems", "random_order", "downsets"]

@@ -7,6 +7,7 @@ import random
 
 import pytest
 from conftest import model_path
+from randgraphs import random_order
 
 from tflite_reorder import api, scheduling
 from tflite_reorder.flatbuffer_io import (
@@ -103,18 +104,7 @@ def test_optimize_accepts_a_loaded_model_and_leaves_it_alone():
 
 def _reordered(loaded: LoadedModel, rng: random.Random) -> bytes:
     """The same network stored in a random topological order (a NAS 'candidate')."""
-    graph = build_graph(loaded.model)
-    sg = graph.subgraphs[0]
-    indeg = [len(p) for p in sg.preds]
-    ready = [v for v, d in enumerate(indeg) if d == 0]
-    order = []
-    while ready:
-        v = ready.pop(rng.randrange(len(ready)))
-        order.append(v)
-        for w in sg.succs[v]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                ready.append(w)
+    order = random_order(rng, build_graph(loaded.model).subgraphs[0])
     m = copy.deepcopy(loaded.model)
     scheduling.apply_orders(m, [order])
     return serialize_model(m)

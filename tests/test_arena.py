@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tflite_reorder import arena
 from tflite_reorder.arena import (
     Blocks,
+    Budget,
     Plan,
     cpsat,
     greedy_by_size,
@@ -87,7 +88,6 @@ def test_plan_on_model(path: Path, inplace: bool) -> None:
     assert plan.lower_bound == use.lower_bound
     assert use.lower_bound <= plan.head <= greedy_head(use) == plan.baseline
     assert plan.optimal == (plan.head == use.lower_bound) or plan.method == cpsat.NAME
-    assert plan.seconds < 2.0  # time_limit is 1 s; margin for a loaded machine
     flat = offsets_for_model(graph, plan)
     assert len(flat) == graph.n_tensors
     i = 0
@@ -97,14 +97,17 @@ def test_plan_on_model(path: Path, inplace: bool) -> None:
             i += 1
 
 
-def test_every_model_reaches_the_lower_bound() -> None:
-    """The point of the exercise: on the committed models we plan at the bound."""
+def test_every_model_reaches_the_lower_bound(monkeypatch) -> None:
+    """The point of the exercise: on the committed models we plan at the bound. The
+    planners' work is counted, not timed; without the wall-clock guard the answer is the
+    same on any machine under any load."""
+    monkeypatch.setattr(arena, "WALL_SLACK", float("inf"))
     missed = []
     for path in MODELS:
         for inplace in (False, True):
             _, use = use_of(path, inplace)
             # The converter's float16-weight order keeps 156 weight buffers alive at once:
-            # CP-SAT needs ~4 s of its 10 to reach the bound there (1 s is not enough).
+            # CP-SAT needs several seconds of work to reach the bound there.
             plan = plan_arena(use, 10.0 if path.stem == "mobilenet_deep_fp16w" else 1.0)
             if plan.head != use.lower_bound:
                 missed.append(f"{path.stem} inplace={inplace}: {plan.head} > {use.lower_bound}")
@@ -256,8 +259,8 @@ def test_heuristic_stages_are_valid_on_their_own() -> None:
         _, blocks = arena.tflm_blocks(use)
         for offsets in (
             greedy_by_size.plan(blocks),
-            ordered_fit.improve(blocks, None, 0.0).offsets,
-            hill_climb.improve(blocks, None, 0.0).offsets,
+            ordered_fit.improve(blocks, None, Budget(0.0)).offsets,
+            hill_climb.improve(blocks, None, Budget(0.0)).offsets,
         ):
             assert arena.blocks.overlapping_pairs(blocks, offsets) == []
             assert all(o % 16 == 0 for o in offsets)
@@ -342,3 +345,11 @@ def test_too_many_pairs_alive_together_is_refused(monkeypatch) -> None:
     blocks = Blocks((16,) * 20, (0,) * 20, (1,) * 20)
     with pytest.raises(blocks_mod.TooManyConflicts):
         blocks_mod.place(blocks, range(20))
+
+
+def test_the_same_model_gets_the_same_plan() -> None:
+    """Stage choices and offsets depend on counted work only, not on the clock."""
+    for name in ("densenet_int8", "mobilenet_deep_fp16w"):
+        _, use = use_of(next(p for p in MODELS if p.stem == name), True)
+        a, b = plan_arena(use, 0.3), plan_arena(use, 0.3)
+        assert (a.method, a.offsets, a.head) == (b.method, b.offsets, b.head)

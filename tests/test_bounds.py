@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
-from exhaustive import live_at
-from randgraphs import random_subgraph
+from exhaustive import live_at, optimum
+from randgraphs import downsets, random_problems
 
 from tflite_reorder.bounds import closure_bound
-from tflite_reorder.memory import build_problem
 from tflite_reorder.scheduler import _context
-
-
-def _downsets(ctx, n):
-    for mask in range(1 << n):
-        if all(not (mask >> u) & 1 or ctx.pred_mask[u] & ~mask == 0 for u in range(n)):
-            yield mask
 
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_bounds_are_exact_minima_or_below(inplace):
     rng = random.Random(42 + inplace)
     tight = 0
-    for _ in range(150):
-        sg = random_subgraph(rng, rng.randint(2, 8))
-        p = build_problem(sg, inplace=inplace)
+    for _, p in random_problems(rng, 150, (2, 8), inplace):
         ctx = _context(p)
-        states = list(_downsets(ctx, p.n_ops))
+        states = list(downsets(ctx.pred_mask))
         for v in range(p.n_ops):
             ready = [m for m in states if not (m >> v) & 1 and ctx.pred_mask[v] & ~m == 0]
             costs = [live_at(p, frozenset(u for u in range(p.n_ops) if (m >> u) & 1), v)
@@ -48,9 +40,7 @@ def test_compiled_max_flow_equals_the_python_reference(monkeypatch):
         pytest.skip("the optional solver extra (ortools) is not installed")
     rng = random.Random(3)
     checked = 0
-    for _ in range(120):
-        sg = random_subgraph(rng, rng.randint(2, 40), source_share=0.2)
-        p = build_problem(sg, inplace=rng.random() < 0.5)
+    for _, p in random_problems(rng, 120, (2, 40), source_share=0.2):
         ctx = _context(p)
         for v in range(p.n_ops):
             monkeypatch.setattr(bounds, "COMPILED_FLOW", True)
@@ -70,11 +60,9 @@ def test_state_closure_bounds_every_completion():
         pytest.skip("the optional solver extra (ortools) is not installed")
     rng = random.Random(8)
     checked = raised = 0
-    for _ in range(120):
-        sg = random_subgraph(rng, rng.randint(2, 8), source_share=0.2)
-        p = build_problem(sg, inplace=rng.random() < 0.5)
+    for _, p in random_problems(rng, 120, (2, 8), source_share=0.2):
         ctx = _context(p)
-        states = list(_downsets(ctx, p.n_ops))
+        states = list(downsets(ctx.pred_mask))
         for v in range(p.n_ops):
             sc = bounds.StateClosure(ctx, v)
             for S in states:
@@ -90,3 +78,67 @@ def test_state_closure_bounds_every_completion():
                 raised += got > closure_bound(ctx, v)
                 checked += 1
     assert checked > 2000 and raised > 100
+
+
+def _live(p, m: int, v: int) -> int:
+    return live_at(p, frozenset(u for u in range(p.n_ops) if (m >> u) & 1), v)
+
+
+def test_forced_out_closure_bounds_every_state_between():
+    """``StateClosure.bound(S, out)``: the least cost of v over the states containing S and
+    none of ``out`` (an upset), checked against every such state; INF when there is none."""
+    from tflite_reorder import bounds
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(81)
+    checked = exact = none = 0
+    for _, p in random_problems(rng, 80, (2, 8), source_share=0.2):
+        ctx = _context(p)
+        states = list(downsets(ctx.pred_mask))
+        full = (1 << p.n_ops) - 1
+        for v in range(p.n_ops):
+            sc = bounds.StateClosure(ctx, v)
+            for S in states[::3]:
+                if (S >> v) & 1:
+                    continue
+                for D in states[::5]:
+                    out = full & ~D  # the complement of a downset is an upset
+                    got = sc.bound(S, out)
+                    ready = [m for m in states if m & S == S and not m & out
+                             and not (m >> v) & 1 and ctx.pred_mask[v] & ~m == 0]
+                    if not ready:
+                        assert got == bounds.INF
+                        none += 1
+                        continue
+                    truth = min(_live(p, m, v) for m in ready)
+                    assert got <= truth
+                    exact += got == truth
+                    checked += 1
+            assert sc.bound(0) == closure_bound(ctx, v)  # the forcing-out arcs were reset
+    assert checked > 2000 and none > 500 and exact > checked // 2
+
+
+def test_order_and_pair_bounds_never_exceed_the_optimum():
+    """Bounds from how an order can sequence two or three ops: at most the brute-force
+    optimum on random graphs, and often above the best single-op closure bound."""
+    from tflite_reorder import bounds
+    from tflite_reorder.scheduler import _state_closure
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(82)
+    raised = 0
+    for case, (_, p) in enumerate(random_problems(rng, 250, (3, 9), source_share=0.2)):
+        ctx = _context(p)
+        best = optimum(p)
+        single = max(closure_bound(ctx, v) for v in range(p.n_ops))
+        ops = list(range(p.n_ops))
+        closure = functools.partial(_state_closure, ctx)
+        got = bounds.pair_bounds(ctx, ops, 0, float("inf"), closure, triples=3)
+        assert got <= best, case
+        for _ in range(3):
+            trio = rng.sample(ops, min(3, p.n_ops))
+            assert bounds.order_bound(ctx, trio, closure) <= best
+        raised += got > single
+    assert raised > 10

@@ -18,9 +18,9 @@ from distributed import Client, LocalCluster
 from tflite_reorder import batch, cluster, peak_memory_many
 from tflite_reorder.candidate import describe_graph, read_graph
 
-# Fields that measure time, not the result: the planner stops at the first stage that reaches
-# the lower bound, and which stage gets there within its time slice depends on the load.
-TIMING = {"seconds", "schedule_seconds", "per_subgraph", "verification", "plan_method"}
+# Fields that measure time, not the result (the arena plan, counted in work rather than
+# time, is the same under any load, so ``plan_method`` and the offsets are compared too).
+TIMING = {"seconds", "schedule_seconds", "per_subgraph", "verification"}
 
 
 @pytest.fixture(scope="module")

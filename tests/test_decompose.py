@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-from randgraphs import random_subgraph
-from test_scheduler import _random_topological
+from randgraphs import random_order, random_problems, random_subgraph
 
 from tflite_reorder.decompose import cut_positions, split, topological
 from tflite_reorder.memory import build_problem, initial_live, peak, step_costs
@@ -32,11 +31,9 @@ def test_cut_positions_are_the_comparable_ops():
 def test_pieces_have_the_whole_problems_step_costs():
     rng = random.Random(12)
     multi = 0
-    for _ in range(300):
-        sg = random_subgraph(rng, rng.randint(2, 30), source_share=0.2)
-        p = build_problem(sg, inplace=rng.random() < 0.5)
+    for _, p in random_problems(rng, 300, (2, 30), source_share=0.2):
         pieces, _ = split(p)
-        order = _random_topological(rng, p)
+        order = random_order(rng, p)
         pos = {v: i for i, v in enumerate(order)}
         costs = step_costs(p, order)
         peaks = []

@@ -4,18 +4,22 @@ the scheduler's per-subgraph view (``Problem``) against the exact replay (``simu
 from __future__ import annotations
 
 import itertools
+import random
 
+import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as schema
 from conftest import ROOT, model_path
 from tinymodels import chain, diamond, model_t
 
-from tflite_reorder import preflight
+from tflite_reorder import memory, preflight
 from tflite_reorder.flatbuffer_io import ModelError, load_model
 from tflite_reorder.graph import build_graph, marking_visits
 from tflite_reorder.memory import (
     ArenaUse,
     Buffer,
     _Marker,
+    _peak_by_marking,
     alias_candidates,
     build_problem,
     nested_extra,
@@ -177,3 +181,89 @@ def test_30_nested_ifs_sharing_branches_are_not_walked_path_by_path():
     assert nested_extra(graph, graph.stored_orders(), 0)[0] > 0
     with pytest.raises(ModelError, match="lifetime marking would visit 2147483647"):
         preflight.check(mb.nested_ifs(30, shared=True))
+
+
+def _random_control_flow(rng: random.Random, n: int) -> schema.ModelT:
+    """``n`` subgraphs, each a few RELUs of random widths and IFs whose branches are random
+    later subgraphs (so callees are shared: by both branches, by several ops, by several
+    callers at different depths)."""
+    m = schema.ModelT()
+    m.version, m.operatorCodes, m.buffers, m.subgraphs = 3, [], [schema.BufferT()], []
+    for builtin in (schema.BuiltinOperator.IF, schema.BuiltinOperator.RELU):
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        m.operatorCodes.append(code)
+    for k in range(n):
+        sg = schema.SubGraphT()
+        sg.tensors, sg.operators = [], []
+
+        def tensor(shape, dtype=schema.TensorType.FLOAT32, sg=sg):
+            t = schema.TensorT()
+            t.name, t.type, t.buffer = f"t{len(sg.tensors)}", dtype, 0
+            t.shape = np.array(shape, np.int32)
+            sg.tensors.append(t)
+            return len(sg.tensors) - 1
+
+        cond, x = tensor([], schema.TensorType.BOOL), tensor([1, rng.choice((4, 8, 64))])
+        prev, width = x, None
+        for _ in range(rng.randint(1, 4)):
+            op = schema.OperatorT()
+            if k + 1 < n and rng.random() < 0.6:
+                opts = schema.IfOptionsT()
+                opts.thenSubgraphIndex = rng.randrange(k + 1, n)
+                opts.elseSubgraphIndex = rng.randrange(k + 1, n)
+                op.opcodeIndex, op.inputs = 0, np.array([cond, prev], np.int32)
+                op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.IfOptions, opts
+            else:
+                op.opcodeIndex, op.inputs = 1, np.array([prev], np.int32)
+            width = rng.choice((4, 8, 64, 256))
+            out = tensor([1, width])
+            op.outputs = np.array([out], np.int32)
+            sg.operators.append(op)
+            prev = out
+        sg.inputs, sg.outputs = np.array([cond, x], np.int32), np.array([prev], np.int32)
+        m.subgraphs.append(sg)
+    return m
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_composed_nested_peaks_equal_the_marking(seed):
+    """``nested_extra`` composes peaks bottom-up; marking each operator's callees (the
+    ``_Marker`` replay, itself checked against the literal walk) must give the same."""
+    rng = random.Random(seed)
+    graph = build_graph(_random_control_flow(rng, rng.randint(2, 9)))
+    orders = graph.stored_orders()
+    for inplace in (False, True):
+        cache: dict = {}
+        for s, sg in enumerate(graph.subgraphs):
+            extra = nested_extra(graph, orders, s, inplace, cache)
+            want = [_peak_by_marking(graph, orders, op.calls, inplace, {}) if op.calls else 0
+                    for op in sg.ops]
+            assert extra == want
+
+
+def test_composition_falls_back_to_marking_past_its_state_budget(monkeypatch):
+    graph = build_graph(_random_control_flow(random.Random(3), 9))
+    orders = graph.stored_orders()
+    want = [nested_extra(graph, orders, s) for s in range(len(graph.subgraphs))]
+    monkeypatch.setattr(memory, "MAX_PEAK_STATES", 0)
+    assert [nested_extra(graph, orders, s) for s in range(len(graph.subgraphs))] == want
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_marking_several_roots_equals_the_literal_walk(seed):
+    """A control-flow op's branches marked one after another, where one branch may also be
+    called by the other (then its last visit is inside the other's)."""
+    rng = random.Random(seed)
+    graph = build_graph(_random_control_flow(rng, rng.randint(2, 9)))
+    orders = graph.stored_orders()
+    for sg in graph.subgraphs:
+        for op in sg.ops:
+            if op.calls:
+                fast, slow = _Marker(graph, orders), LiteralMarker(graph, orders)
+                fast.mark_all(op.calls)
+                for c in op.calls:
+                    slow.scope += 1
+                    slow.mark(c)
+                assert (fast.scope, fast.first, fast.last, fast.op_scope) == \
+                    (slow.scope, slow.first, slow.last, slow.op_scope)

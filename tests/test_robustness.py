@@ -18,13 +18,12 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CliRun, run_cli
 
-from tflite_reorder import cli
 from tflite_reorder.flatbuffer_io import load_model
 from tflite_reorder.graph import build_graph
 from tools import make_bad_inputs as mb
@@ -81,25 +80,6 @@ ACCEPTED_NO_VERIFY = [
 ]
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(capsys, *args: object) -> Run:
-    """``cli.main`` in process, as the console script would run it."""
-    capsys.readouterr()
-    try:
-        cli.main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    out, err = capsys.readouterr()
-    return Run(code, out, err)
-
-
 def snapshot(*roots: Path) -> dict[str, str]:
     """sha256 of every file (hidden ones included) under ``roots``."""
     found = {}
@@ -129,7 +109,7 @@ def stage(name: str, in_dir: Path) -> Path:
     return dst
 
 
-def assert_clean_failure(run: Run, code: int, src: Path, expected: str, out_dir: Path) -> None:
+def assert_clean_failure(run: CliRun, code: int, src: Path, expected: str, out_dir: Path) -> None:
     """Exit ``code``, one line naming ``src`` (the file at fault), nothing in ``out_dir``."""
     assert run.code == code, (run.code, run.err)
     assert "Traceback" not in run.err + run.out
@@ -182,7 +162,7 @@ def test_rejected(name, dirs, capsys):
     in_dir, out_dir = dirs
     src = stage(name, in_dir)
     before = snapshot(in_dir)
-    run = run_cli(capsys, src, out_dir / "out.tflite")
+    run = run_cli([src, out_dir / "out.tflite"], capsys)
     assert_clean_failure(run, 2, src, REJECTED[name], out_dir)
     assert snapshot(in_dir) == before
 
@@ -193,7 +173,7 @@ def test_accepted_without_verification(name, dirs, capsys):
     src = stage(name, in_dir)
     before = snapshot(in_dir)
     dst = out_dir / "out.tflite"
-    run = run_cli(capsys, src, dst, "--no-verify", "--json")
+    run = run_cli([src, dst, "--no-verify", "--json"], capsys)
     assert run.code == 0, run.err
     assert "Traceback" not in run.err + run.out
     report = json.loads(run.out)
@@ -208,7 +188,7 @@ def test_accepted_and_verified(name, dirs, capsys):
     in_dir, out_dir = dirs
     src = stage(name, in_dir)
     dst = out_dir / "out.tflite"
-    run = run_cli(capsys, src, dst, "--json")
+    run = run_cli([src, dst, "--json"], capsys)
     assert run.code == 0, run.err
     ver = json.loads(run.out)["verification"]
     assert ver["ok"] and ver["ran"]
@@ -222,7 +202,7 @@ def test_dynamic_signature_survives(dirs, capsys):
     in_dir, out_dir = dirs
     src = stage("dynamic_shapes.tflite", in_dir)
     dst = out_dir / "out.tflite"
-    assert run_cli(capsys, src, dst, "--no-verify").code == 0
+    assert run_cli([src, dst, "--no-verify"], capsys).code == 0
     sigs = [t.shapeSignature for t in load_model(dst).model.subgraphs[0].tensors]
     assert sum(1 for s in sigs if s is not None and len(s) and s[0] == -1) >= 5
 
@@ -231,7 +211,7 @@ def test_custom_ops_are_kept_in_order(dirs, capsys):
     in_dir, out_dir = dirs
     src = stage("custom_and_unknown_ops.tflite", in_dir)
     dst = out_dir / "out.tflite"
-    assert run_cli(capsys, src, dst, "--no-verify").code == 0
+    assert run_cli([src, dst, "--no-verify"], capsys).code == 0
     names = [k[0] for k in op_keys(load_model(dst).model)]
     assert "CUSTOM:MyVendorMean" in names and "BUILTIN_250" in names
     assert names.index("BUILTIN_250") < names.index("CUSTOM:MyVendorMean")  # stored order
@@ -251,7 +231,7 @@ def test_truncated_at_50_offsets(dirs, capsys):
     for off in offsets:
         src = in_dir / f"cut_{off}.tflite"
         src.write_bytes(data[:off])
-        run = run_cli(capsys, src, out_dir / "out.tflite", "--no-verify")
+        run = run_cli([src, out_dir / "out.tflite", "--no-verify"], capsys)
         expected = "empty file" if off == 0 else (
             "too short" if off < 8 else "corrupt or truncated flatbuffer")
         assert_clean_failure(run, 2, src, expected, out_dir)
@@ -294,7 +274,7 @@ def test_other_commands_on_corpus(command, dirs, capsys):
     for name in sorted(REJECTED) + ACCEPTED_NO_VERIFY:
         src = stage(name, in_dir) if not (in_dir / name).exists() else in_dir / name
         limit = [] if command[0] == "check" else ["--time-limit", "0.5"]
-        run = run_cli(capsys, *command, src, *limit)
+        run = run_cli([*command, src, *limit], capsys)
         assert run.code == expected_code(command[0], name), (name, run.code, run.err)
         assert "Traceback" not in run.err + run.out, name
         if run.code == 2:
@@ -317,13 +297,13 @@ def good(dirs) -> Path:
 def test_missing_file(dirs, capsys):
     in_dir, out_dir = dirs
     src = in_dir / "nope.tflite"
-    run = run_cli(capsys, src, out_dir / "out.tflite")
+    run = run_cli([src, out_dir / "out.tflite"], capsys)
     assert_clean_failure(run, 2, src, "no such file", out_dir)
 
 
 def test_directory_as_input(dirs, capsys):
     in_dir, out_dir = dirs
-    run = run_cli(capsys, in_dir, out_dir / "out.tflite")
+    run = run_cli([in_dir, out_dir / "out.tflite"], capsys)
     assert_clean_failure(run, 2, in_dir, "is a directory", out_dir)
 
 
@@ -332,7 +312,7 @@ def test_directory_as_input(dirs, capsys):
 def test_unreadable_file(good, dirs, capsys):
     good.chmod(0)
     try:
-        run = run_cli(capsys, good, dirs[1] / "out.tflite")
+        run = run_cli([good, dirs[1] / "out.tflite"], capsys)
     finally:
         good.chmod(0o644)
     assert_clean_failure(run, 2, good, "permission denied", dirs[1])
@@ -348,13 +328,13 @@ def test_unreadable_file_simulated(good, dirs, capsys, monkeypatch):
         return real(path, flags, *args, **kw)
 
     monkeypatch.setattr(os, "open", deny)
-    run = run_cli(capsys, good, dirs[1] / "out.tflite")
+    run = run_cli([good, dirs[1] / "out.tflite"], capsys)
     assert_clean_failure(run, 2, good, "permission denied", dirs[1])
 
 
 def test_output_in_missing_directory(good, dirs, capsys):
     dst = dirs[1] / "no" / "such" / "dir" / "out.tflite"
-    run = run_cli(capsys, good, dst, "--no-verify")
+    run = run_cli([good, dst, "--no-verify"], capsys)
     assert_clean_failure(run, 2, dst, "does not exist", dirs[1])
 
 
@@ -362,14 +342,14 @@ def test_output_is_input(good, dirs, capsys):
     before = snapshot(dirs[0])
     for dst in (good, dirs[0] / "sub" / ".." / good.name):
         (dirs[0] / "sub").mkdir(exist_ok=True)
-        run = run_cli(capsys, good, dst, "--no-verify")
+        run = run_cli([good, dst, "--no-verify"], capsys)
         assert run.code == 2 and "refusing to overwrite" in run.err, run.err
         assert "Traceback" not in run.err
     assert snapshot(dirs[0]) == before
 
 
 def test_output_is_a_directory(good, dirs, capsys):
-    run = run_cli(capsys, good, dirs[1], "--no-verify")
+    run = run_cli([good, dirs[1], "--no-verify"], capsys)
     assert_clean_failure(run, 2, dirs[1], "output path is a directory", dirs[1])
 
 
@@ -378,7 +358,7 @@ def test_existing_output_survives_a_failure(dirs, capsys):
     src = stage("cycle.tflite", in_dir)
     dst = out_dir / "out.tflite"
     dst.write_bytes(b"previous build")
-    run = run_cli(capsys, src, dst)
+    run = run_cli([src, dst], capsys)
     assert run.code == 2
     assert dst.read_bytes() == b"previous build"
     assert [p.name for p in out_dir.iterdir()] == ["out.tflite"]
@@ -389,7 +369,7 @@ def test_disk_full_while_writing(good, dirs, capsys, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    run = run_cli(capsys, good, dirs[1] / "out.tflite", "--no-verify")
+    run = run_cli([good, dirs[1] / "out.tflite", "--no-verify"], capsys)
     assert_clean_failure(run, 2, dirs[1] / "out.tflite", "No space left on device", dirs[1])
 
 
@@ -398,7 +378,7 @@ def test_interrupt_while_writing(good, dirs, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", interrupted)
-    run = run_cli(capsys, good, dirs[1] / "out.tflite", "--no-verify")
+    run = run_cli([good, dirs[1] / "out.tflite", "--no-verify"], capsys)
     assert run.code == 130 and "nothing written" in run.err
     assert "Traceback" not in run.err
     assert not list(dirs[1].iterdir())
@@ -413,7 +393,7 @@ def test_failed_verification_writes_nothing(good, dirs, capsys, monkeypatch):
         return result
 
     monkeypatch.setattr(verify, "verify", differs)
-    run = run_cli(capsys, good, dirs[1] / "out.tflite")
+    run = run_cli([good, dirs[1] / "out.tflite"], capsys)
     assert_clean_failure(run, 1, good, "verification failed", dirs[1])
 
 
@@ -421,7 +401,7 @@ def test_output_file_mode_follows_umask(good, dirs, capsys):
     dst = dirs[1] / "out.tflite"
     old = os.umask(0o022)
     try:
-        assert run_cli(capsys, good, dst, "--no-verify").code == 0
+        assert run_cli([good, dst, "--no-verify"], capsys).code == 0
     finally:
         os.umask(old)
     assert dst.stat().st_mode & 0o777 == 0o644
@@ -443,7 +423,7 @@ def test_console_script(good, dirs):
         src = stage(name, in_dir)
         bad = subprocess.run([exe, src, out_dir / "x.tflite"], capture_output=True, text=True,
                              timeout=120)
-        run = Run(bad.returncode, bad.stdout, bad.stderr)
+        run = CliRun(bad.returncode, bad.stdout, bad.stderr)
         assert_clean_failure(run, 2, src, expected, out_dir)
 
 
@@ -460,7 +440,7 @@ def chains20k(tmp_path_factory) -> Path:
 
 def test_20000_operators(chains20k, dirs, capsys):
     dst = dirs[1] / "out.tflite"
-    run = run_cli(capsys, chains20k, dst, "--no-verify", "--json", "--time-limit", "0.5")
+    run = run_cli([chains20k, dst, "--no-verify", "--json", "--time-limit", "0.5"], capsys)
     assert run.code == 0, run.err
     report = json.loads(run.out)
     assert report["ops"] == 20_001
@@ -477,16 +457,16 @@ def test_wide_graph_reports_gap(join, dirs, capsys):
     src.write_bytes(mb.wide_branches(join=join))
     # Limit 0: the search stops at its first check whatever the machine's speed (at 0.1 s
     # the compiled core sometimes proves the concat case, so a wall-clock limit is flaky).
-    run = run_cli(capsys, src, dirs[1] / "out.tflite", "--no-verify", "--json",
-                  "--time-limit", "0")
+    run = run_cli([src, dirs[1] / "out.tflite", "--no-verify", "--json",
+                  "--time-limit", "0"], capsys)
     assert run.code == 0, run.err
     report = json.loads(run.out)
     assert report["optimal"] is False
     assert report["per_subgraph"][0]["stopped"] == "time limit"
     assert report["peak_after"] == written_peak(dirs[1] / "out.tflite")
     # The bound is a bound: a longer search finds orders, never one below it.
-    long = run_cli(capsys, src, dirs[1] / "long.tflite", "--no-verify", "--json",
-                   "--time-limit", "2")
+    long = run_cli([src, dirs[1] / "long.tflite", "--no-verify", "--json",
+                   "--time-limit", "2"], capsys)
     best = json.loads(long.out)
     assert 0 < report["lower_bound"] <= best["peak_after"] <= report["peak_after"]
 
@@ -518,7 +498,7 @@ def test_usage_errors_are_one_line_exit_2(args, dirs, capsys):
     _, out_dir = dirs
     args = [str(GOOD) if a == "IN" else str(out_dir / "o.tflite") if a == "OUT" else a
             for a in args]
-    run = run_cli(capsys, *args)
+    run = run_cli([*args], capsys)
     assert run.code == 2, (run.code, run.err)
     lines = run.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(PREFIX), run.err
@@ -529,7 +509,7 @@ def test_usage_errors_are_one_line_exit_2(args, dirs, capsys):
 def test_header_into_missing_folder_writes_nothing(good, dirs, capsys):
     dst = dirs[1] / "out.tflite"
     header = dirs[1] / "missing" / "arena.h"
-    run = run_cli(capsys, good, dst, "--no-verify", "--header", header)
+    run = run_cli([good, dst, "--no-verify", "--header", header], capsys)
     assert_clean_failure(run, 2, header, "does not exist", dirs[1])
 
 
@@ -540,13 +520,13 @@ def test_plot_without_matplotlib_writes_nothing(good, dirs, capsys, monkeypatch)
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "matplotlib" else real(name, *a))
     plot = dirs[1] / "memory.png"
-    run = run_cli(capsys, good, dirs[1] / "out.tflite", "--no-verify", "--plot", plot)
+    run = run_cli([good, dirs[1] / "out.tflite", "--no-verify", "--plot", plot], capsys)
     assert_clean_failure(run, 2, plot, "plotting needs matplotlib", dirs[1])
 
 
 def test_output_given_twice_is_refused(good, dirs, capsys):
     dst = dirs[1] / "out.tflite"
-    run = run_cli(capsys, good, dst, "--no-verify", "--header", dst)
+    run = run_cli([good, dst, "--no-verify", "--header", dst], capsys)
     assert_clean_failure(run, 2, dst, "given as two different outputs", dirs[1])
 
 
@@ -554,7 +534,7 @@ def test_output_given_twice_is_refused(good, dirs, capsys):
 @pytest.mark.parametrize("command", [[], ["arena"], ["check"], ["inspect"]])
 def test_dev_zero_as_input(command, dirs, capsys):
     args = [*command, "/dev/zero"] + ([] if command else [dirs[1] / "out.tflite"])
-    run = run_cli(capsys, *args)
+    run = run_cli([*args], capsys)
     assert_clean_failure(run, 2, Path("/dev/zero"), "is a character device", dirs[1])
 
 
@@ -562,13 +542,13 @@ def test_dev_zero_as_input(command, dirs, capsys):
 def test_fifo_as_input_does_not_hang(dirs, capsys):
     fifo = dirs[0] / "pipe.tflite"
     os.mkfifo(fifo)
-    run = run_cli(capsys, fifo, dirs[1] / "out.tflite")
+    run = run_cli([fifo, dirs[1] / "out.tflite"], capsys)
     assert_clean_failure(run, 2, fifo, "is a FIFO", dirs[1])
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
 def test_writing_onto_dev_full(good, dirs, capsys):
-    run = run_cli(capsys, good, "/dev/full", "--no-verify")
+    run = run_cli([good, "/dev/full", "--no-verify"], capsys)
     assert run.code == 2 and "No space left on device" in run.err, run.err
     assert Path("/dev/full").is_char_device()
 

@@ -7,7 +7,13 @@ import time
 
 import pytest
 from exhaustive import optimum
-from randgraphs import all_topological_orders, model_of, random_subgraph
+from randgraphs import (
+    all_topological_orders,
+    model_of,
+    random_order,
+    random_problems,
+    random_subgraph,
+)
 
 from tflite_reorder.memory import build_problem, peak, simulate, step_costs
 from tflite_reorder.reductions import canonical
@@ -23,9 +29,7 @@ def _truth(sg, order, inplace):
 @pytest.mark.parametrize("inplace", [False, True])
 def test_optimum_equals_brute_force(inplace):
     rng = random.Random(1234 + inplace)
-    for case in range(N_GRAPHS // 2):
-        sg = random_subgraph(rng, rng.randint(2, 8))
-        p = build_problem(sg, inplace=inplace)
+    for case, (sg, p) in enumerate(random_problems(rng, N_GRAPHS // 2, (2, 8), inplace)):
         orders = list(all_topological_orders(sg))
         best = min(_truth(sg, o, inplace) for o in orders)
         res = schedule(p, time_limit=30)
@@ -60,23 +64,8 @@ def test_time_limit_returns_anytime_answer():
     # The reported peak is the order's, replayed independently (TFLM's own lifetimes) ...
     assert res.peak == _truth(sg, res.order, inplace=True)
     # ... and the bound is a bound: no valid order, random or found, goes below it.
-    assert res.lower_bound <= min(_truth(sg, _random_topological(rng, p), True)
+    assert res.lower_bound <= min(_truth(sg, random_order(rng, p), True)
                                   for _ in range(200))
-
-
-def _random_topological(rng, p):
-    """A uniformly shuffled Kahn order: a random valid stored order."""
-    indeg = [len(ps) for ps in p.preds]
-    ready = [v for v in range(p.n_ops) if not indeg[v]]
-    order = []
-    while ready:
-        v = ready.pop(rng.randrange(len(ready)))
-        order.append(v)
-        for w in p.succs[v]:
-            indeg[w] -= 1
-            if not indeg[w]:
-                ready.append(w)
-    return order
 
 
 @pytest.mark.parametrize("general", [False, True])
@@ -102,11 +91,9 @@ def test_canonical_order_never_raises_the_peak():
     """Moving sources to just before their first consumer never raises an order's peak."""
     rng = random.Random(5)
     lowered = 0
-    for _ in range(300):
-        sg = random_subgraph(rng, rng.randint(3, 14), source_share=0.4)
-        p = build_problem(sg, inplace=rng.random() < 0.5)
+    for sg, p in random_problems(rng, 300, (3, 14), source_share=0.4):
         ctx = _context(p, general_sources=True)
-        order = _random_topological(rng, p)
+        order = random_order(rng, p)
         canon = canonical(ctx_macros(ctx), order)
         assert sg.is_topological(canon)
         assert peak(p, canon) <= peak(p, order)
@@ -128,7 +115,7 @@ def test_never_worse_than_the_stored_order(limit, monkeypatch):
         sg = random_subgraph(rng, rng.randint(40, 80),
                              source_share=rng.choice([0.0, 0.2, 0.5]))
         p = build_problem(sg, inplace=rng.random() < 0.5)
-        stored = list(range(p.n_ops)) if case % 2 else _random_topological(rng, p)
+        stored = list(range(p.n_ops)) if case % 2 else random_order(rng, p)
         res = schedule(p, time_limit=limit, stored=None if case % 2 else stored)
         assert sg.is_topological(res.order), case
         assert res.peak <= peak(p, stored), (case, res.peak, peak(p, stored))
@@ -145,11 +132,9 @@ def test_improvement_never_worse_and_reaches_the_optimum():
 
     rng = random.Random(31)
     better = 0
-    for case in range(200):
-        sg = random_subgraph(rng, rng.randint(3, 9), source_share=0.2)
-        p = build_problem(sg, inplace=rng.random() < 0.5)
+    for case, (sg, p) in enumerate(random_problems(rng, 200, (3, 9), source_share=0.2)):
         ctx = _context(p)
-        order = canonical(ctx_macros(ctx), _random_topological(rng, p))
+        order = canonical(ctx_macros(ctx), random_order(rng, p))
         before = peak(p, order)
         steps = max(step_costs(p, order))
         got, worst = improve_order(ctx, 0, (1 << p.n_ops) - 1, resident_after_inputs(p), order,
@@ -172,9 +157,7 @@ def test_per_state_bounds_keep_the_optimum(inplace, monkeypatch):
     monkeypatch.setattr(scheduler, "CLOSURE_AFTER", 0)
     monkeypatch.setattr(scheduler, "CLOSURE_CANDIDATES", 8)
     rng = random.Random(404 + inplace)
-    for case in range(150):
-        sg = random_subgraph(rng, rng.randint(3, 10), source_share=0.2)
-        p = build_problem(sg, inplace=inplace)
+    for case, (sg, p) in enumerate(random_problems(rng, 150, (3, 10), inplace, 0.2)):
         res = schedule(p, time_limit=30)
         assert res.optimal and res.peak == optimum(p), case
         assert sg.is_topological(res.order)
@@ -187,10 +170,32 @@ def test_split_into_pieces_keeps_the_optimum(inplace, monkeypatch):
 
     monkeypatch.setattr(scheduler, "SPLIT_OPS", 0)
     rng = random.Random(505 + inplace)
-    for case in range(200):
-        sg = random_subgraph(rng, rng.randint(2, 10), source_share=0.3)
-        p = build_problem(sg, inplace=inplace)
+    for case, (sg, p) in enumerate(random_problems(rng, 200, (2, 10), inplace, 0.3)):
         res = schedule(p, time_limit=30)
         assert sg.is_topological(res.order), case
         assert res.optimal and res.peak == optimum(p), case
         assert _truth(sg, res.order, inplace) == res.peak
+
+
+@pytest.mark.parametrize("max_states", [3, 10**6])
+def test_anytime_phases_keep_the_optimum_and_the_bound(max_states, monkeypatch):
+    """With the first search pass stopped at once, the later phases (beam starts, root
+    closure and pair bounds, a second pass, window re-solves) still give a valid order never
+    worse than the stored one, a lower bound at most the brute-force optimum, and, when the
+    second pass may finish, the optimum itself."""
+    from tflite_reorder import scheduler
+
+    monkeypatch.setattr(scheduler, "QUICK_STATES", 1)
+    rng = random.Random(606 + max_states)
+    opened = 0
+    for case, (sg, p) in enumerate(random_problems(rng, 150, (3, 10), source_share=0.2)):
+        best = optimum(p)
+        res = schedule(p, time_limit=2, max_states=max_states)
+        assert sg.is_topological(res.order), case
+        assert peak(p, res.order) == res.peak >= best >= res.lower_bound, case
+        assert res.peak <= peak(p, list(range(p.n_ops)))
+        assert res.optimal == (res.peak == res.lower_bound)
+        if max_states > 10:
+            assert res.optimal and res.peak == best, case
+        opened += res.states > 1
+    assert opened > 20

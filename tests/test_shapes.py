@@ -31,6 +31,7 @@ from tflite_reorder.hazards import find_hazards
 from tflite_reorder.memory import simulate
 from tflite_reorder.runtimes import litert, run_litert_cases
 from tflite_reorder.shapes import CHECKED_OPS, fix_shapes, infer_shapes
+from tflite_reorder.shapes import infer as infer_mod
 
 MODEL_IDS = [p.stem for p in MODELS]
 
@@ -380,3 +381,28 @@ def test_rule_on_one_op_model_agrees_with_litert(case: str) -> None:
     for t in model.subgraphs[0].operators[0].outputs:
         assert inferred.get((0, int(t))) == truth[int(t)], (case, t)
 
+
+
+def test_nested_if_branches_are_inferred_once_without_recursion():
+    """1,500 nested IFs: each branch once, callees first (recursing would hit Python's
+    limit; re-inferring every branch per caller would be quadratic)."""
+    from tools import make_bad_inputs as mb
+
+    model_t = fio.load_model(mb.nested_ifs(1500)).model
+    calls = []
+    real = infer_mod._infer_one
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(infer_mod, "_infer_one", lambda m, s, b: calls.append(s) or real(m, s, b))
+        assert infer_shapes(model_t) == {}  # every stored shape is already the true one
+    assert sorted(calls) == list(range(len(model_t.subgraphs)))
+    assert find_hazards(model_t) == []
+
+
+def test_an_if_without_its_options_keeps_its_stored_shapes():
+    """A spliced opcode can make any operator an IF with no IfOptions (found by the fuzzer):
+    inference keeps that IF's stored shapes; ``build_graph`` rejects the model later."""
+    from tools import make_bad_inputs as mb
+
+    model_t = fio.load_model(mb.nested_ifs(2)).model
+    model_t.subgraphs[0].operators[0].builtinOptions = None
+    assert infer_shapes(model_t) == {}

@@ -12,7 +12,7 @@ from tflite_reorder.tiling import cost, region, search
 from tflite_reorder.tiling.rewrite import Grid
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-FAST = {"grids": (Grid(3), Grid(2, 2)), "max_region_ops": 6, "time_limit": 60.0}
+FAST = {"grids": (Grid(3), Grid(2, 2)), "max_region_ops": 6}
 
 
 def _random_case(rng: random.Random):
@@ -88,3 +88,41 @@ def test_ram_budget_fits_or_says_best_reached():
     impossible = search.tile_model(_model(), ram_budget=1000, **FAST)
     assert impossible.fits is False
     assert impossible.total_after < impossible.total_before  # the best it reached
+
+
+def test_search_is_bounded_by_work_not_time():
+    """The same model and arguments give the same tiling: a count, not a clock, stops it."""
+    m = _model()
+    full = search.tile_model(m)
+    assert 0 < full.priced <= search.MAX_PRICED
+    again = search.tile_model(m)
+    assert again.regions == full.regions and again.priced == full.priced
+    few = search.tile_model(m, max_priced=3)
+    assert few.priced == 3 and few.candidates <= 3
+    none = search.tile_model(m, max_priced=0)
+    assert none.priced == 0 and none.regions == []
+
+
+def test_floor_never_exceeds_the_local_peak():
+    """``cost.floor`` lets the search skip candidates unemitted; it must be a true bound."""
+    from tflite_reorder.rewrites.edit import Editor
+    from tflite_reorder.tiling import rewrite
+
+    checked = 0
+    for name in ("tile_mbv1_025_96_int8", "tile_resnet8_int8", "tile_dscnn_int8"):
+        m = load_model((MODELS / f"{name}.tflite").read_bytes()).model
+        prof = region.profile(m)
+        for r in region.regions(prof, 5)[:25]:
+            for g in (Grid(2), Grid(4), Grid(2, 2)):
+                scratch = search._scratch(m)
+                ed = Editor(scratch, 0)
+                ops = [prof.spatial[v] for v in r.ops]
+                try:
+                    rp = rewrite.plan(ed, r, ops, g)
+                except rewrite.CannotTile:
+                    continue
+                low = cost.floor(ed, r.input, r.output, search._crops(ed, rp), g.tiles)
+                new = rewrite.emit(ed, rp, ops)
+                assert low <= cost.local_peak(ed, new, r.input, r.output)
+                checked += 1
+    assert checked > 50

@@ -459,10 +459,56 @@ class _Builder:
         opts.keepDims = True
         self.op(OP.MEAN, [x, axis], [output], schema.BuiltinOptions.ReducerOptions, opts)
 
+    def add(self, a: int, b: int, output: int) -> None:
+        self.op(OP.ADD, [a, b], [output], schema.BuiltinOptions.AddOptions, schema.AddOptionsT())
+
+    def chain_step(self, i: int, x: int, output: int) -> None:
+        """Step ``i`` of the stress chains: RELU on odd steps, ADD(x, x) on even ones."""
+        if i % 2:
+            self.op(OP.RELU, [x], [output])
+        else:
+            self.add(x, x, output)
+
+    def add_tree(self, ends: list[int], shape: list[int]) -> list[int]:
+        """A balanced tree of ADDs joining ``ends`` (tensors of ``shape``): its root."""
+        level = 0
+        while len(ends) > 1:
+            nxt = []
+            for i in range(0, len(ends) - 1, 2):
+                t = self.tensor(shape, f"sum{level}_{i // 2}")
+                self.add(ends[i], ends[i + 1], t)
+                nxt.append(t)
+            ends = nxt + ends[len(ends) // 2 * 2:]
+            level += 1
+        return ends
+
     def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
         self.sg.inputs = np.array(inputs, dtype=np.int32)
         self.sg.outputs = np.array(outputs, dtype=np.int32)
         return serialize_model(self.m)
+
+
+def _widened_branches(count: int, width: int, seed: int, wide_name: str, mean_name: str,
+                      body: Callable[[_Builder, int, int], int] | None = None,
+                      ) -> tuple[_Builder, int, list[int]]:
+    """A builder with the input [1, width] and ``count`` branches of it: each widens it
+    to [1, width * k] (a CONCATENATION of k random copies), runs ``body`` on that (which
+    returns its last tensor) and ends in a MEAN to [1, 1]. Returns the builder, the input
+    and the branch ends."""
+    rng = random.Random(seed)
+    b = _Builder()
+    x = b.tensor([1, width], "input")
+    axis = b.tensor([1], "axis", np.array([1], dtype="<i4").tobytes(), schema.TensorType.INT32)
+    ends = []
+    for c in range(count):
+        k = rng.randint(8, 64)
+        last = b.tensor([1, width * k], wide_name.format(c))
+        b.concat([x] * k, last)
+        if body is not None:
+            last = body(b, c, last)
+        ends.append(b.tensor([1, 1], mean_name.format(c)))
+        b.mean(last, axis, ends[-1])
+    return b, x, ends
 
 
 def synthetic_chains(chains: int = 100, length: int = 200, width: int = 4, seed: int = 0) -> bytes:
@@ -474,25 +520,15 @@ def synthetic_chains(chains: int = 100, length: int = 200, width: int = 4, seed:
     the chains decides the peak (each finished chain leaves 16 bytes behind while a wide one
     runs), so the search has real work to do and the time limit is what stops it.
     """
-    rng = random.Random(seed)
-    b = _Builder()
-    x = b.tensor([1, width], "input")
-    axis = b.tensor([1], "axis", np.array([1], dtype="<i4").tobytes(), schema.TensorType.INT32)
-    ends = []
-    for c in range(chains):
-        k = rng.randint(8, 64)
-        prev = b.tensor([1, width * k], f"c{c}_0")
-        b.concat([x] * k, prev)
+    def body(b: _Builder, c: int, wide: int) -> int:
+        prev = wide
         for i in range(1, length - 1):
-            t = b.tensor([1, width * k], f"c{c}_{i}")
-            if i % 2:
-                b.op(OP.RELU, [prev], [t])
-            else:
-                b.op(OP.ADD, [prev, prev], [t], schema.BuiltinOptions.AddOptions,
-                     schema.AddOptionsT())
+            t = b.tensor(list(b.sg.tensors[wide].shape), f"c{c}_{i}")
+            b.chain_step(i, prev, t)
             prev = t
-        ends.append(b.tensor([1, 1], f"c{c}_mean"))
-        b.mean(prev, axis, ends[-1])
+        return prev
+
+    b, x, ends = _widened_branches(chains, width, seed, "c{}_0", "c{}_mean", body)
     y = b.tensor([1, chains], "output")
     b.concat(ends, y)
     return b.finish([x], [y])
@@ -508,29 +544,9 @@ def wide_branches(branches: int = 200, width: int = 4, seed: int = 0, join: str 
     first) is easy to find but the search cannot prove it optimal for hundreds of branches
     without visiting many sets of finished branches.
     """
-    rng = random.Random(seed)
-    b = _Builder()
-    x = b.tensor([1, width], "input")
-    axis = b.tensor([1], "axis", np.array([1], dtype="<i4").tobytes(), schema.TensorType.INT32)
-    ends = []
-    for i in range(branches):
-        k = rng.randint(8, 64)
-        big = b.tensor([1, width * k], f"b{i}_wide")
-        b.concat([x] * k, big)
-        ends.append(b.tensor([1, 1], f"b{i}_mean"))
-        b.mean(big, axis, ends[-1])
+    b, x, ends = _widened_branches(branches, width, seed, "b{}_wide", "b{}_mean")
     if join == "add":
-        level = 0
-        while len(ends) > 1:
-            nxt = []
-            for i in range(0, len(ends) - 1, 2):
-                t = b.tensor([1, 1], f"sum{level}_{i // 2}")
-                b.op(OP.ADD, [ends[i], ends[i + 1]], [t], schema.BuiltinOptions.AddOptions,
-                     schema.AddOptionsT())
-                nxt.append(t)
-            ends = nxt + ends[len(ends) // 2 * 2:]
-            level += 1
-        return b.finish([x], ends)
+        return b.finish([x], b.add_tree(ends, [1, 1]))
     y = b.tensor([1, branches], "output")
     b.concat(ends, y)
     return b.finish([x], [y])
@@ -542,11 +558,7 @@ def long_chain(length: int = 10_000, width: int = 4) -> bytes:
     prev = x = b.tensor([1, width], "input")
     for i in range(length):
         t = b.tensor([1, width], f"t{i}")
-        if i % 2:
-            b.op(OP.RELU, [prev], [t])
-        else:
-            b.op(OP.ADD, [prev, prev], [t], schema.BuiltinOptions.AddOptions,
-                 schema.AddOptionsT())
+        b.chain_step(i, prev, t)
         prev = t
     return b.finish([x], [prev])
 
@@ -560,17 +572,7 @@ def fan_out(width: int = 5_000, join: str = "concat", size: int = 4) -> bytes:
         ends.append(b.tensor([1, size], f"r{i}"))
         b.op(OP.RELU, [x], [ends[-1]])
     if join == "add":
-        level = 0
-        while len(ends) > 1:
-            nxt = []
-            for i in range(0, len(ends) - 1, 2):
-                t = b.tensor([1, size], f"sum{level}_{i // 2}")
-                b.op(OP.ADD, [ends[i], ends[i + 1]], [t], schema.BuiltinOptions.AddOptions,
-                     schema.AddOptionsT())
-                nxt.append(t)
-            ends = nxt + ends[len(ends) // 2 * 2:]
-            level += 1
-        return b.finish([x], ends)
+        return b.finish([x], b.add_tree(ends, [1, size]))
     y = b.tensor([1, size * width], "output")
     b.concat(ends, y)
     return b.finish([x], [y])

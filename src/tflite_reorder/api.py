@@ -179,7 +179,7 @@ def optimize(
 
     if tile or ram_budget is not None:
         stage("tile")
-        m = _tile(m, rep, ram_budget, max_overhead, time_limit)
+        m = _tile(m, rep, ram_budget, max_overhead)
 
     if fix_shapes:
         rep.repairs = repair_model(m)
@@ -379,10 +379,9 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     return m, reference
 
 
-def _tile(m, rep: Report, ram_budget: int | None, max_overhead: float, time_limit: float):
+def _tile(m, rep: Report, ram_budget: int | None, max_overhead: float):
     """Tile the regions that pay; the report gets regions, MACs and the budget."""
-    res = tile_model(m, max_overhead=max_overhead, ram_budget=ram_budget,
-                     time_limit=min(4.0, max(0.5, time_limit / 2)))
+    res = tile_model(m, max_overhead=max_overhead, ram_budget=ram_budget)
     rep.tiles, rep.ram_budget = res.regions, ram_budget
     rep.macs_before, rep.macs_after = res.macs_before, res.macs_after
     if res.regions and get_offline_plan(res.model) is not None:

@@ -345,11 +345,17 @@ def _callees(graph: ModelGraph, s: int) -> list[int]:
 
 
 def callees_first(graph: ModelGraph) -> list[int]:
-    """Every subgraph once, each after all the subgraphs it calls (no recursion: control
-    flow may nest thousands deep)."""
+    """Every subgraph once, each after all the subgraphs it calls."""
+    return post_order(graph, range(len(graph.subgraphs)))
+
+
+def post_order(graph: ModelGraph, roots: Iterable[int]) -> list[int]:
+    """The subgraphs reachable from ``roots``, each once and after all it calls (a root
+    another root calls included): the post-order of one depth-first search forest, without
+    recursion (control flow may nest thousands deep)."""
     seen: set[int] = set()
     out: list[int] = []
-    for root in range(len(graph.subgraphs)):
+    for root in roots:
         if root in seen:
             continue
         seen.add(root)

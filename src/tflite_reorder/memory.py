@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .graph import ModelGraph, SubgraphGraph
+from .graph import ModelGraph, SubgraphGraph, callees_first, post_order
 
 # Operators whose output may take the buffer of an input of the same size and type that dies
 # at the operator. Each entry was run in place on TFLM's kernels with bit-identical results
@@ -303,6 +303,7 @@ class _Marker:
         self.last: dict[tuple[int, int], int] = {}
         self.op_scope: dict[tuple[int, int], int] = {}
         self.visited: set[int] = set()
+        self.entry: dict[int, int] = {}  # visited subgraph -> the scope its last visit starts
         # subgraph -> (the order it was built for, its pattern); may be shared by markers
         # of one graph, an entry is valid while that order object is still the one in use
         self._cache: dict[int, tuple[Sequence[int], _Pattern]] = {} if cache is None else cache
@@ -324,30 +325,16 @@ class _Marker:
                 self.scope += 1
             last_entry[s] = self.scope
             self.scope += self._pattern(s).span
-        for s in self._callers_first(list(last_entry)):
+        for s in reversed(post_order(self.graph, list(last_entry))):  # callers first
             for c, rel in self._pattern(s).calls:
                 last_entry[c] = max(last_entry.get(c, -1), last_entry[s] + rel)
         for s, entry in last_entry.items():
             pat = self._pattern(s)
             self.visited.add(s)
+            self.entry[s] = entry
             self.first.update({(s, t): entry + r for t, r in pat.first.items()})
             self.last.update({(s, t): entry + r for t, r in pat.last.items()})
             self.op_scope.update({(s, v): entry + r for v, r in pat.op_scope.items()})
-
-    def _callers_first(self, roots: list[int]) -> list[int]:
-        """Subgraphs reachable from ``roots``, every caller before its callees."""
-        post, seen = [], set(roots)
-        stack = [(r, iter(self._pattern(r).calls)) for r in roots]
-        while stack:
-            s, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                post.append(s)
-                stack.pop()
-            elif nxt[0] not in seen:
-                seen.add(nxt[0])
-                stack.append((nxt[0], iter(self._pattern(nxt[0]).calls)))
-        return post[::-1]
 
     def _pattern(self, s: int) -> _Pattern:
         """``s``'s relative marks; callees' patterns are built first, without recursion."""
@@ -408,26 +395,42 @@ def simulate(
 
 
 def _arena_use(graph, orders, m: _Marker, inplace, only_marked: bool) -> ArenaUse:
-    parent = _alias_groups(graph, orders, m, inplace)
-    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for s in sorted(m.visited) if only_marked else range(len(graph.subgraphs)):
-        for t, info in enumerate(graph.subgraphs[s].tensors):
-            key = (s, t)
-            if info.in_arena and (key in m.first or not only_marked):
-                groups.setdefault(_find(parent, key), []).append(key)
+    """The buffers of the subgraphs ``m`` visited, each placed at its last entry; with
+    ``only_marked=False`` also every other arena tensor, unplaced (lifetime -1)."""
     buffers = []
-    for members in groups.values():
-        members.sort(key=lambda k: (m.first.get(k, -1), k))
-        marked = [k for k in members if k in m.first]
-        size = max(graph.subgraphs[s].tensors[t].arena_bytes for s, t in members)
-        if marked:
-            first = min(m.first[k] for k in marked)
-            last = max(m.last[k] for k in marked)
-        else:  # never referenced by the marking walk: TFLM plans it with lifetime -1
-            first = last = -1
-        buffers.append(Buffer(tuple(members), size, first, last))
+    for s in sorted(m.visited) if only_marked else range(len(graph.subgraphs)):
+        pat = m._pattern(s) if s in m.visited else None
+        if pat is not None:
+            entry = m.entry[s]
+            buffers += [Buffer(tuple((s, t) for t in members), size, entry + first, entry + last)
+                        for members, size, first, last in _own_buffers(graph, orders, s, pat,
+                                                                       inplace)]
+        if not only_marked:  # never referenced by the marking walk: TFLM plans it at -1
+            buffers += [Buffer(((s, t),), info.arena_bytes, -1, -1)
+                        for t, info in enumerate(graph.subgraphs[s].tensors)
+                        if info.in_arena and (pat is None or t not in pat.first)]
     buffers.sort(key=lambda b: (b.first, b.tensors))
     return ArenaUse(tuple(buffers), m.scope + 1, m.op_scope)
+
+
+def _own_buffers(graph, orders, s: int, pat: _Pattern, inplace
+                 ) -> list[tuple[list[int], int, int, int]]:
+    """Subgraph ``s``'s marked arena buffers relative to its entry: (tensors, the first
+    owning the buffer; bytes; first scope; last scope). In-place groups never cross
+    subgraphs, and shifting a subgraph's marks keeps which input dies where, so these are
+    the same at every entry."""
+    sg = graph.subgraphs[s]
+    parent = _alias_groups(sg, orders[s], pat, inplace)
+    groups: dict[int, list[int]] = {}
+    for t, info in enumerate(sg.tensors):
+        if info.in_arena and t in pat.first:
+            groups.setdefault(_find(parent, t), []).append(t)
+    out = []
+    for members in groups.values():
+        members.sort(key=lambda t: (pat.first[t], t))
+        out.append((members, max(sg.tensors[t].arena_bytes for t in members),
+                    min(pat.first[t] for t in members), max(pat.last[t] for t in members)))
+    return out
 
 
 def _find(parent: dict, k):
@@ -436,25 +439,127 @@ def _find(parent: dict, k):
     return k
 
 
-def _alias_groups(graph, orders, m: _Marker, inplace) -> dict:
+def _alias_groups(sg: SubgraphGraph, order: Sequence[int], pat: _Pattern, inplace) -> dict:
     """Union each in-place output with the candidate input that dies at its operator."""
-    parent: dict[tuple[int, int], tuple[int, int]] = {}
+    parent: dict[int, int] = {}
     if not inplace:
         return parent
-    for s in sorted(m.visited):
-        cands = alias_candidates(graph.subgraphs[s], inplace)
-        for v in orders[s]:
-            if (s, v) not in m.op_scope:
-                continue
-            scope = m.op_scope[(s, v)]
-            taken: set[int] = set()
-            for o, inputs in cands[v]:
-                for i in inputs:
-                    if i not in taken and m.last.get((s, i)) == scope:
-                        taken.add(i)
-                        parent[(s, o)] = _find(parent, (s, i))
-                        break
+    cands = alias_candidates(sg, inplace)
+    for v in order:
+        scope = pat.op_scope[v]
+        taken: set[int] = set()
+        for o, inputs in cands[v]:
+            for i in inputs:
+                if i not in taken and pat.last.get(i) == scope:
+                    taken.add(i)
+                    parent[o] = _find(parent, i)
+                    break
     return parent
+
+
+# Composing nested peaks visits one state per (subgraph, set of its callees marked again
+# later); beyond this many (a contrived sharing of callees) each operator is marked instead.
+MAX_PEAK_STATES = 200_000
+
+
+class _TooManyStates(Exception):
+    pass
+
+
+class _NestedPeaks:
+    """Peak live bytes of the subgraphs a control-flow operator nests, composed bottom-up.
+
+    Marking ``c`` nests its callees' windows one after another inside its own scopes, and
+    a subgraph reached again is placed only at its last visit (``_Marker``). So the
+    subgraphs placed inside a window of ``c`` are those its callee reaches that no later
+    window of ``c`` reaches, and the live bytes at any scope are the placed subgraphs'
+    own bytes along one chain of windows. Hence ``peak(c, X)``, the peak of ``c`` and what
+    it nests when the subgraphs in ``X`` are placed later elsewhere, is ``-1`` if ``c`` is
+    in ``X`` and otherwise the larger of ``c``'s own peak and, per window, ``c``'s own bytes
+    there plus ``peak(callee, X | reach of c's later windows)``. Each state is computed
+    once (memoised, iteratively: no recursion at 1,500 nested IFs), so a chain of nested
+    IFs costs one state per level, 30 IFs whose branches are one subgraph too.
+
+    Entries are checked against each subgraph's own order object; a caller that keeps
+    one instance (through ``nested_extra``'s ``cache``) must only change the order of a
+    subgraph before asking about any of its callers (callees first, as the scheduler
+    does).
+    """
+
+    def __init__(self, graph: ModelGraph, inplace, cache: dict) -> None:
+        self.graph, self.inplace, self.cache = graph, inplace, cache
+        self.reach: list[int] = [0] * len(graph.subgraphs)  # bit set: s and all it nests
+        for c in callees_first(graph):
+            bits = 1 << c
+            for op in graph.subgraphs[c].ops:
+                for e in op.calls:
+                    bits |= self.reach[e]
+            self.reach[c] = bits
+        self.own: dict[int, tuple[Sequence[int], int, list[tuple[int, int, int]]]] = {}
+        self.memo: dict[tuple[int, int], int] = {}
+
+    def of_calls(self, orders: Sequence[Sequence[int]], calls: Sequence[int]) -> int:
+        """Peak bytes of marking ``calls`` one after another in new scopes."""
+        self.orders = orders
+        later, kids = 0, []
+        for e in reversed(calls):
+            kids.append((e, later & self.reach[e]))
+            later |= self.reach[e]
+        return max([0, *(self._peak(k) for k in kids)])
+
+    def _windows(self, c: int) -> tuple[int, list[tuple[int, int, int]]]:
+        """``c``'s own peak and, per callee window: (callee, own bytes, later windows' reach)."""
+        hit = self.own.get(c)
+        if hit is not None and hit[0] is self.orders[c]:
+            return hit[1], hit[2]
+        if hit is not None:  # c was re-ordered: what was composed through it is stale
+            self.memo.clear()
+        pat = _Marker(self.graph, self.orders, self.cache)._pattern(c)
+        bufs = _own_buffers(self.graph, self.orders, c, pat, self.inplace)
+        use = ArenaUse(tuple(Buffer((), size, f, last) for _, size, f, last in bufs),
+                       pat.span + 1, {})
+        live = use.live_at([rel for _, rel in pat.calls])
+        windows, later = [], 0
+        for (e, _), own in zip(reversed(pat.calls), reversed(live), strict=True):
+            windows.append((e, own, later))
+            later |= self.reach[e]
+        windows.reverse()
+        self.own[c] = (self.orders[c], use.lower_bound, windows)
+        return use.lower_bound, windows
+
+    def _peak(self, key0: tuple[int, int]) -> int:
+        memo, stack = self.memo, [key0]
+        while stack:
+            key = stack[-1]
+            if key in memo:
+                stack.pop()
+                continue
+            c, x = key
+            if x >> c & 1:
+                memo[key] = -1
+                stack.pop()
+                continue
+            own, windows = self._windows(c)
+            kids = [(e, (x | later) & self.reach[e]) for e, _, later in windows]
+            missing = [k for k in kids if k not in memo]
+            if missing:
+                stack += missing
+                continue
+            memo[key] = max([own, *(b + memo[k] for (_, b, _), k in zip(windows, kids,
+                                                                          strict=True)
+                                    if memo[k] >= 0)])
+            stack.pop()
+            if len(memo) > MAX_PEAK_STATES:
+                raise _TooManyStates
+        return memo[key0]
+
+
+def _peak_by_marking(graph, orders, calls: Sequence[int], inplace, cache: dict) -> int:
+    """Peak bytes of marking ``calls`` as TFLM does (the reference ``_NestedPeaks`` composes;
+    O(subgraphs reached) per call)."""
+    m = _Marker(graph, orders, cache)
+    m.mark_all(calls)
+    return _arena_use(graph, orders, m, inplace, only_marked=True).lower_bound
 
 
 def nested_extra(
@@ -463,16 +568,23 @@ def nested_extra(
 ) -> list[int]:
     """Per op of subgraph ``s``: peak bytes of the subgraphs it nests (0 if none).
 
-    ``cache`` (any dict, kept by the caller across calls on one graph) saves rebuilding
-    the callees' marking patterns for every subgraph. Never raises for a graph
-    ``build_graph`` accepted.
+    ``cache`` (any dict, kept by the caller across calls on one graph) keeps the callees'
+    marking patterns and composed peaks; an order may change only before its subgraph's
+    callers are asked about (callees first). Never raises for a graph ``build_graph``
+    accepted.
     """
+    cache = {} if cache is None else cache
+    peaks = cache.get(("peaks", inplace))
+    if peaks is None:
+        peaks = cache[("peaks", inplace)] = _NestedPeaks(graph, inplace, cache)
     extra, known = [], {}
     for op in graph.subgraphs[s].ops:
         if op.calls and op.calls not in known:  # ops calling the same subgraphs agree
-            m = _Marker(graph, orders, cache)
-            m.mark_all(op.calls)
-            known[op.calls] = _arena_use(graph, orders, m, inplace, only_marked=True).lower_bound
+            try:
+                known[op.calls] = peaks.of_calls(orders, op.calls)
+            except _TooManyStates:
+                peaks.memo.clear()
+                known[op.calls] = _peak_by_marking(graph, orders, op.calls, inplace, cache)
         extra.append(known[op.calls] if op.calls else 0)
     return extra
 

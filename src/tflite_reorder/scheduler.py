@@ -19,12 +19,16 @@ lattice of downsets. We search it best-first and make the lattice small:
 * **Per-state bounds.** A long search keys states also by an op's minimum-cut bound with
   the executed set forced in (``bounds.StateClosure``, A*).
 * **Anytime, never worse.** Starting orders: the stored order (canonical form), a
-  step-greedy order and a depth-first post-order; a time or state limit returns the best
-  order found, improved around its peak by exact window re-solves (``improve``), with the
-  proven lower bound (the smallest open key) and the gap. The answer's peak is never above
-  the stored order's.
+  step-greedy order and a depth-first post-order. A first search pass (a share of the time,
+  ``QUICK_STATES``) settles most problems. Segments it leaves open get, each in a share of
+  the time by its size (not first come, first served): beam starts (``improve``), every
+  op's closure bound (which then ranks the per-state bounds), a second search pass under
+  the better incumbents, pair bounds at the root (``bounds.pair_bounds``) and window
+  re-solves of the best order (``improve``). The answer carries the proven lower bound (the
+  largest of the floor, the searches' smallest open keys and the pair bounds) and the gap.
+  Its peak is never above the stored order's.
 
-Why one module of ~850 lines: the search, its starting orders and the assembly of pieces all
+Why one module of ~1,000 lines: the search, its starting orders and the assembly of pieces all
 work on one per-problem ``Context`` (bitmask-encoded predecessors, step-cost tables, source
 macros) in the hot loop; what stands apart from it already lives apart (``bounds``,
 ``decompose``, ``reductions``, ``improve``).
@@ -39,9 +43,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bounds import StateClosure, _ortools_flow, closure_bound, static_bounds
+from .bounds import StateClosure, _ortools_flow, closure_bound, pair_bounds, static_bounds
 from .decompose import Piece, cut_positions, is_order, split, topological
-from .improve import improve_order
+from .improve import beam_improve, improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import SourceMacros, bits, canonical, find_sources, run_macro, source_macros
 from .searchcore import run as compiled_search
@@ -51,7 +55,14 @@ SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
-SEARCH_SHARE = 0.7  # of the time left after bounds: exact search; the rest: improve.py
+QUICK_SHARE = 0.3  # of the time left after bounds: the first exact search pass ...
+QUICK_STATES = 200_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
+BEAM_SHARE = 0.15  # of what is left then, for open segments: beam starts (improve.py)
+BEAM_MAX_OPS = 2000  # larger segments get no beam start
+ROOT_SHARE = 0.1  # ... then every op's closure bound (ranks the per-state bounds)
+SEARCH_SHARE = 0.75  # ... then a second exact search pass under the better incumbents
+PAIR_SHARE = 0.4  # ... then pair bounds at the root (bounds.pair_bounds); the rest: windows
+PAIR_CANDIDATES = 40  # ops (largest closure bounds) whose pairs are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
@@ -107,6 +118,7 @@ class Context:
     topo: list[int] = field(default_factory=list)  # decompose.topological
     state_closures: dict = field(default_factory=dict)  # op -> bounds.StateClosure
     general_sources: bool = False  # reductions.find_sources(general=...)
+    root_closure: list[int] | None = None  # per op: closure bound at the start (_anytime)
     compiled: object = None  # searchcore.tables(ctx), made on first compiled search
 
 
@@ -472,8 +484,11 @@ def search(
     seg = goal & ~start
     cands: list[int] = []
     if _ortools_flow is not None and ctx.p.n_ops <= CLOSURE_MAX_OPS:
+        rank = ctx.static_lb if ctx.root_closure is None else ctx.root_closure
         cands = sorted((v for v in range(ctx.p.n_ops) if (seg >> v) & 1),
-                       key=lambda v: -int(ctx.static_lb[v]))[:CLOSURE_CANDIDATES]
+                       key=lambda v: -int(rank[v]))[:CLOSURE_CANDIDATES]
+        if ctx.root_closure is not None:  # known hard (a second pass): bound from the start
+            closure_after = 0
     bounded: set[int] = set()
     inf = 1 << 62
     compiled = COMPILED_SEARCH and not compiled_unavailable()
@@ -780,37 +795,22 @@ def schedule(
         for pr in sorted(live, key=lambda pr: -max(d[4] for d in pr.seg_data)):
             floor = _raise_floor(pr.ctx, pr.seg_data, pr.ctx.cuts, floor, budget)
 
-    states = 0
-    stopped = ""
-    # The exact search gets 70 % of what is left; if it stops, the rest improves its orders.
-    search_deadline = time.monotonic() + SEARCH_SHARE * max(0.0, deadline - time.monotonic())
     # Hardest first: the floor they raise makes the others easier.
     work = [(pr, i) for pr in live for i in range(len(pr.seg_data))]
-    for pr, i in sorted(work, key=lambda w: -w[0].seg_data[w[1]][4]):
+    work.sort(key=lambda w: -w[0].seg_data[w[1]][4])
+    for pr, i in work:
         start, goal, mem, order, worst = pr.seg_data[i]
         if start == goal:
             pr.results[i] = _Result([], 0, 0, True, 0)
-            continue
-        if worst <= floor:
+        elif worst <= floor:
             pr.results[i] = _Result(order, worst, floor, True, 0)
-            continue
-        r = search(pr.ctx, start, goal, mem, floor, (order, worst), search_deadline,
-                   max_states, progress)
-        states += r.states
-        stopped = stopped or r.stopped
-        pr.results[i] = r
-        floor = max(floor, r.bound)  # a proven lower bound on the whole problem
-    open_ = [(pr, i) for pr, i in work if not pr.results[i].exact]
-    open_.sort(key=lambda w: -w[0].results[w[1]].worst)
-    for k, (pr, i) in enumerate(open_):  # improvement phase (improve.py), worst first
-        left = deadline - time.monotonic()
-        if left <= 0 or pr.results[i].worst <= floor:
-            break
-        start, goal, mem, _, _ = pr.seg_data[i]
-        r = pr.results[i]
-        r.order, r.worst = improve_order(
-            pr.ctx, start, goal, mem, r.order, r.worst, floor,
-            time.monotonic() + left / (len(open_) - k), search, _step)
+    # Pass 1: the exact search on every open segment, a share of the time each (by size),
+    # up to QUICK_STATES states: most problems end here.
+    states, stopped, floor = _search_pass(work, floor, deadline, QUICK_SHARE,
+                                          min(max_states, QUICK_STATES), progress)
+    if any(not pr.results[i].exact for pr, i in work):
+        floor, more, stopped = _anytime(work, floor, deadline, max_states, progress)
+        states += more
     full_order: list[int] = []
     for piece, pr in zip(pieces, preps, strict=True):
         if pr is None:
@@ -830,6 +830,137 @@ def schedule(
         seconds=time.monotonic() - t0,
         stopped=stopped,
     )
+
+
+def _open(work, floor: int) -> list:
+    return [(pr, i) for pr, i in work
+            if not pr.results[i].exact and pr.results[i].worst > floor]
+
+
+def _open_ops(pr: _Prep) -> int:
+    """The ops of the piece's segments without an exact result."""
+    seg = 0
+    for i, (start, goal) in enumerate(pr.segments):
+        if not pr.results[i].exact:
+            seg |= goal & ~start
+    return seg
+
+
+def _ops(pr: _Prep, i: int) -> int:
+    start, goal = pr.segments[i]
+    return (goal & ~start).bit_count()
+
+
+def _search_pass(work, floor: int, deadline: float, share: float, max_states: int,
+                 progress: Progress | None) -> tuple[int, str, int]:
+    """Exact search on every segment without a result, hardest first, until ``share`` of
+    the time left is spent; each gets the share of that time its size bears to the
+    segments not yet searched (time a search leaves unused passes to the next)."""
+    until = time.monotonic() + share * max(0.0, deadline - time.monotonic())
+    todo = [(pr, i) for pr, i in work if i not in pr.results or not pr.results[i].exact]
+    states, stopped = 0, ""
+    for k, (pr, i) in enumerate(todo):
+        start, goal, mem, order, worst = pr.seg_data[i]
+        old = pr.results.get(i)
+        if old is not None:
+            order, worst = old.order, old.worst
+        if worst <= floor:
+            pr.results[i] = _Result(order, worst, floor, True, old.states if old else 0)
+            continue
+        size = sum(_ops(q, j) for q, j in todo[k:])
+        left = max(0.0, until - time.monotonic())
+        r = search(pr.ctx, start, goal, mem, floor, (order, worst),
+                   time.monotonic() + left * _ops(pr, i) / max(1, size), max_states, progress)
+        states += r.states
+        stopped = stopped or r.stopped
+        if old is not None:
+            r.bound = max(r.bound, old.bound)
+            if old.worst < r.worst:
+                r.order, r.worst = old.order, old.worst
+        pr.results[i] = r
+        floor = max(floor, r.bound)  # a proven lower bound on the whole problem
+    return states, stopped, floor
+
+
+def _anytime(work, floor: int, deadline: float, max_states: int,
+             progress: Progress | None) -> tuple[int, int, str]:
+    """Segments the first search pass left open: beam starts (``improve.beam_improve``),
+    pair bounds at the root (``bounds.pair_bounds``), a second search pass under the
+    better incumbents, then window re-solves (``improve.improve_order``); each phase's time
+    split among the open segments by size. Returns the (possibly raised) proven floor, the
+    states the second pass expanded and why it stopped."""
+    def split_time(share: float, fn) -> None:
+        until = time.monotonic() + share * max(0.0, deadline - time.monotonic())
+        todo = _open(work, floor)
+        todo.sort(key=lambda w: -w[0].results[w[1]].worst)
+        for k, (pr, i) in enumerate(todo):
+            if pr.results[i].worst <= floor:
+                continue
+            size = sum(_ops(q, j) for q, j in todo[k:])
+            left = max(0.0, until - time.monotonic())
+            fn(pr, i, time.monotonic() + left * _ops(pr, i) / max(1, size))
+
+    def beam(pr: _Prep, i: int, until: float) -> None:
+        if _ops(pr, i) > BEAM_MAX_OPS:
+            return  # a layer of a wide graph holds width x (ready ops) states of n bits
+        start, goal, mem, _, _ = pr.seg_data[i]
+        r = pr.results[i]
+        goal &= ~_trailing(pr.ctx, start, goal)
+        order, worst = beam_improve(pr.ctx, start, goal, mem, r.order, r.worst, floor,
+                                    until, _mstep if pr.ctx.source else _step)
+        if worst < r.worst:
+            r.order, r.worst = order, worst
+
+    def improve(pr: _Prep, i: int, until: float) -> None:
+        start, goal, mem, _, _ = pr.seg_data[i]
+        r = pr.results[i]
+        r.order, r.worst = improve_order(pr.ctx, start, goal, mem, r.order, r.worst, floor,
+                                         until, search, _step)
+
+    split_time(BEAM_SHARE, beam)
+    if _ortools_flow is not None:
+        until = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
+        for pr in {id(pr): pr for pr, _ in _open(work, floor)}.values():
+            if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS and _root_closure(pr, until):
+                floor = max([floor] + [pr.ctx.root_closure[v]
+                                       for v in bits(_open_ops(pr) & ~pr.ctx.source)])
+    states, stopped, floor = _search_pass(work, floor, deadline, SEARCH_SHARE, max_states,
+                                          progress)
+    if _ortools_flow is not None:
+        until = time.monotonic() + PAIR_SHARE * max(0.0, deadline - time.monotonic())
+        for pr in {id(pr): pr for pr, _ in _open(work, floor)}.values():
+            if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS:
+                floor = max(floor, _pair_floor(pr, floor, until))
+    split_time(1.0, improve)
+    return floor, states, stopped
+
+
+def _root_closure(pr: _Prep, until: float) -> bool:
+    """Every op's closure bound (``bounds.StateClosure`` with nothing forced) in
+    ``ctx.root_closure``: it ranks the ops whose per-state bounds the search evaluates and
+    the candidates of the pair bounds. False if ``until`` passes first."""
+    ctx = pr.ctx
+    if ctx.root_closure is not None:
+        return True
+    vals = []
+    for v in range(ctx.p.n_ops):
+        if time.monotonic() > until:
+            return False
+        b = _state_closure(ctx, v).bound(0) if not (ctx.source >> v) & 1 else None
+        vals.append(int(ctx.static_lb[v]) if b is None else max(b, int(ctx.static_lb[v])))
+    ctx.root_closure = vals
+    return True
+
+
+def _pair_floor(pr: _Prep, floor: int, until: float) -> int:
+    """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments."""
+    ctx = pr.ctx
+    if ctx.root_closure is None:
+        return floor
+    ops = sorted(bits(_open_ops(pr) & ~ctx.source), key=lambda v: -ctx.root_closure[v])
+    floor = max([floor] + [ctx.root_closure[v] for v in ops[:1]])
+    return pair_bounds(ctx, ops[:PAIR_CANDIDATES], floor, until,
+                       lambda v: _state_closure(ctx, v))
 
 
 def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):

@@ -72,23 +72,22 @@ def certificate(
 
     Raises ``KeyError`` when ``results`` has no subgraph 0.
     """
-    valid = [r.lower_bound for s, r in results.items()
-             if all(results[c].optimal for c in _callees(graph, s) if c in results)]
+    proven = _callees_proven(graph, results)
+    valid = [r.lower_bound for s, r in results.items() if proven[s]]
     lb = min(max(valid, default=0), model_peak)
     optimal = results[0].peak == model_peak and all(r.optimal for r in results.values())
     return (model_peak if optimal else lb), optimal
 
 
-def _callees(graph: ModelGraph, s: int) -> set[int]:
-    """Every subgraph ``s`` calls, directly or through others."""
-    out: set[int] = set()
-    todo = [c for op in graph.subgraphs[s].ops for c in op.calls]
-    while todo:
-        c = todo.pop()
-        if c not in out:
-            out.add(c)
-            todo += [d for op in graph.subgraphs[c].ops for d in op.calls]
-    return out
+def _callees_proven(graph: ModelGraph, results: dict[int, Schedule]) -> list[bool]:
+    """Per subgraph: whether every subgraph it calls, directly or through others, that has
+    a result was solved optimally (callees first, one pass: control flow may nest
+    thousands deep)."""
+    proven = [True] * len(graph.subgraphs)
+    for s in call_order(graph):
+        proven[s] = all(proven[c] and (c not in results or results[c].optimal)
+                        for op in graph.subgraphs[s].ops for c in op.calls)
+    return proven
 
 
 def never_worse(
@@ -106,10 +105,12 @@ def never_worse(
     stored = graph.stored_orders()
     valid = [sg.is_topological(o) for sg, o in zip(graph.subgraphs, stored, strict=True)]
     kept = False
+    cache: dict = {}  # best[s] changes only before s's callers are looked at
     for s in call_order(graph):
         if best[s] == stored[s] or not valid[s]:
             continue
-        p = build_problem(graph.subgraphs[s], nested_extra(graph, best, s, inplace), inplace)
+        p = build_problem(graph.subgraphs[s], nested_extra(graph, best, s, inplace, cache),
+                          inplace)
         if peak(p, stored[s]) < peak(p, best[s]):
             best[s], kept = list(stored[s]), True
     found = simulate(graph, best, inplace=inplace).lower_bound

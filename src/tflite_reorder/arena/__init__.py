@@ -25,21 +25,24 @@ from ..flatbuffer_io import serialize_model, set_offline_plan
 from ..graph import ModelGraph
 from ..memory import ArenaUse, Buffer
 from . import cpsat, greedy_by_size, hill_climb, ordered_fit
-from .blocks import Attempt, Blocks, TooManyConflicts, attempt, overlapping_pairs
+from .blocks import Attempt, Blocks, Budget, TooManyConflicts, attempt, overlapping_pairs
 
 __all__ = [
-    "Attempt", "Blocks", "Plan", "Planner", "TooManyConflicts", "greedy_head",
+    "Attempt", "Blocks", "Budget", "Plan", "Planner", "TooManyConflicts", "greedy_head",
     "offsets_for_model", "plan_arena", "tflm_blocks", "write_plan",
 ]
 
 Key = tuple[int, int]  # (subgraph, tensor)
 
 # The one planner interface: given the buffers, the best plan so far (None for the first
-# stage) and a ``time.monotonic()`` deadline, return a plan or None for "nothing better".
-Planner = Callable[[Blocks, Attempt | None, float], Attempt | None]
+# stage) and what it may spend (``Budget``), return a plan or None for "nothing better".
+Planner = Callable[[Blocks, Attempt | None, Budget], Attempt | None]
 
 # Share of ``time_limit`` the local search may use before the exact solver takes over.
 CLIMB_SHARE = 0.1
+# The stages' work is counted (the same plan on any machine); the wall clock stops them
+# only past this many times ``time_limit`` (a machine far slower than the reference).
+WALL_SLACK = 2.0
 
 
 @dataclass(frozen=True)
@@ -89,18 +92,22 @@ def _planning_blocks(blocks: Blocks) -> Blocks:
 
 
 def _stages(time_limit: float) -> list[tuple[Planner, float]]:
-    """Each planner with the share of ``time_limit`` by which it must finish."""
-    climb_until = CLIMB_SHARE if cpsat.available() else 1.0
+    """Each planner with its work, in seconds of the reference core."""
+    climb = CLIMB_SHARE if cpsat.available() else 1.0
     return [
         (greedy_by_size.improve, 0.0),
         (ordered_fit.improve, 0.0),
-        (hill_climb.improve, climb_until * time_limit),
-        (cpsat.improve, time_limit),
+        (hill_climb.improve, climb * time_limit),
+        (cpsat.improve, (1.0 - climb) * time_limit),
     ]
 
 
 def plan_arena(use: ArenaUse, time_limit: float = 1.0) -> Plan:
-    """The lowest plan found within ``time_limit`` seconds; never above TFLM's greedy.
+    """The lowest plan found with ``time_limit`` seconds of work; never above TFLM's greedy.
+
+    The work is counted, not timed, so a model gets the same plan on any machine and under
+    any load (``Budget``); only a machine far slower than the reference is cut short by
+    the wall clock, at ``WALL_SLACK`` x ``time_limit``.
 
     Raises TooManyConflicts when more buffer pairs are alive together than
     ``blocks.MAX_CONFLICT_PAIRS`` (then TFLM had better plan the model online).
@@ -111,10 +118,11 @@ def plan_arena(use: ArenaUse, time_limit: float = 1.0) -> Plan:
     lower = use.lower_bound
     baseline = attempt(tflm, greedy_by_size.plan(tflm), greedy_by_size.NAME)
     best = baseline
-    for planner, until in _stages(time_limit):
+    deadline = start + WALL_SLACK * time_limit
+    for planner, work in _stages(time_limit):
         if best.head <= lower or best.proven:
             break
-        found = planner(blocks, best, start + until)
+        found = planner(blocks, best, Budget(work, deadline))
         if found is not None and not overlapping_pairs(blocks, found.offsets) and (
             found.head < best.head or (found.proven and found.head == best.head)
         ):

@@ -9,6 +9,7 @@ so a plan whose offsets are built from sums of sizes stays 16-byte aligned.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +32,34 @@ class Attempt:
 MAX_CONFLICT_PAIRS = 30_000_000
 # Conflict lists up to this long are handled in plain Python, longer ones with numpy.
 _SMALL = 48
+
+
+# Buffer placements one second of planning work stands for (a conflict pair counts 1/500 of
+# one): about half what one core of a 2024 laptop-class machine places per second.
+PLACEMENTS_PER_SECOND = 50_000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one planner stage may spend.
+
+    ``work`` is in seconds of a reference core and is counted, not timed (placements, and
+    CP-SAT's deterministic time), so a model gets the same plan on any machine and under
+    any load; ``deadline`` (``time.monotonic()``) is a wall-clock guard that only a
+    machine several times slower than the reference reaches.
+    """
+
+    work: float
+    deadline: float = float("inf")
+
+    def placements(self, blocks: Blocks) -> int:
+        """How many full placements of ``blocks`` the work pays for (at least 1)."""
+        return max(1, int(self.work * PLACEMENTS_PER_SECOND // place_cost(blocks)))
+
+
+def place_cost(blocks: Blocks) -> float:
+    """The work of one ``place`` over ``blocks``, in buffer placements."""
+    return len(blocks) + len(blocks._sweep[1]) * 2 / 500 + 1
 
 
 class TooManyConflicts(ValueError):
@@ -90,27 +119,42 @@ class Blocks:
         end[by_first] = np.searchsorted(first[by_first], last[by_first], side="right")
         counts = np.zeros(n, dtype=np.int64)
         chunks: dict[int, np.ndarray] = {}
+        # the buffers alive at the current start, in start order: a Python list while
+        # short, else the first ``k`` entries of ``buf`` (never converted back and forth)
         active: list[int] = []
+        buf, k = np.zeros(0, dtype=np.int64), 0
         lasts = self.last
         total = 0
         for i in by_first.tolist():
             f = self.first[i]
-            if len(active) > _SMALL:
-                arr = np.asarray(active, dtype=np.int64)
-                arr = arr[last[arr] >= f]
-                active = arr.tolist()
+            if k:
+                keep = last[buf[:k]] >= f
+                if not keep.all():
+                    kept = buf[:k][keep]
+                    k = len(kept)
+                    buf[:k] = kept
+                if k <= _SMALL:
+                    active, k = buf[:k].tolist(), 0
             else:
                 active = [j for j in active if lasts[j] >= f]
-                arr = None
-            if active:
-                chunks[i] = arr if arr is not None else np.asarray(active, dtype=np.int64)
-                counts[i] = len(active)
-                total += 2 * len(active)
+            alive = k or len(active)
+            if alive:
+                chunks[i] = buf[:k].copy() if k else np.asarray(active, dtype=np.int64)
+                counts[i] = alive
+                total += 2 * alive
                 if total > MAX_CONFLICT_PAIRS:
                     raise TooManyConflicts(
                         f"more than {MAX_CONFLICT_PAIRS // 2} pairs of arena buffers are "
                         f"alive together; too many to plan offline")
-            active.append(i)
+            if not k and len(active) < _SMALL:
+                active.append(i)
+                continue
+            if not k:
+                buf, k, active = np.asarray(active, dtype=np.int64), len(active), []
+            if k == len(buf):
+                buf = np.concatenate((buf, np.zeros(max(k, 64), dtype=np.int64)))
+            buf[k] = i
+            k += 1
         ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=ptr[1:])
         earlier = np.concatenate([chunks[i] for i in range(n) if i in chunks]) if chunks \
@@ -258,9 +302,13 @@ def head(blocks: Blocks, offsets: Sequence[int]) -> int:
 def overlapping_pairs(blocks: Blocks, offsets: Sequence[int]) -> list[tuple[int, int]]:
     """Pairs alive together whose byte ranges intersect (empty for a valid plan).
 
-    Each buffer is checked against the conflicts that start before it, so every pair
-    once; the stacked buffers, all alive together, by a sweep over their offsets.
+    A valid plan is recognised in O(n log n) (``_disjoint``) without listing the conflict
+    pairs; only an invalid one is searched pair by pair for what to report: each buffer
+    against the conflicts that start before it, so every pair once; the stacked buffers,
+    all alive together, by a sweep over their offsets.
     """
+    if _disjoint(blocks, offsets):
+        return []
     off = np.asarray(offsets, dtype=np.int64)
     size = np.asarray(blocks.size, dtype=np.int64)
     ptr, earlier, _, _, _ = blocks._sweep
@@ -280,3 +328,36 @@ def overlapping_pairs(blocks: Blocks, offsets: Sequence[int]) -> list[tuple[int,
             j = int(st[int(np.argmax(ends[: k + 1]))])  # the earlier one reaching furthest
             bad.append((min(j, int(st[k + 1])), max(j, int(st[k + 1]))))
     return sorted(set(bad))
+
+
+def _disjoint(blocks: Blocks, offsets: Sequence[int]) -> bool:
+    """Whether no two buffers alive together share a byte (``False`` also when unsure:
+    with a zero-size buffer, which ``overlapping_pairs`` counts inside a range).
+
+    One sweep over the start and end scopes keeps the byte ranges alive, sorted by offset
+    and (so far) disjoint: a new range only has to clear its neighbours. The stacked
+    buffers, alive together and with nothing else, are one sorted pass of their own.
+    """
+    size, first, last = blocks.size, blocks.first, blocks.last
+    if 0 in size:
+        return False
+    stacked = blocks.stacked
+    events = []
+    for i in range(len(size)):
+        if not stacked[i]:
+            events.append((first[i], 1, i))  # at a scope, the ends (0) go before the starts
+            events.append((last[i] + 1, 0, i))
+    events.sort()
+    alive: list[tuple[int, int, int]] = []  # (offset, end, buffer)
+    for _, start, i in events:
+        key = (offsets[i], offsets[i] + size[i], i)
+        k = bisect.bisect_left(alive, key)
+        if not start:
+            del alive[k]
+        elif (k and alive[k - 1][1] > key[0]) or (k < len(alive) and alive[k][0] < key[1]):
+            return False
+        else:
+            alive.insert(k, key)
+    ranges = sorted((offsets[i], offsets[i] + size[i])
+                    for i in np.flatnonzero(stacked).tolist())
+    return all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:], strict=False))

@@ -13,12 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .blocks import Attempt, Blocks, attempt
+from .blocks import Attempt, Blocks, Budget, attempt
 
 NAME = "cp-sat"
 UNIT = 16
 # Beyond this many buffers building the model alone takes longer than any plan budget.
 MAX_BLOCKS = 3_000
+# CP-SAT deterministic time per second of planning work: it runs about as fast as the wall
+# clock on one idle core of the reference machine; half leaves room for a loaded one.
+DET_PER_SECOND = 0.5
 
 try:  # optional: without ortools the exact stage is skipped
     from ortools.sat.python import cp_model
@@ -38,29 +41,34 @@ def available() -> bool:
 
 
 def solve(
-    blocks: Blocks, hint: Sequence[int], upper: int, time_limit: float, workers: int = 2
+    blocks: Blocks, hint: Sequence[int], upper: int, work: float, workers: int = 1,
+    deadline: float = float("inf"),
 ) -> Solved | None:
-    """Best plan found within ``time_limit`` (never worse than ``hint``), or None.
+    """Best plan found with ``work`` seconds of CP-SAT's deterministic time (never worse
+    than ``hint``), or None.
 
-    First a pure feasibility question, "does everything fit under the lower bound?", which
-    CP-SAT answers far faster than the optimisation (0.07 s against 1 s on a DenseNet
-    block); only if the answer is no or unknown does it minimise the head from ``hint``.
+    One worker bounded by deterministic time searches the same way on any machine under
+    any load (parallel workers race each other, and finish differently); ``deadline``
+    (``time.monotonic()``) only guards the wall clock. First a pure feasibility question,
+    "does everything fit under the lower bound?", which CP-SAT answers far faster than the
+    optimisation (0.07 s against 1 s on a DenseNet block); only if the answer is no or
+    unknown does it minimise the head from ``hint``.
     """
     if cp_model is None or len(blocks) == 0:
         return None
     if any(s % UNIT for s in blocks.size) or any(o % UNIT for o in hint):
         raise ValueError("cp-sat planning needs sizes and hint offsets in multiples of 16")
-    deadline = time.monotonic() + time_limit
     lb, ub = -(-blocks.load // UNIT), upper // UNIT
     if lb < ub:
-        status, offsets = _run(blocks, lb, lb, None, time_limit / 2, workers)
+        status, offsets, used = _run(blocks, lb, lb, None, work / 2, workers, deadline)
+        work -= used
         if offsets is not None:
             return Solved(offsets, lb * UNIT, True)
         if status == cp_model.INFEASIBLE:
             lb += 1
     if lb >= ub:  # the hint is as good as it gets
         return Solved(list(hint), upper, lb == ub)
-    status, offsets = _run(blocks, lb, ub, hint, deadline - time.monotonic(), workers)
+    status, offsets, _ = _run(blocks, lb, ub, hint, work, workers, deadline)
     if offsets is None:
         return None
     top = max(o + s for o, s in zip(offsets, blocks.size, strict=True))
@@ -72,10 +80,12 @@ def _run(
     lb: int,
     ub: int,
     hint: Sequence[int] | None,
-    time_limit: float,
+    work: float,
     workers: int,
-) -> tuple[int, list[int] | None]:
-    """One CP-SAT call with the head in ``[lb, ub]`` units; minimises it unless lb == ub."""
+    deadline: float,
+) -> tuple[int, list[int] | None, float]:
+    """One CP-SAT call with the head in ``[lb, ub]`` units; minimises it unless lb == ub.
+    Returns the status, the offsets found (or None) and the deterministic time used."""
     size = [s // UNIT for s in blocks.size]
     m = cp_model.CpModel()
     top = m.new_int_var(lb, ub, "head")
@@ -93,19 +103,22 @@ def _run(
     if lb < ub:
         m.minimize(top)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(time_limit, 0.01)
+    solver.parameters.max_deterministic_time = max(work, 0.01)
+    solver.parameters.max_time_in_seconds = max(min(deadline - time.monotonic(), 1e6), 0.01)
     solver.parameters.num_workers = workers
     status = solver.solve(m)
+    used = solver.deterministic_time
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return status, None
-    return status, [solver.value(y) * UNIT for y in offs]
+        return status, None, used
+    return status, [solver.value(y) * UNIT for y in offs], used
 
 
-def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt | None:
+def improve(blocks: Blocks, best: Attempt | None, budget: Budget) -> Attempt | None:
     """Planner stage: only ever returns something better than ``best`` or proven optimal."""
     if best is None or len(blocks) > MAX_BLOCKS:
         return None
-    solved = solve(blocks, best.offsets, best.head, deadline - time.monotonic())
+    solved = solve(blocks, best.offsets, best.head, budget.work * DET_PER_SECOND,
+                   deadline=budget.deadline)
     if solved is None or (solved.head >= best.head and not solved.optimal):
         return None
     return attempt(blocks, solved.offsets, NAME, proven=solved.optimal)

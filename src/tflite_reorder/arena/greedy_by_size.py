@@ -12,7 +12,7 @@ TFLM's on five of the test models.
 
 from __future__ import annotations
 
-from .blocks import Attempt, Blocks, attempt, lowest_fit, place
+from .blocks import Attempt, Blocks, Budget, attempt, lowest_fit, place
 
 NAME = "greedy_by_size"
 
@@ -26,6 +26,6 @@ def plan(blocks: Blocks) -> list[int]:
     return place(blocks, order(blocks), lowest_fit)
 
 
-def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt:
+def improve(blocks: Blocks, best: Attempt | None, budget: Budget) -> Attempt:
     """Planner stage: always runs, so every plan is at least as good as TFLM's own."""
     return attempt(blocks, plan(blocks), NAME)

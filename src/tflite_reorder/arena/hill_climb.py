@@ -3,8 +3,9 @@
 A plan is a priority order replayed with first fit. A buffer that ends at the head sits
 too high because something placed before it took its gap; moving it earlier in the order
 lets it claim a lower one. Moves that keep the head but shrink the number of buffers at it
-are accepted too, so the search can walk across plateaus. Choices are seeded; how far
-it gets depends on the time it is given.
+are accepted too, so the search can walk across plateaus. Choices are seeded and the
+number of moves is counted from the budget's work, so the same model gets the same plan
+on any machine.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 import time
 from collections.abc import Sequence
 
-from .blocks import Attempt, Blocks, attempt, head, lowest_fit, place
+from .blocks import Attempt, Blocks, Budget, attempt, head, lowest_fit, place
 from .ordered_fit import candidates
 
 NAME = "hill_climb"
@@ -28,21 +29,22 @@ def climb(
     blocks: Blocks,
     starts: Sequence[Sequence[int]],
     lower: int,
-    deadline: float,
+    steps: int,
+    deadline: float = float("inf"),
     seed: int = 0,
 ) -> tuple[list[int], list[int]]:
-    """Best ``(order, offsets)`` found before ``deadline`` (``time.monotonic()``)."""
+    """Best ``(order, offsets)`` after at most ``steps`` placements, shared equally by the
+    ``starts`` (restarts); ``deadline`` (``time.monotonic()``) only guards the wall clock."""
     rng = random.Random(seed)
     best = None
-    for start in starts:  # restarts: each start gets an equal share of the time
+    share = max(1, steps // max(len(starts), 1))
+    for start in starts:
         if best is not None and best[2][0] <= lower:
             break
         order = list(start)
         offsets = place(blocks, order, lowest_fit)
-        cur = (order, offsets, _score(blocks, offsets))
-        share = (deadline - time.monotonic()) / max(len(starts), 1)
-        stop = min(deadline, time.monotonic() + share) if len(starts) > 1 else deadline
-        cur = _climb_from(blocks, cur, lower, stop, rng)
+        cur = _climb_from(blocks, (order, offsets, _score(blocks, offsets)), lower,
+                          share - 1, deadline, rng)
         if best is None or cur[2] < best[2]:
             best = cur
         if time.monotonic() >= deadline:
@@ -51,10 +53,12 @@ def climb(
     return best[0], best[1]
 
 
-def _climb_from(blocks, cur, lower, stop, rng):
+def _climb_from(blocks, cur, lower, moves, deadline, rng):
     order, offsets, score = cur
     n = len(order)
-    while score[0] > lower and time.monotonic() < stop and n > 1:
+    for _ in range(moves):
+        if score[0] <= lower or n <= 1 or time.monotonic() >= deadline:
+            break
         h = score[0]
         tops = [i for i in range(n) if offsets[i] + blocks.size[i] == h]
         victim = rng.choice(tops)
@@ -74,10 +78,12 @@ def _climb_from(blocks, cur, lower, stop, rng):
     return order, offsets, score
 
 
-def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt:
+def improve(blocks: Blocks, best: Attempt | None, budget: Budget) -> Attempt:
     """Climb from the best few greedy orders and from the best plan's offset order."""
-    starts = [order for _, order, _ in candidates(blocks, deadline)[:3]]
+    tried = candidates(blocks, budget)
+    starts = [order for _, order, _ in tried[:3]]
     if best is not None:
         starts.insert(0, sorted(range(len(blocks)), key=lambda i: (best.offsets[i], i)))
-    _, offsets = climb(blocks, starts, blocks.load, deadline)
+    steps = max(len(starts), budget.placements(blocks) - len(tried))
+    _, offsets = climb(blocks, starts, blocks.load, steps, budget.deadline)
     return attempt(blocks, offsets, NAME)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .blocks import Attempt, Blocks, attempt, best_fit, head, lowest_fit, place
+from .blocks import Attempt, Blocks, Budget, attempt, best_fit, head, lowest_fit, place
 
 NAME = "ordered_fit"
 
@@ -52,24 +52,26 @@ FITS = {"first_fit": lowest_fit, "best_fit": best_fit}
 
 
 def candidates(
-    blocks: Blocks, deadline: float | None = None
+    blocks: Blocks, budget: Budget | None = None
 ) -> list[tuple[str, list[int], list[int]]]:
     """``(name, order, offsets)`` for every order × fit, best head first.
 
-    With a ``deadline`` (``time.monotonic()``) the candidates tried once it has passed are
-    dropped; the first is always tried.
+    With a ``budget`` only as many as its work pays for are tried (in a fixed order, the
+    first always), fewer if its wall-clock guard passes.
     """
-    out = []
+    out: list[tuple[str, list[int], list[int]]] = []
+    allowed = budget.placements(blocks) if budget is not None else len(ORDERS) * len(FITS)
     for oname, make in ORDERS.items():
         order = make(blocks)
         for fname, fit in FITS.items():
-            if out and deadline is not None and time.monotonic() >= deadline:
+            if out and (len(out) >= allowed or (
+                    budget is not None and time.monotonic() >= budget.deadline)):
                 break
             out.append((f"{oname}/{fname}", order, place(blocks, order, fit)))
     out.sort(key=lambda c: head(blocks, c[2]))
     return out
 
 
-def improve(blocks: Blocks, best: Attempt | None, deadline: float) -> Attempt:
-    name, _, offsets = candidates(blocks, deadline)[0]
+def improve(blocks: Blocks, best: Attempt | None, budget: Budget) -> Attempt:
+    name, _, offsets = candidates(blocks, budget)[0]
     return attempt(blocks, offsets, f"{NAME}:{name}")

@@ -57,10 +57,24 @@ def _apply_values(env: Env, op: schema.OperatorT, opcode: str, outs: list[int]) 
 def _if_outputs(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     """IF's outputs have the inferred shapes of its then-branch subgraph's outputs."""
     then = int(option(op, "thenSubgraphIndex"))
-    if not 0 <= then < len(env.model.subgraphs) or then in env.stack:
+    if then not in env.branches:  # out of range, or a branch that (indirectly) calls back
         raise Unknown("IF branch")
-    shapes = infer_subgraph(env.model, then, env.stack)
+    shapes = env.branches[then]
     return [shapes[int(t)] for t in env.model.subgraphs[then].outputs]
+
+
+def _then_branches(model: schema.ModelT, s: int) -> list[int]:
+    """The in-range then-branch subgraphs of ``s``'s IF operators (what inference needs)."""
+    out = []
+    for op in model.subgraphs[s].operators or []:
+        if opcode_name(model, op.opcodeIndex) == "IF":
+            try:
+                then = int(option(op, "thenSubgraphIndex"))
+            except (Unknown, TypeError, ValueError):  # no IF options: the IF keeps its shapes
+                continue
+            if 0 <= then < len(model.subgraphs):
+                out.append(then)
+    return out
 
 
 # Operators whose output shapes inference re-derives (the others keep their stored shapes,
@@ -68,14 +82,39 @@ def _if_outputs(env: Env, op: schema.OperatorT) -> list[Shape | None]:
 CHECKED_OPS = frozenset(SHAPE_RULES) | {"IF"}
 
 
-def infer_subgraph(model: schema.ModelT, s: int, stack: tuple[int, ...] = ()) -> list[Shape]:
+def infer_subgraph(model: schema.ModelT, s: int,
+                   known: dict[int, list[Shape]] | None = None) -> list[Shape]:
     """Every tensor's shape in subgraph ``s`` (true where a rule knows, else stored).
 
-    ``stack`` holds the subgraphs whose inference is under way (IF branches recurse).
+    The then-branches of IFs (and theirs) are inferred first, each once, callees before
+    callers and without recursion (1,500 nested IFs): a branch's shapes do not depend on
+    its caller, since inference starts from the subgraph inputs' stored shapes. ``known``
+    (kept by the caller across calls on one model) holds the subgraphs already inferred.
+    An IF whose branch calls back into a subgraph still being inferred keeps its stored
+    shapes.
     """
+    known = {} if known is None else known
+    if s in known:
+        return known[s]
+    on_path = {s}
+    stack = [(s, iter(_then_branches(model, s)))]
+    while stack:
+        top, callees = stack[-1]
+        nxt = next(callees, None)
+        if nxt is None:
+            stack.pop()
+            on_path.discard(top)
+            known[top] = _infer_one(model, top, known)
+        elif nxt not in known and nxt not in on_path:
+            on_path.add(nxt)
+            stack.append((nxt, iter(_then_branches(model, nxt))))
+    return known[s]
+
+
+def _infer_one(model: schema.ModelT, s: int, branches: dict[int, list[Shape]]) -> list[Shape]:
     sg = model.subgraphs[s]
     tensors = sg.tensors or []
-    env = Env(model, sg, [stored_shape(t) for t in tensors], stack=(*stack, s))
+    env = Env(model, sg, [stored_shape(t) for t in tensors], branches=branches)
     for i, t in enumerate(tensors):
         value = int_value(model, t)
         if value is not None:
@@ -92,8 +131,9 @@ def infer_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
     plan with the sizes the kernels really use, or to ``fix_shapes`` to repair the model.
     """
     result: dict[Key, Shape] = {}
+    known: dict[int, list[Shape]] = {}
     for s, sg in enumerate(model_t.subgraphs):
-        for t, shape in enumerate(infer_subgraph(model_t, s)):
+        for t, shape in enumerate(infer_subgraph(model_t, s, known)):
             if shape != stored_shape(sg.tensors[t]):
                 result[(s, t)] = shape
     return result

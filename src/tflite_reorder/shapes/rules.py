@@ -7,7 +7,7 @@ shape. A rule that lacks what it needs raises ``Unknown`` and the stored shapes 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +34,8 @@ class Env:
     sg: schema.SubGraphT
     shapes: list[Shape]
     values: dict[int, np.ndarray] = field(default_factory=dict)
-    stack: tuple[int, ...] = ()  # subgraphs being inferred (this one last), for IF branches
+    # inferred shapes of the subgraphs finished so far, for IF branches
+    branches: Mapping[int, list[Shape]] = field(default_factory=dict)
 
     def shape(self, t: int) -> Shape:
         if t < 0:

@@ -6,6 +6,8 @@
 * The local peak of a tiled region: its new ops replayed under TFLM's lifetime rule
   (``memory.peak`` on a ``Problem`` of just those ops), the region input live from the start
   and its output to the end — at a cut nothing else is live, so this is exact.
+* A floor of that local peak from the windows alone (``floor``), before any op is emitted:
+  the search skips emitting candidates whose floor already says they cannot pay.
 * The tail: every op and tensor the tiles add, and every output channel of a cloned
   convolution (per-channel multipliers and shifts), grow TFLM's persistent data;
   ``tflm.tail_from_counts`` is the project's fit of that.
@@ -144,3 +146,18 @@ def local_peak(ed: Editor, ops, source: int, sink: int) -> int:
         extra=(0,) * len(ops), alias=((),) * len(ops),
     )
     return peak(p, range(len(ops)))
+
+
+def floor(ed: Editor, source: int, sink: int, source_crops: list[int], pieces: int) -> int:
+    """A lower bound of ``local_peak`` of the tiles, from sizes alone (no op emitted).
+
+    Two scopes of the emitted tiles are certain: each STRIDED_SLICE of the region input
+    (``source_crops`` holds the aligned sizes of the windows that need one) runs with the
+    whole input still live (a later tile slices it again, or this is the last slice and
+    the input dies there, still live at that scope), so ``source + crop`` are live
+    together; and the last CONCATENATION has every band (or patch) and the region
+    output live together, at least ``2 × sink`` bytes when there are ``pieces > 1``.
+    """
+    x = align(tensor_bytes(ed.shape(source), ed.dtype(source)))
+    y = align(tensor_bytes(ed.shape(sink), ed.dtype(sink)))
+    return max(x + max(source_crops, default=0), 2 * y if pieces > 1 else y)

@@ -9,6 +9,11 @@ a chosen region whose local peak is at most ``T``. Each ``T`` (the untiled ops' 
 and the candidates' local peaks) gives one answer; the search keeps the one with the
 smallest estimated total (head + tail) within the MAC overhead, or, with a RAM budget, the
 one with the fewest added MACs whose total fits.
+
+The search is bounded by work, not by time: at most ``max_priced`` candidates are emitted
+and priced, in a fixed order, so a model gets the same tiling on any machine however
+loaded. Candidates whose floor (``cost.floor``, from the windows alone) already reaches
+the region's untiled peak are skipped without being emitted and do not count.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ from .rewrite import CannotTile, Grid
 # Bands along H, then square-ish patches.
 GRIDS = (Grid(2), Grid(3), Grid(4), Grid(6), Grid(8), Grid(2, 2), Grid(3, 3), Grid(4, 4),
          Grid(6, 6))
+# Candidates emitted and priced at most (each one op list on a scratch copy, a few ms).
+# Every model of models/tile_* gets the same tiling with 300 as without a bound (they
+# price up to 675); 400 keeps a margin at under 2 s of one core here.
+MAX_PRICED = 400
+
+
+class CannotPay(Exception):
+    """The candidate's floor (``cost.floor``) is not below the region's untiled peak."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,8 @@ class TileResult:
     tail_before: int = 0  # estimates (tflm.tail_from_counts); measure with tflite-micro
     tail_after: int = 0
     fits: bool | None = None  # None without a budget
-    candidates: int = 0
+    candidates: int = 0  # priced candidates that lower their region's peak
+    priced: int = 0  # candidates emitted and priced (at most ``max_priced``)
     seconds: float = 0.0
 
     @property
@@ -101,7 +115,8 @@ def price(model: schema.ModelT, prof: region.Profile, r: region.Region, grid: Gr
           macs_cap: float = float("inf")) -> Candidate | None:
     """One candidate on a scratch copy; None when it adds more than ``macs_cap`` MACs.
 
-    Raises ``CannotTile`` if the grid does not fit the region.
+    Raises ``CannotTile`` if the grid does not fit the region and ``CannotPay`` (before
+    emitting anything) if its floor is not below the region's untiled peak.
     """
     scratch = _scratch(model)
     ed = Editor(scratch, 0)
@@ -113,22 +128,39 @@ def price(model: schema.ModelT, prof: region.Profile, r: region.Region, grid: Gr
                      for op in old)
     if macs_after - macs_before > macs_cap:
         return None
+    peak_before = max(prof.live[v] for v in r.ops)
+    if cost.floor(ed, r.input, r.output, _crops(ed, rp), grid.tiles) >= peak_before:
+        raise CannotPay(f"{grid} on ops {r.start}-{r.end - 1}")
     n_tensors = len(ed.sg.tensors)
     new = rewrite.emit(ed, rp, ops)
     return Candidate(
         r, grid, cost.local_peak(ed, new, r.input, r.output),
         cost.count_delta(ed, old, new, len(ed.sg.tensors) - n_tensors),
-        macs_after - macs_before, rewrite.halo(rp), len(old), len(new),
-        max(prof.live[v] for v in r.ops))
+        macs_after - macs_before, rewrite.halo(rp), len(old), len(new), peak_before)
 
 
-def _candidates(model, prof, grids, max_ops, macs_cap, deadline) -> list[Candidate]:
-    """Priced candidates, the regions holding the most bytes first.
+def _crops(ed: Editor, rp: rewrite.RegionPlan) -> list[int]:
+    """Aligned sizes of the slices of the region input the tiles take (whole: no slice)."""
+    x = rp.region.input
+    sh = ed.shape(x)
+    out = []
+    for tp in rp.tiles:
+        rows, cols = tp.need[x]
+        if (rows.size, cols.size) != (sh[1], sh[2]):
+            out.append(align(tensor_bytes((1, rows.size, cols.size, sh[3]), ed.dtype(x))))
+    return out
+
+
+def _candidates(model, prof, grids, max_ops, macs_cap,
+                max_priced: int) -> tuple[list[Candidate], int]:
+    """Priced candidates, the regions holding the most bytes first, and how many were priced.
 
     Within a region, finer grids of one family (bands; patches) are priced only while the
-    local peak keeps falling: beyond that they add halo, ops and tail for nothing.
+    local peak keeps falling: beyond that they add halo, ops and tail for nothing. A grid
+    whose floor cannot pay is skipped (a finer one of its family may still pay).
     """
     out = []
+    priced = 0
     sizes = {t: align_size(model, t) for t in prof.cuts.values()}
     todo = []
     for r in region.regions(prof, max_ops):
@@ -142,19 +174,22 @@ def _candidates(model, prof, grids, max_ops, macs_cap, deadline) -> list[Candida
             family = g.cols > 1
             if family in last and last[family] < 0:
                 continue
-            if time.monotonic() > deadline:
-                return out
+            if priced >= max_priced:
+                return out, priced
             try:
                 c = price(model, prof, r, g, macs_cap)
+            except CannotPay:
+                continue
             except CannotTile:
                 c = None
+            priced += c is not None
             if c is None or (family in last and c.peak >= last[family]):
                 last[family] = -1
                 continue
             last[family] = c.peak
             if c.peak < c.peak_before:
                 out.append(c)
-    return out
+    return out, priced
 
 
 def align_size(model: schema.ModelT, t: int) -> int:
@@ -235,14 +270,16 @@ def tile_model(
     grids: tuple[Grid, ...] = GRIDS,
     max_region_ops: int = 12,
     objective: str = "total",
-    time_limit: float = 4.0,
+    max_priced: int = MAX_PRICED,
 ) -> TileResult:
     """Tile the regions of subgraph 0 that pay; ``model`` is not modified.
 
     Without ``ram_budget``: the smallest estimated TFLM total (head + tail) whose MACs stay
     within ``1 + max_overhead`` of the input's (``objective="head"``: the smallest head).
     With it: the fewest added MACs whose total fits (``fits``), else the smallest total
-    reached. Raises ``ValueError`` for an unknown objective. The result's model is the input itself
+    reached. At most ``max_priced`` candidates are emitted and priced (the result depends on
+    the model and these arguments only, never on the machine's speed). Raises
+    ``ValueError`` for an unknown objective. The result's model is the input itself
     (a copy) when nothing pays.
     """
     t0 = time.monotonic()
@@ -250,7 +287,7 @@ def tile_model(
     macs0 = cost.model_macs(model)
     counts0 = cost.model_counts(model)
     cap = macs0 * max_overhead if ram_budget is None else macs0 * 4
-    cands = _candidates(model, prof, grids, max_region_ops, cap, t0 + time_limit)
+    cands, priced = _candidates(model, prof, grids, max_region_ops, cap, max_priced)
     if objective not in ("total", "head"):
         raise ValueError(f"objective must be 'total' or 'head', not {objective!r}")
     best = choose(prof, cands, counts0, macs0, max_overhead, ram_budget, objective)
@@ -262,7 +299,7 @@ def tile_model(
         rewrite.tile_region(out, r, c.grid)
     result = TileResult(out, macs_before=macs0, macs_after=cost.model_macs(out),
                         head_before=prof.peak, tail_before=counts0.tail(),
-                        candidates=len(cands))
+                        candidates=len(cands), priced=priced)
     after = region.profile(out)
     result.head_after = after.peak
     result.tail_after = cost.model_counts(out).tail()
