@@ -10,12 +10,15 @@ from tflite_reorder.memory import Problem, build_problem
 
 
 def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3,
-                    source_share: float = 0.0) -> SubgraphGraph:
+                    source_share: float = 0.0, twin_share: float = 0.0) -> SubgraphGraph:
     """Multi-output ops, shared inputs, mid-graph outputs, dead outputs, random sizes.
 
     ``source_share``: the share of ops that read a constant (DEQUANTIZE-like), half of them
     also reading an arena tensor, so that many are "sources" (``reductions``).
+    ``twin_share``: the share of ops followed by a twin (same inputs, outputs of the same
+    sizes, read by the same later ops), so that many are interchangeable.
     """
+    partner: dict[int, int] = {}  # output of a twin -> the same output of the other twin
     tensors: list[TensorInfo] = []
 
     def new_tensor(nbytes: int | None = None) -> int:
@@ -27,7 +30,8 @@ def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3,
     inputs = tuple(new_tensor() for _ in range(rng.randint(1, 2)))
     avail = list(inputs)
     ops: list[OpNode] = []
-    for i in range(n_ops):
+    while len(ops) < n_ops:
+        i = len(ops)
         if rng.random() < source_share:
             const = len(tensors)
             tensors.append(TensorInfo(const, f"c{const}", (8,), "INT8", 8, False, (8,)))
@@ -40,6 +44,7 @@ def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3,
         # prefer recent tensors so the DAG has depth, but allow long skips
         pool = avail[-4:] if rng.random() < 0.7 else avail
         ins = tuple(dict.fromkeys(rng.sample(pool, min(k, len(pool)))))
+        ins = tuple(dict.fromkeys(ins + tuple(partner[t] for t in ins if t in partner)))
         if rng.random() < inplace_share:
             opcode = "ADD"
             outs = (new_tensor(tensors[ins[0]].nbytes),)
@@ -48,6 +53,12 @@ def random_subgraph(rng: random.Random, n_ops: int, inplace_share: float = 0.3,
             outs = tuple(new_tensor() for _ in range(rng.choice([1, 1, 1, 2, 3])))
         ops.append(OpNode(i, opcode, ins, outs))
         avail.extend(outs)
+        if twin_share and len(ops) < n_ops and rng.random() < twin_share:
+            twin = tuple(new_tensor(tensors[t].nbytes) for t in outs)
+            for a, b in zip(outs, twin, strict=True):
+                partner[a], partner[b] = b, a
+            ops.append(OpNode(len(ops), opcode, ins, twin))
+            avail.extend(twin)
     producer = {t: op.index for op in ops for t in op.outputs}
     consumers: dict[int, list[int]] = {}
     for op in ops:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ALL_MODELS, ROOT
 
-from tflite_reorder.candidate import read_graph
+from tflite_reorder.candidate import read_graph, read_safe_graph
 from tflite_reorder.fastread import read_lite
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
 from tflite_reorder.graph import build_graph
@@ -35,6 +35,26 @@ def _outcome(read, raw: bytes):
 def test_same_graph_or_same_error(path: Path) -> None:
     raw = path.read_bytes()
     assert _outcome(read_graph, raw) == _outcome(_slow, raw)
+
+
+def _slow_safe(raw: bytes):
+    """The TFLM-safe graph as the object-API path builds it (``optimize``'s repair)."""
+    from tflite_reorder.rewrites.padding import repair_model
+
+    model = parse_model(raw).model
+    graph = build_graph(model, true_shapes(model))
+    if not any(op.opcode == "SPACE_TO_BATCH_ND" for sg in graph.subgraphs for op in sg.ops):
+        return graph
+    repair_model(model)
+    return build_graph(model, true_shapes(model))
+
+
+@pytest.mark.parametrize("path", ALL_MODELS + CORPUS, ids=lambda p: p.name)
+def test_safe_graph_repaired_on_the_tables(path: Path) -> None:
+    """The padding repair edits the tables read for the call, by the same code as on the
+    object API: the same graph (or error) as repairing the fully parsed model."""
+    raw = path.read_bytes()
+    assert _outcome(read_safe_graph, raw) == _outcome(_slow_safe, raw)
 
 
 def test_path_names_the_file(tmp_path: Path) -> None:

@@ -359,3 +359,53 @@ def test_zero_budget_still_gives_a_sound_answer() -> None:
         assert r.error["max_error_lsb"] <= MAX_LSB
         lsb, _ = max_errors(data, serialize_model(r.model), seed=11)
         assert lsb <= MAX_LSB
+
+
+@pytest.mark.tflm
+def test_bottleneck_split_recomputes_the_norm_per_half() -> None:
+    """A 1x1 bottleneck feeding a 3x3 conv: exact split refused, ``contract`` halves it,
+    partitions the 3x3 conv over the halves and copies the BN chain for the second half."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+    from tflite_reorder.rewrites.split import split
+
+    data = path("densenet_keras_int8").read_bytes()
+    model = load_model(data).model
+    used = buffers_in_use(model)
+    ed = Editor(model, 0)
+    bottlenecks = [op for op in ed.sg.operators if ed.opcode(op) == "CONV_2D" and any(
+        ed.opcode(e) == "CONV_2D" for e in ed.consumers(ed.outputs(op)[0]))]
+    muls = sum(ed.opcode(op) == "MUL" for op in ed.sg.operators)
+    assert len(bottlenecks) == 10  # blocks 3-4-3
+    for op in bottlenecks:
+        with pytest.raises(NotApplicable):
+            split(ed, op)
+        steps = split(ed, op, contract=True)
+        assert [s.kind for s in steps] == ["output_split", "channel_partition"]
+    assert sum(ed.opcode(op) == "MUL" for op in ed.sg.operators) == muls + len(bottlenecks)
+    compact(model, used)
+    new = serialize_model(model)
+    inputs = random_inputs(data, 1, seed=3)[0]
+    assert all(same(w, g) for w, g in
+               zip(run_litert(new, inputs), tflm.run_tflm(new, inputs), strict=True))
+    lsb, _ = max_errors(data, new, seed=3)
+    assert 0 < lsb <= 6  # guaranteed int8 ranges for the 3x3 partials: measured, bounded
+
+
+@pytest.mark.tflm
+def test_h_axis_concat_dissolves_through_pointwise_conv_and_pool() -> None:
+    """hconcat_int8: CONCAT along H -> 1x1 conv -> 2x2 max pool run per piece, bit-exact;
+    the concat of the pooled pieces stays (a 3x3 conv reads across the seam)."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+
+    original, new, done = apply_everywhere("hconcat_int8", _exact_dissolve)
+    steps = [s for d in done for s in d]
+    assert {(s.kind, s.opcode) for s in steps} == {("distribute", "CONV_2D"),
+                                                   ("distribute", "MAX_POOL_2D")}
+    assert all(s.exact for s in steps)
+    assert_bit_exact(original, new)
+    model = load_model(new).model
+    ed = Editor(model, 0)
+    concat = next(op for op in ed.sg.operators if ed.opcode(op) == "CONCATENATION")
+    assert ed.shape(ed.outputs(concat)[0]) == (1, 16, 16, 32)  # pooled size
+    with pytest.raises(NotApplicable, match="1x1 stride 1"):
+        dissolve(ed, concat, contract=True)

@@ -238,3 +238,24 @@ def _random_downset(rng, p, forced_in: int, forced_out: int) -> int:
                 S |= 1 << u
                 changed = True
     return S
+
+
+@needs_core
+def test_closures_without_a_network_fall_back_to_python_bounds(monkeypatch):
+    """A StateClosure that does not expose its flow network: the C loop asks Python for the
+    per-state bounds, with the same answer as the Python loop."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+
+    class NoNetwork(bounds.StateClosure):
+        def __init__(self, ctx, v):
+            super().__init__(ctx, v)
+            del self.network
+
+    monkeypatch.setattr(scheduler, "StateClosure", NoNetwork)
+    monkeypatch.setattr(scheduler, "CLOSURE_AFTER", 0)
+    rng = random.Random(31)
+    for case in range(40):
+        p = build_problem(random_subgraph(rng, rng.randint(8, 30)), inplace=True)
+        ref, got = _both(monkeypatch, lambda p=p: scheduler.schedule(p, time_limit=60))
+        _same(ref, got, case)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 
 import numpy as np
 import pytest
@@ -217,3 +218,32 @@ def test_without_tflm_compat_the_warning_names_it(fixture_model, tmp_path, capsy
     assert code == 0 and stderr == "" and (tmp_path / "o.tflite").exists()
     (warning,) = [line for line in stdout.splitlines() if line.startswith("warning: TFLM")]
     assert "verified with LiteRT only" in warning and "--tflm-compat" in warning
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.4, 3.0])
+def test_tflm_compat_searches_share_one_time_limit(fixture_model, monkeypatch, limit) -> None:
+    """The two searches --tflm-compat reports and the model's own search together stay
+    within ``time_limit``: each is granted no more than what is left of one deadline
+    (``time_limit`` after ``optimize`` starts), not a fresh limit of its own."""
+    from tflite_reorder import api
+
+    grants: list[tuple[str, float, float]] = []  # (search, when granted, seconds granted)
+
+    def recorded(name, fn):
+        def wrapper(graph, inplace, time_limit, *args, **kwargs):
+            grants.append((name, time.monotonic(), time_limit))
+            return fn(graph, inplace, time_limit, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(api, "peak_of_graph", recorded("compat", api.peak_of_graph))
+    monkeypatch.setattr(api, "schedule_model", recorded("model", api.schedule_model))
+    start = time.monotonic()
+    res = api.optimize(fixture_model, tflm_compat=True, time_limit=limit, verify=False)
+    assert [g[0] for g in grants] == ["compat", "compat", "model"]
+    for name, when, granted in grants:  # never past the deadline (0 s once it is reached)
+        assert 0 <= granted <= max(0.0, start + limit - when) + 1e-3, (name, grants)
+    assert all(g <= api.COMPAT_SHARE * limit + 1e-3 for n, _, g in grants if n == "compat")
+    c = res.report.tflm_compat
+    assert c["arena_saved"] == c["arena_best_before"] - c["arena_best_after"]
+    if c["arena_best_proven"]:
+        assert c["arena_saved"] >= 0

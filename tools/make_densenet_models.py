@@ -18,8 +18,10 @@ to full-integer int8 (int8 inputs and outputs, the converter's representative da
   max pool (each can run per piece), global pooling and a dense layer.
 
 ``--densenet121 PATH`` writes Keras ``DenseNet121(weights=None, input_shape=(64, 64, 3),
-classifier_activation=None)`` (8 MB; the softmax is left out because LiteRT's reference
-SOFTMAX aborts the process on this model's int8 logits). Every model is checked to run in
+classifier_activation=None)`` (8 MB; the softmax is left out because LiteRT's and TFLM's
+reference SOFTMAX abort the process on this model's int8 logits; ``tflite-reorder``
+refuses a SOFTMAX whose input scale × beta is not above 2^-26, the cause of that abort in
+the reference kernels, in one line with exit 2). Every model is checked to run in
 LiteRT (reference kernels) and TFLM. Deterministic: fixed seeds, fixed representative data.
 Also writes each model's representative data as ``<model>_calibration.npz`` next to it
 when asked (``--calibration``), the format ``--calibration`` reads.

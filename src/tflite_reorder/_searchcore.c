@@ -397,6 +397,7 @@ static int table_set_parent(Table *t, int32_t i, int32_t parent, const int32_t *
 
 typedef struct {
     int64_t key, M;
+    u64 hi;           /* the state's highest word: most ties end there, without a lookup */
     int32_t negdepth;
     int32_t state;    /* entry index */
     int32_t bits;     /* slot of (ready, check) in the bit pool */
@@ -422,6 +423,7 @@ static inline int item_less(const Heap *h, const Item *x, const Item *y) {
     if (x->negdepth != y->negdepth) return x->negdepth < y->negdepth;
     if (x->M != y->M) return x->M < y->M;
     int W = h->W, c;
+    if (x->hi != y->hi) return x->hi < y->hi;
     if (x->state != y->state) {
         c = cmp_bits(state_of(h->tab, x->state), state_of(h->tab, y->state), W);
         if (c) return c < 0;
@@ -491,7 +493,7 @@ static int heap_push(Heap *h, int64_t key, int32_t negdepth, int64_t M, int32_t 
         h->a = a;
         h->cap *= 2;
     }
-    Item it = {key, M, negdepth, state, s};
+    Item it = {key, M, state_of(h->tab, state)[W - 1], negdepth, state, s};
     size_t i = h->len++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -1017,11 +1019,11 @@ static PyObject *search(PyObject *self, PyObject *args) {
     flow_refs = PyList_New(0);  /* keeps the flows asked for alive */
     if (!flows || !flow_refs)
         FAIL_NOMEM;
-    const int compiled_bound = ncand && flow_of != Py_None;
+    int use_flows = ncand && flow_of != Py_None;
     if (bounds_init(&recs, ncand, W) < 0)
         FAIL_NOMEM;
     recs_ok = 1;
-    const int have_bound = compiled_bound || bound_cb != Py_None;
+    const int have_bound = use_flows || bound_cb != Py_None;
     const int have_progress = progress_cb != Py_None;
     const u64 *can_free = T->can_free;
 
@@ -1055,7 +1057,7 @@ static PyObject *search(PyObject *self, PyObject *args) {
         if (have_bound && expanded >= closure_after && !tab.e[si].bounded) {
             tab.e[si].bounded = 1;
             long long h = key;
-            if (compiled_bound) {  /* scheduler._state_bound on the compiled flows */
+            if (use_flows) {  /* scheduler._state_bound on the compiled flows */
                 int32_t set = bounds_new_set(&recs);
                 if (set < 0)
                     FAIL_NOMEM;
@@ -1090,6 +1092,12 @@ static PyObject *search(PyObject *self, PyObject *args) {
                         PyObject *fc = PyObject_CallFunction(flow_of, "i", c);
                         if (!fc)
                             goto done;
+                        if (fc == Py_None) {  /* no compiled flow: bounds in Python from now */
+                            Py_DECREF(fc);
+                            use_flows = 0;
+                            h = key;  /* nothing raised it yet (a raise ends the loop) */
+                            break;
+                        }
                         int bad = PyList_Append(flow_refs, fc);
                         flows[c] = PyCapsule_GetPointer(fc, "searchcore.Flow");
                         Py_DECREF(fc);
@@ -1107,7 +1115,8 @@ static PyObject *search(PyObject *self, PyObject *args) {
                         break;
                     }
                 }
-            } else {
+            }
+            if (!use_flows) {
                 PyObject *oS = bits_to_int(S, W);
                 if (!oS)
                     goto done;

@@ -39,7 +39,7 @@ from .fastread import (
     read_lite,
 )
 from .flatbuffer_io import LoadedModel, ModelError, read_bytes
-from .graph import BUILTIN_NAMES, ModelGraph, build_graph
+from .graph import BUILTIN_NAMES, ModelGraph, build_graph, opcode_name
 
 _BUILTIN_CODES = {name: code for code, name in BUILTIN_NAMES.items()}
 _TYPE_CODES = {name: code for code, name in TYPE_NAMES.items()}
@@ -181,13 +181,16 @@ def read_graph(candidate: Candidate, source: str | None = None) -> ModelGraph:
         return candidate
     if isinstance(candidate, GraphSpec | dict):
         return build_graph(spec_model(candidate))
+    return shapes.true_graph(_tables(candidate, source))
+
+
+def _tables(candidate: Candidate, source: str | None) -> LiteModel | schema.ModelT:
+    """The model of a ``.tflite`` candidate: the caller's tables, or read from the bytes."""
     if isinstance(candidate, LoadedModel):
-        model = candidate.model
-    elif isinstance(candidate, bytes | bytearray | memoryview):
-        model = read_lite(bytes(candidate), source or "<bytes>")
-    else:
-        model = read_lite(read_bytes(candidate), str(candidate))
-    return shapes.true_graph(model)
+        return candidate.model
+    if isinstance(candidate, bytes | bytearray | memoryview):
+        return read_lite(bytes(candidate), source or "<bytes>")
+    return read_lite(read_bytes(candidate), str(candidate))
 
 
 def read_safe_graph(candidate: Candidate, source: str | None = None) -> ModelGraph:
@@ -196,21 +199,24 @@ def read_safe_graph(candidate: Candidate, source: str | None = None) -> ModelGra
     TFLM's SPACE_TO_BATCH_ND pads with a value it never initialises; ``optimize`` moves the
     padding into an explicit PAD first (``rewrites.padding``), which costs arena. Peaks
     asked of a candidate are of that safe model, so ``peak_memory`` and ``optimize`` agree.
-    Graph descriptions are taken as they are. Raises what ``read_graph`` raises.
+    The repair edits the tables read for this call (a loaded model's are copied first), by
+    the same code ``optimize`` runs. Graph descriptions are taken as they are. Raises what
+    ``read_graph`` raises.
     """
-    graph = read_graph(candidate, source)
-    if isinstance(candidate, ModelGraph | GraphSpec | dict) or not any(
-            op.opcode == "SPACE_TO_BATCH_ND" for sg in graph.subgraphs for op in sg.ops):
-        return graph
+    if isinstance(candidate, ModelGraph | GraphSpec | dict):
+        return read_graph(candidate, source)
+    model = _tables(candidate, source)
+    n_codes = len(model.operatorCodes or [])
+    if not any(opcode_name(model, op.opcodeIndex) == "SPACE_TO_BATCH_ND"
+               for sg in model.subgraphs or [] for op in sg.operators or []
+               if 0 <= op.opcodeIndex < n_codes):
+        return shapes.true_graph(model)
     import copy
 
-    from .flatbuffer_io import load_model
     from .rewrites.padding import repair_model
 
+    build_graph(model)  # the input's own errors first (shapes do not change them)
     if isinstance(candidate, LoadedModel):
-        model_t = copy.deepcopy(candidate.model)
-    else:
-        model_t = load_model(bytes(candidate) if isinstance(candidate, bytearray | memoryview)
-                             else candidate).model
-    repair_model(model_t)
-    return shapes.true_graph(model_t)
+        model = copy.deepcopy(model)
+    repair_model(model)
+    return shapes.true_graph(model)

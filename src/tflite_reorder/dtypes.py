@@ -57,7 +57,10 @@ def numpy_type(code: int) -> np.dtype:
 
 def tensor_bytes(shape: Iterable[int], dtype: str) -> int:
     """Bytes of a tensor of ``shape`` and type name ``dtype`` (negative dims count as 0)."""
-    n = 1
+    n = TYPE_SIZES.get(dtype, 0)
     for d in shape:
-        n *= max(int(d), 0)
-    return n * TYPE_SIZES.get(dtype, 0)
+        d = int(d)
+        if d <= 0:
+            return 0
+        n *= d
+    return n

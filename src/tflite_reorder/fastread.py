@@ -47,6 +47,7 @@ M_VERSION, M_CODES, M_SUBGRAPHS, M_BUFFERS, M_METADATA = 0, 1, 2, 4, 6
 C_DEPRECATED, C_CUSTOM, C_VERSION, C_BUILTIN = range(4)
 B_DATA, B_OFFSET, B_SIZE = range(3)
 MD_NAME, MD_BUFFER = range(2)
+MIN_SLOTS = 12  # every slot above exists in a table's field offsets (0 = absent)
 
 
 class _Tables:
@@ -71,6 +72,7 @@ class _Tables:
             if size < 4 or size % 2 or vt + size > self.n:
                 raise IndexError(vt)
             found = struct.unpack_from(f"<{(size - 4) // 2}H", self.raw, vt + 4)
+            found += (0,) * (MIN_SLOTS - len(found))  # absent fields: no length checks
             self._vtables[vt] = found
         return found
 
@@ -137,10 +139,10 @@ class _Tables:
 class LiteBuffer:
     """A buffer's location; ``data`` is a zero-copy uint8 view made on first read."""
 
-    __slots__ = ("_raw", "_start", "_len", "offset", "size", "external")
+    __slots__ = ("_raw", "_start", "_len", "_view", "offset", "size", "external")
 
     def __init__(self, raw: bytes, start: int, length: int, offset: int, size: int) -> None:
-        self._raw, self._start, self._len = raw, start, length
+        self._raw, self._start, self._len, self._view = raw, start, length, None
         self.offset, self.size = offset, size
         self.external = offset > 1 and size > 0
         if self.external:  # data kept after the flatbuffer, as parse_model reads it
@@ -150,7 +152,16 @@ class LiteBuffer:
     def data(self) -> np.ndarray | None:
         if not self._len and not self.external:
             return None
-        return np.frombuffer(self._raw, dtype=np.uint8, count=self._len, offset=self._start)
+        if self._view is None:  # read-only (bytes): one view serves every reader
+            self._view = np.frombuffer(self._raw, dtype=np.uint8, count=self._len,
+                                       offset=self._start)
+        return self._view
+
+    @data.setter
+    def data(self, value: np.ndarray | None) -> None:
+        """Replaced data (``flatbuffer_io.remove_offline_plan`` empties a plan's buffer)."""
+        self._raw = b"" if value is None else np.asarray(value, np.uint8).tobytes()
+        self._start, self._len, self._view = 0, len(self._raw), None
 
     def has_data(self) -> bool:
         return self._len > 0
@@ -158,6 +169,11 @@ class LiteBuffer:
 
 class LiteTensor:
     __slots__ = ("shape", "type", "buffer", "name", "isVariable", "sparsity", "externalBuffer")
+
+    # Not read (no graph figure depends on them): the padding repair copies them onto the
+    # tensors it adds when it edits a model read here (``candidate.read_safe_graph``).
+    quantization = None
+    shapeSignature = None  # noqa: N815 (the object API's name)
 
     def __init__(self, shape, type_, buffer, name, is_variable, sparsity, external) -> None:
         self.shape, self.type, self.buffer, self.name = shape, type_, buffer, name
@@ -180,12 +196,16 @@ class LiteOperator:
         if self._options is False:
             self._options = None
             if self._options_pos is not None and self.builtinOptionsType:
-                table = flatbuffers.table.Table(self._raw, self._options_pos)
-                try:
-                    self._options = schema.BuiltinOptionsCreator(self.builtinOptionsType, table)
-                except Exception:  # a corrupt options table reads as absent options
-                    self._options = None
+                self._options = _options(self._raw, self._options_pos, self.builtinOptionsType)
         return self._options
+
+
+def _options(raw: bytes, pos: int, kind: int):
+    """The options table at ``pos`` unpacked by the generated code (None when corrupt)."""
+    try:
+        return schema.BuiltinOptionsCreator(kind, flatbuffers.table.Table(raw, pos))
+    except Exception:  # a corrupt options table reads as absent options
+        return None
 
 
 class LiteSubGraph:
@@ -229,15 +249,17 @@ _EMPTY: tuple[int, ...] = ()
 
 
 def _tensor(tb: _Tables, pos: int) -> LiteTensor:
-    f = tb.fields(pos)
+    # The most numerous table: its scalars are read inline (``_Tables.scalar``'s reads).
+    raw, f = tb.raw, tb.fields(pos)
+    o_type, o_buffer, o_var, o_ext = f[T_TYPE], f[T_BUFFER], f[T_VARIABLE], f[T_EXTERNAL]
     return LiteTensor(
         tb.ints(tb.target(pos, f, T_SHAPE)),
-        tb.scalar(_I8, pos, f, T_TYPE),
-        tb.scalar(_U32, pos, f, T_BUFFER),
+        _I8(raw, pos + o_type)[0] if o_type else 0,
+        _U32(raw, pos + o_buffer)[0] if o_buffer else 0,
         tb.string(tb.target(pos, f, T_NAME)),
-        bool(tb.scalar(_U8, pos, f, T_VARIABLE)),
-        True if (len(f) > T_SPARSITY and f[T_SPARSITY]) else None,
-        tb.scalar(_U32, pos, f, T_EXTERNAL),
+        bool(_U8(raw, pos + o_var)[0]) if o_var else False,
+        True if f[T_SPARSITY] else None,
+        _U32(raw, pos + o_ext)[0] if o_ext else 0,
     )
 
 

@@ -10,6 +10,7 @@ outside the flatbuffer (``offset``/``size``, models over 2 GB) are carried along
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import stat
@@ -305,7 +306,7 @@ def _check_constant_sizes(model: schema.ModelT, source: str) -> None:
             shape = [int(d) for d in (tensor.shape if tensor.shape is not None else ())]
             if any(d < 0 for d in shape):
                 continue
-            need = size * int(np.prod(shape, dtype=object))
+            need = size * math.prod(shape)
             if need != held:
                 raise ModelError(
                     f"{source}: subgraph {s} tensor {t} needs {need} bytes of constant data "

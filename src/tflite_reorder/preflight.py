@@ -8,11 +8,21 @@ native code instead of returning an error, which no ``try`` can catch:
 * an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
   segfaults;
+* an int8 SOFTMAX whose input scale × beta is at most 2^-26: the reference kernels (LiteRT's
+  and TFLM's) turn it into a fixed-point multiplier that must exceed 1 and ``abort()``
+  otherwise; tiny logit scales come from random weights (Keras DenseNet121 untrained);
 * nested control flow whose lifetime marking walks more subgraph visits than anyone can
   wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits).
 
 ``check`` raises :class:`~.flatbuffer_io.ModelError` for all of them; every constructor of
 a runtime interpreter calls it first, so the user gets one line and exit 2, never a signal.
+
+Some aborts depend on the input data, so the model cannot be refused: an int8 SOFTMAX
+over 512 or more classes with an int8 output ``abort()``s in the reference kernels (LiteRT's
+and TFLM's) whenever the sum of its exponentials reaches 512, i.e. when that many logits
+are close to the largest (Keras DenseNet121's 1000 untrained logits do). ``abort_risks``
+names them; ``runtimes`` and ``tflm`` then run such a model in a child process, so an
+abort becomes an error ("LiteRT could not run it"), never a signal.
 """
 
 from __future__ import annotations
@@ -21,8 +31,16 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, load_model
-from .graph import build_graph, marking_visits
+from .graph import build_graph, marking_visits, opcode_name
 from .tensors import text
+
+# The int8 reference SOFTMAX scales input differences by beta × scale × 2^(31 - 5) (5
+# integer bits) and checks that this multiplier exceeds 1 (``PreprocessSoftmaxScaling``).
+SOFTMAX_MIN_SCALED = 2.0 ** -26
+SOFTMAX_CHECKED_TYPES = (schema.TensorType.INT8, schema.TensorType.UINT8)
+# ... and, for an 8-bit output, checks that the sum of exponentials (Q12) has at most 8
+# integer bits: 512 classes near the maximum abort it (measured: 511 run, 512 abort).
+SOFTMAX_MAX_SAFE_DEPTH = 511
 
 # Subgraph visits of TFLM's lifetime marking beyond which its initialisation is refused.
 MAX_MARKING_VISITS = 100_000
@@ -33,6 +51,7 @@ def check(model_bytes: bytes) -> None:
     model = load_model(bytes(model_bytes)).model
     _check_quantization(model)
     _check_offline_plan(model)
+    _check_softmax(model)
     visits = marking_visits(build_graph(model))
     if visits > MAX_MARKING_VISITS:
         raise ModelError(
@@ -76,3 +95,43 @@ def _check_offline_plan(model: schema.ModelT) -> None:
         if int(words[1]) != len(model.subgraphs) or (words[3:3 + n_tensors] < -1).any():
             raise ModelError(f"{where} is malformed (subgraph count {int(words[1])}, "
                              f"offsets below -1)")
+
+
+def _check_softmax(model: schema.ModelT) -> None:
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            opts = op.builtinOptions
+            if (opcode_name(model, op.opcodeIndex) != "SOFTMAX" or opts is None
+                    or op.inputs is None or len(op.inputs) == 0 or op.inputs[0] < 0):
+                continue
+            x = sg.tensors[int(op.inputs[0])]
+            q = x.quantization
+            if x.type not in SOFTMAX_CHECKED_TYPES or q is None or q.scale is None or len(
+                    q.scale) != 1:
+                continue
+            scaled = float(opts.beta) * float(q.scale[0])
+            if not scaled > SOFTMAX_MIN_SCALED:
+                raise ModelError(
+                    f"subgraph {s} operator {i} (SOFTMAX): input scale {float(q.scale[0]):g} "
+                    f"× beta {float(opts.beta):g} is not above 2^-26; the int8 reference "
+                    f"softmax of LiteRT and TFLM aborts on it")
+
+
+def abort_risks(model_bytes: bytes) -> list[str]:
+    """Why running ``model_bytes`` may abort the runtime on some inputs (empty: it cannot,
+    as far as known). ``check`` must have passed."""
+    model = load_model(bytes(model_bytes)).model
+    risks = []
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            if opcode_name(model, op.opcodeIndex) != "SOFTMAX" or op.inputs is None or len(
+                    op.inputs) == 0 or op.outputs is None or len(op.outputs) == 0:
+                continue
+            x, y = sg.tensors[int(op.inputs[0])], sg.tensors[int(op.outputs[0])]
+            depth = int(x.shape[-1]) if x.shape is not None and len(x.shape) else 0
+            if (x.type in SOFTMAX_CHECKED_TYPES and y.type in SOFTMAX_CHECKED_TYPES
+                    and depth > SOFTMAX_MAX_SAFE_DEPTH):
+                risks.append(f"subgraph {s} operator {i} (SOFTMAX) over {depth} int8 classes "
+                             f"aborts the reference kernels when 512 logits are near the "
+                             f"largest")
+    return risks

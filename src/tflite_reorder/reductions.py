@@ -29,12 +29,17 @@ followed by a non-source *x* and consists exactly of the not-yet-run sources of
 is found among orders of the non-sources alone, each non-source *x* being run as the macro
 "unrun sources of ``block(x)`` in topological order, then *x*"; ``canonical`` maps any
 order to the canonical order with the same non-source order (peak never higher).
+
+**Interchangeable ops** (``interchangeable``): ops that an automorphism of the problem
+swaps can run in op order, so each such class becomes a chain of extra precedences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from .memory import Problem
 
 import numpy as np
 
@@ -137,3 +142,69 @@ def bits(mask: int) -> list[int]:
         out.append(low.bit_length() - 1)
         mask ^= low
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Interchangeable ops
+
+
+def interchangeable(p: Problem) -> list[list[int]]:
+    """Classes (two or more ops each, ascending) of ops that are interchangeable.
+
+    Ops a and b are *interchangeable* when they read the same input tuple, have the same
+    predecessors and successors and the same transient bytes, and their i-th outputs agree
+    in size, in being a subgraph output and in their set of readers, with the same in-place
+    candidates (their own, and each reader's for them). Then the map swapping a with b and
+    each output of a with the same output of b is an automorphism of the problem: sizes,
+    producers, readers (a reader of an input of a reads it for b too; a's outputs and b's
+    are read by the same ops, neither of them), pinned flags and in-place candidates are
+    all preserved, so it maps every topological
+    order to one with the very same step costs. The relation is an equivalence, every
+    permutation of a class is such an automorphism, and hence some optimal order runs each
+    class in ascending op order: ``ordered`` adds those precedences, which keeps the optimum
+    and removes up to k! - 1 of every k! orderings of a class from the search.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for v in range(p.n_ops):
+        groups.setdefault((p.op_in[v], p.preds[v]), []).append(v)
+    classes: list[list[int]] = []
+    succs = None
+    for ops in groups.values():
+        if len(ops) < 2:
+            continue
+        succs = succs or p.succs
+        fine: dict[tuple, list[int]] = {}
+        for v in ops:
+            outs = p.op_out[v]
+            where = {t: i for i, t in enumerate(outs)}
+            readers = sorted({c for t in outs for c in p.consumers[t]})
+            sig = (tuple(sorted(succs[v])), p.extra[v],
+                   tuple((p.size[t], p.pinned[t], tuple(sorted(p.consumers[t])))
+                         for t in outs),
+                   tuple(sorted((where[o], cands) for o, cands in p.alias[v])),
+                   # which of v's outputs each reader may overwrite in place
+                   tuple(tuple(tuple(t in cands for t in outs) for _, cands in p.alias[c])
+                         for c in readers))
+            fine.setdefault(sig, []).append(v)
+        classes += [c for c in fine.values() if len(c) > 1]
+    return classes
+
+
+def ordered(p: Problem, classes: Sequence[Sequence[int]]) -> Problem:
+    """``p`` with each class of ``interchangeable`` ops chained in ascending order (extra
+    precedences only: same step costs for every order that is still allowed)."""
+    preds = [list(ps) for ps in p.preds]
+    for c in classes:
+        for a, b in zip(c, c[1:], strict=False):
+            preds[b].append(a)
+    return replace(p, preds=tuple(tuple(sorted(set(ps))) for ps in preds))
+
+
+def in_class_order(classes: Sequence[Sequence[int]], order: Sequence[int]) -> list[int]:
+    """``order`` with every class's members renamed to run in ascending order: the same
+    step costs (an automorphism of the problem), and an order of ``ordered(p, classes)``."""
+    rename: dict[int, int] = {}
+    for c in classes:
+        seen = [v for v in order if v in set(c)]
+        rename.update(zip(seen, sorted(c), strict=True))
+    return [rename.get(v, v) for v in order]

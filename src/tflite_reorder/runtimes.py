@@ -16,7 +16,15 @@ sized). Two input generators, for two purposes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -49,8 +57,86 @@ def run_litert_cases(
 ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter.
 
-    Raises what LiteRT raises for a model or inputs it cannot run.
+    Raises what LiteRT raises for a model or inputs it cannot run; a model that may abort
+    on some inputs (``preflight.abort_risks``) runs in a child process, and an abort there
+    is a RuntimeError.
     """
+    if abort_risks(bytes(data)):
+        return run_isolated("tflite_reorder.runtimes", data, cases, {"probes": list(probes)})
+    return _litert_cases(data, cases, probes)
+
+
+@lru_cache(maxsize=4)
+def abort_risks(data: bytes) -> tuple[str, ...]:
+    """``preflight.abort_risks``, remembered for the last few models (read once each)."""
+    return tuple(preflight.abort_risks(data))
+
+
+def run_isolated(
+    module: str, data: bytes, cases: Sequence[Sequence[np.ndarray]], options: dict
+) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
+    """``module``'s ``_isolated_child`` on ``cases`` in a child process: (outputs, probes).
+
+    Model, inputs and results go through a temporary directory. A child killed by a
+    signal raises RuntimeError naming the signal and why the model may abort; a child
+    that failed raises RuntimeError with its last line.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "model.tflite").write_bytes(bytes(data))
+        np.savez(d / "inputs.npz", **{f"c{k}_{i}": np.asarray(x) for k, case in
+                                      enumerate(cases) for i, x in enumerate(case)})
+        (d / "options.json").write_text(json.dumps({**options, "cases": len(cases)}))
+        code = f"import sys; from {module} import _isolated_child; _isolated_child(sys.argv[1])"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True,
+                              text=True, env=env)
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            raise RuntimeError(f"the runtime was killed by {name}: "
+                               f"{'; '.join(abort_risks(bytes(data)))}")
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines() or ["failed"]
+            raise RuntimeError(lines[-1])
+        with np.load(d / "outputs.npz") as npz:
+            def read(prefix: str, k: int) -> list[np.ndarray]:
+                keys = sorted((n for n in npz.files if n.startswith(f"{prefix}{k}_")),
+                              key=lambda n: int(n.split("_")[1]))
+                return [npz[n] for n in keys]
+            n = len(cases)
+            return [read("o", k) for k in range(n)], [read("p", k) for k in range(n)]
+
+
+def isolated_child_io(
+    tmp: str, run: Callable[[bytes, list[list[np.ndarray]], dict], tuple[list, list]]
+) -> None:
+    """Child side of ``run_isolated``: read, ``run(data, cases, options)``, write; an
+    exception becomes one line on stderr and exit 1."""
+    d = Path(tmp)
+    data = (d / "model.tflite").read_bytes()
+    options = json.loads((d / "options.json").read_text())
+    with np.load(d / "inputs.npz") as npz:
+        cases = [[npz[n] for n in sorted((n for n in npz.files if n.startswith(f"c{k}_")),
+                                         key=lambda n: int(n.split("_")[1]))]
+                 for k in range(options["cases"])]
+    try:
+        outs, probes = run(data, cases, options)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises
+        sys.stderr.write(" ".join(f"{exc}".split()) + "\n")
+        sys.exit(1)
+    arrays = {f"o{k}_{j}": x for k, case in enumerate(outs) for j, x in enumerate(case)}
+    arrays.update({f"p{k}_{j}": x for k, case in enumerate(probes) for j, x in enumerate(case)})
+    np.savez(d / "outputs.npz", **arrays)
+
+
+def _isolated_child(tmp: str) -> None:
+    isolated_child_io(tmp, lambda data, cases, o: _litert_cases(data, cases,
+                                                                tuple(o["probes"])))
+
+
+def _litert_cases(
+    data: bytes, cases: Sequence[Sequence[np.ndarray]], probes: tuple[int, ...] = ()
+) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     interp = litert(data, preserve=bool(probes))
     ins, outs = interp.get_input_details(), interp.get_output_details()
     results, probed = [], []

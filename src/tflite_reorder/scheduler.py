@@ -47,7 +47,17 @@ from .bounds import StateClosure, _ortools_flow, closure_bound, pair_bounds, sta
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import beam_improve, improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
-from .reductions import SourceMacros, bits, canonical, find_sources, run_macro, source_macros
+from .reductions import (
+    SourceMacros,
+    bits,
+    canonical,
+    find_sources,
+    in_class_order,
+    interchangeable,
+    ordered,
+    run_macro,
+    source_macros,
+)
 from .searchcore import run as compiled_search
 from .searchcore import unavailable as compiled_unavailable
 
@@ -55,13 +65,14 @@ SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
-QUICK_SHARE = 0.3  # of the time left after bounds: the first exact search pass ...
-QUICK_STATES = 200_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
+QUICK_SHARE = 0.5  # of the time left after bounds: the first exact search pass ...
+QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
 BEAM_SHARE = 0.15  # of what is left then, for open segments: beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
 ROOT_SHARE = 0.1  # ... then every op's closure bound (ranks the per-state bounds)
 SEARCH_SHARE = 0.75  # ... then a second exact search pass under the better incumbents
 PAIR_SHARE = 0.4  # ... then pair bounds at the root (bounds.pair_bounds); the rest: windows
+ROOT_CLOSURE_AFTER = 0
 PAIR_CANDIDATES = 40  # ops (largest closure bounds) whose pairs are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
@@ -487,8 +498,8 @@ def search(
         rank = ctx.static_lb if ctx.root_closure is None else ctx.root_closure
         cands = sorted((v for v in range(ctx.p.n_ops) if (seg >> v) & 1),
                        key=lambda v: -int(rank[v]))[:CLOSURE_CANDIDATES]
-        if ctx.root_closure is not None:  # known hard (a second pass): bound from the start
-            closure_after = 0
+        if ctx.root_closure is not None and ROOT_CLOSURE_AFTER is not None:
+            closure_after = ROOT_CLOSURE_AFTER
     bounded: set[int] = set()
     inf = 1 << 62
     compiled = COMPILED_SEARCH and not compiled_unavailable()
@@ -645,14 +656,17 @@ def _resident(ctx: Context, S: int) -> int:
     """Resident bytes after running exactly the ops in downset S."""
     p = ctx.p
     M = resident_after_inputs(p)
-    for v in range(p.n_ops):
-        if (S >> v) & 1:
-            M += ctx.out_kept[v]
-    for t in range(len(p.size)):
-        if p.size[t] and not p.pinned[t] and p.consumers[t] and ctx.cons_mask[t] & ~S == 0:
-            if p.producer[t] < 0 and t not in p.inputs:
+    rest = S
+    while rest:  # the ops of S, lowest first
+        low = rest & -rest
+        M += ctx.out_kept[low.bit_length() - 1]
+        rest ^= low
+    not_s, cons_mask, inputs = ~S, ctx.cons_mask, p.inputs
+    for t, size in enumerate(p.size):
+        if size and not p.pinned[t] and p.consumers[t] and not cons_mask[t] & not_s:
+            if p.producer[t] < 0 and t not in inputs:
                 continue
-            M -= p.size[t]
+            M -= size
     return M
 
 
@@ -772,6 +786,10 @@ def schedule(
     stored = list(range(n)) if stored is None else list(stored)
     if not is_order(p, stored):
         stored = None
+    classes = interchangeable(p) if ctx is None else []
+    if classes:  # run each class of interchangeable ops in op order (reductions.py)
+        stored = in_class_order(classes, stored) if stored is not None else None
+        p = ordered(p, classes)
     if ctx is not None or n <= SPLIT_OPS:  # small: the segments inside one context do it
         pieces = [Piece(list(range(n)), p, 0)]
     else:

@@ -91,16 +91,18 @@ def _callees_proven(graph: ModelGraph, results: dict[int, Schedule]) -> list[boo
 
 
 def never_worse(
-    graph: ModelGraph, orders: list[list[int]], inplace: bool
+    graph: ModelGraph, orders: list[list[int]], inplace: bool, replays: dict | None = None,
 ) -> tuple[list[list[int]], bool]:
     """``orders``, with the stored order put back wherever that needs less arena.
 
     The stored order is a valid schedule (when topological: a shuffled input is not), so
     whatever stopped the search the answer is never worse than it: per subgraph (callees
     first, each in its callers' context under the orders chosen so far) and then for the
-    whole model by exact TFLM replay. Returns the orders and whether any stored order was
-    put back.
+    whole model by exact TFLM replay. ``replays`` (a dict kept by the caller for this
+    graph, see ``replayed_peak``) saves replaying an order twice. Returns the orders and
+    whether any stored order was put back.
     """
+    replays = {} if replays is None else replays
     best = [list(o) for o in orders]
     stored = graph.stored_orders()
     valid = [sg.is_topological(o) for sg, o in zip(graph.subgraphs, stored, strict=True)]
@@ -113,16 +115,27 @@ def never_worse(
                           inplace)
         if peak(p, stored[s]) < peak(p, best[s]):
             best[s], kept = list(stored[s]), True
-    found = simulate(graph, best, inplace=inplace).lower_bound
+    found = replayed_peak(graph, best, inplace, replays)
     if all(valid) and best != stored and \
-            simulate(graph, stored, inplace=inplace).lower_bound < found:
+            replayed_peak(graph, stored, inplace, replays) < found:
         best, kept = stored, True
     return best, kept
 
 
+def replayed_peak(graph: ModelGraph, orders: list[list[int]], inplace,
+                  replays: dict) -> int:
+    """``simulate(graph, orders, inplace).lower_bound``, remembered in ``replays`` (one
+    dict per graph: the key is the orders and the in-place setting)."""
+    key = (tuple(map(tuple, orders)), inplace)
+    found = replays.get(key)
+    if found is None:
+        found = replays[key] = simulate(graph, orders, inplace=inplace).lower_bound
+    return found
+
+
 def stored_peak(graph: ModelGraph) -> int:
     """Arena bytes the stored order needs, without in-place sharing (TFLM's own planning)."""
-    return simulate(graph, graph.stored_orders(), inplace=False).lower_bound
+    return replayed_peak(graph, graph.stored_orders(), False, {})
 
 
 def peak_of_graph(graph: ModelGraph, inplace: bool = False, time_limit: float = 10.0
@@ -130,10 +143,11 @@ def peak_of_graph(graph: ModelGraph, inplace: bool = False, time_limit: float = 
     """``peak_memory``'s answer for a graph: the stored order's arena and the best order's,
     with the search's certificate; ``optimal <= stored`` whatever stops the search."""
     t0 = time.monotonic()
-    stored = stored_peak(graph)
+    replays: dict = {}  # each order is replayed once (the stored order and the answer)
+    stored = replayed_peak(graph, graph.stored_orders(), False, replays)
     orders, results = schedule_model(graph, inplace, time_limit)
-    orders, _ = never_worse(graph, orders, inplace)
-    best = simulate(graph, orders, inplace=inplace).lower_bound
+    orders, _ = never_worse(graph, orders, inplace, replays)
+    best = replayed_peak(graph, orders, inplace, replays)
     lb, optimal = certificate(graph, results, best)
     return PeakMemory(stored, best, lb, optimal, time.monotonic() - t0)
 

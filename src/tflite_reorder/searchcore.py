@@ -139,9 +139,12 @@ def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,
     comp = compiled(ctx)
 
     def flow_of(i: int):
+        """The compiled flow of cands[i]; None (the C loop then asks ``state_bound``) when
+        the closure does not expose its network."""
         v = cands[i]
         if v not in comp.flows:
-            comp.flows[v] = flow(closure_of(v))
+            closure = closure_of(v)
+            comp.flows[v] = flow(closure) if hasattr(closure, "network") else None
         return comp.flows[v]
 
     return _search(

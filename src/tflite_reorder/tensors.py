@@ -7,6 +7,8 @@ that index 0 (the empty sentinel) or an out-of-range index may stand for "no dat
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -67,6 +69,6 @@ def constant_data(model: schema.ModelT, t: schema.TensorT) -> np.ndarray | None:
         return None
     values = raw.view(np.dtype(np_type).newbyteorder("<"))
     shape = stored_shape(t)
-    if values.size != int(np.prod(shape, dtype=np.int64)):
+    if values.size != math.prod(shape):
         return None
     return values.reshape(shape).copy()

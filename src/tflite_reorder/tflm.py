@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from . import preflight
+from . import preflight, runtimes
 from .dtypes import ARENA_ALIGNMENT as ALIGN  # also the bisection granularity
 from .dtypes import align
 from .flatbuffer_io import load_model, parse_model
@@ -163,6 +163,26 @@ def run_tflm(
     log, also when tflite-micro is not installed; ``ValueError`` for inputs of the wrong
     type or shape.
     """
+    if runtimes.abort_risks(bytes(model_bytes)):  # may abort: in a child process
+        _require()
+        try:
+            outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, [inputs],
+                                            {"arena_size": arena_size})
+        except RuntimeError as exc:
+            raise TflmError(str(exc)) from None
+        return outs[0]
+    return _run_here(model_bytes, inputs, arena_size)
+
+
+def _isolated_child(tmp: str) -> None:
+    """Child side of an isolated ``run_tflm`` (``runtimes.run_isolated``)."""
+    runtimes.isolated_child_io(tmp, lambda data, cases, o: (
+        [_run_here(data, case, o["arena_size"]) for case in cases], []))
+
+
+def _run_here(
+    model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None
+) -> list[np.ndarray]:
     outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
     n_out = 0 if outputs is None else len(outputs)
     interp = _open(model_bytes, arena_size)

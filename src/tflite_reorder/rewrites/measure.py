@@ -198,12 +198,16 @@ class Peak:
     optimal: bool
     orders: list[list[int]]
     tail: int = 0  # TFLM's persistent tail, estimated (it grows with every op and tensor)
+    live: dict[tuple[int, int], int] | None = None  # (subgraph, op) -> live bytes at its scope
 
 
 def optimal_peak(model: schema.ModelT, inplace: bool, time_limit: float) -> Peak:
-    """The best order's peak under TFLM's lifetimes, with the sizes the kernels use."""
+    """The best order's peak under TFLM's lifetimes, with the sizes the kernels use, and
+    the bytes live while each operator runs in that order."""
     graph = true_graph(model)
     orders, results = schedule_model(graph, inplace, time_limit)
     use = simulate(graph, orders, inplace=inplace)
+    keys = list(use.op_scope)
+    live = dict(zip(keys, use.live_at([use.op_scope[k] for k in keys]), strict=True))
     return Peak(use.lower_bound, all(r.optimal for r in results.values()), orders,
-                graph_tail(graph))
+                graph_tail(graph), live)

@@ -16,6 +16,13 @@ Every consumer that works channel by channel can instead run once per branch:
   range (see ``quant``), so the error is measured by the caller, never assumed.
 
 ``dissolve`` applies all of this from one concat, recursively through the new concats.
+
+A concat along H or W (``spatial_concat``) dissolves through consumers that compute each
+output pixel from input pixels of one piece only: element-wise ops whose constants do not
+vary along that axis, 1×1 stride-1 convolutions, and VALID pools whose window equals their
+stride and divides every piece. Those run per piece, bit-exact; anything else (a 3×3
+convolution reads across the seam, a MEAN over the axis) keeps the concat, and the reason
+is reported.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ class Branches:
 
     tensors: tuple[int, ...]
     widths: tuple[int, ...]
+    axis: int = -1  # the concatenation axis: -1 channels, else 1 (H) or 2 (W) of NHWC
 
     @property
     def starts(self) -> tuple[int, ...]:
@@ -93,8 +101,10 @@ def channel_concat(ed: Editor, op: schema.OperatorT) -> Branches:
         raise NotApplicable("not a CONCATENATION")
     out = ed.outputs(op)[0]
     rank = len(ed.shape(out))
-    if op.builtinOptions.axis % max(rank, 1) != rank - 1:
-        raise NotApplicable("concatenation is not along the channel (last) axis")
+    axis = op.builtinOptions.axis % max(rank, 1)
+    if axis != rank - 1 and not (rank == 4 and axis in (1, 2)):
+        raise NotApplicable("concatenation is not along the channel, H or W axis of a "
+                            "feature map")
     if op.builtinOptions.fusedActivationFunction:
         raise NotApplicable("concatenation has a fused activation")
     if ed.dtype(out) not in SUPPORTED_TYPES:
@@ -104,7 +114,9 @@ def channel_concat(ed: Editor, op: schema.OperatorT) -> Branches:
     ins = ed.inputs(op)
     if len(set(ins)) != len(ins):
         raise NotApplicable("a tensor is concatenated twice")
-    return Branches(tuple(ins), tuple(ed.shape(t)[-1] for t in ins))
+    if axis == rank - 1:
+        return Branches(tuple(ins), tuple(ed.shape(t)[-1] for t in ins))
+    return Branches(tuple(ins), tuple(ed.shape(t)[axis] for t in ins), axis)
 
 
 def dissolve(
@@ -162,6 +174,8 @@ def _plan(
     ed: Editor, e: schema.OperatorT, t: int, br: Branches, contract: bool,
     ranges: Ranges | None,
 ) -> Apply:
+    if br.axis != -1:
+        return _along(ed, e, t, br)
     code = ed.opcode(e)
     if code in UNARY or code in BINARY:
         return _elementwise(ed, e, t, br)
@@ -324,7 +338,8 @@ def _flatten(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
     """A concat feeding a concat along the same axis: splice its inputs in."""
     out = ed.outputs(e)[0]
     rank = len(ed.shape(out))
-    if rank != len(ed.shape(t)) or e.builtinOptions.axis % rank != rank - 1:
+    want = rank - 1 if br.axis == -1 else br.axis
+    if rank != len(ed.shape(t)) or e.builtinOptions.axis % rank != want:
         raise NotApplicable("outer concatenation is along another axis")
     if len(ed.inputs(e)) - 1 + len(br.tensors) > MAX_CONCAT_INPUTS:
         raise NotApplicable(f"merged concatenation would exceed {MAX_CONCAT_INPUTS} inputs")
@@ -335,6 +350,62 @@ def _flatten(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
             new_in.extend(br.tensors if j == t else (j,))
         e.inputs = np.array(new_in, np.int32)
         return [], None, Step("flatten", "CONCATENATION", _exact_branches(ed, t, br))
+
+    return apply
+
+
+# ---------------------------------------------------------------------------------------------
+# Concatenations along H or W: consumers that never read across a seam run per piece
+
+SPATIAL_POOLS = frozenset({"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"})
+
+
+def _along(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
+    """The plan for consumer ``e`` of an H/W concat ``t``, or NotApplicable (why)."""
+    code = ed.opcode(e)
+    ins = ed.inputs(e)
+    if code == "CONCATENATION":
+        return _flatten(ed, e, t, br)
+    if ins[0] != t or t in ins[1:]:
+        raise NotApplicable(f"{code} reads the concatenation other than as its data input")
+    outs = ed.outputs(e)
+    if len(outs) != 1 or len(ed.shape(outs[0])) != 4 or ed.dtype(outs[0]) not in (
+            SUPPORTED_TYPES):
+        raise NotApplicable(f"{code} output is not a 4-D int8/float32 feature map")
+    scale = 1
+    if code in UNARY or code in BINARY:
+        for j in ins[1:]:
+            shape = ed.shape(j) if j >= 0 else ()
+            if j >= 0 and (ed.constant(j) is None or (
+                    len(shape) >= 4 - br.axis and shape[br.axis - 4] != 1)):
+                raise NotApplicable(f"{code} has an operand that varies along the "
+                                    "concatenation axis")
+    elif code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        o = e.builtinOptions
+        if ed.shape(ins[1])[1:3] != (1, 1) or (o.strideH, o.strideW) != (1, 1):
+            raise NotApplicable(f"{code} is not 1x1 stride 1: it reads across the seam")
+    elif code in SPATIAL_POOLS:
+        o = e.builtinOptions
+        k, st = ((o.filterHeight, o.strideH) if br.axis == 1 else (o.filterWidth, o.strideW))
+        if o.padding != schema.Padding.VALID or k != st or any(w % st for w in br.widths):
+            raise NotApplicable(f"{code} windows cross the seam (window not equal to a "
+                                "stride dividing every piece)")
+        scale = st
+    else:
+        raise NotApplicable(f"consumer {code} cannot be split along H/W")
+
+    def apply():
+        out = outs[0]
+        shape = list(ed.shape(out))
+        new_outs, ops = [], []
+        for i, (x, w) in enumerate(zip(br.tensors, br.widths, strict=True)):
+            shape[br.axis] = w // scale
+            o_i = ed.new_tensor(out, tuple(shape), f"{ed.name(out)}/piece{i}",
+                                keep_quant=True)
+            ops.append(ed.clone_op(e, [x, *ins[1:]], [o_i]))
+            new_outs.append(o_i)
+        concat = ed.concat_op(new_outs, out, br.axis)
+        return ops + [concat], concat, Step("distribute", code, _exact_branches(ed, t, br))
 
     return apply
 

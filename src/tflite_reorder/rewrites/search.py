@@ -40,8 +40,9 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
-from . import add_tree, split, subsample
+from . import add_tree, pool_first, split, subsample, trim
 from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
+from .focus import hot_sites
 from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
 from .partition import Step, dissolve
 
@@ -53,11 +54,23 @@ VARIANTS = {
     "concat": ("calibrated", "full", "exact"),
     "subsample": ("exact",),
     "add_tree": ("full",),
-    "split": ("exact",),
+    "split": ("calibrated", "full", "exact"),
+    "pool_first": ("full",),
+    "trim_pad": ("exact",),
 }
+# Kinds applied before the concats, in this order: they rewrite an op a concat's dissolve
+# would replace (a bottleneck it partitions, a transition conv it moves past); a trimmed
+# PAD is then distributed by an output split.
+FIRST_KINDS = ("trim_pad", "pool_first", "split")
+# Shares of the input's optimal peak above which sites count as hot (``focus``): each
+# gives a first candidate set, tried before all sites together.
+HOT_SHARES = (0.75, 0.9)
+# Up to this many sites, every site's variants are built whatever the budget (as cheap as
+# one schedule on the models in models/; DenseNet121 has 183 sites).
+MAX_SITES_ALWAYS = 150
 # Priority of a site's main kind, for its "kind" in the report.
-KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "add_chain", "subsample",
-              "distribute", "flatten")
+KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "pool_first",
+              "trim_pad", "add_chain", "subsample", "distribute", "flatten")
 
 
 @dataclass
@@ -81,7 +94,8 @@ class Site:
     subgraph: int
     op: int  # the anchor op's index in the original stored order
     kind: str = "concat"  # "concat", "subsample" (a 1x1 strided op), "add_tree" (its root),
-    # "split" (a CONV_2D split by output channels)
+    # "split" (a CONV_2D split by output channels), "pool_first" (a 1x1 conv's pool),
+    # "trim_pad" (a PAD)
 
 
 @dataclass
@@ -140,7 +154,8 @@ class _Builder:
             originals[s] = list(editors[s].sg.operators)
             origin.update({id(op): i for i, op in enumerate(originals[s])})
         steps, skipped = {}, {}
-        for site in sorted(choice):
+        rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
+        for site in sorted(choice, key=lambda k: (rank.get(k.kind, len(rank)), k)):
             ed = editors[site.subgraph]
             op = originals[site.subgraph][site.op]
             try:
@@ -167,7 +182,11 @@ def _apply(
         add_tree.rebalance(ed, op)
         return [Step("add_chain", "ADD", False, op)]
     if kind == "split":
-        return split.split(ed, op)
+        return split.split(ed, op, contract=variant != "exact", ranges=ranges)
+    if kind == "pool_first":
+        return pool_first.move(ed, op)
+    if kind == "trim_pad":
+        return trim.trim(ed, op)
     subsample.fold(ed, op)
     return [Step("subsample", ed.opcode(op), True, op)]
 
@@ -181,6 +200,8 @@ def find_sites(model: schema.ModelT) -> list[Site]:
         sites += [Site(s, i, "subsample") for i in subsample.candidates(ed)]
         sites += [Site(s, i, "add_tree") for i in add_tree.candidates(ed)]
         sites += [Site(s, i, "split") for i in split.candidates(ed)]
+        sites += [Site(s, i, "pool_first") for i in pool_first.candidates(ed)]
+        sites += [Site(s, i, "trim_pad") for i in trim.candidates(ed)]
     return sorted(sites)
 
 
@@ -206,6 +227,8 @@ class _Search:
         self.cases, self.seed = cases, seed
         self.optimal = True
         self._peaks: dict[tuple, int] = {}
+        self._live: dict[tuple[int, int], int] = {}  # the input's live bytes per op
+        self.min_schedule = 0.0  # seconds any schedule gets, even past the budget
         self._trials: dict[tuple[Site, str], _Trial | None] = {}
         self._calibrated = False
         self._exactness: dict[tuple[Site, str], bool] = {}
@@ -217,10 +240,14 @@ class _Search:
         key = tuple(sorted(choice.items()))
         if key not in self._peaks:
             model = self.builder.build(choice).model if choice else self.base
-            left = max(0.5, self.deadline - time.monotonic())  # past it: short, still sound
+            # Past the budget: short, still sound; the first candidate sets get at least
+            # half the per-call limit (a partitioned block needs it to find its order).
+            left = max(0.5, self.min_schedule, self.deadline - time.monotonic())
             res = optimal_peak(model, self.inplace, min(self.time_limit, left))
             self.optimal &= res.optimal
             self._peaks[key] = (res.peak, res.tail)
+            if not choice:
+                self._live = res.live or {}
         return self._peaks[key]
 
     def peak(self, choice: dict[Site, str]) -> int:
@@ -277,7 +304,7 @@ class _Search:
         if self._calibrated:
             return
         self._calibrated = True
-        concat = {s: "full" for s in self.sites if s.kind == "concat"}
+        concat = {s: "full" for s in self.sites if s.kind in ("concat", "split")}
         try:
             built = self.builder.build(concat)
             ranges = observed_ranges(built.data, built.model,
@@ -290,16 +317,23 @@ class _Search:
     # -- which variants exist at all (no LiteRT runs) ------------------------------------------
 
     def variants(self, site: Site) -> list[str]:
-        """The variants that apply to ``site``, in order of preference, duplicates removed."""
+        """The variants that apply to ``site``, in order of preference, duplicates removed.
+
+        A variant that does not apply is reported (``rejected``) unless a more preferred one
+        does (a bottleneck's split applies as "full"; that "exact" does not is no news).
+        """
         out: list[str] = []
         seen: list[list[tuple]] = []
+        reasons: set[str] = set()
         for variant in VARIANTS[site.kind]:
             if variant == "calibrated" and not self.calibration:
                 continue  # no data: the same model as "full"
             try:
                 steps = self.builder.build({site: variant}).steps[site]
             except NotApplicable as exc:
-                self.reject(site, variant, str(exc))
+                if not out and str(exc) not in reasons:
+                    self.reject(site, variant, str(exc))
+                    reasons.add(str(exc))
                 continue
             except Exception as exc:  # a rewrite bug must not cost the whole run
                 self.reject(site, variant, f"internal error: {type(exc).__name__}: {exc}")
@@ -328,8 +362,7 @@ class _Search:
         t0 = time.monotonic()
         peak_before = self.peak({})
         self.sites = find_sites(self.base)
-        options = {site: self.variants(site) for site in self.sites}
-        options = {site: v for site, v in options.items() if v}
+        options = self._options(peak_before)
         stats = None
         while True:
             choice = self.select(options, self.cost({}))
@@ -368,6 +401,22 @@ class _Search:
             options[worst].remove(choice[worst])
         return self._result(peak_before, choice, t0, stats)
 
+    def _options(self, peak_before: int) -> dict[Site, list[str]]:
+        """Each site's variants (one build per variant): the hot sites first (``focus``),
+        the others too on models of up to ``MAX_SITES_ALWAYS`` sites, else while the budget
+        lasts (on a model with hundreds of sites, building each one alone costs more than
+        the whole budget)."""
+        hot = hot_sites(self.base, self.sites, self._live, int(min(HOT_SHARES) * peak_before))
+        rest = [site for site in self.sites if site not in set(hot)]
+        options = {}
+        for site in hot + rest:
+            if site in rest and len(self.sites) > MAX_SITES_ALWAYS and self.expired():
+                self.reject(site, "-", "not tried: the search's budget ran out (the site is "
+                            "not where the arena peaks)")
+                continue
+            options[site] = self.variants(site)
+        return {site: v for site, v in options.items() if v}
+
     def _exact(self, site: Site, variant: str) -> bool:
         """Whether ``site`` alone takes only bit-exact steps (a build, no LiteRT run)."""
         key = (site, variant)
@@ -392,16 +441,30 @@ class _Search:
     def select(self, options: dict[Site, list[str]], cost_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest head + tail; memory only."""
         everything = {site: v[0] for site, v in options.items() if v}
-        # Kinds of rewrite can get in each other's way (an output split feeding a concat
-        # another site dissolves): start from the best of all of them and each kind alone.
-        starts = [everything] + [{k: v for k, v in everything.items() if k.kind == kind}
-                                 for kind in sorted({k.kind for k in everything})]
+        # All sites together, and the sites where the arena peaks (``focus``): on a large
+        # model all of them can build a graph too large to schedule in time, with more
+        # TFLM tail than they save, and on a small one the hot sets can miss a site the
+        # peak needs; both are always tried, and the concats alone (what partitioning needs
+        # on concat-heavy models, without the splits). Then each kind alone (kinds can get
+        # in each other's way: an output split feeding a concat another site dissolves),
+        # while the budget lasts, or until one start has lowered the cost.
+        peak = self.peak({})
+        firsts = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
+                                                       int(share * peak))}
+                  for share in HOT_SHARES]
+        firsts += [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
+        starts = firsts + [{k: v for k, v in everything.items() if k.kind == kind}
+                           for kind in sorted({k.kind for k in everything})]
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
         choice, current = {}, cost_before
-        for start in starts:
+        for i, start in enumerate(starts):
+            if i >= len(firsts) and choice and self.expired():
+                break
+            self.min_schedule = self.time_limit / 2 if i < len(firsts) else 0.0
             p = self.cost(start)
             if p < current:
                 choice, current = start, p
+        self.min_schedule = 0.0
         if not choice and len(everything) > 1 and not self.expired():
             # Rewrites that raise the peak on their own (a partial product wider than the
             # concat) can hide the ones that help: keep those that do not, and retry.
@@ -413,6 +476,21 @@ class _Search:
             for site, variant in choice.items():
                 self.reject(site, variant, "does not lower head + TFLM tail")
             return {}
+        # Two passes: a site kept in the first may become useless once a later one was
+        # dropped or downgraded (the second pass drops it; it stops early without change).
+        for _ in range(2):
+            before = dict(choice)
+            choice, current, expired = self._drop_pass(choice, current, options, cost_before)
+            if expired or choice == before:
+                break
+        return self._prune(choice)
+
+    def _drop_pass(
+        self, choice: dict[Site, str], current: int, options: dict[Site, list[str]],
+        cost_before: int,
+    ) -> tuple[dict[Site, str], int, bool]:
+        """One pass over ``choice``: each site dropped, or downgraded to ``exact``, when the
+        cost stays as low. Returns the choice, its cost and whether the budget ran out."""
         decided: set[Site] = set()
         for site in sorted(choice):
             if self.expired():
@@ -425,7 +503,8 @@ class _Search:
                         self.reject(k, choice[k], "not needed: head + TFLM tail are as "
                                     "low without the sites not yet decided")
                     choice = rest
-                break
+                    current = self.cost(rest) if rest else cost_before
+                return choice, current, True
             decided.add(site)
             without = {k: v for k, v in choice.items() if k != site}
             p = self.cost(without) if without else cost_before
@@ -437,7 +516,7 @@ class _Search:
                 exact = {**choice, site: "exact"}
                 if self.cost(exact) <= current:
                     choice, current = exact, self.cost(exact)
-        return self._prune(choice)
+        return choice, current, False
 
     def _prune(self, choice: dict[Site, str]) -> dict[Site, str]:
         """Drop the sites another rewrite of ``choice`` absorbed (they changed nothing, so
@@ -500,7 +579,13 @@ class _Search:
         return self.cost(without) - self.cost(choice)
 
     def _local_errors(self, built: _Built, applied: list[dict]) -> None:
-        """Error where each rewrite ends (the output of the op it replaced), subgraph 0."""
+        """Error where each rewrite ends (the output of the op it replaced), subgraph 0.
+
+        A diagnostic, not a bound (the bound is on the outputs): skipped when the search ran
+        out of time, since it runs both models once more with every tensor kept.
+        """
+        if self.out_of_time:
+            return
         pairs, where = [], []
         for entry in applied:
             t = entry.pop("_output", None)
@@ -513,6 +598,13 @@ class _Search:
             return
         for entry, err in zip(where, errors, strict=True):
             entry["local_max_error"] = err
+
+    def _original_output(self, s: int, op: int | None) -> int | None:
+        """The first output of the input's op ``op`` (rewrites may retarget the op they
+        keep, as ``trim`` does, so it is read from the input, not the rewritten op)."""
+        if op is None:
+            return None
+        return int(self.base.subgraphs[s].operators[op].outputs[0])
 
     def _entry(self, site: Site, variant: str, built: _Built, saved: int) -> dict:
         steps = built.steps[site]
@@ -530,7 +622,7 @@ class _Search:
             "steps": [f"{s.kind}:{s.opcode}" for s in steps],
             "exact": all(s.exact for s in steps),
             "saved_bytes": saved,  # head + estimated TFLM tail
-            "_output": int(main.op.outputs[0]) if main.op is not None else None,
+            "_output": self._original_output(site.subgraph, built.origin.get(id(main.op))),
         }
         trial = self._trials.get((site, variant))
         if trial is not None:  # measured alone (only when the sites together were not)

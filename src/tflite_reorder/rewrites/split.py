@@ -11,6 +11,14 @@ the PAD, the pool and the per-channel ops after them, and each slice goes throug
 chain on its own. Only whole output channels move and every slice keeps the output's
 quantisation, so the result is bit-exact; the rewrite is kept only when the dissolve gets
 past every consumer (else the concatenation would just be a copy).
+
+*Bottleneck split* (``contract``): DenseNet's 1×1 bottleneck feeds a 3×3 convolution, which
+needs all of its channels. Split in two halves, the 3×3 convolution is partitioned over
+them (``partition``'s channel-wise partitioning: inexact in int8), so the bottleneck's
+running sum and partial products are half as wide when its own input is partitioned too.
+The per-channel chain that feeds it (the batch-norm MUL/ADD and ReLU) is recomputed per
+half rather than kept: kept, every normalised piece would live from the first half to the
+second, which costs more than it saves.
 """
 
 from __future__ import annotations
@@ -19,7 +27,18 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .edit import Editor, NotApplicable
-from .partition import BINARY, PADS, POOLS, REDUCERS, SUPPORTED_TYPES, UNARY, Step, dissolve
+from .partition import (
+    BINARY,
+    CONTRACTIONS,
+    PADS,
+    POOLS,
+    REDUCERS,
+    SUPPORTED_TYPES,
+    UNARY,
+    Ranges,
+    Step,
+    dissolve,
+)
 
 # Consumers an output split can move into its slices exactly (``dissolve`` decides the rest).
 CHANNEL_LOCAL = UNARY | BINARY | POOLS | PADS | REDUCERS | {"DEPTHWISE_CONV_2D",
@@ -31,10 +50,15 @@ MAX_SLICES = 4
 
 def candidates(ed: Editor) -> list[int]:
     """Indices of CONV_2D ops that could be split (the dissolve decides the rest)."""
-    return ed.applicable(_check)
+    return ed.applicable(lambda e, op: _check(e, op, contract=True))
 
 
-def _check(ed: Editor, op: schema.OperatorT) -> int:
+def _contracted(ed: Editor, op: schema.OperatorT) -> bool:
+    """Whether a consumer of ``op``'s output needs all its channels (a contraction)."""
+    return any(ed.opcode(e) in CONTRACTIONS for e in ed.consumers(ed.outputs(op)[0]))
+
+
+def _check(ed: Editor, op: schema.OperatorT, contract: bool = False) -> int:
     """The number of output channels, or NotApplicable with the reason."""
     if ed.opcode(op) != "CONV_2D":
         raise NotApplicable("not a CONV_2D")
@@ -56,6 +80,8 @@ def _check(ed: Editor, op: schema.OperatorT) -> int:
         raise NotApplicable("output is unused")
     for e in consumers:
         code = ed.opcode(e)
+        if contract and code in CONTRACTIONS:
+            continue
         if code not in CHANNEL_LOCAL:
             raise NotApplicable(f"consumer {code} does not work channel by channel")
         if code in BINARY and any(j != outs[0] and j >= 0 and ed.constant(j) is None
@@ -75,23 +101,64 @@ def _slice_first(ed: Editor, c: int, a: int, b: int, tag: str) -> int:
     return ed.new_constant(value[a:b], c, f"{ed.name(c)}/{tag}", sq)
 
 
-def split(ed: Editor, op: schema.OperatorT, slices: int = MAX_SLICES) -> list[Step]:
+def input_chain(ed: Editor, op: schema.OperatorT) -> list[schema.OperatorT]:
+    """The per-channel ops (one data input, other operands constant) that compute ``op``'s
+    input and feed nothing else, earliest first."""
+    chain: list[schema.OperatorT] = []
+    t, user = ed.inputs(op)[0], op
+    while not ed.is_io(t) and [id(e) for e in ed.consumers(t)] == [id(user)]:
+        prod = ed.producer(t)
+        if prod is None or ed.opcode(prod) not in UNARY | BINARY or len(ed.outputs(prod)) != 1:
+            break
+        data = [j for j in ed.inputs(prod) if j >= 0 and ed.constant(j) is None]
+        if len(data) != 1:
+            break
+        chain.insert(0, prod)
+        t, user = data[0], prod
+    return chain
+
+
+def _copy_chain(ed: Editor, chain: list[schema.OperatorT], tag: str) -> tuple[list, int]:
+    """The chain again on new tensors: its ops and the tensor the copy ends in."""
+    remap: dict[int, int] = {}
+    ops = []
+    for c in chain:
+        out = ed.outputs(c)[0]
+        new_out = ed.new_tensor(out, ed.shape(out), f"{ed.name(out)}/{tag}", keep_quant=True)
+        ops.append(ed.clone_op(c, [remap.get(j, j) for j in ed.inputs(c)], [new_out]))
+        remap[out] = new_out
+    return ops, remap[ed.outputs(chain[-1])[0]]
+
+
+def split(
+    ed: Editor, op: schema.OperatorT, slices: int = MAX_SLICES, contract: bool = False,
+    ranges: Ranges | None = None,
+) -> list[Step]:
     """Split ``op`` into ``slices`` convolutions and dissolve their concatenation forward.
 
-    Raises NotApplicable (subgraph unchanged) when ``op`` cannot be split or the concat
-    cannot be moved past every consumer exactly.
+    With ``contract``, a consumer that needs all channels (a convolution) is partitioned
+    over two halves, and the per-channel chain computing ``op``'s input is recomputed per
+    half (``ranges``: calibrated int8 ranges of the partial products, by name). Raises
+    NotApplicable (subgraph unchanged) when ``op`` cannot be split or the concat cannot be
+    moved past every consumer.
     """
-    n = _check(ed, op)
-    k = max(2, min(slices, n // MIN_SLICE))
+    n = _check(ed, op, contract)
+    halves = contract and _contracted(ed, op)
+    k = 2 if halves else max(2, min(slices, n // MIN_SLICE))
     bounds = np.linspace(0, n, k + 1).round().astype(int)
     ins, out = ed.inputs(op), ed.outputs(op)[0]
     shape, q = ed.shape(out), ed.quant(out)
     saved_ops, saved_tensors = list(ed.sg.operators), len(ed.sg.tensors)
     saved_buffers = len(ed.model.buffers)
     pieces, new_ops = [], []
+    chain = input_chain(ed, op) if halves else []
     for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         w_i = _slice_first(ed, ins[1], int(a), int(b), f"out{i}")
-        new_in = [ins[0], w_i]
+        x = ins[0]
+        if chain and i > 0:
+            copied, x = _copy_chain(ed, chain, f"half{i}")
+            new_ops += copied
+        new_in = [x, w_i]
         if len(ins) > 2:
             new_in.append(_slice_first(ed, ins[2], int(a), int(b), f"out{i}")
                           if ins[2] >= 0 else -1)
@@ -102,7 +169,7 @@ def split(ed: Editor, op: schema.OperatorT, slices: int = MAX_SLICES) -> list[St
     ed.replace([op], [*new_ops, concat])
     ed.toposort()
     try:
-        steps = dissolve(ed, concat, contract=False)
+        steps = dissolve(ed, concat, contract=halves, ranges=ranges)
     except NotApplicable as exc:  # undo: nothing else refers to what was added
         ed.sg.operators = saved_ops
         del ed.sg.tensors[saved_tensors:]

@@ -1,0 +1,170 @@
+"""preflight: models the native runtimes would abort on are refused with one line.
+
+The int8 SOFTMAX case (an untrained Keras DenseNet121's logits) is checked against the
+runtimes themselves, each in a child process so an abort is seen as a signal, not a crash
+of the test run: just above the threshold both run, at and below it both abort, and our
+check refuses exactly the latter.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tflite_reorder import preflight, tflm
+from tflite_reorder.flatbuffer_io import ModelError, load_model, serialize_model
+from tflite_reorder.verify import runnability
+
+ROOT = Path(__file__).resolve().parent.parent
+SOFTMAX_MODEL = ROOT / "models" / "inplace_softmax_int8.tflite"
+THRESHOLD = 2.0 ** -26
+
+
+def softmax_with_input_scale(scale: float) -> bytes:
+    """``inplace_softmax_int8`` with the SOFTMAX input's scale set to ``scale``."""
+    m = load_model(SOFTMAX_MODEL.read_bytes()).model
+    sg = m.subgraphs[0]
+    op = next(o for o in sg.operators if m.operatorCodes[o.opcodeIndex].builtinCode == 25)
+    assert float(op.builtinOptions.beta) == 1.0
+    sg.tensors[int(op.inputs[0])].quantization.scale = [scale]
+    return serialize_model(m)
+
+
+CHILD = """
+import sys, numpy as np
+data = open(sys.argv[2], "rb").read()
+if sys.argv[1] == "litert":
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_content=data,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.invoke()
+else:
+    from tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
+    it.set_input(np.zeros((1, 8, 8, 16), np.int8), 0)
+    it.invoke()
+"""
+
+
+def raw_runtime_code(runtime: str, data: bytes, tmp_path: Path) -> int:
+    """Exit code of running ``data`` in a runtime directly (no preflight), in a child."""
+    path = tmp_path / f"m_{runtime}.tflite"
+    path.write_bytes(data)
+    proc = subprocess.run([sys.executable, "-c", CHILD, runtime, str(path)],
+                          capture_output=True, timeout=120)
+    return proc.returncode
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 1.05])
+def test_softmax_refused_exactly_when_the_runtimes_abort(factor, tmp_path):
+    data = softmax_with_input_scale(THRESHOLD * factor)
+    runtimes = ["litert"] + (["tflm"] if tflm.available() else [])
+    codes = {r: raw_runtime_code(r, data, tmp_path) for r in runtimes}
+    if factor > 1:
+        assert set(codes.values()) == {0}, codes
+        preflight.check(data)
+    else:
+        assert all(c < 0 or c == 134 for c in codes.values()), codes  # SIGABRT
+        with pytest.raises(ModelError, match="SOFTMAX"):
+            preflight.check(data)
+
+
+def test_softmax_abort_is_a_clean_not_run():
+    """Verification's runnability says LiteRT could not run it, in one line."""
+    data = softmax_with_input_scale(THRESHOLD / 4)
+    litert = next(r for r in runnability(data, use_tflm=False) if r.runtime == "litert")
+    assert not litert.runs and "SOFTMAX" in litert.why and "\n" not in litert.why
+
+
+def test_cli_one_line_exit_2(tmp_path):
+    src, dst = tmp_path / "softmax.tflite", tmp_path / "out.tflite"
+    src.write_bytes(softmax_with_input_scale(THRESHOLD / 4))
+    cli = "import sys; from tflite_reorder.cli import main; main(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", cli, "optimize", "--rewrite", str(src),
+                           str(dst)], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SOFTMAX" in lines[0] and str(src) in lines[0], lines
+    assert not dst.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Aborts that depend on the input: int8 SOFTMAX over 512+ classes runs in a child process
+
+
+def softmax_only(depth: int, scale: float) -> bytes:
+    """One int8 SOFTMAX over ``depth`` classes (input scale ``scale``, output 1/256)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT()
+    m.version, m.buffers = 3, [schema.BufferT()]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.SOFTMAX
+    code.version = 2
+    m.operatorCodes = [code]
+    sg = schema.SubGraphT()
+    sg.tensors = []
+    for name, s, z in (("logits", scale, 0), ("probs", 1 / 256, -128)):
+        t = schema.TensorT()
+        t.type, t.buffer, t.name = schema.TensorType.INT8, 0, name
+        t.shape = np.array([1, depth], np.int32)
+        t.quantization = schema.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [s], [z]
+        sg.tensors.append(t)
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, np.array([0], np.int32), np.array([1], np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.SoftmaxOptions
+    op.builtinOptions = schema.SoftmaxOptionsT()
+    op.builtinOptions.beta = 1.0
+    sg.operators, sg.inputs, sg.outputs = [op], np.array([0], np.int32), np.array([1], np.int32)
+    m.subgraphs = [sg]
+    return serialize_model(m)
+
+
+def test_softmax_depth_risk_is_named_from_512_classes():
+    assert preflight.abort_risks(softmax_only(511, 0.005)) == []
+    (risk,) = preflight.abort_risks(softmax_only(512, 0.005))
+    assert "SOFTMAX" in risk and "512" in risk
+    preflight.check(softmax_only(512, 0.005))  # data-dependent: not refused
+
+
+def test_softmax_abort_in_a_child_is_an_error_not_a_signal(tmp_path):
+    import numpy as np
+
+    from tflite_reorder.runtimes import run_litert_cases
+
+    for depth, expect_abort in ((511, False), (512, True)):
+        data = softmax_only(depth, 0.005)
+        zeros = [np.zeros((1, depth), np.int8)]  # all logits equal: the sum of exps = depth
+        assert raw_runtime_code("litert", data, tmp_path) == 0 or depth == 512
+        runtimes = [("litert", lambda d=data, z=zeros: run_litert_cases(d, [z])[0][0])]
+        if tflm.available():
+            runtimes.append(("tflm", lambda d=data, z=zeros: tflm.run_tflm(d, z)))
+        for _, run in runtimes:
+            if expect_abort:
+                with pytest.raises(RuntimeError, match="SIGABRT.*SOFTMAX"):
+                    run()
+            else:
+                assert int(run()[0].min()) == -127  # 1/511 in steps of 1/256
+
+
+def test_cli_refuses_a_model_no_runtime_survives(tmp_path):
+    """4096 classes at a small scale: every input aborts; one line, exit 2, no signal."""
+    src, dst = tmp_path / "softmax4096.tflite", tmp_path / "out.tflite"
+    src.write_bytes(softmax_only(4096, 1e-4))
+    cli = "import sys; from tflite_reorder.cli import main; main(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", cli, "optimize", str(src), str(dst)],
+                          capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SIGABRT" in lines[0] and str(src) in lines[0], lines
+    assert not dst.exists()
