@@ -39,9 +39,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .memory import Problem
-
 import numpy as np
+
+from .memory import Problem
 
 
 @dataclass(frozen=True)
