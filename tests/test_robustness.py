@@ -460,8 +460,10 @@ def test_20000_operators(chains20k, dirs, capsys):
 def test_wide_graph_reports_gap(join, dirs, capsys):
     src = dirs[0] / f"wide_{join}.tflite"
     src.write_bytes(mb.wide_branches(join=join))
+    # Limit 0: the search stops at its first check whatever the machine's speed (at 0.1 s
+    # the compiled core sometimes proves the concat case, so a wall-clock limit is flaky).
     run = run_cli([src, dirs[1] / "out.tflite", "--no-verify", "--json",
-                  "--time-limit", "0.1"], capsys)
+                  "--time-limit", "0"], capsys)
     assert run.code == 0, run.err
     report = json.loads(run.out)
     assert report["optimal"] is False

@@ -42,7 +42,8 @@ typedef struct {
     int32_t *succ_ptr, *succ;  /* CSR: macro successors */
     int32_t *in_ptr;           /* n+1: arena inputs of v (entries in_ptr[v]..in_ptr[v+1]) */
     int64_t *in_size;          /* per input entry */
-    int32_t *in_cptr, *cons;   /* per input entry: its readers cons[in_cptr[i]..in_cptr[i+1]] */
+    int32_t *in_cptr, *cons;   /* per input entry i: its readers cons[in_cptr[2i]..in_cptr[2i+1]]
+                                * (entries reading one tensor share one range) */
     int32_t *al_ptr;           /* n+1: in-place pairs of v */
     int64_t *al_size;          /* per pair: the output's bytes */
     int32_t *al_cptr, *al_c;   /* per pair: candidate inputs, as entry offsets from in_ptr[v] */
@@ -110,8 +111,13 @@ static PyObject *make_tables(PyObject *self, PyObject *args) {
     if (!(t->in_ptr = copy_buffer(o[8], 4, n + 1, "in_ptr"))) goto fail;
     Py_ssize_t n_in = t->in_ptr[n];
     if (!(t->in_size = copy_buffer(o[9], 8, n_in, "in_size"))) goto fail;
-    if (!(t->in_cptr = copy_buffer(o[10], 4, n_in + 1, "in_cptr"))) goto fail;
-    if (!(t->cons = copy_buffer(o[11], 4, t->in_cptr[n_in], "cons"))) goto fail;
+    if (!(t->in_cptr = copy_buffer(o[10], 4, 2 * n_in, "in_cptr"))) goto fail;
+    Py_ssize_t n_cons = 0;
+    for (Py_ssize_t i = 0; i < n_in; i++) {
+        if (t->in_cptr[2 * i] < 0 || t->in_cptr[2 * i] > t->in_cptr[2 * i + 1]) goto range;
+        if (t->in_cptr[2 * i + 1] > n_cons) n_cons = t->in_cptr[2 * i + 1];
+    }
+    if (!(t->cons = copy_buffer(o[11], 4, n_cons, "cons"))) goto fail;
     if (!(t->al_ptr = copy_buffer(o[12], 4, n + 1, "al_ptr"))) goto fail;
     Py_ssize_t n_al = t->al_ptr[n];
     if (!(t->al_size = copy_buffer(o[13], 8, n_al, "al_size"))) goto fail;
@@ -119,7 +125,7 @@ static PyObject *make_tables(PyObject *self, PyObject *args) {
     if (!(t->al_c = copy_buffer(o[15], 4, t->al_cptr[n_al], "al_c"))) goto fail;
     for (Py_ssize_t i = 0; i < t->succ_ptr[n]; i++)
         if (t->succ[i] < 0 || t->succ[i] >= n) goto range;
-    for (Py_ssize_t i = 0; i < t->in_cptr[n_in]; i++)
+    for (Py_ssize_t i = 0; i < n_cons; i++)
         if (t->cons[i] < 0 || t->cons[i] >= n) goto range;
     for (int v = 0; v < n; v++)
         for (int a = t->al_ptr[v]; a < t->al_ptr[v + 1]; a++)
@@ -206,7 +212,7 @@ static inline void step(const Tables *T, const u64 *S, int v, u64 *S2, int64_t *
     const int i0 = T->in_ptr[v], i1 = T->in_ptr[v + 1];
     for (int i = i0; i < i1; i++) {
         int dies = 1;
-        for (int c = T->in_cptr[i]; c < T->in_cptr[i + 1]; c++)
+        for (int c = T->in_cptr[2 * i]; c < T->in_cptr[2 * i + 1]; c++)
             if (!bit(S2, T->cons[c])) {
                 dies = 0;
                 break;
@@ -218,7 +224,7 @@ static inline void step(const Tables *T, const u64 *S, int v, u64 *S2, int64_t *
     for (int a = T->al_ptr[v]; a < T->al_ptr[v + 1]; a++) {
         for (int c = T->al_cptr[a]; c < T->al_cptr[a + 1]; c++) {
             int i = i0 + T->al_c[c], dies = 1;
-            for (int k = T->in_cptr[i]; k < T->in_cptr[i + 1]; k++)
+            for (int k = T->in_cptr[2 * i]; k < T->in_cptr[2 * i + 1]; k++)
                 if (!bit(S2, T->cons[k])) {
                     dies = 0;
                     break;
@@ -889,6 +895,18 @@ typedef struct {
     size_t nrec, caprec;
 } Bounds;
 
+/* The state limit is a count (max_states) and a byte budget: states of wide graphs carry
+ * many words, and a fast loop fills memory long before the count (a 96-node RandWire stage
+ * held 4.6M states in 3.7 GB after 60 s).  The budget keeps the process under 1 GB. */
+#define SEARCH_BYTES_LIMIT ((size_t)640 << 20)
+
+static size_t search_bytes(const Table *t, const Heap *h, const Bounds *r) {
+    size_t W = (size_t)t->W;
+    return t->cap * (sizeof(Entry) + W * 8) + t->nslot * 4 + t->capmov * 4
+        + h->cap * sizeof(Item) + h->cappool * 2 * W * 8 + h->capfree * 4
+        + r->capsets * ((size_t)r->ncand + 1) * 4 + r->caprec * (8 + (size_t)r->W * 8);
+}
+
 static int bounds_init(Bounds *r, int ncand, int W) {
     memset(r, 0, sizeof(*r));
     r->ncand = ncand;
@@ -1187,7 +1205,8 @@ static PyObject *search(PyObject *self, PyObject *args) {
             work = 0;
             if (now() > deadline)
                 stopped = "time limit";
-            else if ((long long)tab.len > max_states)
+            else if ((long long)tab.len > max_states ||
+                     search_bytes(&tab, &heap, &recs) > SEARCH_BYTES_LIMIT)
                 stopped = "state limit";
             if (*stopped) {
                 if (heap_push(&heap, key, -popcount(S3, W), M3, s3i, R3, NULL) < 0)

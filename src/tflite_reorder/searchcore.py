@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .reductions import bits
+
 try:
     from ._searchcore import flow_bound as _flow_bound
     from ._searchcore import make_flow as _make_flow
@@ -44,24 +46,13 @@ FRONTIER = 64  # open states returned when a limit stops the search (scheduler's
 
 def unavailable() -> str:
     """Why the compiled loop does not run ("" when it does, the switch aside)."""
-    if _IMPORT_ERROR:
-        return _IMPORT_ERROR
     if os.environ.get(ENV, "") not in ("", "0"):
         return f"{ENV} is set"
-    return ""
+    return _IMPORT_ERROR or ""
 
 
 def _words(mask: int, W: int) -> bytes:
     return mask.to_bytes(8 * W, "little")
-
-
-def _bits(mask: int) -> list[int]:
-    out = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
-    return out
 
 
 @dataclass
@@ -80,7 +71,8 @@ def compiled(ctx) -> Compiled:
     W = max(1, (n + 63) // 64)
     shares = ctx.mshares if ctx.source else ctx.shares
     succ_ptr, succ = array("i", [0]), array("i")
-    in_ptr, in_size, in_cptr, cons = array("i", [0]), array("q"), array("i", [0]), array("i")
+    in_ptr, in_size, in_cptr, cons = array("i", [0]), array("q"), array("i"), array("i")
+    spans: dict[int, tuple[int, int]] = {}  # readers mask -> its range in cons (shared)
     al_ptr, al_size, al_cptr, al_c = array("i", [0]), array("q"), array("i", [0]), array("i")
     for v in range(n):
         succ.extend(ctx.msuccs[v])
@@ -89,12 +81,16 @@ def compiled(ctx) -> Compiled:
         for j, (t, size, cmask) in enumerate(ctx.in_info[v]):
             local.setdefault(t, j)
             in_size.append(size)
-            cons.extend(_bits(cmask))
-            in_cptr.append(len(cons))
+            span = spans.get(cmask)
+            if span is None:
+                start = len(cons)
+                cons.extend(bits(cmask))
+                span = spans[cmask] = (start, len(cons))
+            in_cptr.extend(span)
         in_ptr.append(len(in_size))
         for o_size, cand_mask in ctx.alias_info[v]:
             # a candidate that is no arena input of v never dies at v (scheduler._step)
-            al_c.extend(local[t] for t in _bits(cand_mask) if t in local)
+            al_c.extend(local[t] for t in bits(cand_mask) if t in local)
             al_size.append(o_size)
             al_cptr.append(len(al_c))
         al_ptr.append(len(al_size))

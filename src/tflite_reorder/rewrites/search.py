@@ -533,6 +533,7 @@ class _Search:
     def _result(self, peak_before, choice, t0, stats) -> RewriteResult:
         applied: list[dict] = []
         model, current = copy.deepcopy(self.original), peak_before
+        choice = self._drop_losers(choice)
         if choice:
             built = self.builder.build(choice)
             model, current = built.model, self.peak(choice)
@@ -546,6 +547,26 @@ class _Search:
                              stats.to_dict() if stats and choice else None,
                              time.monotonic() - t0,
                              self.out_of_time, built.data if choice else None)
+
+    def _drop_losers(self, choice: dict[Site, str]) -> dict[Site, str]:
+        """``choice`` without the sites whose measured saving in the final set is ≤ 0.
+
+        A site decided early can stop paying once later sites join or leave the set (and a
+        time-limited search can misjudge one), so every applied rewrite is re-priced against
+        the final set; one that saves nothing there is rejected and the rest re-priced.
+        """
+        changed = True
+        while changed and choice:
+            changed = False
+            for site in sorted(choice):
+                saved = self._saved(choice, site)
+                if saved is not None and saved <= 0:
+                    self.reject(site, choice[site], "not needed: saves nothing beside the "
+                                "other rewrites applied")
+                    choice = {k: v for k, v in choice.items() if k != site}
+                    changed = True
+                    break
+        return choice
 
     def _saved(self, choice: dict[Site, str], site: Site) -> int | None:
         """What one applied site saves: head + TFLM tail without it minus with all of
