@@ -260,6 +260,15 @@ static inline void newly_ready(const Tables *T, const u64 *goal, int v, const u6
     }
 }
 
+/* Grow the array at *p to n elements of the given size (0), or leave it as it was (-1). */
+static int grow(void **p, size_t n, size_t size) {
+    void *q = realloc(*p, n * size);
+    if (!q)
+        return -1;
+    *p = q;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------- */
 /* The state table (best_key, closed, bounded and parent of every state seen)             */
 
@@ -344,14 +353,9 @@ static int32_t table_add(Table *t, const u64 *S, u64 h) {
         return -1;
     if (t->len == t->cap) {
         size_t nc = t->cap * 2;
-        Entry *e = realloc(t->e, nc * sizeof(Entry));
-        if (!e)
+        if (grow((void **)&t->e, nc, sizeof(Entry)) < 0 ||
+            grow((void **)&t->st, nc, (size_t)t->W * 8) < 0)
             return -1;
-        t->e = e;
-        u64 *st = realloc(t->st, nc * t->W * 8);
-        if (!st)
-            return -1;
-        t->st = st;
         t->cap = nc;
     }
     if (2 * (t->len + 1) > t->nslot && table_grow_slots(t) < 0)
@@ -378,10 +382,8 @@ static int table_set_parent(Table *t, int32_t i, int32_t parent, const int32_t *
         size_t nc = t->capmov;
         while (t->nmov + (size_t)k > nc)
             nc *= 2;
-        int32_t *m = realloc(t->moves, nc * sizeof(int32_t));
-        if (!m)
+        if (grow((void **)&t->moves, nc, sizeof(int32_t)) < 0)
             return -1;
-        t->moves = m;
         t->capmov = nc;
     }
     memcpy(t->moves + t->nmov, mv, (size_t)k * sizeof(int32_t));
@@ -453,10 +455,8 @@ static void heap_free(Heap *h) {
 
 static void heap_release(Heap *h, int32_t s) {
     if (h->nfree == h->capfree) {
-        int32_t *f = realloc(h->freelist, h->capfree * 2 * sizeof(int32_t));
-        if (!f)
+        if (grow((void **)&h->freelist, h->capfree * 2, sizeof(int32_t)) < 0)
             return;  /* the slot is leaked, not reused: still correct */
-        h->freelist = f;
         h->capfree *= 2;
     }
     h->freelist[h->nfree++] = s;
@@ -470,10 +470,8 @@ static int heap_push(Heap *h, int64_t key, int32_t negdepth, int64_t M, int32_t 
         s = h->freelist[--h->nfree];
     } else {
         if (h->npool == h->cappool) {
-            u64 *p = realloc(h->pool, h->cappool * 2 * 2 * W * 8);
-            if (!p)
+            if (grow((void **)&h->pool, h->cappool * 2, 2 * (size_t)W * 8) < 0)
                 return -1;
-            h->pool = p;
             h->cappool *= 2;
         }
         if (h->npool >= (size_t)INT32_MAX)
@@ -487,10 +485,8 @@ static int heap_push(Heap *h, int64_t key, int32_t negdepth, int64_t M, int32_t 
     else
         memset(dst + W, 0, (size_t)W * 8);
     if (h->len == h->cap) {
-        Item *a = realloc(h->a, h->cap * 2 * sizeof(Item));
-        if (!a)
+        if (grow((void **)&h->a, h->cap * 2, sizeof(Item)) < 0)
             return -1;
-        h->a = a;
         h->cap *= 2;
     }
     Item it = {key, M, state_of(h->tab, state)[W - 1], negdepth, state, s};
@@ -924,10 +920,8 @@ static void bounds_free(Bounds *r) {
 
 static int32_t bounds_new_set(Bounds *r) {
     if (r->nsets == r->capsets) {
-        int32_t *x = realloc(r->sets, r->capsets * 2 * ((size_t)r->ncand + 1) * 4);
-        if (!x)
+        if (grow((void **)&r->sets, r->capsets * 2, ((size_t)r->ncand + 1) * 4) < 0)
             return -1;
-        r->sets = x;
         r->capsets *= 2;
     }
     if (r->nsets >= (size_t)INT32_MAX)
@@ -940,14 +934,9 @@ static int32_t bounds_new_set(Bounds *r) {
 
 static int32_t bounds_new_rec(Bounds *r) {
     if (r->nrec == r->caprec) {
-        int64_t *b = realloc(r->b, r->caprec * 2 * 8);
-        if (!b)
+        if (grow((void **)&r->b, r->caprec * 2, 8) < 0 ||
+            grow((void **)&r->outside, r->caprec * 2, (size_t)r->W * 8) < 0)
             return -1;
-        r->b = b;
-        u64 *o = realloc(r->outside, r->caprec * 2 * (size_t)r->W * 8);
-        if (!o)
-            return -1;
-        r->outside = o;
         r->caprec *= 2;
     }
     if (r->nrec >= (size_t)INT32_MAX)
