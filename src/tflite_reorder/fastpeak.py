@@ -110,8 +110,8 @@ def answer(raw: bytes, time_limit: float) -> tuple[int, int] | str:
     got = _peak(raw, *_TYPES, _OPS, *_LIMITS, TIME_SHARE * time_limit, MAX_STATES, False)
     if got != NEEDS_SHAPES:
         return got
-    try:
-        changed = true_shapes(read_lite(raw))
+    try:  # the compiled reader has run the reader's checks (it declines what they reject)
+        changed = true_shapes(read_lite(raw, checked=True))
     except ModelError as exc:  # the general path says it again
         return f"unreadable: {exc}"
     if changed:

@@ -199,6 +199,43 @@ class LiteOperator:
                 self._options = _options(self._raw, self._options_pos, self.builtinOptionsType)
         return self._options
 
+    def option(self, name: str):
+        """``getattr(self.builtinOptions, name, None)``, reading that one field through the
+        generated accessor instead of unpacking the whole table (shape inference reads one
+        or two options of every operator of every candidate). A field the accessor cannot
+        read alone (a nested table) or a table it cannot read is left to the full unpack."""
+        if self._options is not False or self._options_pos is None:
+            return getattr(self.builtinOptions, name, None)
+        table = _accessor(self._raw, self._options_pos, self.builtinOptionsType)
+        field = name[:1].upper() + name[1:]
+        try:
+            if hasattr(table, field + "IsNone"):  # a vector: the object API's numpy view
+                return None if getattr(table, field + "IsNone")() else \
+                    getattr(table, field + "AsNumpy")()
+            read = getattr(table, field, None)
+            value = read() if read is not None and table is not None else None
+        except Exception:  # corrupt: as the full unpack reads it (None options)
+            return getattr(self.builtinOptions, name, None)
+        if read is None or not isinstance(value, int | float | bytes | str | None):
+            return getattr(self.builtinOptions, name, None)
+        return value
+
+
+_ACCESSORS: dict[int, type | None] = {}  # BuiltinOptions code -> generated table class
+
+
+def _accessor(raw: bytes, pos: int, kind: int):
+    """The generated accessor of the options table at ``pos`` (None for an unknown kind)."""
+    cls = _ACCESSORS.get(kind, False)
+    if cls is False:
+        names = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
+        cls = _ACCESSORS[kind] = getattr(schema, names.get(kind, ""), None)
+    if cls is None:
+        return None
+    table = cls()
+    table.Init(raw, pos)
+    return table
+
 
 def _options(raw: bytes, pos: int, kind: int):
     """The options table at ``pos`` unpacked by the generated code (None when corrupt)."""
@@ -311,13 +348,18 @@ def _metadata(tb: _Tables, pos: int) -> LiteMetadata:
     return LiteMetadata(tb.string(tb.target(pos, f, MD_NAME)), tb.scalar(_U32, pos, f, MD_BUFFER))
 
 
-def read_lite(raw: bytes, source: str = "<bytes>") -> LiteModel:
+def read_lite(raw: bytes, source: str = "<bytes>", checked: bool = False) -> LiteModel:
     """Read the graph fields of a ``.tflite`` flatbuffer; raises ``ModelError`` (one line,
-    naming ``source``) for exactly the inputs ``parse_model`` rejects for those fields."""
-    check_header(raw, source)
+    naming ``source``) for exactly the inputs ``parse_model`` rejects for those fields.
+
+    ``checked``: the caller has already run every check of the reader's (``fastpeak``'s
+    compiled reader accepts only bytes that pass them all), so they are not run again."""
+    if not checked:
+        check_header(raw, source)
     tb = _Tables(raw)
     try:
-        check_table_counts(raw, source)
+        if not checked:
+            check_table_counts(raw, source)
         root = _U32(raw, 0)[0]
         f = tb.fields(root)
         version = tb.scalar(_U32, root, f, M_VERSION)
@@ -333,6 +375,7 @@ def read_lite(raw: bytes, source: str = "<bytes>") -> LiteModel:
     except Exception as exc:  # the flat accessors too raise anything on corrupt input
         kind = type(exc).__name__
         raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
-    check_vector_entries(model, source)
-    check_model(model, raw, source)
+    if not checked:
+        check_vector_entries(model, source)
+        check_model(model, raw, source)
     return model

@@ -52,8 +52,11 @@ class Env:
 
 
 def option(op: schema.OperatorT, name: str, default=None):
-    """An option of the operator; converters omit option tables that hold only defaults."""
-    value = getattr(op.builtinOptions, name, None)
+    """An option of the operator; converters omit option tables that hold only defaults.
+
+    ``fastread`` operators read the one field (``LiteOperator.option``)."""
+    read = getattr(op, "option", None)
+    value = read(name) if read is not None else getattr(op.builtinOptions, name, None)
     if value is not None:
         return value
     if default is None:
