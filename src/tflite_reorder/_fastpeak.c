@@ -1218,6 +1218,184 @@ release:
     return got == 5 ? result : NULL;
 }
 
+
+/* ------------------------------------------------------------------------------------- */
+/* fastread.read_lite's field reads in C: the same fields, the same checks, as tuples      */
+
+/* Each returns a new reference, Py_None (a new reference) when a read fails the reader's
+ * checks (fastread then reads the bytes itself and raises its error), NULL on a Python
+ * error (out of memory). */
+#define TRY(x) do { if (!(x)) { bad = 1; goto out; } } while (0)
+
+static PyObject *py_ints(Fb *fb, int64_t vec, int *bad) { /* None when absent */
+    int64_t n, first;
+    if (!fb_vector(fb, vec, 4, &n, &first)) { *bad = 1; return NULL; }
+    if (vec < 0) Py_RETURN_NONE;
+    PyObject *t = PyTuple_New(n);
+    if (!t) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        PyObject *x = PyLong_FromLong(i32elem(fb, first, i));
+        if (!x) { Py_DECREF(t); return NULL; }
+        PyTuple_SET_ITEM(t, i, x);
+    }
+    return t;
+}
+static PyObject *py_ints_field(Fb *fb, const Tab *t, int slot, int empty, int *bad) {
+    int64_t vec;
+    if (!fb_target(fb, t, slot, &vec)) { *bad = 1; return NULL; }
+    if (vec < 0 && empty) return PyTuple_New(0);
+    return py_ints(fb, vec, bad);
+}
+static PyObject *py_string(Fb *fb, const Tab *t, int slot, int *bad) {
+    int64_t vec, n, first;
+    if (!fb_target(fb, t, slot, &vec) || !fb_vector(fb, vec, 1, &n, &first)) {
+        *bad = 1;
+        return NULL;
+    }
+    if (vec < 0) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)fb->b + first, n);
+}
+static int scalar_of(Fb *fb, const Tab *t, int slot, int width, uint64_t dflt, int sign,
+                     long long *out) {
+    uint64_t v;
+    if (!fb_scalar(fb, t, slot, width, dflt, &v)) return 0;
+    if (sign && width == 1) *out = (int8_t)(uint8_t)v;
+    else if (sign && width == 4) *out = (int32_t)(uint32_t)v;
+    else *out = (long long)v;
+    return 1;
+}
+
+static PyObject *lite_tensor(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    long long type, buffer, var, external;
+    int64_t sp;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    PyObject *shape = py_ints_field(fb, &t, 0, 0, bad);
+    if (!shape) return NULL;
+    if (!scalar_of(fb, &t, 1, 1, 0, 1, &type) || !scalar_of(fb, &t, 2, 4, 0, 0, &buffer)) {
+        Py_DECREF(shape); *bad = 1; return NULL;
+    }
+    PyObject *name = py_string(fb, &t, 3, bad);
+    if (!name) { Py_DECREF(shape); return NULL; }
+    if (!scalar_of(fb, &t, 5, 1, 0, 0, &var) || !scalar_of(fb, &t, 10, 4, 0, 0, &external)) {
+        Py_DECREF(shape); Py_DECREF(name); *bad = 1; return NULL;
+    }
+    sp = slot_off(fb, &t, 6);
+    return Py_BuildValue("(NLLNOOL)", shape, type, buffer, name, var ? Py_True : Py_False,
+                         sp ? Py_True : Py_None, external);
+}
+
+static PyObject *lite_operator(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    long long opcode, otype;
+    int64_t opt;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    PyObject *ins = NULL, *outs = NULL, *inter = NULL;
+    if (!scalar_of(fb, &t, 0, 4, 0, 0, &opcode)) { *bad = 1; return NULL; }
+    if (!(ins = py_ints_field(fb, &t, 1, 1, bad))) goto fail;
+    if (!(outs = py_ints_field(fb, &t, 2, 1, bad))) goto fail;
+    if (!(inter = py_ints_field(fb, &t, 8, 0, bad))) goto fail;
+    if (!scalar_of(fb, &t, 3, 1, 0, 0, &otype) || !fb_target(fb, &t, 4, &opt)) {
+        *bad = 1;
+        goto fail;
+    }
+    if (opt < 0) return Py_BuildValue("(LNNNLO)", opcode, ins, outs, inter, otype, Py_None);
+    return Py_BuildValue("(LNNNLL)", opcode, ins, outs, inter, otype, (long long)opt);
+fail:
+    Py_XDECREF(ins); Py_XDECREF(outs); Py_XDECREF(inter);
+    return NULL;
+}
+
+typedef PyObject *(*ElemFn)(Fb *, int64_t, int64_t, int *);
+
+/* [fn(element i) for the tables of a vector] ([] when absent). */
+static PyObject *lite_list(Fb *fb, const Tab *t, int slot, ElemFn fn, int *bad) {
+    int64_t vec, n, first;
+    if (!fb_target(fb, t, slot, &vec) || !fb_vector(fb, vec, 4, &n, &first)) {
+        *bad = 1;
+        return NULL;
+    }
+    PyObject *list = PyList_New(n);
+    if (!list) return NULL;
+    for (int64_t i = 0; i < n; i++) {
+        PyObject *x = fn(fb, first, i, bad);
+        if (!x) { Py_DECREF(list); return NULL; }
+        PyList_SET_ITEM(list, i, x);
+    }
+    return list;
+}
+
+static PyObject *lite_subgraph(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    PyObject *ts = NULL, *ops = NULL, *ins = NULL, *outs = NULL, *name = NULL;
+    if (!(ts = lite_list(fb, &t, 0, lite_tensor, bad))) goto fail;
+    if (!(ops = lite_list(fb, &t, 3, lite_operator, bad))) goto fail;
+    if (!(ins = py_ints_field(fb, &t, 1, 1, bad))) goto fail;
+    if (!(outs = py_ints_field(fb, &t, 2, 1, bad))) goto fail;
+    if (!(name = py_string(fb, &t, 4, bad))) goto fail;
+    return Py_BuildValue("(NNNNN)", ts, ops, ins, outs, name);
+fail:
+    Py_XDECREF(ts); Py_XDECREF(ops); Py_XDECREF(ins); Py_XDECREF(outs);
+    return NULL;
+}
+
+static PyObject *lite_code(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    long long builtin, dep, version;
+    if (!fb_elem_table(fb, first, i, &t) || !scalar_of(fb, &t, 3, 4, 0, 1, &builtin) ||
+        !scalar_of(fb, &t, 0, 1, 0, 1, &dep)) { *bad = 1; return NULL; }
+    PyObject *custom = py_string(fb, &t, 1, bad);
+    if (!custom) return NULL;
+    if (!scalar_of(fb, &t, 2, 4, 1, 1, &version)) { Py_DECREF(custom); *bad = 1; return NULL; }
+    return Py_BuildValue("(LLNL)", builtin, dep, custom, version);
+}
+
+static PyObject *lite_buffer(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    int64_t vec, n, data;
+    long long offset, size;
+    if (!fb_elem_table(fb, first, i, &t) || !fb_target(fb, &t, 0, &vec) ||
+        !fb_vector(fb, vec, 1, &n, &data) || !scalar_of(fb, &t, 1, 8, 0, 0, &offset) ||
+        !scalar_of(fb, &t, 2, 8, 0, 0, &size)) { *bad = 1; return NULL; }
+    return Py_BuildValue("(LLKK)", (long long)(vec < 0 ? 0 : data), (long long)(vec < 0 ? 0 : n),
+                         (unsigned long long)offset, (unsigned long long)size);
+}
+
+static PyObject *lite_metadata(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    long long buffer;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    PyObject *name = py_string(fb, &t, 0, bad);
+    if (!name) return NULL;
+    if (!scalar_of(fb, &t, 1, 4, 0, 0, &buffer)) { Py_DECREF(name); *bad = 1; return NULL; }
+    return Py_BuildValue("(NL)", name, buffer);
+}
+
+PyObject *lite_tables(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*", &raw)) return NULL;
+    Fb fb = {raw.buf, raw.len, NULL};
+    int bad = 0;
+    PyObject *codes = NULL, *subs = NULL, *bufs = NULL, *md = NULL, *result = NULL;
+    Tab root;
+    long long version;
+    TRY(fb.n >= 4 && fb_table(&fb, u32at(&fb, 0), &root) &&
+        scalar_of(&fb, &root, 0, 4, 0, 0, &version));
+    if (!(codes = lite_list(&fb, &root, 1, lite_code, &bad))) goto out;
+    if (!(subs = lite_list(&fb, &root, 2, lite_subgraph, &bad))) goto out;
+    if (!(bufs = lite_list(&fb, &root, 4, lite_buffer, &bad))) goto out;
+    if (!(md = lite_list(&fb, &root, 6, lite_metadata, &bad))) goto out;
+    result = Py_BuildValue("(LNNNN)", version, codes, subs, bufs, md);
+    codes = subs = bufs = md = NULL;
+out:
+    Py_XDECREF(codes); Py_XDECREF(subs); Py_XDECREF(bufs); Py_XDECREF(md);
+    PyBuffer_Release(&raw);
+    if (!result && bad && !PyErr_Occurred()) Py_RETURN_NONE;
+    return result;
+}
+
 const char FAST_PEAK_DOC[] =
     "fast_peak(raw, type_size, fixed_size, type_state, op_flags, version, align, max_arena,\n"
     "          max_tensors, max_ops, max_buffers, max_entries, n_op_flags, time_limit,\n"

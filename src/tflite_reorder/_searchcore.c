@@ -1309,6 +1309,8 @@ static PyMethodDef methods[] = {
     {"flow_bound", py_flow_bound, METH_VARARGS,
      "flow_bound(flow, state_bytes, W) -> StateClosure.bound(S) on the compiled flow"},
     {"fast_peak", fast_peak, METH_VARARGS, FAST_PEAK_DOC},
+    {"lite_tables", lite_tables, METH_VARARGS,
+     "lite_tables(raw) -> fastread.read_lite's fields as tuples, or None when a read fails"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -42,5 +42,7 @@ void flow_free(Flow *f);
 /* _fastpeak.c: the module function fast_peak (fastpeak.py) and its docstring. */
 PyObject *fast_peak(PyObject *self, PyObject *args);
 extern const char FAST_PEAK_DOC[];
+/* lite_tables(raw): fastread.read_lite's fields as tuples, or None (fastread reads them). */
+PyObject *lite_tables(PyObject *self, PyObject *args);
 
 #endif

@@ -11,7 +11,9 @@ reader's own checks (``flatbuffer_io.check_model``) run on them unchanged: one g
 builder, one shape inference, one set of input checks, two readers.
 
 Builtin options tables are unpacked only when something reads ``op.builtinOptions`` (shape
-rules, control flow); buffer bytes are a zero-copy view taken only when read.
+rules, control flow); buffer bytes are a zero-copy view taken only when read. Where the
+extension is built the field reads run in C (``_searchcore.lite_tables``: the same fields,
+bounds and types; on a read that fails it returns None and the struct reads here raise).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from .flatbuffer_io import (
     check_table_counts,
     check_vector_entries,
 )
+from .searchcore import unavailable as compiled_off
+
+try:  # the same field reads in C (None when a read fails: _read then raises the error)
+    from ._searchcore import lite_tables as _compiled_tables
+except ImportError:  # not built
+    _compiled_tables = None
+COMPILED = _compiled_tables is not None  # tests switch it off to compare the two
 
 _U8 = struct.Struct("<B").unpack_from
 _I8 = struct.Struct("<b").unpack_from
@@ -348,6 +357,35 @@ def _metadata(tb: _Tables, pos: int) -> LiteMetadata:
     return LiteMetadata(tb.string(tb.target(pos, f, MD_NAME)), tb.scalar(_U32, pos, f, MD_BUFFER))
 
 
+def _read(tb: _Tables, raw: bytes) -> LiteModel:
+    root = _U32(raw, 0)[0]
+    f = tb.fields(root)
+    version = tb.scalar(_U32, root, f, M_VERSION)
+    return LiteModel(
+        version,
+        [_code(tb, p) for p in tb.tables(tb.target(root, f, M_CODES))],
+        [_subgraph(tb, p) for p in tb.tables(tb.target(root, f, M_SUBGRAPHS))],
+        [_buffer(tb, p) for p in tb.tables(tb.target(root, f, M_BUFFERS))],
+        [_metadata(tb, p) for p in tb.tables(tb.target(root, f, M_METADATA))],
+    )
+
+
+def _from_fields(raw: bytes, fields: tuple) -> LiteModel:
+    """The light objects of ``_searchcore.lite_tables``'s tuples (the fields ``_read``
+    reads, in its order)."""
+    version, codes, subgraphs, buffers, metadata = fields
+    return LiteModel(
+        version,
+        [LiteOperatorCode(*c) for c in codes],
+        [LiteSubGraph([LiteTensor(*t) for t in tensors],
+                      [LiteOperator(o[0], o[1], o[2], o[3], o[4], raw, o[5]) for o in ops],
+                      ins, outs, name)
+         for tensors, ops, ins, outs, name in subgraphs],
+        [LiteBuffer(raw, *b) for b in buffers],
+        [LiteMetadata(*m) for m in metadata],
+    )
+
+
 def read_lite(raw: bytes, source: str = "<bytes>", checked: bool = False) -> LiteModel:
     """Read the graph fields of a ``.tflite`` flatbuffer; raises ``ModelError`` (one line,
     naming ``source``) for exactly the inputs ``parse_model`` rejects for those fields.
@@ -360,16 +398,8 @@ def read_lite(raw: bytes, source: str = "<bytes>", checked: bool = False) -> Lit
     try:
         if not checked:
             check_table_counts(raw, source)
-        root = _U32(raw, 0)[0]
-        f = tb.fields(root)
-        version = tb.scalar(_U32, root, f, M_VERSION)
-        model = LiteModel(
-            version,
-            [_code(tb, p) for p in tb.tables(tb.target(root, f, M_CODES))],
-            [_subgraph(tb, p) for p in tb.tables(tb.target(root, f, M_SUBGRAPHS))],
-            [_buffer(tb, p) for p in tb.tables(tb.target(root, f, M_BUFFERS))],
-            [_metadata(tb, p) for p in tb.tables(tb.target(root, f, M_METADATA))],
-        )
+        fields = _compiled_tables(raw) if COMPILED and not compiled_off() else None
+        model = _from_fields(raw, fields) if fields is not None else _read(tb, raw)
     except ModelError:
         raise
     except Exception as exc:  # the flat accessors too raise anything on corrupt input
