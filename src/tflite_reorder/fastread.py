@@ -193,12 +193,12 @@ class LiteOperator:
     """An operator; ``builtinOptions`` is unpacked by the generated code on first read."""
 
     __slots__ = ("opcodeIndex", "inputs", "outputs", "intermediates", "builtinOptionsType",
-                 "_raw", "_options_pos", "_options")
+                 "_raw", "_options_pos", "_options", "_table")
 
     def __init__(self, opcode, inputs, outputs, intermediates, options_type, raw, pos) -> None:
         self.opcodeIndex, self.inputs, self.outputs = opcode, inputs, outputs
         self.intermediates, self.builtinOptionsType = intermediates, options_type
-        self._raw, self._options_pos, self._options = raw, pos, False
+        self._raw, self._options_pos, self._options, self._table = raw, pos, False, False
 
     @property
     def builtinOptions(self):  # noqa: N802 (the object API's name)
@@ -210,39 +210,86 @@ class LiteOperator:
 
     def option(self, name: str):
         """``getattr(self.builtinOptions, name, None)``, reading that one field through the
-        generated accessor instead of unpacking the whole table (shape inference reads one
-        or two options of every operator of every candidate). A field the accessor cannot
-        read alone (a nested table) or a table it cannot read is left to the full unpack."""
+        generated accessor instead of unpacking the whole table (shape inference reads a few
+        options of every operator of every candidate). A field the accessor cannot read
+        alone (a nested table) or a table it cannot read is left to the full unpack."""
         if self._options is not False or self._options_pos is None:
             return getattr(self.builtinOptions, name, None)
-        table = _accessor(self._raw, self._options_pos, self.builtinOptionsType)
-        field = name[:1].upper() + name[1:]
+        kind = self.builtinOptionsType
+        read = _FIELDS.get((kind, name), False)
+        if read is False:
+            read = _FIELDS[(kind, name)] = _field_reader(kind, name)
+        table = self._table
+        if table is False:
+            table = self._table = _accessor(self._raw, self._options_pos, kind)
+        if read is None or table is None:
+            return getattr(self.builtinOptions, name, None)
         try:
-            if hasattr(table, field + "IsNone"):  # a vector: the object API's numpy view
-                return None if getattr(table, field + "IsNone")() else \
-                    getattr(table, field + "AsNumpy")()
-            read = getattr(table, field, None)
-            value = read() if read is not None and table is not None else None
+            value = read(table)
         except Exception:  # corrupt: as the full unpack reads it (None options)
             return getattr(self.builtinOptions, name, None)
-        if read is None or not isinstance(value, int | float | bytes | str | None):
+        if not isinstance(value, int | float | bytes | str | np.ndarray | None):
             return getattr(self.builtinOptions, name, None)
         return value
 
 
+class _FastTable(flatbuffers.table.Table):
+    """flatbuffers' ``Table`` with ``Offset`` and ``Get`` (the generated accessors' hot path)
+    reading with ``struct`` directly: the same values, and an error wherever the original
+    raises one (offsets outside uint32 included)."""
+
+    __slots__ = ()
+
+    def Get(self, flags, off):  # noqa: N802 (flatbuffers' name)
+        if not 0 <= off <= 0xFFFFFFFF:
+            raise TypeError(f"offset {off} outside uint32")
+        return flags.py_type(flags.packer_type.unpack_from(self.Bytes, off)[0])
+
+    def Offset(self, vtableOffset):  # noqa: N802, N803 (flatbuffers' names)
+        raw, pos = self.Bytes, self.Pos
+        if not 0 <= pos <= 0xFFFFFFFF:
+            raise TypeError(f"offset {pos} outside uint32")
+        vtable = pos - _I32(raw, pos)[0]
+        if not 0 <= vtable <= 0xFFFFFFFF:
+            raise TypeError(f"offset {vtable} outside uint32")
+        if vtableOffset < _U16(raw, vtable)[0]:
+            return _U16(raw, vtable + vtableOffset)[0]
+        return 0
+
+
 _ACCESSORS: dict[int, type | None] = {}  # BuiltinOptions code -> generated table class
+_FIELDS: dict[tuple[int, str], object] = {}  # (code, field) -> _field_reader's answer
 
 
-def _accessor(raw: bytes, pos: int, kind: int):
-    """The generated accessor of the options table at ``pos`` (None for an unknown kind)."""
+def _accessor_class(kind: int):
     cls = _ACCESSORS.get(kind, False)
     if cls is False:
         names = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
         cls = _ACCESSORS[kind] = getattr(schema, names.get(kind, ""), None)
+    return cls
+
+
+def _field_reader(kind: int, name: str):
+    """How the object API fills attribute ``name`` of options ``kind`` from the table: the
+    generated accessor of a scalar, ``XAsNumpy`` of a vector unless ``XIsNone``; None when
+    the class has no such accessor (the full unpack then answers)."""
+    cls = _accessor_class(kind)
+    field = name[:1].upper() + name[1:]
+    if cls is None:
+        return None
+    is_none, as_numpy = getattr(cls, field + "IsNone", None), getattr(cls, field + "AsNumpy", None)
+    if is_none is not None and as_numpy is not None:
+        return lambda table: None if is_none(table) else as_numpy(table)
+    return getattr(cls, field, None)
+
+
+def _accessor(raw: bytes, pos: int, kind: int):
+    """The generated accessor of the options table at ``pos`` (None for an unknown kind)."""
+    cls = _accessor_class(kind)
     if cls is None:
         return None
     table = cls()
-    table.Init(raw, pos)
+    table._tab = _FastTable(raw, pos)
     return table
 
 
