@@ -27,7 +27,6 @@ needs_core = pytest.mark.skipif(bool(fastpeak.unavailable()),
 DECLINED = {
     "darts_float32": "rewrites or nests", "darts_int8": "rewrites or nests",
     "dilated_int8": "rewrites or nests", "while_float32": "not one subgraph",
-    "dense_sparse": "sparse tensor",
     "mobilenet_deep_fp16w": "state limit",  # 357 ops behind DEQUANTIZE sources
 }
 

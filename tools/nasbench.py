@@ -281,9 +281,9 @@ def markdown(rows: list[dict], seconds: float, time_limit: float, header: str) -
         "answered only when no stored shape changes. The compiled path answers only with "
         "a proven minimum, so its answer is the general path's; it declines (and the "
         "general path answers, or raises the same one-line error) for several subgraphs "
-        "or control flow, SPACE_TO_BATCH_ND (repaired first), external or sparse data, "
+        "or control flow, SPACE_TO_BATCH_ND (repaired first), external data, "
         "dynamic dimensions, inferred shapes that differ from the stored ones, anything "
-        "malformed, and searches past its state limit (400,000 states) or half the time "
+        "malformed, and searches past its state limit (150,000 states) or half the time "
         "limit. `tests/test_fastpeak.py` compares it with the general path on every "
         "shipped model, random graphs, mutated bytes and the bad-input corpus.",
         "",

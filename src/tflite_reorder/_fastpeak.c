@@ -8,7 +8,7 @@
  * + scheduling.peak_of_graph) does, and says why not otherwise (a short reason string): the
  * caller then runs the general path, which also gives the errors for bad input. So every
  * check here is an acceptance test, stricter than the general reader's: anything unusual
- * (several subgraphs, control flow, external or sparse data, dynamic dimensions, an index
+ * (several subgraphs, control flow, external data, dynamic dimensions, an index
  * out of range, a tensor written twice, reads of memory nothing writes, a stored order that
  * is not topological, ...) is declined, never reported.
  *
@@ -268,7 +268,6 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
             goto fail;
         (void)ext;
         entries += rank;
-        if (sp >= 0) { fb->why = "sparse tensor"; goto fail; }
         if (external) { fb->why = "external tensor data"; goto fail; }
         if ((int8_t)type < 0) { fb->why = "unknown tensor type"; goto fail; }
         if ((int64_t)buffer >= (n_buf > 1 ? n_buf : 1)) { fb->why = "index out of range"; goto fail; }
@@ -283,7 +282,7 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
         if (elems > ((int64_t)1 << 40)) { fb->why = "tensor too large"; goto fail; }
         int64_t data = (buffer > 0 && (int64_t)buffer < n_buf) ? held[buffer] : 0;
         int fixed = R->fixed_size[type];
-        if (data > 0 && fixed && (zero ? 0 : elems) * fixed != data) {
+        if (data > 0 && fixed && sp < 0 && (zero ? 0 : elems) * fixed != data) {
             fb->why = "constant size";
             goto fail;
         }
