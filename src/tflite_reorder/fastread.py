@@ -271,8 +271,9 @@ def _accessor_class(kind: int):
 
 def _field_reader(kind: int, name: str):
     """How the object API fills attribute ``name`` of options ``kind`` from the table: the
-    generated accessor of a scalar, ``XAsNumpy`` of a vector unless ``XIsNone``; None when
-    the class has no such accessor (the full unpack then answers)."""
+    generated accessor of a scalar, ``XAsNumpy`` of a vector unless ``XIsNone``, None for
+    an attribute the object API does not have; None (the reader) when the class has no
+    such accessor (the full unpack then answers)."""
     cls = _accessor_class(kind)
     field = name[:1].upper() + name[1:]
     if cls is None:
@@ -280,6 +281,9 @@ def _field_reader(kind: int, name: str):
     is_none, as_numpy = getattr(cls, field + "IsNone", None), getattr(cls, field + "AsNumpy", None)
     if is_none is not None and as_numpy is not None:
         return lambda table: None if is_none(table) else as_numpy(table)
+    unpacked = getattr(schema, cls.__name__ + "T", None)
+    if unpacked is not None and name not in vars(unpacked()):
+        return lambda table: None  # the object API has no such attribute: None, unpacked or not
     return getattr(cls, field, None)
 
 

@@ -7,6 +7,7 @@ shape. A rule that lacks what it needs raises ``Unknown`` and the stored shapes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -62,6 +63,13 @@ def option(op: schema.OperatorT, name: str, default=None):
     if default is None:
         raise Unknown(f"option {name}")
     return default
+
+
+def prod64(dims) -> int:
+    """``int(np.prod(dims, dtype=np.int64))`` of Python ints, without numpy's per-call cost:
+    the product modulo 2**64 read as a signed 64-bit integer (numpy's wraparound)."""
+    p = math.prod(dims) & 0xFFFFFFFFFFFFFFFF
+    return p - (1 << 64) if p >> 63 else p
 
 
 def axis_index(axis: int, rank: int) -> int:
@@ -139,7 +147,7 @@ def _fully_connected(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     units, depth = env.shape(op.inputs[1])[:2]
     if option(op, "keepNumDims", False):
         return [(*shape[:-1], units)]
-    return [(int(np.prod(shape, dtype=np.int64)) // depth, units)]
+    return [(prod64(shape) // depth, units)]
 
 
 def _svdf(env: Env, op: schema.OperatorT) -> list[Shape | None]:
@@ -174,7 +182,7 @@ def _resolve_reshape(new: Shape, elements: int) -> Shape:
     if new.count(-1) > 1:
         raise Unknown("reshape with several -1")
     if -1 in new:
-        known = int(np.prod([d for d in new if d != -1], dtype=np.int64))
+        known = prod64([d for d in new if d != -1])
         if known == 0 or elements % known:
             raise Unknown("reshape does not divide")
         new = tuple(elements // known if d == -1 else d for d in new)
@@ -182,13 +190,13 @@ def _resolve_reshape(new: Shape, elements: int) -> Shape:
 
 
 def _reshape(env: Env, op: schema.OperatorT) -> list[Shape | None]:
-    elements = int(np.prod(env.shape(op.inputs[0]), dtype=np.int64))
+    elements = prod64(env.shape(op.inputs[0]))
     if len(op.inputs) > 1 and op.inputs[1] >= 0:
         new = as_dims(env.value(op.inputs[1]))
     else:
         new = as_dims(option(op, "newShape"))
     out = _resolve_reshape(new, elements)
-    if int(np.prod(out, dtype=np.int64)) != elements:
+    if prod64(out) != elements:
         raise Unknown("reshape changes the element count")
     return [out]
 
