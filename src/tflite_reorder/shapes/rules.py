@@ -37,6 +37,9 @@ class Env:
     values: dict[int, np.ndarray] = field(default_factory=dict)
     # inferred shapes of the subgraphs finished so far, for IF branches
     branches: Mapping[int, list[Shape]] = field(default_factory=dict)
+    # constants whose value is read when a rule first asks for it: tensor -> its reader
+    # (None from the reader: not a small integer tensor); most are never asked for
+    constants: dict[int, Callable[[], np.ndarray | None]] = field(default_factory=dict)
 
     def shape(self, t: int) -> Shape:
         if t < 0:
@@ -45,7 +48,11 @@ class Env:
 
     def value(self, t: int) -> np.ndarray:
         if t not in self.values:
-            raise Unknown(f"value of tensor {t}")
+            read = self.constants.pop(t, None)
+            value = read() if read is not None else None
+            if value is None:
+                raise Unknown(f"value of tensor {t}")
+            self.values[t] = value
         return self.values[t]
 
     def dtype(self, t: int) -> str:
