@@ -1,5 +1,7 @@
 /*
- * peak_memory's compiled path (fastpeak.py): a one-subgraph .tflite read straight from its
+ * peak_memory's compiled path (fastpeak.py), the function fast_peak of the _searchcore
+ * extension (this file is its second translation unit), and fastread's field reads in C
+ * (lite_tables, at the end). fast_peak: a one-subgraph .tflite read straight from its
  * flatbuffer tables into flat arrays, its operator graph built on them, the stored order's
  * peak and the minimum peak found by an exact best-first search, all without one Python
  * object per tensor or operator.
@@ -33,7 +35,9 @@
  * dying at it and whose step stays under the key runs at once); pruned at the best of the
  * stored and the step-greedy orders' peaks. The first goal taken off the heap has the
  * minimum key, which is the minimum peak (floor <= optimum); if none is taken below the
- * incumbent, the incumbent is optimal. Over the state or time limit it declines.
+ * incumbent, the incumbent is optimal. The segments between cut ops are searched apart and
+ * the floor is raised by closure bounds when one needs many states (solve, raise_floor).
+ * Over the state or time limit it declines.
  */
 #include <stdlib.h>
 #include <string.h>

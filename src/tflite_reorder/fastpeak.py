@@ -3,7 +3,7 @@
 A NAS loop calls ``peak_memory`` on thousands of candidates. The general path reads the
 model into Python objects (``fastread``), infers shapes, builds the graph and runs the
 scheduler with all its reductions; on a small model each costs more than the whole answer
-needs. The extension ``_fastpeak`` reads the flatbuffer tables straight into flat arrays,
+needs. ``_searchcore.fast_peak`` (``_fastpeak.c``) reads the flatbuffer tables into arrays,
 builds the operator graph and the scheduling problem on them (``memory.build_problem``'s
 lifetimes, no in-place sharing) and finds the minimum peak by an exact best-first search
 (the scheduler's cut points, keys and free moves, its floor raised by closure bounds when
@@ -62,7 +62,7 @@ MAX_STATES = 150_000  # search states before declining (randwire_ws_int8 needs 5
 TIME_SHARE = 0.5  # of peak_memory's time limit, before declining
 
 _STATEFUL, _DECLINE, _SHAPE_RULE = 1, 2, 4
-NEEDS_SHAPES = "shape inference needed"  # _fastpeak's reason
+NEEDS_SHAPES = "shape inference needed"  # fast_peak's reason (_fastpeak.c)
 
 
 def _type_tables() -> tuple[bytes, bytes, bytes]:
