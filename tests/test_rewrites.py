@@ -361,6 +361,64 @@ def test_zero_budget_still_gives_a_sound_answer() -> None:
         assert lsb <= MAX_LSB
 
 
+def test_deadline_stops_building_and_pricing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake clock on which every build of a candidate model and every schedule costs one
+    second: building
+    variants stops at its share of the budget, pricing at the choosing deadline, the sites
+    never built are reported as not tried, and past the deadline only a bounded number of
+    builds (the best set's pricing and error check) still happen. The answer stays sound."""
+    from tflite_reorder.rewrites import search
+
+    now = [0.0]
+    builds: list[float] = []
+    real_build = search._Builder._build
+
+    def costly_build(self, choice):
+        builds.append(now[0])
+        now[0] += 1.0
+        return real_build(self, choice)
+
+    real_peak = search.optimal_peak
+
+    def costly_peak(model, inplace, time_limit):
+        now[0] += 1.0
+        return real_peak(model, inplace, time_limit)
+
+    monkeypatch.setattr(search._Builder, "_build", costly_build)
+    monkeypatch.setattr(search, "optimal_peak", costly_peak)
+    data = path("densenet_int8").read_bytes()
+    budget = 10.0
+    s = search._Search(load_model(data).model, inplace=True, time_limit=1.0, max_error_lsb=MAX_LSB,
+                       max_rel_error=MAX_REL, cases=4, seed=0, budget=budget, calibration=None,
+                       clock=lambda: now[0])
+    r = s.run()
+    assert r.out_of_time and r.peak_after <= r.peak_before
+    deadline = s.deadline
+    assert budget - 1.0 < deadline <= budget  # the error check's reserve: real seconds, small
+    # variants: only while the clock was within half the choosing time
+    assert 0 < s.not_built < len(s.sites)
+    assert max(t for t in builds if t <= deadline / 2 + 1) > 0  # several sites were built
+    never_built = [e for e in r.rejected if "before its variants were built" in e["reason"]]
+    assert len(never_built) == s.not_built
+    late = [t for t in builds if t > deadline]
+    assert len(late) <= 2, builds  # past the deadline: a few builds, not one per site
+    assert now[0] <= budget + 2.0  # ... and at most a build and a schedule
+    if r.applied:
+        assert r.error["max_error_lsb"] <= MAX_LSB
+
+
+def test_rewrite_at_time_limit_zero_runs_and_says_so() -> None:
+    from tflite_reorder import api
+    from tflite_reorder.report import rewrite_lines
+
+    res = api.optimize(path("concat_conv_int8"), rewrite=True, time_limit=0.0, verify=False)
+    rep = res.report
+    assert rep.rewrite_out_of_time and not rep.rewrites
+    assert rep.peak_after <= rep.peak_before
+    assert any("time limit stopped the rewrite search" in line for line in rewrite_lines(rep))
+    assert any(e["reason"].startswith("not tried") for e in rep.rewrites_rejected)
+
+
 @pytest.mark.tflm
 def test_bottleneck_split_recomputes_the_norm_per_half() -> None:
     """A 1x1 bottleneck feeding a 3x3 conv: exact split refused, ``contract`` halves it,

@@ -114,6 +114,10 @@ def rewrite_lines(r: Report) -> list[str]:
             lines.append(f"  … and {len(r.rewrites) - MAX_REWRITE_LINES} more applied")
     else:
         lines.append(f"rewrites: none applied (optimal peak {r.peak_without_rewrites} B)")
+    if r.rewrite_out_of_time:
+        lines.append(f"  the time limit stopped the rewrite search after "
+                     f"{r.rewrite_seconds:.1f} s: kept the best choice measured so far "
+                     "(sites not tried are listed)")
     by_reason: dict[str, list[str]] = {}
     for e in r.rewrites_rejected:
         where = f"{e['kind']}@{e['op']}" if "op" in e else e["kind"]

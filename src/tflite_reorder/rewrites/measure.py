@@ -14,6 +14,7 @@ and the input family it came from are reported.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,7 +115,9 @@ class Reference:
         named += [("calibration", x) for x in calibration or []]
         self.kinds = [k for k, _ in named]
         self.inputs = [x for _, x in named]
+        t = time.monotonic()
         self.outputs, _ = run_litert_cases(data, self.inputs)
+        self.run_seconds = time.monotonic() - t  # what one comparison's run costs
         self.scales = lsb_scales(model)
 
     def compare(self, data: bytes) -> ErrorStats:
