@@ -420,6 +420,66 @@ def test_rewrite_at_time_limit_zero_runs_and_says_so() -> None:
 
 
 @pytest.mark.tflm
+def test_errors_are_measured_with_tflm_when_litert_refuses(monkeypatch) -> None:
+    """LiteRT made to refuse every model: the search measures with TFLM instead, and its
+    figures are the ones LiteRT's reference kernels give (TFLM matches them bit for bit)."""
+    from tflite_reorder.rewrites import measure
+
+    data = path("concat_conv_int8").read_bytes()
+    real = measure.run_litert_cases
+
+    def refuse(*_a, **_k):
+        raise ValueError("LiteRT refuses it (simulated)")
+
+    monkeypatch.setattr(measure, "run_litert_cases", refuse)
+    r = rewrite_model(load_model(data).model, cases=4, max_error_lsb=MAX_LSB, budget=60)
+    monkeypatch.setattr(measure, "run_litert_cases", real)
+    assert r.applied and r.error["runtime"] == "tflm"
+    assert r.peak_after < r.peak_before
+    ref = Reference(data, load_model(data).model, 4, 0)
+    assert ref.runtime == "litert"
+    again = ref.compare(serialize_model(r.model))
+    assert (again.max_lsb, again.identical) == (r.error["max_error_lsb"], r.error["identical"])
+    assert not any("local_max_error" in a for a in r.applied)  # LiteRT-only diagnostic
+
+
+def test_no_runtime_means_nothing_rewritten_with_the_reason(monkeypatch) -> None:
+    from tflite_reorder.rewrites import measure
+
+    def refuse(*_a, **_k):
+        raise ValueError("refused (simulated)")
+
+    monkeypatch.setattr(measure, "run_cases", refuse)
+    data = path("concat_conv_int8").read_bytes()
+    r = rewrite_model(load_model(data).model, cases=2, budget=10)
+    assert not r.applied and r.peak_after == r.peak_before
+    assert r.rejected[0]["kind"] == "model"
+    assert "litert: refused (simulated)" in r.rejected[0]["reason"]
+
+
+@pytest.mark.tflm
+def test_rewrite_of_a_model_only_tflm_runs_exits_0(tmp_path, capsys) -> None:
+    """int8 SVDF state: LiteRT is refused it (it would corrupt its heap), TFLM runs it. The
+    run proceeds, verifies with TFLM alone and says so; the input is untouched."""
+    import hashlib
+    import json
+
+    from conftest import MODELS_DIR, run_cli
+
+    src = MODELS_DIR / "real" / "keyword_scrambled_8bit.tflite"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    code, stdout, stderr = run_cli([src, tmp_path / "o.tflite", "--rewrite", "--json"], capsys)
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["verification"]["ran"] == ["tflm"] and r["verification"]["ok"]
+    assert all(c["identical"] for c in r["verification"]["comparisons"])
+    assert [n["runtime"] for n in r["verification"]["not_run"]] == ["litert"]
+    assert "SVDF" in r["verification"]["not_run"][0]["why"]
+    assert r["peak_after"] <= r["peak_before"]
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.tflm
 def test_bottleneck_split_recomputes_the_norm_per_half() -> None:
     """A 1x1 bottleneck feeding a 3x3 conv: exact split refused, ``contract`` halves it,
     partitions the 3x3 conv over the halves and copies the BN chain for the second half."""

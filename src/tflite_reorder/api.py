@@ -176,7 +176,8 @@ def optimize(
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration,
+                                use_tflm)
 
     if tile or ram_budget is not None:
         stage("tile")
@@ -381,7 +382,8 @@ def _compat_hint(m, tflm_compat: bool) -> str:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None, calibration: str | os.PathLike | None = None):
+             max_error: float | None, calibration: str | os.PathLike | None = None,
+             use_tflm: bool = True):
     """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
     The search, error measurement included, gets ``time_limit``; scheduling the result
@@ -402,7 +404,7 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     t = time.monotonic()
     rw = rewrite_model(m, inplace=inplace, time_limit=time_limit / 4,
                        max_error_lsb=2.0 if max_error is None else max_error,
-                       budget=time_limit, calibration=samples)
+                       budget=time_limit, calibration=samples, use_tflm=use_tflm)
     reference = loaded
     if rw.applied:
         m = rw.model

@@ -48,7 +48,7 @@ from ..scheduling import apply_orders
 from . import add_tree, pool_first, split, subsample, trim
 from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
 from .focus import hot_sites
-from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
+from .measure import REFUSED, ErrorStats, Reference, observed_ranges, optimal_peak
 from .partition import Step, dissolve
 
 # Variants per site kind, most memory first. "full" may be inexact; "exact" is bit-exact.
@@ -227,6 +227,7 @@ class _Search:
         self, model: schema.ModelT, *, inplace: bool, time_limit: float, max_error_lsb: float,
         max_rel_error: float, cases: int, seed: int, budget: float,
         calibration: list[list[np.ndarray]] | None, clock=time.monotonic,
+        use_tflm: bool = True,
     ) -> None:
         self.clock = clock  # injectable: the deadline logic is tested with a fake clock
         self.start = clock()
@@ -241,7 +242,8 @@ class _Search:
         self.builder = _Builder(self.base)
         self.inplace, self.time_limit = inplace, time_limit
         self.max_lsb, self.max_rel = max_error_lsb, max_rel_error
-        self.ref = Reference(serialize_model(self.base), self.base, cases, seed, calibration)
+        self.ref = Reference(serialize_model(self.base), self.base, cases, seed, calibration,
+                             use_tflm)
         self.check_seconds = self.ref.run_seconds  # one run of every error case
         self.deadline = self.hard - CHECK_RESERVE * self.check_seconds
         self.calibration = calibration or []
@@ -320,8 +322,9 @@ class _Search:
         steps = built.steps[site]
         try:
             stats = self.ref.compare(built.data)
-        except (RuntimeError, ValueError) as exc:
-            self.reject(site, variant, f"rewritten model does not run: {exc}")
+        except REFUSED as exc:
+            self.reject(site, variant, f"rewritten model does not run in "
+                        f"{self.ref.runtime}: {exc}")
             return None
         extra = stats.to_dict()
         if all(s.exact for s in steps) and not stats.identical:
@@ -337,8 +340,8 @@ class _Search:
         if self._calibrated:
             return
         self._calibrated = True
-        if self.expired():  # no time for the run: "calibrated" gets the guaranteed ranges
-            return
+        if self.expired() or self.ref.runtime != "litert":
+            return  # no time, or no LiteRT: "calibrated" gets the guaranteed ranges
         concat = {s: "full" for s in self.sites if s.kind in ("concat", "split")}
         try:
             built = self.builder.build(concat)
@@ -484,7 +487,7 @@ class _Search:
         if key not in self._together:
             try:
                 self._together[key] = self.ref.compare(built.data)
-            except (RuntimeError, ValueError):
+            except REFUSED:
                 self._together[key] = None
         stats = self._together[key]
         if stats is None:
@@ -608,8 +611,9 @@ class _Search:
             built._data = None
         done = set(choice.items())
         rejected = [r for key, r in self.reasons.items() if key not in done]
+        error = {**stats.to_dict(), "runtime": self.ref.runtime} if stats and choice else None
         return RewriteResult(model, applied, rejected, peak_before, current, self.optimal,
-                             stats.to_dict() if stats and choice else None,
+                             error,
                              self.clock() - self.start,
                              self.out_of_time, built.data if choice else None)
 
@@ -649,8 +653,9 @@ class _Search:
         A diagnostic, not a bound (the bound is on the outputs): skipped when the search ran
         out of time, since it runs both models once more with every tensor kept.
         """
-        if self.out_of_time or self.clock() + 2 * self.check_seconds > self.hard:
-            return
+        if (self.out_of_time or self.ref.runtime != "litert"
+                or self.clock() + 2 * self.check_seconds > self.hard):
+            return  # (tensors inside a model are read with LiteRT only)
         pairs, where = [], []
         for entry in applied:
             t = entry.pop("_output", None)
@@ -659,7 +664,7 @@ class _Search:
                 where.append(entry)
         try:
             errors = self.ref.local(built.data, pairs)
-        except (RuntimeError, ValueError):
+        except REFUSED:
             return
         for entry, err in zip(where, errors, strict=True):
             entry["local_max_error"] = err
@@ -710,6 +715,7 @@ def rewrite_model(
     seed: int = 0,
     budget: float | None = None,
     calibration: list[list[np.ndarray]] | None = None,
+    use_tflm: bool = True,
 ) -> RewriteResult:
     """SERENITY-style graph rewrites that lower the optimal-order peak; ``model_t`` untouched.
 
@@ -720,8 +726,10 @@ def rewrite_model(
     are in ``rejected``, as not tried); the final error check (correctness) always runs,
     inside the budget's reserve. Errors are measured at the model
     outputs on ``cases`` random inputs, structured inputs and the ``calibration`` samples
-    (LiteRT reference kernels): integer outputs in LSBs (``max_error_lsb``), float outputs
-    relative to their largest magnitude (``max_rel_error``). int8 partial products get
+    (LiteRT reference kernels; TFLM, which matches them, for a model LiteRT refuses, when
+    ``use_tflm``; ``error["runtime"]`` says which): integer outputs in LSBs
+    (``max_error_lsb``), float outputs relative to their largest magnitude
+    (``max_rel_error``). int8 partial products get
     their guaranteed range, or with ``calibration`` the range seen on it (inside the
     guaranteed one).
     """
@@ -730,10 +738,10 @@ def rewrite_model(
                          max_error_lsb=max_error_lsb, max_rel_error=max_rel_error,
                          cases=cases, seed=seed,
                          budget=1.6 * time_limit if budget is None else budget,
-                         calibration=calibration)
-    except (RuntimeError, ValueError) as exc:  # LiteRT cannot run it: no error measurable
+                         calibration=calibration, use_tflm=use_tflm)
+    except REFUSED as exc:  # no runtime runs it: no error measurable, nothing rewritten
         peak = optimal_peak(model_t, inplace, time_limit)
-        reason = f"model does not run in LiteRT, errors cannot be measured: {exc}"
+        reason = f"errors cannot be measured, so nothing was rewritten: {exc}"
         return RewriteResult(copy.deepcopy(model_t), [], [{"kind": "model", "reason": reason}],
                              peak.peak, peak.peak, peak.optimal)
     return search.run()
