@@ -33,15 +33,17 @@ from tflite_reorder.rewrites.partition import dissolve
 from tflite_reorder.rewrites.subsample import candidates as subsample_sites
 from tflite_reorder.rewrites.subsample import fold
 from tflite_reorder.runtimes import random_inputs, run_litert, structured_inputs
+from tflite_reorder.target import pipeline
 
 CONCAT_HEAVY = [
     "concat_conv_int8", "concat_conv_float32", "concat_dw_int8", "densenet_int8",
     "nasnet_cells_int8", "inception_int8", "add_tree_int8", "add_tree_float32",
-    "mobilenet_int8", "hconcat_int8", "densenet_keras_int8",
+    "mobilenet_int8", "hconcat_int8", "densenet_keras_int8", "partial_concat_float32",
 ]
 # Models where the rewrites must go below the optimal-order peak.
 MUST_LOWER = {"concat_conv_int8", "concat_conv_float32", "densenet_int8", "add_tree_int8",
-              "add_tree_float32", "mobilenet_int8", "hconcat_int8", "densenet_keras_int8"}
+              "add_tree_float32", "mobilenet_int8", "hconcat_int8", "densenet_keras_int8",
+              "partial_concat_float32"}
 MAX_LSB, MAX_REL = 2.0, 1e-5
 CASES = 8
 
@@ -70,7 +72,10 @@ def planned(name: str) -> tuple[bytes, arena.Plan, object]:
     orders, _ = scheduling.schedule_model(graph, True, 10.0)
     scheduling.apply_orders(model, orders)
     graph = build_graph(model)
-    use = simulate(graph, graph.stored_orders(), inplace=True)
+    # kernels' scratch (MEAN's, for one) is placed by TFLM around the plan: plan for it
+    reqs, _ = pipeline.host_scratch_for(model, graph)
+    use = pipeline.plan_use(simulate(graph, graph.stored_orders(), inplace=True), reqs,
+                            graph.stored_orders())
     plan = arena.plan_arena(use, time_limit=2.0)
     set_offline_plan(model, arena.offsets_for_model(graph, plan))
     return serialize_model(model), plan, use
@@ -306,6 +311,114 @@ def test_output_split_refuses_and_leaves_the_model_intact() -> None:
             refused += 1
             assert serialize_model(model) == before
     assert refused  # its 1x1 bottleneck convs feed 3x3 convs: no exact split
+
+
+# ---------------------------------------------------------------------------------------------
+# Partial dissolution: a concat with a consumer that needs it whole
+
+
+def _mean_concat(ed: Editor):
+    """partial_concat_*'s first concat (read by a MEAN over the channels and the BN)."""
+    return next(op for op in ed.sg.operators if ed.opcode(op) == "CONCATENATION" and any(
+        ed.opcode(e) == "MEAN" for e in ed.consumers(ed.outputs(op)[0])))
+
+
+@pytest.mark.tflm
+def test_partial_dissolution_is_bit_exact_and_keeps_the_concat_for_the_mean() -> None:
+    """Exact variant on int8: the batch norm and ReLU run per piece (exact), the concat stays
+    with the MEAN as its only reader; outputs bit-identical in LiteRT and TFLM."""
+    data = path("partial_concat_int8").read_bytes()
+    model = load_model(data).model
+    used = buffers_in_use(model)
+    ed = Editor(model, 0)
+    concat = _mean_concat(ed)
+    t = ed.outputs(concat)[0]
+    steps = dissolve(ed, concat, contract=False)
+    kept = [s for s in steps if s.kind == "keep_whole"]
+    assert [s.opcode for s in kept] == ["MEAN"] and "channel" in kept[0].reason
+    assert all(s.exact for s in steps) and {s.kind for s in steps} >= {"distribute"}
+    assert [ed.opcode(e) for e in ed.consumers(t)] == ["MEAN"]
+    compact(model, used)
+    new = serialize_model(model)
+    for case in random_inputs(data, 3) + [structured_inputs(data)]:
+        want = run_litert(data, case)
+        assert all(np.array_equal(a, b) for a, b in zip(want, run_litert(new, case),
+                                                       strict=True))
+        assert all(np.array_equal(a, b) for a, b in zip(want, tflm.run_tflm(new, case),
+                                                       strict=True))
+
+
+def test_partial_dissolution_refuses_when_no_consumer_can_move() -> None:
+    """multi_output_int8: a concat read only by SHAPE stays, with SHAPE's reason."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+
+    model = load_model(path("multi_output_int8").read_bytes()).model
+    ed = Editor(model, 0)
+    before = serialize_model(model)
+    refused = []
+    for op in [o for o in ed.sg.operators if ed.opcode(o) == "CONCATENATION"]:
+        try:
+            dissolve(ed, op, contract=True)
+        except NotApplicable as exc:
+            refused.append(str(exc))
+    assert any("SHAPE" in r for r in refused)
+    if len(refused) == 2:
+        assert serialize_model(model) == before
+
+
+def test_partial_dissolution_lowers_the_peak_where_the_whole_concat_cost_it() -> None:
+    """partial_concat_float32: the search applies the partial site (the 1x1 conv per piece,
+    the concat kept for the MEAN), and the optimal peak is lower than without that site."""
+    data, r = rewritten("partial_concat_float32")
+    ed = Editor(load_model(data).model, 0)
+    site_op = ed.sg.operators.index(_mean_concat(ed))
+    partial = [a for a in r.applied if a["site"] == "concat" and a["site_op"] == site_op]
+    assert partial and "keep_whole:MEAN" in partial[0]["steps"], r.applied
+    assert partial[0]["saved_bytes"] > 0
+    others = [a for a in r.applied if a is not partial[0]]
+    assert r.peak_after < r.peak_before
+    assert len(others) + 1 == len(r.applied)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection heads: concatenations along the flattened anchor axis
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("name", ["dethead_int8", "dethead_float32"])
+def test_row_concat_through_logistic_is_bit_exact(name: str) -> None:
+    """The class scores' concat along axis 1 of [1, rows, classes]: the LOGISTIC runs per
+    level, a concat of its outputs is the model output; bit-identical in LiteRT and TFLM.
+    The boxes' concat (a model output, nothing reads it) is refused, with that reason."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+
+    data = path(name).read_bytes()
+    model = load_model(data).model
+    used = buffers_in_use(model)
+    ed = Editor(model, 0)
+    concats = [op for op in ed.sg.operators if ed.opcode(op) == "CONCATENATION"]
+    assert all(op.builtinOptions.axis % 3 == 1 for op in concats)
+    scores = next(op for op in concats if ed.consumers(ed.outputs(op)[0]))
+    boxes = next(op for op in concats if op is not scores)
+    with pytest.raises(NotApplicable, match="subgraph input or output"):
+        dissolve(ed, boxes, contract=True)
+    steps = dissolve(ed, scores, contract=False)
+    assert [(s.kind, s.opcode, s.exact) for s in steps] == [("distribute", "LOGISTIC", True)]
+    compact(model, used)
+    new = serialize_model(model)
+    for case in random_inputs(data, 3) + [structured_inputs(data)]:
+        want = run_litert(data, case)
+        assert all(same(a, b) for a, b in zip(want, run_litert(new, case), strict=True))
+        assert all(same(a, b) for a, b in zip(want, tflm.run_tflm(new, case), strict=True))
+
+
+def test_row_concat_sites_are_reported_with_their_reasons() -> None:
+    data = path("dethead_int8").read_bytes()
+    r = rewrite_model(load_model(data).model, cases=2, budget=30)
+    assert r.peak_after <= r.peak_before
+    reasons = {e["reason"] for e in r.rejected if e["kind"] == "concat"}
+    assert "concatenation output is a subgraph input or output" in reasons
+    assert not any("not along the channel" in why for why in reasons)
 
 
 # ---------------------------------------------------------------------------------------------
