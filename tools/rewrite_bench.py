@@ -205,9 +205,12 @@ commonest reasons a site was left (all of them are in `--json` and the text summ
 What the rewrites are (see `src/tflite_reorder/rewrites/`): channel-wise partitioning of a
 CONV_2D / FULLY_CONNECTED over a channel concatenation (inexact in int8: partial sums are
 requantised), kernel-wise partitioning of DEPTHWISE_CONV_2D and distribution of
-per-channel ops (exact), flattening of nested concatenations (exact), H/W concatenations
+per-channel ops (exact), flattening of nested concatenations (exact), *partial
+dissolution* (the consumers that can run per piece do, the concat stays for those that
+need it whole: a MEAN over the channels, a model output), H/W concatenations
 dissolved through 1×1 convolutions, element-wise ops and window-equals-stride pools
-(exact), output splits of a CONV_2D whose consumers work channel by channel (exact) or,
+(exact), concatenations along the rows of a `[1, rows, values]` tensor (detection heads)
+through element-wise and last-axis ops (exact), output splits of a CONV_2D whose consumers work channel by channel (exact) or,
 for a bottleneck feeding a 3×3 conv, in two halves with the 3×3 conv partitioned over
 them and the batch norm recomputed per half (inexact in int8), the 1×1 conv → average
 pool of a transition run pool first (inexact in int8), unread padding trimmed (exact),
@@ -215,6 +218,19 @@ subsample folding and ADD chains. Without `--calibration` int8 partial sums get 
 guaranteed range (interval bounds: they never saturate) and an inexact rewrite is kept
 only when the measured error is within `--max-error` (2 LSB unless the row says
 otherwise). Sites are tried where the arena peaks first (`rewrites/focus.py`).
+
+Time: one deadline covers the whole rewrite search (the reference run of the input,
+building each site's variants, pricing candidate sets, the error checks): `--time-limit`
+for the search, and scheduling the result gets what is left of 1.5 × the limit (the
+rewritten model comes stored in the best order the search found). Variants are built hot
+sites first for half of the search's time; sites not built or priced in time are
+rejected as *not tried*, and the report says the limit stopped the search. Where one
+error check alone costs seconds (DenseNet121: 310 ops at 64×64 on the reference kernels,
+28–44 cases, in a child process because its 1000-class int8 SOFTMAX may abort), the
+default limit leaves no time to choose: its rows name `--time-limit 30`.
+A model LiteRT refuses but TFLM runs (int8 SVDF state, `models/real/`) has its rewrite
+error measured with TFLM, which matches the reference kernels bit for bit
+(`rewrite_error.runtime`), and is verified with TFLM alone.
 """
 
 
@@ -267,8 +283,12 @@ tail than it saves head: most concats of DARTS, RandWire, SwiftNet, Inception);
 *not tried: the search's budget ran out* (DenseNet121's blocks 2–4 at 8×8 and below,
 whose concats never come near the peak); H/W concatenations whose consumer reads across
 the seam (a 3×3 convolution, a MEAN over the axis: *is not 1x1 stride 1*, *cannot be
-split along H/W*); concatenations along any other axis (a flattened axis of a detection
-head: *is not along the channel, H or W axis*).
+split along H/W*). Detection heads (`dethead_*`): the class scores' concat along the
+flattened anchor axis dissolves through its LOGISTIC (bit-exact) but that *does not lower
+head + TFLM tail* (the LOGISTIC runs in place either way); the boxes' concat is a model
+output that nothing reads (*concatenation output is a subgraph input or output*: it must
+exist whole). What would lower them is writing each level's conv output straight into its
+slice of the concat (aliasing, not a graph rewrite): not done.
 
 ## NASNet
 
