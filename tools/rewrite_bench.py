@@ -202,27 +202,29 @@ cut the rewrite search short (the best choice measured so far was kept; the site
 built or priced are rejected as *not tried*). *most rejections* counts the
 commonest reasons a site was left (all of them are in `--json` and the text summary).
 
-What the rewrites are (see `src/tflite_reorder/rewrites/`): channel-wise partitioning of a
-CONV_2D / FULLY_CONNECTED over a channel concatenation (inexact in int8: partial sums are
-requantised), kernel-wise partitioning of DEPTHWISE_CONV_2D and distribution of
+What the rewrites are (see `src/tflite_reorder/rewrites/`): channel-wise partitioning of
+a CONV_2D / FULLY_CONNECTED over a channel concatenation (inexact in int8: partial sums
+are requantised), kernel-wise partitioning of DEPTHWISE_CONV_2D and distribution of
 per-channel ops (exact), flattening of nested concatenations (exact), *partial
 dissolution* (the consumers that can run per piece do, the concat stays for those that
-need it whole: a MEAN over the channels, a model output), H/W concatenations
-dissolved through 1×1 convolutions, element-wise ops and window-equals-stride pools
-(exact), concatenations along the rows of a `[1, rows, values]` tensor (detection heads)
-through element-wise and last-axis ops (exact), output splits of a CONV_2D whose consumers work channel by channel (exact) or,
-for a bottleneck feeding a 3×3 conv, in two halves with the 3×3 conv partitioned over
-them and the batch norm recomputed per half (inexact in int8), the 1×1 conv → average
-pool of a transition run pool first (inexact in int8), unread padding trimmed (exact),
-subsample folding and ADD chains. Without `--calibration` int8 partial sums get their
-guaranteed range (interval bounds: they never saturate) and an inexact rewrite is kept
-only when the measured error is within `--max-error` (2 LSB unless the row says
-otherwise). Sites are tried where the arena peaks first (`rewrites/focus.py`).
+need it whole: a MEAN over the channels, a model output), H/W concatenations dissolved
+through 1×1 convolutions, element-wise ops and window-equals-stride pools (exact),
+concatenations along the rows of a `[1, rows, values]` tensor (detection heads) through
+element-wise and last-axis ops (exact), output splits of a CONV_2D whose consumers work
+channel by channel (exact) or, for a bottleneck feeding a 3×3 conv, in two halves with
+the 3×3 conv partitioned over them and the batch norm recomputed per half (inexact in
+int8), the 1×1 conv → average pool of a transition run pool first (inexact in int8),
+unread padding trimmed (exact), subsample folding and ADD chains. Without
+`--calibration` int8 partial sums get their guaranteed range (interval bounds: they
+never saturate) and an inexact rewrite is kept only when the measured error is within
+`--max-error` (2 LSB unless the row says otherwise). Sites are tried where the arena
+peaks first (`rewrites/focus.py`).
 
 Time: one deadline covers the whole rewrite search (the reference run of the input,
-building each site's variants, pricing candidate sets, the error checks): `--time-limit`
-for the search, and scheduling the result gets what is left of 1.5 × the limit (the
-rewritten model comes stored in the best order the search found). Variants are built hot
+building each site's variants, pricing candidate sets, the error checks): 1.3 ×
+`--time-limit` for the search, and scheduling the result gets what is left of 1.5 × the
+limit (the rewritten model comes stored in the best order the search found), planning a
+tenth. Variants are built hot
 sites first for half of the search's time; sites not built or priced in time are
 rejected as *not tried*, and the report says the limit stopped the search. Where one
 error check alone costs seconds (DenseNet121: 310 ops at 64×64 on the reference kernels,

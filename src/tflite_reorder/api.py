@@ -331,8 +331,11 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
     return found, (true, graph)
 
 
-# With --rewrite, shapes + rewrites + scheduling + planning stay within this many time limits.
+# With --rewrite, shapes + rewrites + scheduling + planning stay within this many time limits;
+# the rewrite search (error checks included) gets REWRITE_SEARCH_SHARE of them: scheduling
+# the result starts from the best order the search found and planning takes a tenth.
 REWRITE_RUN_SHARE = 1.5
+REWRITE_SEARCH_SHARE = 1.3
 COMPAT_SHARE = 0.25  # of the time limit, for the two searches --tflm-compat reports
 
 
@@ -386,11 +389,11 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
              use_tflm: bool = True):
     """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
-    The search, error measurement included, gets ``time_limit``; scheduling the result
-    gets what is left of ``REWRITE_RUN_SHARE`` × ``time_limit`` (the rewritten model comes
-    stored in the best order the search found, so a short schedule loses nothing), planning
-    a tenth: the run stays within 1.5 × ``time_limit`` plus reading, writing and
-    verification.
+    The search, error measurement included, gets ``REWRITE_SEARCH_SHARE`` × ``time_limit``;
+    scheduling the result gets what is left of ``REWRITE_RUN_SHARE`` × ``time_limit`` (the
+    rewritten model comes stored in the best order the search found, so a short schedule
+    loses nothing), planning a tenth: the run stays within 1.5 × ``time_limit`` plus
+    reading, writing and verification.
     """
     from .rewrites import rewrite_model
     from .rewrites.measure import load_calibration
@@ -404,7 +407,8 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     t = time.monotonic()
     rw = rewrite_model(m, inplace=inplace, time_limit=time_limit / 4,
                        max_error_lsb=2.0 if max_error is None else max_error,
-                       budget=time_limit, calibration=samples, use_tflm=use_tflm)
+                       budget=REWRITE_SEARCH_SHARE * time_limit, calibration=samples,
+                       use_tflm=use_tflm)
     reference = loaded
     if rw.applied:
         m = rw.model

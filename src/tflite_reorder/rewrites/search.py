@@ -500,27 +500,27 @@ class _Search:
     def select(self, options: dict[Site, list[str]], cost_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest head + tail; memory only."""
         everything = {site: v[0] for site, v in options.items() if v}
-        # All sites together, and the sites where the arena peaks (``focus``): on a large
-        # model all of them can build a graph too large to schedule in time, with more
-        # TFLM tail than they save, and on a small one the hot sets can miss a site the
-        # peak needs; both are always tried, and the concats alone (what partitioning needs
-        # on concat-heavy models, without the splits). Then each kind alone (kinds can get
-        # in each other's way: an output split feeding a concat another site dissolves),
-        # while the budget lasts, or until one start has lowered the cost.
+        # The sites where the arena peaks (``focus``) first; then all sites together, the
+        # concats alone (what partitioning needs on concat-heavy models, without the
+        # splits) and each kind alone (kinds can get in each other's way: an output split
+        # feeding a concat another site dissolves), smallest set first: under the time
+        # limit the cheap sets (a few exact folds) get priced before the whole model's
+        # (on a large model all sites together build a graph too large to schedule in
+        # time, with more TFLM tail than they save). All are tried while the time lasts.
         peak = self.peak({})
-        firsts = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
-                                                       int(share * peak))}
-                  for share in HOT_SHARES]
-        firsts += [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
-        starts = firsts + [{k: v for k, v in everything.items() if k.kind == kind}
-                           for kind in sorted({k.kind for k in everything})]
+        hot = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
+                                                    int(share * peak))}
+               for share in HOT_SHARES]
+        others = [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
+        others += [{k: v for k, v in everything.items() if k.kind == kind}
+                   for kind in sorted({k.kind for k in everything})]
+        starts = hot + sorted(others, key=len)
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
-        choice, current = {}, cost_before
         choice, current, priced = {}, cost_before, set()
-        for i, start in enumerate(starts):
+        for start in starts:
             if self.expired() and (choice or priced) and not self._priced(start):
                 continue  # past the deadline: only what is priced already (free)
-            self.min_schedule = self.time_limit / 2 if i < len(firsts) else 0.0
+            self.min_schedule = self.time_limit / 2 if start in hot else 0.0
             p = self.cost(start)
             priced |= start.keys()
             if p < current:
