@@ -178,13 +178,15 @@ def optimize(
         runs = _runnable(loaded, rep, use_tflm, m, tflm_compat)
 
     stage("shapes")
+    t_work = time.monotonic()  # from here to the plan: what --time-limit bounds
     unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
     read_tables = m
 
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration,
+                                use_tflm)
 
     if tile or ram_budget is not None:
         stage("tile")
@@ -228,6 +230,9 @@ def optimize(
     stage("schedule")
     # with --tflm-compat's searches the model's own gets what is left of one time limit
     search_limit = max(0.0, t0 + time_limit - time.monotonic()) if tflm_compat else time_limit
+    if rewrite:  # what the rewrites left of 1.5 x --time-limit, less the plan's tenth
+        left = t_work + REWRITE_RUN_SHARE * time_limit - time.monotonic() - time_limit / 10
+        search_limit = min(search_limit, max(0.0, left))
     orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs)
     if rep.rewrites and rep.peak_after > rep.peak_before:
         return _without_rewrites(model, rep, locals())
@@ -241,6 +246,7 @@ def optimize(
     the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
                      time_limit, online)
 
+    rep.search_seconds = time.monotonic() - t_work
     stage("write")
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
@@ -334,6 +340,11 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
     return found, (true, graph)
 
 
+# With --rewrite, shapes + rewrites + scheduling + planning stay within this many time limits;
+# the rewrite search (error checks included) gets REWRITE_SEARCH_SHARE of them: scheduling
+# the result starts from the best order the search found and planning takes a tenth.
+REWRITE_RUN_SHARE = 1.5
+REWRITE_SEARCH_SHARE = 1.3
 COMPAT_SHARE = 0.25  # of the time limit, for the two searches --tflm-compat reports
 
 
@@ -383,12 +394,15 @@ def _compat_hint(m, tflm_compat: bool) -> str:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None, calibration: str | os.PathLike | None = None):
+             max_error: float | None, calibration: str | os.PathLike | None = None,
+             use_tflm: bool = True):
     """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
-    The search gets 0.4 × ``time_limit`` (scheduling the result takes at most
-    ``time_limit``, planning a tenth): the whole run stays within 1.5 × ``time_limit`` plus
-    reading, error measurement, writing and verification.
+    The search, error measurement included, gets ``REWRITE_SEARCH_SHARE`` × ``time_limit``;
+    scheduling the result gets what is left of ``REWRITE_RUN_SHARE`` × ``time_limit`` (the
+    rewritten model comes stored in the best order the search found, so a short schedule
+    loses nothing), planning a tenth: the run stays within 1.5 × ``time_limit`` plus
+    reading, writing and verification.
     """
     from .rewrites import rewrite_model
     from .rewrites.measure import load_calibration
@@ -399,9 +413,11 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
             samples = load_calibration(str(calibration), loaded.raw)
         except ValueError as exc:
             raise ModelError(f"{calibration}: {exc}") from None
-    rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
+    t = time.monotonic()
+    rw = rewrite_model(m, inplace=inplace, time_limit=time_limit / 4,
                        max_error_lsb=2.0 if max_error is None else max_error,
-                       budget=0.4 * time_limit, calibration=samples)
+                       budget=REWRITE_SEARCH_SHARE * time_limit, calibration=samples,
+                       use_tflm=use_tflm)
     reference = loaded
     if rw.applied:
         m = rw.model
@@ -410,6 +426,8 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     rep.rewrites_rejected = rw.rejected
     rep.rewrite_error = rw.error
     rep.peak_without_rewrites = rw.peak_before
+    rep.rewrite_out_of_time = rw.out_of_time
+    rep.rewrite_seconds = time.monotonic() - t
     return m, reference
 
 
