@@ -241,6 +241,14 @@ def optimize(
         # the input made safe in TFLM when it is not (as the "before" peaks are)
         before = _safe_reference(_tables(loaded)) if unsafe else loaded.raw
         _tflm_totals(before, data, rep, use_tflm)
+        if rep.tiles:
+            stage("untiled")
+            plain = _untiled(model, rep, locals())
+            if plain is not None:
+                rep = plain.report
+                if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
+                    raise BudgetError(rep, rep.tflm_after["total"])
+                return plain
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
@@ -296,16 +304,46 @@ def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool, m=None,
     return runs
 
 
+_ARGS = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
+         "output_name", "on_stage", "tile", "ram_budget", "max_overhead", "calibration",
+         "tile_objective", "target", "max_error", "rewrite")
+
+
+def _again(model: Model, args: dict, **change) -> Optimized:
+    """``optimize`` once more with the same arguments but ``change``."""
+    return optimize(model, **{**{k: args[k] for k in _ARGS}, **change})
+
+
 def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
     """Re-run without rewrites: the rewritten graph's order needs more than the input's."""
-    keys = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
-            "output_name", "on_stage", "tile", "ram_budget", "max_overhead", "calibration",
-            "tile_objective",
-            "target", "max_error")
-    again = optimize(model, rewrite=False, **{k: args[k] for k in keys})
+    again = _again(model, args, rewrite=False)
     again.report.warnings.append(
         f"rewrites dropped: the rewritten model's best order found needs {rep.peak_after} B, "
         f"more than the input's {rep.peak_before} B")
+    return again
+
+
+def _untiled(model: Model, rep: Report, args: dict) -> Optimized | None:
+    """The same run without tiling, when its TFLM total (head + tail) is no larger than
+    the tiled one's: a tiled answer is never worse than the best untiled one (the search
+    prices estimates; this compares what the two written models need). None when the
+    tiled one is smaller; ``rep.tflm_untiled`` gets the untiled figures either way."""
+    plain = _again(model, args, tile=False, ram_budget=None, verify=False, on_stage=None,
+                   tflm_compat=args["tflm_compat"])
+    r = plain.report
+    rep.tflm_untiled = _arena_of(plain.data, r.arena_planned or r.tflm_greedy_head,
+                                 args["use_tflm"])
+    if rep.tflm_untiled["total"] > rep.tflm_after["total"]:
+        return None
+    again = _again(model, args, tile=False, ram_budget=None,
+                   tflm_compat=args["tflm_compat"]) if args["verify"] else plain
+    a = again.report
+    a.tiles, a.ram_budget, a.tflm_untiled = [], rep.ram_budget, rep.tflm_untiled
+    a.macs_before = a.macs_after = rep.macs_before
+    a.tflm_before, a.tflm_after = rep.tflm_before, rep.tflm_untiled
+    a.warnings.append(
+        f"tiling dropped: the tiled model needs {rep.tflm_after['total']} B of TFLM arena "
+        f"(head + tail), the untiled one {rep.tflm_untiled['total']} B")
     return again
 
 
