@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .dtypes import ARENA_ALIGNMENT
+from .dtypes import ARENA_ALIGNMENT, tensor_bytes
 from .rewrites.edit import Editor
 
 OpKey = tuple[int, int]  # (subgraph, op index in the graph's stored order)
@@ -245,9 +245,10 @@ def row_facts(model: schema.ModelT, orders: Sequence[Sequence[int]],
     row_bytes: dict[tuple[int, int], int] = {}
 
     def note(s: int, t: int, ed: Editor) -> bool:
+        # rows come from the stored shape: only where it is the true one (shapes can lie)
         h = ed.shape(t)[1]
         n = nbytes.get((s, t), 0)
-        if h <= 0 or n <= 0 or n % h:
+        if h <= 0 or n <= 0 or n % h or n != tensor_bytes(ed.shape(t), ed.dtype(t)):
             return False
         row_bytes[(s, t)] = n // h
         return True

@@ -389,6 +389,11 @@ def tile_model(
     the model and these arguments only, never on the machine's speed). Raises
     ``ValueError`` for an unknown objective. The result's model is the input itself
     (a copy) when nothing pays.
+
+    With ``levers`` (single-subgraph models) candidates are priced with the plan's row
+    levers (``cost.row_peak``) and thinner bands are tried; ``confirm`` (the planner's
+    heights of a tiled model) then checks those estimates (``_confirmed``, at most
+    ``confirms`` plans).
     """
     t0 = time.monotonic()
     prof = region.profile(model)
