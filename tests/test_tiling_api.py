@@ -98,3 +98,12 @@ def test_inspect_tiled_profile(capsys):
     assert "STRIDED_SLICE" in {r.opcode for r in tiled.rows}
     code, stdout, _ = run_cli(["inspect", MODEL, "--tile"], capsys)
     assert code == 0 and "tiled" in stdout and "STRIDED_SLICE" in stdout
+
+
+def test_untiled_wins_under_the_run_objective():
+    u, t = {"head": 50, "total": 90}, {"head": 30, "total": 100}
+    assert api._untiled_wins(u, t, None, "total")  # smaller total: untiled
+    assert not api._untiled_wins(u, t, None, "head")  # smaller head: tiled
+    assert api._untiled_wins(u, t, 95, "total")  # untiled fits the budget, no MACs added
+    assert api._untiled_wins(u, t, 80, "total")  # neither fits: the smaller total
+    assert not api._untiled_wins({"head": 50, "total": 120}, t, 110, "total")  # only tiled fits

@@ -137,7 +137,8 @@ def test_floor_never_exceeds_the_local_peak():
 def test_row_lever_estimates_are_confirmed_by_planning():
     """With ``confirm`` the answer is a choice whose plan was checked (or no tiling):
     a planner that reaches every estimate changes nothing; one that never does makes the
-    search try at most ``confirms`` choices and answer with the best planned one."""
+    search try at most ``confirms`` choices (and the search without the levers once) and
+    answer with the best planned one."""
     m = load_model((MODELS / "tile_mbv1_025_96_int8.tflite").read_bytes()).model
     plain = search.tile_model(m, objective="head")
     calls = []
@@ -147,7 +148,7 @@ def test_row_lever_estimates_are_confirmed_by_planning():
         return [0]
 
     same = search.tile_model(m, objective="head", confirm=exact)
-    assert same.regions == plain.regions and len(calls) == 1
+    assert same.regions == plain.regions and len(calls) == 2
     seen = []
 
     def high(tiled):
@@ -155,5 +156,5 @@ def test_row_lever_estimates_are_confirmed_by_planning():
         return [10**6 - len(seen)]  # every plan above every estimate, later ones lower
 
     worst = search.tile_model(m, objective="head", confirm=high, confirms=3)
-    assert len(seen) == 3
+    assert len(seen) == 3 + 1
     assert worst.regions == []  # no tiling beats a planned 999,997 B

@@ -328,17 +328,28 @@ def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
     return again
 
 
+def _untiled_wins(untiled: dict, tiled: dict, ram_budget: int | None, objective: str) -> bool:
+    """Whether the untiled arena is at least as good under the run's objective: the
+    total (head + tail), the head for ``tile_objective="head"``, and with a RAM budget
+    fitting it (with no MACs added) or, when neither fits, the smaller total."""
+    if ram_budget is not None:
+        return untiled["total"] <= ram_budget or untiled["total"] <= tiled["total"]
+    key = "head" if objective == "head" else "total"
+    return untiled[key] <= tiled[key]
+
+
 def _untiled(model: Model, rep: Report, args: dict) -> Optimized | None:
-    """The same run without tiling, when its TFLM total (head + tail) is no larger than
-    the tiled one's: a tiled answer is never worse than the best untiled one (the search
-    prices estimates; this compares what the two written models need). None when the
-    tiled one is smaller; ``rep.tflm_untiled`` gets the untiled figures either way."""
+    """The same run without tiling, when it is at least as good (``_untiled_wins``): a
+    tiled answer is never worse than the best untiled one (the search prices estimates;
+    this compares what the two written models need). None when the tiled one is better;
+    ``rep.tflm_untiled`` gets the untiled figures either way."""
     plain = _again(model, args, tile=False, ram_budget=None, verify=False, on_stage=None,
                    tflm_compat=args["tflm_compat"])
     r = plain.report
     rep.tflm_untiled = _arena_of(plain.data, r.arena_planned or r.tflm_greedy_head,
                                  args["use_tflm"])
-    if rep.tflm_untiled["total"] > rep.tflm_after["total"]:
+    if not _untiled_wins(rep.tflm_untiled, rep.tflm_after, args["ram_budget"],
+                         args["tile_objective"]):
         return None
     again = _again(model, args, tile=False, ram_budget=None,
                    tflm_compat=args["tflm_compat"]) if args["verify"] else plain
@@ -346,9 +357,11 @@ def _untiled(model: Model, rep: Report, args: dict) -> Optimized | None:
     a.tiles, a.ram_budget, a.tflm_untiled = [], rep.ram_budget, rep.tflm_untiled
     a.macs_before = a.macs_after = rep.macs_before
     a.tflm_before, a.tflm_after = rep.tflm_before, rep.tflm_untiled
+    t, u = rep.tflm_after, rep.tflm_untiled
     a.warnings.append(
-        f"tiling dropped: the tiled model needs {rep.tflm_after['total']} B of TFLM arena "
-        f"(head + tail), the untiled one {rep.tflm_untiled['total']} B")
+        f"tiling dropped: the tiled model needs a TFLM arena of {t['head']} + {t['tail']} = "
+        f"{t['total']} B (head + tail), the untiled one {u['head']} + {u['tail']} = "
+        f"{u['total']} B")
     return again
 
 

@@ -393,7 +393,8 @@ def tile_model(
     With ``levers`` (single-subgraph models) candidates are priced with the plan's row
     levers (``cost.row_peak``) and thinner bands are tried; ``confirm`` (the planner's
     heights of a tiled model) then checks those estimates (``_confirmed``, at most
-    ``confirms`` plans).
+    ``confirms`` plans), and the answer is never worse than the search without the levers
+    (``grids``, whole-tensor pricing), planned the same way.
     """
     t0 = time.monotonic()
     prof = region.profile(model)
@@ -401,6 +402,7 @@ def tile_model(
     counts0 = cost.model_counts(model)
     cap = macs0 * max_overhead if ram_budget is None else macs0 * 4
     levers = levers and len(model.subgraphs) == 1  # the planner's row layouts' scope
+    base_grids = grids
     if levers and grids is GRIDS:
         grids = GRIDS + FINE_BANDS
     cands, priced = _candidates(model, prof, grids, max_region_ops, cap, max_priced, levers)
@@ -414,6 +416,14 @@ def tile_model(
     if confirm is not None and levers:
         best = _confirmed(model, prof, cands, (counts0, macs0), choices, pick, confirm,
                           confirms)
+        # and never worse than the search without the levers, planned the same way
+        plain_cands, more = _candidates(model, prof, base_grids, max_region_ops, cap,
+                                        max_priced)
+        priced += more
+        plain = pick(_choices(prof, plain_cands, counts0, macs0))
+        if plain.picks:
+            plain.head = max(plain.head, max(confirm(apply_choice(model, plain)), default=0))
+        best = pick([best, plain])
     else:
         best = pick(choices)
     out = apply_choice(model, best)
