@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from . import arena, hazards, report, shapes, tflm
+from . import arena, fastpeak, hazards, report, shapes, tflm
 from . import verify as runtimes
 from .candidate import Candidate, GraphSpec, read_graph, read_safe_graph
 from .flatbuffer_io import (
@@ -23,6 +23,7 @@ from .flatbuffer_io import (
     get_offline_plan,
     load_model,
     parse_model,
+    read_bytes,
     remove_offline_plan,
     serialize_model,
     set_offline_plan,
@@ -74,7 +75,9 @@ def peak_memory(
     ``model`` is a path, ``.tflite`` bytes, a loaded model, a graph description
     (``candidate.GraphSpec`` or its dict form) or a ``ModelGraph`` from ``read_graph``
     (reused as is: a loop asking several questions of one candidate reads it once). Bytes
-    and paths are read straight from the flatbuffer tables, weights untouched.
+    and paths are read straight from the flatbuffer tables, weights untouched; with
+    ``inplace=False`` a one-subgraph model is answered by the compiled path (``fastpeak``:
+    the same answer, or it declines and this general path gives it).
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add. The
     figures are ``optimize``'s (its ``peak_before`` and ``peak_after``): the model made safe
     in TFLM first (``read_safe_graph``: explicit padding), and ``optimal <= stored`` whatever
@@ -93,7 +96,13 @@ def peak_memory(
         result = peak_of_graph(read_graph(serialize_model(tiled.model)), inplace, time_limit)
         result.stored = stored
     else:
-        result = peak_of_graph(read_safe_graph(model), inplace, time_limit)
+        source = None
+        if isinstance(model, str | os.PathLike):
+            model, source = read_bytes(model), str(model)
+        fast = None
+        if not inplace and isinstance(model, bytes | bytearray | memoryview):
+            fast = fastpeak.peak_memory(model, time_limit)  # None: the general path answers
+        result = fast or peak_of_graph(read_safe_graph(model, source), inplace, time_limit)
     result.seconds = time.monotonic() - t0
     return result
 
