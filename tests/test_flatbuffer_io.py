@@ -273,3 +273,24 @@ def test_a_fifo_as_output_is_refused(tmp_path):
     with pytest.raises(ModelError, match="refusing to replace it"):
         write_atomic(fifo, b"model")
     assert fifo.is_fifo()
+
+
+def test_lean_builder_writes_the_library_builders_bytes(monkeypatch):
+    """``_LeanBuilder`` is only faster: every model in models/ (control flow, sparse and
+    quantised tensors, external data, shared vtables) and the 10,000-op chain pack to the
+    very bytes ``flatbuffers.Builder`` packs."""
+    import flatbuffers
+
+    models = sorted((ROOT / "models").glob("*.tflite"))
+    assert len(models) > 20
+    trees = [load_model(p).model for p in models] + [load_model(mb.long_chain(10_000)).model]
+    lean = [serialize_model(m) for m in trees]
+    monkeypatch.setattr(fio, "_LeanBuilder", flatbuffers.Builder)
+    assert [serialize_model(m) for m in trees] == lean
+
+
+def test_lean_builder_refuses_out_of_range_scalars_as_the_library_does():
+    m = diamond()
+    m.subgraphs[0].tensors[0].buffer = 2 ** 32  # a uint32 field
+    with pytest.raises(TypeError, match="bad number"):
+        serialize_model(m)

@@ -45,6 +45,7 @@ from .scheduling import (
     certificate,
     never_worse,
     peak_of_graph,
+    replayed,
     schedule_model,
     stored_peak,
     subgraph_reports,
@@ -184,11 +185,12 @@ def optimize(
     if fix_shapes:
         rep.repairs = repair_model(m)
     if m is read_tables and not rep.repairs and not rewrite and rep.tiles is None:
-        # unchanged since the hazards were looked for: that graph still holds
-        true, graph = as_read
+        # unchanged since the hazards were looked for: that graph (and its replays) hold
+        true, graph, replays = as_read
     else:
         true = shapes.true_shapes(m)
         graph = build_graph(m, true)
+        replays = {}
     rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
     if unsafe and not fix_shapes and plan:
         rep.warnings.append(
@@ -210,13 +212,13 @@ def optimize(
     if reqs and rep.tiles is None and not rep.rewrites:
         # the stored order pays the same kernel scratch: "before" counts it as "after" does
         stored = graph.stored_orders()
-        rep.peak_before = pipeline.plan_use(simulate(graph, stored, inplace=False), reqs,
+        rep.peak_before = pipeline.plan_use(replayed(graph, stored, False, replays), reqs,
                                             stored).lower_bound
 
     stage("schedule")
     # with --tflm-compat's searches the model's own gets what is left of one time limit
     search_limit = max(0.0, t0 + time_limit - time.monotonic()) if tflm_compat else time_limit
-    orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs)
+    orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs, replays)
     if rep.rewrites and rep.peak_after > rep.peak_before:
         return _without_rewrites(model, rep, locals())
     apply_orders(m, orders)
@@ -225,7 +227,7 @@ def optimize(
 
     stage("plan")
     the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
-                     time_limit)
+                     time_limit, replays)
 
     stage("write")
     data = serialize_model(m)
@@ -303,21 +305,24 @@ def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
 
 def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
     """The input's shape and padding hazards, and its stored-order peaks as is and made safe;
-    also the input's true shapes and graph, for reuse while the model stays unchanged.
+    also the input's true shapes, graph and replays (``scheduling.replayed``), for reuse
+    while the model stays unchanged (shape inference runs once for hazards and graph).
 
     "Before" figures compare with the safe input: the repairs add memory that the unsafe
     input only appears to save.
     """
-    found = [h for h in hazards.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
-    rep.shape_fixes = [h.to_report() for h in found]
     true = shapes.true_shapes(m)
+    found = [h for h in hazards.find_hazards(m, true)
+             if h.kind in ("shape", "uninitialized_padding")]
+    rep.shape_fixes = [h.to_report() for h in found]
     graph = build_graph(m, true)
-    rep.peak_input = rep.peak_before = stored_peak(graph)
+    replays: dict = {}
+    rep.peak_input = rep.peak_before = stored_peak(graph, replays)
     if repaired and found:
         safe = copy.deepcopy(m)
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
-    return found, (true, graph)
+    return found, (true, graph, replays)
 
 
 COMPAT_SHARE = 0.25  # of the time limit, for the two searches --tflm-compat reports
@@ -430,19 +435,22 @@ def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> Non
 
 
 def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
-              progress: Progress | None, reqs=None) -> tuple[list[list[int]], ArenaUse]:
+              progress: Progress | None, reqs=None, replays: dict | None = None
+              ) -> tuple[list[list[int]], ArenaUse]:
     """Best orders, their TFLM replay, and the report's peak and certificate figures.
 
-    With a target's scratch requests ``reqs`` the peaks include them.
+    With a target's scratch requests ``reqs`` the peaks include them; ``replays`` as for
+    ``scheduling.replayed`` (each order is replayed once per in-place setting).
     """
+    replays = {} if replays is None else replays
     ts = time.monotonic()
     orders, results = schedule_model(graph, inplace, time_limit, progress,
                                      pipeline.op_scratch(reqs or {}))
-    orders, rep.kept_stored_order = never_worse(graph, orders, inplace)
+    orders, rep.kept_stored_order = never_worse(graph, orders, inplace, replays)
     rep.schedule_seconds = time.monotonic() - ts
-    use = simulate(graph, orders, inplace=inplace)
+    use = replayed(graph, orders, inplace, replays)
     rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
-    rep.peak_after_no_inplace = pipeline.plan_use(simulate(graph, orders, inplace=False),
+    rep.peak_after_no_inplace = pipeline.plan_use(replayed(graph, orders, False, replays),
                                                   reqs or {}, orders).lower_bound
     rep.lower_bound, rep.optimal = certificate(graph, results, rep.peak_after)
     rep.inplace = inplace
@@ -451,14 +459,14 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
 
 
 def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
-          time_limit: float) -> arena.Plan | None:
+          time_limit: float, replays: dict | None = None) -> arena.Plan | None:
     """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison.
 
     With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
     no plan is written: TFLM plans the arena online, and the report says so.
     """
     try:
-        rep.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+        rep.tflm_greedy_head = arena.greedy_head(replayed(graph, orders, False, replays))
         the_plan = arena.plan_arena(use, time_limit=time_limit / 10) if plan else None
     except arena.TooManyConflicts as exc:
         rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")

@@ -70,7 +70,17 @@ class Problem:
 def alias_candidates(
     sg: SubgraphGraph, inplace: bool | frozenset[str] = True
 ) -> list[tuple[tuple[int, tuple[int, ...]], ...]]:
-    """Static in-place candidates per op: output -> inputs of the same size and type."""
+    """Static in-place candidates per op: output -> inputs of the same size and type
+    (worked out once per graph and setting; the list is shared, never edit it)."""
+    key = ("alias_candidates", inplace)
+    if key not in sg.memo:
+        sg.memo[key] = _alias_candidates(sg, inplace)
+    return sg.memo[key]
+
+
+def _alias_candidates(
+    sg: SubgraphGraph, inplace: bool | frozenset[str]
+) -> list[tuple[tuple[int, tuple[int, ...]], ...]]:
     ops = INPLACE_OPS if inplace is True else (frozenset(inplace) if inplace else frozenset())
     sg_io = set(sg.inputs) | set(sg.outputs)
     result = []
