@@ -26,6 +26,7 @@ from .flatbuffer_io import (
     remove_offline_plan,
     serialize_model,
     set_offline_plan,
+    shared_reads,
 )
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse, simulate
@@ -241,18 +242,20 @@ def optimize(
 
     if verify:
         stage("verify")
-        safe = _safe_reference(_tables(reference)) if unsafe else None
-        ver = verify_written(reference, data, safe, runs,
-                             tflm_against_litert=bool(tflm_compat and reference is loaded))
-        rep.verification = ver.to_dict()
-        rep.seconds = time.monotonic() - t0
-        if not ver.ok:
-            raise VerificationError(rep)
-        if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
-            rep.tflm_head = tflm.measure_arena(data).head
-            if rep.tflm_head != the_plan.head:
-                raise VerificationError(rep, f"TFLM's measured arena head {rep.tflm_head} B "
-                                             f"is not the planned {the_plan.head} B")
+        with shared_reads():  # each model's read-only checks once, for all interpreters
+            safe = _safe_reference(_tables(reference)) if unsafe else None
+            ver = verify_written(reference, data, safe, runs,
+                                 tflm_against_litert=bool(tflm_compat and reference is loaded))
+            rep.verification = ver.to_dict()
+            rep.seconds = time.monotonic() - t0
+            if not ver.ok:
+                raise VerificationError(rep)
+            if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
+                rep.tflm_head = tflm.measure_arena(data).head
+                if rep.tflm_head != the_plan.head:
+                    raise VerificationError(
+                        rep, f"TFLM's measured arena head {rep.tflm_head} B is not the "
+                             f"planned {the_plan.head} B")
     if target is not None:
         stage("target")
         ref = _safe_reference(_tables(reference)) if unsafe else reference.raw

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, load_model
+from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
 from .graph import build_graph, marking_visits, opcode_name
 from .tensors import text
 
@@ -51,8 +51,13 @@ MAX_MARKING_VISITS = 100_000
 
 
 def check(model_bytes: bytes) -> None:
-    """Raise ModelError if running ``model_bytes`` in LiteRT or TFLM could crash or hang."""
-    model = load_model(bytes(model_bytes)).model
+    """Raise ModelError if running ``model_bytes`` in LiteRT or TFLM could crash or hang
+    (checked once per model inside ``flatbuffer_io.shared_reads``)."""
+    derived(model_bytes, "preflight.check", _check)
+
+
+def _check(model_bytes: bytes) -> None:
+    model = read_only(model_bytes)
     _check_quantization(model)
     _check_offline_plan(model)
     _check_softmax(model)
@@ -67,7 +72,11 @@ def check(model_bytes: bytes) -> None:
 def check_litert(model_bytes: bytes) -> None:
     """``check`` plus what only LiteRT cannot survive; raises ModelError."""
     check(model_bytes)
-    model = load_model(bytes(model_bytes)).model
+    derived(model_bytes, "preflight.check_litert", _check_litert)
+
+
+def _check_litert(model_bytes: bytes) -> None:
+    model = read_only(model_bytes)
     for s, sg in enumerate(model.subgraphs):
         for v, op in enumerate(sg.operators or []):
             code = model.operatorCodes[op.opcodeIndex]
@@ -144,7 +153,7 @@ def _check_softmax(model: schema.ModelT) -> None:
 def abort_risks(model_bytes: bytes) -> list[str]:
     """Why running ``model_bytes`` may abort the runtime on some inputs (empty: it cannot,
     as far as known). ``check`` must have passed."""
-    model = load_model(bytes(model_bytes)).model
+    model = read_only(model_bytes)
     risks = []
     for s, sg in enumerate(model.subgraphs):
         for i, op in enumerate(sg.operators or []):

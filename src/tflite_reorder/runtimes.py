@@ -30,7 +30,7 @@ import numpy as np
 
 from . import preflight
 from .dtypes import type_name
-from .flatbuffer_io import load_model
+from .flatbuffer_io import read_only
 
 
 def litert(data: bytes, preserve: bool = False):
@@ -189,7 +189,7 @@ def structured_inputs(data: bytes, seed: int = 0) -> list[np.ndarray]:
 
     Raises ``TypeError`` for an input type numpy has no dtype for (strings, resources).
     """
-    model = load_model(bytes(data)).model
+    model = read_only(data)
     sg = model.subgraphs[0]
     rng = np.random.default_rng(seed)
     out = []
