@@ -166,7 +166,7 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     check_header(raw, source)
     try:
         check_table_counts(raw, source)
-        with _fast_tables():
+        with _fast_tables(raw):
             model = schema.ModelT.InitFromPackedBuf(raw, 0)
     except ModelError:
         raise
@@ -187,10 +187,40 @@ _VOFFSET = struct.Struct("<H").unpack_from
 _UOFFSET = struct.Struct("<I").unpack_from
 
 
+class _Vtables:
+    """The vtables of the buffer being unpacked, each decoded once: the object API reads
+    every field of every table through ``Offset`` (33 reads per operator and tensor), and
+    a model's tables share a handful of vtables."""
+
+    buf: object = None  # the buffer ``_fast_tables`` unpacks; other buffers are not cached
+    fields: dict[int, tuple[int, ...]] = {}
+
+
 def _offset(self, slot: int) -> int:
     buf, pos = self.Bytes, self.Pos
     vtable = pos - _SOFFSET(buf, pos)[0]
+    if buf is _Vtables.buf:
+        fields = _Vtables.fields.get(vtable)
+        if fields is None:
+            fields = _vtable_fields(buf, vtable)
+        if fields is not None:
+            k = (slot - 4) >> 1
+            return fields[k] if 0 <= k < len(fields) else 0
     return _VOFFSET(buf, vtable + slot)[0] if slot < _VOFFSET(buf, vtable)[0] else 0
+
+
+def _vtable_fields(buf, vtable: int) -> tuple[int, ...] | None:
+    """Every field entry of one vtable (what ``Offset`` reads for slot 4 + 2k), or None
+    when the vtable runs past the buffer (then each read fails or not as the library's)."""
+    try:
+        size = _VOFFSET(buf, vtable)[0]
+        n = max(0, (size - 3) // 2)  # entries at vtable + 4 + 2k below vtable + size
+        fields = struct.unpack_from(f"<{n}H", buf, vtable + 4) if vtable >= 0 else None
+    except struct.error:
+        return None
+    if fields is not None:
+        _Vtables.fields[vtable] = fields
+    return fields
 
 
 def _get(self, flags, off: int):
@@ -224,7 +254,7 @@ _fast_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _fast_tables() -> Iterator[None]:
+def _fast_tables(buf: bytes) -> Iterator[None]:
     """``flatbuffers.table.Table``'s readers without their per-call argument checks.
 
     The generated object API reads every field through these methods; the library's
@@ -237,9 +267,11 @@ def _fast_tables() -> Iterator[None]:
         saved = {name: getattr(table, name) for name in _FAST_TABLE}
         for name, fn in _FAST_TABLE.items():
             setattr(table, name, fn)
+        _Vtables.buf, _Vtables.fields = buf, {}
         try:
             yield
         finally:
+            _Vtables.buf, _Vtables.fields = None, {}
             for name, fn in saved.items():
                 setattr(table, name, fn)
 
