@@ -273,3 +273,73 @@ def test_a_fifo_as_output_is_refused(tmp_path):
     with pytest.raises(ModelError, match="refusing to replace it"):
         write_atomic(fifo, b"model")
     assert fifo.is_fifo()
+
+
+def test_lean_builder_writes_the_library_builders_bytes(monkeypatch):
+    """``_LeanBuilder`` is only faster: every model in models/ (control flow, sparse and
+    quantised tensors, external data, shared vtables) and the 10,000-op chain pack to the
+    very bytes ``flatbuffers.Builder`` packs."""
+    import flatbuffers
+
+    models = sorted((ROOT / "models").glob("*.tflite"))
+    assert len(models) > 20
+    trees = [load_model(p).model for p in models] + [load_model(mb.long_chain(10_000)).model]
+    lean = [serialize_model(m) for m in trees]
+    monkeypatch.setattr(fio, "_LeanBuilder", flatbuffers.Builder)
+    assert [serialize_model(m) for m in trees] == lean
+
+
+def test_lean_builder_refuses_out_of_range_scalars_as_the_library_does():
+    m = diamond()
+    m.subgraphs[0].tensors[0].buffer = 2 ** 32  # a uint32 field
+    with pytest.raises(TypeError, match="bad number"):
+        serialize_model(m)
+
+
+def _same_tree(a, b, path: str = "model") -> None:
+    assert type(a) is type(b), path
+    if isinstance(a, np.ndarray):
+        assert (a.dtype, a.shape, a.tobytes()) == (b.dtype, b.shape, b.tobytes()), path
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_tree(x, y, f"{path}[{i}]")
+    elif hasattr(a, "__dict__"):
+        assert vars(a).keys() == vars(b).keys(), path
+        for k in vars(a):
+            _same_tree(getattr(a, k), getattr(b, k), f"{path}.{k}")
+    else:
+        assert a == b or (a != a and b != b), path  # NaN scales
+
+
+def test_decoded_vtables_read_what_the_library_reads(monkeypatch):
+    """Each vtable decoded once (``_Vtables``) gives the very tree read field by field,
+    and corrupt bytes fail (or not) exactly as without it."""
+    import random
+
+    datas = [p.read_bytes() for p in sorted((ROOT / "models").glob("*.tflite"))]
+    rng = random.Random(5)
+    for raw in datas[:12]:
+        for _ in range(40):  # vtable and offset bytes overwritten anywhere
+            b = bytearray(raw)
+            for _ in range(rng.choice((1, 4))):
+                b[rng.randrange(len(b))] = rng.choice((0, 1, 3, 0x7F, 0xFF))
+            datas.append(bytes(b))
+
+    def outcome(raw: bytes):
+        try:
+            return parse_model(raw).model
+        except ModelError as exc:
+            return str(exc)
+
+    cached = [outcome(raw) for raw in datas]
+    monkeypatch.setattr(fio, "_vtable_fields", lambda *_a: None)
+    parsed = 0
+    for raw, got in zip(datas, cached, strict=True):
+        want = outcome(raw)
+        if isinstance(want, str):
+            assert got == want
+        else:
+            _same_tree(got, want)
+            parsed += 1
+    assert parsed > len(datas) // 4

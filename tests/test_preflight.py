@@ -168,3 +168,17 @@ def test_cli_refuses_a_model_no_runtime_survives(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "SIGABRT" in lines[0] and str(src) in lines[0], lines
     assert not dst.exists()
+
+
+def test_softmax_with_another_ops_options_is_no_crash():
+    """Fuzz seed 2030 case 22231 (opcodes spliced from another model): a SOFTMAX whose
+    options table is ADD's has no beta; the check treats it as having no options (the
+    runtimes' default) instead of failing with AttributeError."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = load_model(ROOT / "models" / "inplace_softmax_int8.tflite").model
+    op = next(op for op in m.subgraphs[0].operators
+              if m.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.SOFTMAX)
+    op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+    op.builtinOptions = schema.AddOptionsT()
+    preflight.check(serialize_model(m))  # no beta to check: nothing refused here

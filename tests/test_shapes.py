@@ -392,7 +392,8 @@ def test_nested_if_branches_are_inferred_once_without_recursion():
     calls = []
     real = infer_mod._infer_one
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(infer_mod, "_infer_one", lambda m, s, b: calls.append(s) or real(m, s, b))
+        mp.setattr(infer_mod, "_infer_one",
+                   lambda m, s, b, n: calls.append(s) or real(m, s, b, n))
         assert infer_shapes(model_t) == {}  # every stored shape is already the true one
     assert sorted(calls) == list(range(len(model_t.subgraphs)))
     assert find_hazards(model_t) == []

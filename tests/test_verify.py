@@ -92,3 +92,47 @@ def test_tflm_refusal_is_in_tflm_words():
     (lite, micro) = runnability(model_path("dense_sparse").read_bytes())
     assert lite.runs and not micro.runs
     assert "Didn't find op for builtin opcode 'DENSIFY'" in micro.why
+
+
+def test_verification_parses_each_model_once(monkeypatch):
+    """Every interpreter verification builds (per runtime, model and input case) is
+    preceded by read-only checks of its model; inside ``verify`` each distinct model is
+    parsed once (1,500 nested IFs were parsed 34 times, 28 s)."""
+    from tflite_reorder import flatbuffer_io as fio
+
+    data = serialize_model(diamond())
+    other = _scaled(1.0)
+    parsed: list[bytes] = []
+    real = fio.parse_model
+    monkeypatch.setattr(fio, "parse_model", lambda raw, *a: parsed.append(raw) or real(raw, *a))
+    result = verify(data, data, use_tflm=tflm.available())
+    assert result.ok and len(result.comparisons) == (2 if tflm.available() else 1)
+    assert parsed == [data]
+    parsed.clear()
+    runnability(other)
+    assert parsed == [other]
+    parsed.clear()
+    runnability(other)  # a new block: the trees of the last one are not kept
+    assert parsed == [other]
+
+
+def test_shared_reads_remember_a_refusal_and_forget_at_the_end():
+    from tflite_reorder import flatbuffer_io as fio
+
+    calls = []
+
+    def refuse(raw: bytes) -> None:
+        calls.append(raw)
+        raise ModelError("no")
+
+    with fio.shared_reads():
+        for _ in range(3):
+            with pytest.raises(ModelError, match="no"):
+                fio.derived(b"x", "refuse", refuse)
+        with fio.shared_reads(), pytest.raises(ModelError):  # nested: the outer's results
+            fio.derived(b"x", "refuse", refuse)
+        assert fio.derived(b"y", "len", len) == 1
+    assert calls == [b"x"]
+    with pytest.raises(ModelError):
+        fio.derived(b"x", "refuse", refuse)  # outside: computed again
+    assert calls == [b"x", b"x"]

@@ -16,6 +16,10 @@ Each case's mutation depends only on ``(seed, case index)``, so ``--only I`` rep
 
     python tools/fuzz.py --cases 20000 --seed 1 --jobs 2
     python tools/fuzz.py --seed 1 --only 1234        # replay one case, traceback shown
+    python tools/fuzz.py --cases 10000 --start 10000 --seed 1   # cases 10000..19999
+
+``--start`` runs a later range of the same sequence, so a long run can be split into
+chunks (run niced, one after another) that together are exactly the one long run.
 """
 
 from __future__ import annotations
@@ -660,6 +664,7 @@ def _reason(msg: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=1000)
+    ap.add_argument("--start", type=int, default=0, help="index of the first case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--time-limit", type=float, default=0.2, help="scheduler seconds per call")
@@ -677,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         tally = run_range((args.seed, [args.only], names, args.time_limit, args.case_timeout,
                            True))
         return 1 if tally.crashes else 0
-    indices = list(range(args.cases))
+    indices = list(range(args.start, args.start + args.cases))
     chunks = [indices[j :: args.jobs] for j in range(args.jobs)]
     work = [(args.seed, c, names, args.time_limit, args.case_timeout, args.verbose)
             for c in chunks]
@@ -694,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         total.slowest = max(total.slowest, t.slowest)
     seconds = time.monotonic() - t0
     c = total.counts
-    print(f"cases {args.cases}  ok {c['ok']}  rejected {c['rejected']}  crashes {c['crash']}  "
+    print(f"cases {args.start}..{args.start + args.cases - 1}  ok {c['ok']}  "
+          f"rejected {c['rejected']}  crashes {c['crash']}  "
           f"({seconds:.0f} s, {args.jobs} jobs, slowest case {total.slowest[1]}: "
           f"{total.slowest[0]:.2f} s)")
     for reason, n in total.reasons.most_common(15):

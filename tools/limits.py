@@ -1,7 +1,7 @@
 """Check that every stage holds ``--time-limit`` and a memory bound on huge models.
 
     python tools/limits.py                 # the table (a few minutes, up to ~2 GB RAM)
-    python tools/limits.py --write docs/limits.md
+    python tools/limits.py --time-limit 5 --write docs/limits.md   # the table, in place
 
 Models (built in memory by ``tools/make_bad_inputs.py``, written to a temp dir):
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", type=Path, default=None, help="also write the table here")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else list(MODELS)
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -113,18 +114,26 @@ def main(argv: list[str] | None = None) -> int:
     lines = table(rows, args.time_limit)
     print("\n".join(lines))
     if args.write:
-        _write(args.write, lines, args.time_limit)
+        _write(args.write, lines, args.time_limit, (load_before, os.getloadavg()[0]))
     bound = 1.1 * args.time_limit + ALLOWANCE
     bad = [n for n, _, r in rows
            if r["code"] != 0 or r["wall"] > bound or r["rss_mb"] >= MAX_RSS_MB]
     return 1 if bad else 0
 
 
-def _write(path: Path, lines: list[str], time_limit: float) -> None:
+def _write(path: Path, lines: list[str], time_limit: float, load: tuple[float, float]
+           ) -> None:
+    """Replace the table between the markers in ``path`` (appended when there are none),
+    saying how it was made: command, commit, cores and the machine's load (1-minute load
+    average before and after: on a shared machine wall times grow with it, CPU times less)."""
     text = path.read_text() if path.exists() else ""
     start, end = "<!-- limits-table -->", "<!-- /limits-table -->"
-    block = "\n".join([start, "", f"`python tools/limits.py --time-limit {time_limit:g}` "
-                       f"(2 shared cores):", "", *lines, "", end])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+    how = (f"`python tools/limits.py --time-limit {time_limit:g} --write docs/limits.md` "
+           f"(commit {commit or 'unknown'}, {os.cpu_count()} cores, load average "
+           f"{load[0]:.1f} before and {load[1]:.1f} after the run):")
+    block = "\n".join([start, "", how, "", *lines, "", end])
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:

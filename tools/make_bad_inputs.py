@@ -296,6 +296,17 @@ def junk_constant(shape: list[int]) -> Callable[[], bytes]:
     return make
 
 
+def huge_stored_shape() -> bytes:
+    """MEAN's output stored as [1, 2^31 - 1, 1, 16] where the kernel makes [1, 1, 1, 16]
+    (fuzz seed 2030 case 14044): shape inference repairs it, and the kernels' scratch must
+    be sized from the repaired shape, not from 2^31 rows (a 137 GB offline-plan offset)."""
+    m = _base()
+    mean = next(op for op in _ops(m) if m.operatorCodes[op.opcodeIndex].builtinCode == OP.MEAN)
+    m.subgraphs[0].tensors[int(mean.outputs[0])].shape = np.array([1, 2**31 - 1, 1, 16],
+                                                                    np.int32)
+    return serialize_model(m)
+
+
 def fill_int64(dims: list[int]) -> Callable[[], bytes]:
     """A FILL whose INT64 dims constant holds values beyond int32 (an extra output)."""
     def make() -> bytes:
@@ -402,6 +413,7 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "fill_int64_huge.tflite": fill_int64([2**33, 3]),
     "fill_int64_negative.tflite": fill_int64([-5, 2**40]),
     "nested_if_shared30.tflite": lambda: nested_ifs(30, shared=True),
+    "huge_stored_shape.tflite": huge_stored_shape,
 }
 
 

@@ -27,6 +27,7 @@ from .flatbuffer_io import (
     remove_offline_plan,
     serialize_model,
     set_offline_plan,
+    shared_reads,
 )
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse, simulate
@@ -47,6 +48,7 @@ from .scheduling import (
     certificate,
     never_worse,
     peak_of_graph,
+    replayed,
     schedule_model,
     stored_peak,
     subgraph_reports,
@@ -199,11 +201,12 @@ def optimize(
     if fix_shapes:
         rep.repairs = repair_model(m)
     if m is read_tables and not rep.repairs and not rewrite and rep.tiles is None:
-        # unchanged since the hazards were looked for: that graph still holds
-        true, graph = as_read
+        # unchanged since the hazards were looked for: that graph (and its replays) hold
+        true, graph, replays = as_read
     else:
         true = shapes.true_shapes(m)
         graph = build_graph(m, true)
+        replays = {}
     rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
     if unsafe and not fix_shapes and plan:
         rep.warnings.append(
@@ -225,7 +228,7 @@ def optimize(
     if reqs and rep.tiles is None and not rep.rewrites:
         # the stored order pays the same kernel scratch: "before" counts it as "after" does
         stored = graph.stored_orders()
-        before = pipeline.plan_use(simulate(graph, stored, inplace=False), reqs,
+        before = pipeline.plan_use(replayed(graph, stored, False, replays), reqs,
                                    stored).lower_bound
         if rep.peak_input == rep.peak_before:  # nothing repaired: the input is that model
             rep.peak_input = before
@@ -237,7 +240,7 @@ def optimize(
     if rewrite:  # what the rewrites left of 1.5 x --time-limit, less the plan's tenth
         left = t_work + REWRITE_RUN_SHARE * time_limit - time.monotonic() - time_limit / 10
         search_limit = min(search_limit, max(0.0, left))
-    orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs)
+    orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs, replays)
     if rep.rewrites and rep.peak_after > rep.peak_before:
         return _without_rewrites(model, rep, locals())
     levers = _row_levers(m, graph) if plan else (None, None)  # before the ops move
@@ -249,7 +252,7 @@ def optimize(
 
     stage("plan")
     # TFLM's own planner places the kernels' scratch with the tensors, as ours does
-    online = pipeline.plan_use(simulate(graph, orders, inplace=False), reqs, orders)
+    online = pipeline.plan_use(replayed(graph, orders, False, replays), reqs, orders)
     the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
                      time_limit, online, levers)
 
@@ -274,18 +277,20 @@ def optimize(
 
     if verify:
         stage("verify")
-        safe = _safe_reference(_tables(reference)) if unsafe else None
-        ver = verify_written(reference, data, safe, runs,
-                             tflm_against_litert=bool(tflm_compat and reference is loaded))
-        rep.verification = ver.to_dict()
-        rep.seconds = time.monotonic() - t0
-        if not ver.ok:
-            raise VerificationError(rep)
-        if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
-            rep.tflm_head = tflm.measure_arena(data).head
-            if rep.tflm_head != the_plan.head:
-                raise VerificationError(rep, f"TFLM's measured arena head {rep.tflm_head} B "
-                                             f"is not the planned {the_plan.head} B")
+        with shared_reads():  # each model's read-only checks once, for all interpreters
+            safe = _safe_reference(_tables(reference)) if unsafe else None
+            ver = verify_written(reference, data, safe, runs,
+                                 tflm_against_litert=bool(tflm_compat and reference is loaded))
+            rep.verification = ver.to_dict()
+            rep.seconds = time.monotonic() - t0
+            if not ver.ok:
+                raise VerificationError(rep)
+            if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
+                rep.tflm_head = tflm.measure_arena(data).head
+                if rep.tflm_head != the_plan.head:
+                    raise VerificationError(
+                        rep, f"TFLM's measured arena head {rep.tflm_head} B is not the "
+                             f"planned {the_plan.head} B")
     if target is not None:
         stage("target")
         ref = _safe_reference(_tables(reference)) if unsafe else reference.raw
@@ -382,21 +387,24 @@ def _untiled(model: Model, rep: Report, args: dict) -> Optimized | None:
 
 def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
     """The input's shape and padding hazards, and its stored-order peaks as is and made safe;
-    also the input's true shapes and graph, for reuse while the model stays unchanged.
+    also the input's true shapes, graph and replays (``scheduling.replayed``), for reuse
+    while the model stays unchanged (shape inference runs once for hazards and graph).
 
     "Before" figures compare with the safe input: the repairs add memory that the unsafe
     input only appears to save.
     """
-    found = [h for h in hazards.find_hazards(m) if h.kind in ("shape", "uninitialized_padding")]
-    rep.shape_fixes = [h.to_report() for h in found]
     true = shapes.true_shapes(m)
+    found = [h for h in hazards.find_hazards(m, true)
+             if h.kind in ("shape", "uninitialized_padding")]
+    rep.shape_fixes = [h.to_report() for h in found]
     graph = build_graph(m, true)
-    rep.peak_input = rep.peak_before = stored_peak(graph)
+    replays: dict = {}
+    rep.peak_input = rep.peak_before = stored_peak(graph, replays)
     if repaired and found:
         safe = copy.deepcopy(m)
         repair_model(safe)
         rep.peak_before = stored_peak(shapes.true_graph(safe))
-    return found, (true, graph)
+    return found, (true, graph, replays)
 
 
 # With --rewrite, shapes + rewrites + scheduling + planning stay within this many time limits;
@@ -534,24 +542,29 @@ def _tflm_totals(before: bytes, data: bytes, rep: Report, use_tflm: bool) -> Non
 
 
 def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
-              progress: Progress | None, reqs=None) -> tuple[list[list[int]], ArenaUse]:
+              progress: Progress | None, reqs=None, replays: dict | None = None
+              ) -> tuple[list[list[int]], ArenaUse]:
     """Best orders, their TFLM replay, and the report's peak and certificate figures.
 
-    With a target's scratch requests ``reqs`` the peaks include them.
+    With a target's scratch requests ``reqs`` the peaks include them; ``replays`` as for
+    ``scheduling.replayed`` (each order is replayed once per in-place setting).
     """
+    replays = {} if replays is None else replays
     ts = time.monotonic()
     scratch = pipeline.op_scratch(reqs or {})
     orders, results = schedule_model(graph, inplace, time_limit, progress, scratch)
 
     def measure(o: list[list[int]]) -> int:  # the model's arena with the kernels' scratch
-        return pipeline.plan_use(simulate(graph, o, inplace=inplace), reqs or {}, o).lower_bound
+        return pipeline.plan_use(replayed(graph, o, inplace, replays), reqs or {},
+                                 o).lower_bound
 
-    orders, rep.kept_stored_order = never_worse(graph, orders, inplace, scratch=scratch,
+    orders, rep.kept_stored_order = never_worse(graph, orders, inplace, replays,
+                                                scratch=scratch,
                                                 measure=measure if reqs else None)
     rep.schedule_seconds = time.monotonic() - ts
-    use = simulate(graph, orders, inplace=inplace)
+    use = replayed(graph, orders, inplace, replays)
     rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
-    rep.peak_after_no_inplace = pipeline.plan_use(simulate(graph, orders, inplace=False),
+    rep.peak_after_no_inplace = pipeline.plan_use(replayed(graph, orders, False, replays),
                                                   reqs or {}, orders).lower_bound
     rep.lower_bound, rep.optimal = certificate(graph, results, rep.peak_after)
     rep.inplace = inplace

@@ -74,6 +74,9 @@ class SubgraphGraph:
     producer: dict[int, int] = field(default_factory=dict)
     consumers: dict[int, list[int]] = field(default_factory=dict)
     preds: list[tuple[int, ...]] = field(default_factory=list)
+    # tables derived from this (never edited) graph, each computed once: ``memory`` keeps
+    # the in-place candidates here, asked for by every problem built and every replay
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def succs(self) -> list[tuple[int, ...]]:
@@ -121,6 +124,17 @@ def opcode_name(model: schema.ModelT, opcode_index: int) -> str:
     if name == "CUSTOM":
         custom = text(code.customCode)
         return f"CUSTOM:{custom}" if custom else "CUSTOM"
+    return name
+
+
+def opcode_namer(model: schema.ModelT) -> Callable[[int], str]:
+    """``opcode_name`` for one model, each operator code's name worked out once: the passes
+    over every operator (graph, shape inference, hazards) ask for 50,000 names at 50,000
+    ops. Raises as ``opcode_name`` for an index outside the operator codes."""
+    names = [opcode_name(model, i) for i in range(len(model.operatorCodes or []))]
+
+    def name(index: int) -> str:
+        return names[index] if 0 <= index < len(names) else opcode_name(model, index)
     return name
 
 
@@ -185,8 +199,9 @@ def build_subgraph(
 
     ops: list[OpNode] = []
     n_sub = len(model.subgraphs)
+    op_name = opcode_namer(model)
     for i, op in enumerate(sg.operators or []):
-        name = opcode_name(model, op.opcodeIndex)
+        name = op_name(op.opcodeIndex)
 
         def what(i=i, name=name) -> str:
             return f"operator {i} ({name})"

@@ -9,7 +9,7 @@ and in-place sharing are ``memory``'s (one rule for planning and for checking pl
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ai_edge_litert import schema_py_generated as schema
@@ -17,7 +17,7 @@ from ai_edge_litert import schema_py_generated as schema
 from . import flatbuffer_io as fio
 from .arena.blocks import Blocks, overlapping_pairs
 from .dtypes import ARENA_ALIGNMENT, tensor_bytes, type_name
-from .graph import build_graph, opcode_name
+from .graph import build_graph, opcode_namer
 from .memory import simulate
 from .shapes import CHECKED_OPS, Key, Shape, infer_shapes, int_value
 from .tensors import is_static, stored_shape, text
@@ -82,28 +82,32 @@ def runtime_hazard(why: str, tflm_installed: bool = True) -> Hazard:
     return Hazard(-1, -1, "", index, opcode, (), (), 0, "tflm_cannot_run", why)
 
 
-def find_hazards(model_t: schema.ModelT) -> list[Hazard]:
+def find_hazards(model_t: schema.ModelT, true: dict[Key, Shape] | None = None
+                 ) -> list[Hazard]:
     """Every static TFLM memory hazard of the model, grouped by kind (order of ``KINDS``).
 
-    Never raises for a model ``parse_model`` accepted (inference is best effort).
+    ``true`` is ``infer_shapes(model_t)`` when the caller has it already (inferred here
+    otherwise). Never raises for a model ``parse_model`` accepted (inference is best effort).
     """
-    true = infer_shapes(model_t)
+    true = infer_shapes(model_t) if true is None else true
+    name = opcode_namer(model_t)
+    producers = [_producers(model_t, s, name) for s in range(len(model_t.subgraphs))]
     return [
-        *_shape_hazards(model_t, true),
-        *_dynamic_hazards(model_t, true),
-        *_dataflow_hazards(model_t),
-        *_padding_hazards(model_t),
+        *_shape_hazards(model_t, true, producers),
+        *_dynamic_hazards(model_t, true, producers),
+        *_dataflow_hazards(model_t, producers, name),
+        *_padding_hazards(model_t, name),
         *_plan_hazards(model_t, true),
-        *_unchecked(model_t),
+        *_unchecked(model_t, name),
     ]
 
 
-def _unchecked(model_t: schema.ModelT) -> list[Hazard]:
+def _unchecked(model_t: schema.ModelT, name: Callable[[int], str]) -> list[Hazard]:
     """Operators with arena outputs but no shape rule: nothing above vouches for them."""
     out = []
     for s, sg in enumerate(model_t.subgraphs):
         for i, op in enumerate(sg.operators or []):
-            opcode = opcode_name(model_t, op.opcodeIndex)
+            opcode = name(op.opcodeIndex)
             outs = [int(t) for t in (op.outputs if op.outputs is not None else ()) if t >= 0]
             if opcode in CHECKED_OPS or not outs:
                 continue
@@ -111,11 +115,12 @@ def _unchecked(model_t: schema.ModelT) -> list[Hazard]:
     return out
 
 
-def _producers(model_t: schema.ModelT, s: int) -> dict[int, tuple[int, str]]:
+def _producers(model_t: schema.ModelT, s: int, name: Callable[[int], str]
+               ) -> dict[int, tuple[int, str]]:
     out: dict[int, tuple[int, str]] = {}
     for i, op in enumerate(model_t.subgraphs[s].operators or []):
         for t in op.outputs if op.outputs is not None else ():
-            out.setdefault(int(t), (i, opcode_name(model_t, op.opcodeIndex)))
+            out.setdefault(int(t), (i, name(op.opcodeIndex)))
     return out
 
 
@@ -133,8 +138,8 @@ def _dtype(model_t: schema.ModelT, s: int, t: int) -> str:
     return type_name(model_t.subgraphs[s].tensors[t].type)
 
 
-def _shape_hazards(model_t: schema.ModelT, true: dict[Key, Shape]) -> list[Hazard]:
-    producers = [_producers(model_t, s) for s in range(len(model_t.subgraphs))]
+def _shape_hazards(model_t: schema.ModelT, true: dict[Key, Shape],
+                   producers: list[dict[int, tuple[int, str]]]) -> list[Hazard]:
     out = []
     for (s, t), shape in sorted(true.items()):
         stored = stored_shape(model_t.subgraphs[s].tensors[t])
@@ -145,25 +150,27 @@ def _shape_hazards(model_t: schema.ModelT, true: dict[Key, Shape]) -> list[Hazar
     return out
 
 
-def _dynamic_hazards(model_t: schema.ModelT, true: dict[Key, Shape]) -> list[Hazard]:
+def _dynamic_hazards(model_t: schema.ModelT, true: dict[Key, Shape],
+                     producers: list[dict[int, tuple[int, str]]]) -> list[Hazard]:
     """Arena tensors stored with a -1 dimension that inference could not make static."""
     out = []
     for s, sg in enumerate(model_t.subgraphs):
-        producers = _producers(model_t, s)
         for t, tensor in enumerate(sg.tensors or []):
             dynamic = any(d < 0 for d in stored_shape(tensor))
             if dynamic and (s, t) not in true and not is_static(model_t, tensor):
-                out.append(_hazard(model_t, s, t, "dynamic_dim", producers.get(t, (-1, ""))))
+                out.append(_hazard(model_t, s, t, "dynamic_dim",
+                                   producers[s].get(t, (-1, ""))))
     return out
 
 
-def _dataflow_hazards(model_t: schema.ModelT) -> list[Hazard]:
+def _dataflow_hazards(model_t: schema.ModelT, all_producers: list[dict[int, tuple[int, str]]],
+                      name: Callable[[int], str]) -> list[Hazard]:
     out = []
     for s, sg in enumerate(model_t.subgraphs):
-        producers = _producers(model_t, s)
+        producers = all_producers[s]
         inputs = {int(t) for t in (sg.inputs if sg.inputs is not None else ())}
         for i, op in enumerate(sg.operators or []):
-            where = (i, opcode_name(model_t, op.opcodeIndex))
+            where = (i, name(op.opcodeIndex))
             for t in dict.fromkeys(int(t) for t in (op.inputs if op.inputs is not None else ())):
                 if t < 0 or t in inputs or is_static(model_t, sg.tensors[t]):
                     continue
@@ -175,7 +182,7 @@ def _dataflow_hazards(model_t: schema.ModelT) -> list[Hazard]:
     return out
 
 
-def _padding_hazards(model_t: schema.ModelT) -> list[Hazard]:
+def _padding_hazards(model_t: schema.ModelT, name: Callable[[int], str]) -> list[Hazard]:
     """SPACE_TO_BATCH_ND operators that pad (nonzero or unknown paddings).
 
     TFLM's kernel pads with ``SpaceToBatchParams.output_offset``, a persistent buffer that its
@@ -188,7 +195,7 @@ def _padding_hazards(model_t: schema.ModelT) -> list[Hazard]:
     out = []
     for s, sg in enumerate(model_t.subgraphs):
         for i, op in enumerate(sg.operators or []):
-            if opcode_name(model_t, op.opcodeIndex) != "SPACE_TO_BATCH_ND" or len(op.inputs) < 3:
+            if name(op.opcodeIndex) != "SPACE_TO_BATCH_ND" or len(op.inputs) < 3:
                 continue
             pads = int_value(model_t, sg.tensors[op.inputs[2]]) if op.inputs[2] >= 0 else None
             if pads is None or pads.any():

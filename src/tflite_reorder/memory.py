@@ -70,7 +70,17 @@ class Problem:
 def alias_candidates(
     sg: SubgraphGraph, inplace: bool | frozenset[str] = True
 ) -> list[tuple[tuple[int, tuple[int, ...]], ...]]:
-    """Static in-place candidates per op: output -> inputs of the same size and type."""
+    """Static in-place candidates per op: output -> inputs of the same size and type
+    (worked out once per graph and setting; the list is shared, never edit it)."""
+    key = ("alias_candidates", inplace)
+    if key not in sg.memo:
+        sg.memo[key] = _alias_candidates(sg, inplace)
+    return sg.memo[key]
+
+
+def _alias_candidates(
+    sg: SubgraphGraph, inplace: bool | frozenset[str]
+) -> list[tuple[tuple[int, tuple[int, ...]], ...]]:
     ops = INPLACE_OPS if inplace is True else (frozenset(inplace) if inplace else frozenset())
     sg_io = set(sg.inputs) | set(sg.outputs)
     result = []
@@ -151,20 +161,28 @@ def step_costs(p: Problem, order: Sequence[int]) -> list[int]:
     At op v: everything resident (made earlier, still needed) + v's outputs + the nested
     subgraphs' bytes, less outputs that take the buffer of an input dying at v.
     """
-    remaining = [len(c) for c in p.consumers]
+    size, pinned, consumers = p.size, p.pinned, p.consumers
+    remaining = [len(c) for c in consumers]
     mem = resident_after_inputs(p)
     costs = []
-    for v in order:
-        for t in p.op_in[v]:
+    for v in order:  # one pass over each op's tensors (this runs on 50,000-op replays)
+        ins = p.op_in[v]
+        for t in ins:
             remaining[t] -= 1
-        out = sum(p.size[t] for t in p.op_out[v])
-        saved = sum(
-            p.size[o] for o, cands in p.alias[v]
-            if any(remaining[i] == 0 and not p.pinned[i] for i in cands)
-        )
+        out = kept = 0
+        for t in p.op_out[v]:
+            out += size[t]
+            if consumers[t] or pinned[t]:
+                kept += size[t]
+        saved = 0
+        for o, cands in p.alias[v]:
+            if any(remaining[i] == 0 and not pinned[i] for i in cands):
+                saved += size[o]
         costs.append(mem + out + p.extra[v] - saved)
-        mem += sum(p.size[t] for t in p.op_out[v] if p.consumers[t] or p.pinned[t])
-        mem -= sum(p.size[t] for t in p.op_in[v] if remaining[t] == 0 and not p.pinned[t])
+        mem += kept
+        for t in ins:
+            if remaining[t] == 0 and not pinned[t]:
+                mem -= size[t]
     return costs
 
 
@@ -427,6 +445,10 @@ def _own_buffers(graph, orders, s: int, pat: _Pattern, inplace
             groups.setdefault(_find(parent, t), []).append(t)
     out = []
     for members in groups.values():
+        if len(members) == 1:  # most buffers hold one tensor
+            t = members[0]
+            out.append((members, sg.tensors[t].arena_bytes, pat.first[t], pat.last[t]))
+            continue
         members.sort(key=lambda t: (pat.first[t], t))
         out.append((members, max(sg.tensors[t].arena_bytes for t in members),
                     min(pat.first[t] for t in members), max(pat.last[t] for t in members)))

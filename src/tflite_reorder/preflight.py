@@ -36,7 +36,7 @@ from functools import lru_cache
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, load_model
+from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
 from .graph import build_graph, marking_visits, opcode_name
 from .tensors import text
 
@@ -53,8 +53,9 @@ MAX_MARKING_VISITS = 100_000
 
 
 def check(model_bytes: bytes) -> None:
-    """Raise ModelError if running ``model_bytes`` in LiteRT or TFLM could crash or hang."""
-    _check_model(load_model(bytes(model_bytes)).model)
+    """Raise ModelError if running ``model_bytes`` in LiteRT or TFLM could crash or hang
+    (checked once per model inside ``flatbuffer_io.shared_reads``)."""
+    derived(model_bytes, "preflight.check", lambda raw: _check_model(read_only(raw)))
 
 
 def _check_model(model: schema.ModelT) -> None:
@@ -80,7 +81,7 @@ def check_litert(model_bytes: bytes) -> None:
 
 @lru_cache(maxsize=8)
 def _litert_checked(model_bytes: bytes) -> None:
-    model = load_model(model_bytes).model
+    model = read_only(model_bytes)
     _check_model(model)
     for s, sg in enumerate(model.subgraphs):
         for v, op in enumerate(sg.operators or []):
@@ -138,8 +139,10 @@ def _check_offline_plan(model: schema.ModelT) -> None:
 def _check_softmax(model: schema.ModelT) -> None:
     for s, sg in enumerate(model.subgraphs):
         for i, op in enumerate(sg.operators or []):
-            opts = op.builtinOptions
-            if (opcode_name(model, op.opcodeIndex) != "SOFTMAX" or opts is None
+            # options of another op's type (a corrupt or spliced model) are no beta: as
+            # with none, the runtimes use their default
+            beta = getattr(op.builtinOptions, "beta", None)
+            if (opcode_name(model, op.opcodeIndex) != "SOFTMAX" or beta is None
                     or op.inputs is None or len(op.inputs) == 0 or op.inputs[0] < 0):
                 continue
             x = sg.tensors[int(op.inputs[0])]
@@ -147,18 +150,18 @@ def _check_softmax(model: schema.ModelT) -> None:
             if x.type not in SOFTMAX_CHECKED_TYPES or q is None or q.scale is None or len(
                     q.scale) != 1:
                 continue
-            scaled = float(opts.beta) * float(q.scale[0])
+            scaled = float(beta) * float(q.scale[0])
             if not scaled > SOFTMAX_MIN_SCALED:
                 raise ModelError(
                     f"subgraph {s} operator {i} (SOFTMAX): input scale {float(q.scale[0]):g} "
-                    f"× beta {float(opts.beta):g} is not above 2^-26; the int8 reference "
+                    f"× beta {float(beta):g} is not above 2^-26; the int8 reference "
                     f"softmax of LiteRT and TFLM aborts on it")
 
 
 def abort_risks(model_bytes: bytes) -> list[str]:
     """Why running ``model_bytes`` may abort the runtime on some inputs (empty: it cannot,
     as far as known). ``check`` must have passed."""
-    model = load_model(bytes(model_bytes)).model
+    model = read_only(model_bytes)
     risks = []
     for s, sg in enumerate(model.subgraphs):
         for i, op in enumerate(sg.operators or []):

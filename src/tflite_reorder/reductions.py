@@ -203,8 +203,13 @@ def ordered(p: Problem, classes: Sequence[Sequence[int]]) -> Problem:
 def in_class_order(classes: Sequence[Sequence[int]], order: Sequence[int]) -> list[int]:
     """``order`` with every class's members renamed to run in ascending order: the same
     step costs (an automorphism of the problem), and an order of ``ordered(p, classes)``."""
+    which = {v: k for k, c in enumerate(classes) for v in c}  # classes are disjoint
+    seen: list[list[int]] = [[] for _ in classes]
+    for v in order:  # one pass: each class's members in the order they run
+        k = which.get(v)
+        if k is not None:
+            seen[k].append(v)
     rename: dict[int, int] = {}
-    for c in classes:
-        seen = [v for v in order if v in set(c)]
-        rename.update(zip(seen, sorted(c), strict=True))
+    for members, c in zip(seen, classes, strict=True):
+        rename.update(zip(members, sorted(c), strict=True))
     return [rename.get(v, v) for v in order]

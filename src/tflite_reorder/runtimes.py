@@ -32,7 +32,7 @@ import numpy as np
 
 from . import preflight
 from .dtypes import numpy_type, type_name
-from .flatbuffer_io import load_model
+from .flatbuffer_io import read_only
 from .tensors import text
 
 
@@ -165,7 +165,7 @@ def input_details(data: bytes) -> list[dict]:
     """Per input of subgraph 0, from the flatbuffer: ``name``, ``shape``, ``dtype`` and
     ``quantization`` (scale, zero point; (0.0, 0) when none), as LiteRT's
     ``get_input_details`` gives them. Raises ``ValueError`` for a type numpy lacks."""
-    sg = load_model(bytes(data)).model.subgraphs[0]
+    sg = read_only(data).subgraphs[0]
     out = []
     for t in sg.inputs if sg.inputs is not None else ():
         tensor = sg.tensors[int(t)]
@@ -215,7 +215,7 @@ def structured_inputs(data: bytes, seed: int = 0) -> list[np.ndarray]:
 
     Raises ``TypeError`` for an input type numpy has no dtype for (strings, resources).
     """
-    model = load_model(bytes(data)).model
+    model = read_only(data)
     sg = model.subgraphs[0]
     rng = np.random.default_rng(seed)
     out = []

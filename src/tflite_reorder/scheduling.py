@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from ai_edge_litert import schema_py_generated as schema
 
 from .graph import ModelGraph, callees_first
-from .memory import Problem, build_problem, nested_extra, peak, simulate
+from .memory import ArenaUse, Problem, build_problem, nested_extra, peak, simulate
 from .results import PeakMemory, SubgraphReport
 from .scheduler import Progress, Schedule, schedule
 
@@ -134,20 +134,31 @@ def never_worse(
     return best, kept
 
 
-def replayed_peak(graph: ModelGraph, orders: list[list[int]], inplace,
-                  replays: dict) -> int:
-    """``simulate(graph, orders, inplace).lower_bound``, remembered in ``replays`` (one
-    dict per graph: the key is the orders and the in-place setting)."""
+def replayed(graph: ModelGraph, orders: list[list[int]], inplace,
+             replays: dict | None) -> ArenaUse:
+    """``simulate(graph, orders, inplace)``, remembered in ``replays`` (one dict per graph,
+    kept by the caller while the graph is unchanged: the key is the orders and the in-place
+    setting). A replay is linear in the model but the largest cost after the search on
+    50,000 ops; one run asks for the same few replays several times."""
+    if replays is None:
+        return simulate(graph, orders, inplace=inplace)
     key = (tuple(map(tuple, orders)), inplace)
     found = replays.get(key)
     if found is None:
-        found = replays[key] = simulate(graph, orders, inplace=inplace).lower_bound
+        found = replays[key] = simulate(graph, orders, inplace=inplace)
     return found
 
 
-def stored_peak(graph: ModelGraph) -> int:
-    """Arena bytes the stored order needs, without in-place sharing (TFLM's own planning)."""
-    return replayed_peak(graph, graph.stored_orders(), False, {})
+def replayed_peak(graph: ModelGraph, orders: list[list[int]], inplace,
+                  replays: dict | None) -> int:
+    """``simulate(graph, orders, inplace).lower_bound``, remembered as ``replayed`` does."""
+    return replayed(graph, orders, inplace, replays).lower_bound
+
+
+def stored_peak(graph: ModelGraph, replays: dict | None = None) -> int:
+    """Arena bytes the stored order needs, without in-place sharing (TFLM's own planning);
+    ``replays`` as for ``replayed``."""
+    return replayed_peak(graph, graph.stored_orders(), False, replays)
 
 
 def peak_of_graph(graph: ModelGraph, inplace: bool = False, time_limit: float = 10.0

@@ -25,7 +25,7 @@ import numpy as np
 from . import preflight, runtimes
 from .dtypes import ARENA_ALIGNMENT as ALIGN  # also the bisection granularity
 from .dtypes import align
-from .flatbuffer_io import load_model, parse_model
+from .flatbuffer_io import derived, read_only
 from .graph import build_graph
 
 try:
@@ -132,9 +132,14 @@ def default_arena_size(model_bytes: bytes) -> int:
     """Generous arena: every activation unshared plus room for the persistent tail.
 
     The tail holds per-tensor and per-node structs and per-channel quantisation data,
-    all bounded by a few times the model size.
+    all bounded by a few times the model size (worked out once per model inside
+    ``flatbuffer_io.shared_reads``).
     """
-    graph = build_graph(load_model(bytes(model_bytes)).model)
+    return derived(model_bytes, "tflm.default_arena_size", _default_arena_size)
+
+
+def _default_arena_size(model_bytes: bytes) -> int:
+    graph = build_graph(read_only(model_bytes))
     activations = sum(t.arena_bytes for sg in graph.subgraphs for t in sg.tensors)
     structs = 128 * graph.n_tensors + 128 * graph.n_ops
     size = activations + 2 * len(model_bytes) + structs + (64 << 10)
@@ -205,7 +210,7 @@ def _run_here(
 def _run_here_cases(
     model_bytes: bytes, cases: Sequence[Sequence[np.ndarray]], arena_size: int | None
 ) -> list[list[np.ndarray]]:
-    outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
+    outputs = read_only(model_bytes).subgraphs[0].outputs
     n_out = 0 if outputs is None else len(outputs)
     interp = _open(model_bytes, arena_size)
 
@@ -353,7 +358,7 @@ def estimate_tail_32(model_bytes: bytes) -> int:
 
 def estimate_tail(model_bytes: bytes, fit: dict[str, float] = _TAIL_FIT) -> int:
     """Estimated persistent tail for when TFLM is not installed (labelled as an estimate)."""
-    return graph_tail(build_graph(parse_model(model_bytes).model), fit)
+    return graph_tail(build_graph(read_only(model_bytes)), fit)
 
 
 def graph_tail(graph, fit: dict[str, float] = _TAIL_FIT) -> int:

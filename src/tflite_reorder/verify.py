@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import tflm
-from .flatbuffer_io import LoadedModel
+from .flatbuffer_io import LoadedModel, shared_reads
 from .runtimes import random_inputs, run_litert, structured_inputs
 
 
@@ -66,6 +66,7 @@ def _one_line(exc: BaseException, limit: int = 400) -> str:
     return " ".join(f"{exc}".split())[:limit] or type(exc).__name__
 
 
+@shared_reads()  # every interpreter's read-only checks: once per model
 def runnability(model_bytes: bytes, use_tflm: bool = True) -> list[Runnability]:
     """Which runtimes run the model, checked by running it once (LiteRT first, then TFLM).
 
@@ -112,6 +113,7 @@ def _compare(runtime, reference, ref_outs, new_outs, rtol: float | None) -> Comp
     return Comparison(runtime, reference, len(ref_outs), identical, max_abs, max_rel, ok)
 
 
+@shared_reads()  # every interpreter's read-only checks: once per model
 def verify(
     original: bytes,
     written: bytes,

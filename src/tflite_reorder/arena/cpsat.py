@@ -9,6 +9,7 @@ and stops at ``time_limit``; its answer is exact only when it reports OPTIMAL.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,10 +24,28 @@ MAX_BLOCKS = 3_000
 # clock on one idle core of the reference machine; half leaves room for a loaded one.
 DET_PER_SECOND = 0.5
 
-try:  # optional: without ortools the exact stage is skipped
-    from ortools.sat.python import cp_model
-except ImportError:  # pragma: no cover - exercised only where ortools is absent
-    cp_model = None
+
+
+class _LazyCpModel:
+    """``ortools.sat.python.cp_model``, imported at first use: the import (it pulls in
+    pandas) costs about half a second, which every run would pay even when no plan is small
+    enough for CP-SAT (``MAX_BLOCKS``) or no plan is asked for."""
+
+    def __getattr__(self, name: str):
+        from ortools.sat.python import cp_model as module
+
+        return getattr(module, name)
+
+
+def _installed() -> bool:
+    try:
+        return importlib.util.find_spec("ortools.sat.python.cp_model") is not None
+    except ImportError:  # pragma: no cover - exercised only where ortools is absent
+        return False
+
+
+# optional: without ortools the exact stage is skipped
+cp_model = _LazyCpModel() if _installed() else None
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ are still re-derived from whatever their inputs are.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..dtypes import type_name
-from ..graph import ModelGraph, build_graph, opcode_name
+from ..graph import ModelGraph, build_graph, opcode_namer
 from ..tensors import stored_shape
 from .rules import SHAPE_RULES, Env, Key, Shape, Unknown, option
 from .values import MAX_VALUE_ELEMENTS, VALUE_DTYPES, VALUE_RULES, int_value
@@ -66,11 +67,11 @@ def _if_outputs(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     return [shapes[int(t)] for t in env.model.subgraphs[then].outputs]
 
 
-def _then_branches(model: schema.ModelT, s: int) -> list[int]:
+def _then_branches(model: schema.ModelT, s: int, name: Callable[[int], str]) -> list[int]:
     """The in-range then-branch subgraphs of ``s``'s IF operators (what inference needs)."""
     out = []
     for op in model.subgraphs[s].operators or []:
-        if opcode_name(model, op.opcodeIndex) == "IF":
+        if name(op.opcodeIndex) == "IF":
             try:
                 then = int(option(op, "thenSubgraphIndex"))
             except (Unknown, TypeError, ValueError):  # no IF options: the IF keeps its shapes
@@ -99,22 +100,24 @@ def infer_subgraph(model: schema.ModelT, s: int,
     known = {} if known is None else known
     if s in known:
         return known[s]
+    name = opcode_namer(model)
     on_path = {s}
-    stack = [(s, iter(_then_branches(model, s)))]
+    stack = [(s, iter(_then_branches(model, s, name)))]
     while stack:
         top, callees = stack[-1]
         nxt = next(callees, None)
         if nxt is None:
             stack.pop()
             on_path.discard(top)
-            known[top] = _infer_one(model, top, known)
+            known[top] = _infer_one(model, top, known, name)
         elif nxt not in known and nxt not in on_path:
             on_path.add(nxt)
-            stack.append((nxt, iter(_then_branches(model, nxt))))
+            stack.append((nxt, iter(_then_branches(model, nxt, name))))
     return known[s]
 
 
-def _infer_one(model: schema.ModelT, s: int, branches: dict[int, list[Shape]]) -> list[Shape]:
+def _infer_one(model: schema.ModelT, s: int, branches: dict[int, list[Shape]],
+               name: Callable[[int], str]) -> list[Shape]:
     sg = model.subgraphs[s]
     tensors = sg.tensors or []
     env = Env(model, sg, [stored_shape(t) for t in tensors], branches=branches)
@@ -122,7 +125,7 @@ def _infer_one(model: schema.ModelT, s: int, branches: dict[int, list[Shape]]) -
         if t.buffer and type_name(t.type) in VALUE_DTYPES:  # else int_value is None
             env.constants[i] = functools.partial(int_value, model, t)
     for op in sg.operators or []:
-        _apply(env, op, opcode_name(model, op.opcodeIndex))
+        _apply(env, op, name(op.opcodeIndex))
     return env.shapes
 
 

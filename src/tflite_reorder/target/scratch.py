@@ -16,13 +16,16 @@ scratch in ways not modelled here raise :class:`UnknownScratch`, naming the oper
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from math import prod
 
+import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..dtypes import align
-from ..graph import ModelGraph
+from ..flatbuffer_io import ModelError
+from ..graph import MAX_ARENA, ModelGraph
 
 # Architecture features as GCC's -mcpu (and our float ABI) define them for CMSIS-NN.
 _DSP = {"cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"}
@@ -234,10 +237,14 @@ def requests(model_t: schema.ModelT, graph: ModelGraph, arch: str,
     out: dict[tuple[int, int], tuple[int, ...]] = {}
     for s, sg in enumerate(graph.subgraphs):
         sg_t = model_t.subgraphs[s]
+
+        def tensor(i: int, sg=sg, sg_t=sg_t) -> schema.TensorT | None:
+            return None if i < 0 else _as_written(sg_t.tensors[i], sg.tensors[i])
+
         for v, node in enumerate(sg.ops):
             op_t = sg_t.operators[v]
-            ins = [sg_t.tensors[i] if i >= 0 else None for i in op_t.inputs]
-            outs = [sg_t.tensors[i] for i in op_t.outputs]
+            ins = [tensor(i) for i in op_t.inputs]
+            outs = [tensor(i) for i in op_t.outputs]
             try:
                 sizes = op_requests(_Op(node.opcode, ins, outs, op_t.builtinOptions), arch,
                                     kernels)
@@ -250,6 +257,20 @@ def requests(model_t: schema.ModelT, graph: ModelGraph, arch: str,
                     f"subgraph {s} op {v} ({node.opcode}): malformed operator ({exc})"
                 ) from None
             sizes = [align(b) for b in sizes if b > 0]
+            if sum(sizes) > MAX_ARENA:
+                raise ModelError(f"subgraph {s} op {v} ({node.opcode}): its kernel's scratch "
+                                 f"needs {sum(sizes)} bytes; TFLM arenas are 32-bit")
             if sizes:
                 out[(s, v)] = tuple(sizes)
     return out
+
+
+def _as_written(t: schema.TensorT, info) -> schema.TensorT:
+    """The tensor with the shape the written model stores (the true shape, where shape
+    inference repaired it): kernels size their scratch from the shapes they run with, and a
+    corrupt stored shape (2^31 rows where the kernels make one) must not size it."""
+    if tuple(info.shape) == tuple(info.stored_shape):
+        return t
+    view = copy.copy(t)
+    view.shape = np.array(info.shape, dtype=np.int32)
+    return view
