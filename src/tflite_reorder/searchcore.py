@@ -31,13 +31,14 @@ from .bounds import INF
 from .reductions import bits
 
 try:
+    from ._searchcore import beam as _beam
     from ._searchcore import flow_bound as _flow_bound
     from ._searchcore import flow_value as _flow_value
     from ._searchcore import make_flow as _make_flow
     from ._searchcore import make_tables as _make_tables
     from ._searchcore import search as _search
 except ImportError as exc:  # not built (no compiler at install time) or a foreign platform
-    _make_tables = _search = _make_flow = _flow_bound = _flow_value = None
+    _make_tables = _search = _make_flow = _flow_bound = _flow_value = _beam = None
     _IMPORT_ERROR = f"the compiled search core is not built ({exc})"
 else:
     _IMPORT_ERROR = ""
@@ -181,6 +182,16 @@ def flow_closure(ctx, closure_of: Callable, v: int) -> FlowClosure:
             comp.flows[v] = flow(closure_of(v))
         got = comp.closures[v] = FlowClosure(closure_of(v), comp.flows[v], ctx.p.n_ops)
     return got
+
+
+def beam(ctx, start: int, goal: int, ready0: int, mem: int, width: int,
+         deadline: float) -> tuple[list[int], int] | None:
+    """``improve.beam_order``'s layers in C: (the macros run, in order; the maximum step),
+    the same as the Python loop's, or None if ``deadline`` passes first or ``goal`` cannot
+    be reached."""
+    W = max(1, (ctx.p.n_ops + 63) // 64)
+    return _beam(compiled(ctx).tables, _words(start, W), _words(goal, W), _words(ready0, W),
+                 mem, width, max(0.0, deadline - time.monotonic()))
 
 
 def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,
