@@ -69,6 +69,12 @@ def test_svdf_plan_holds_the_scratch():
     assert res.report.arena_planned <= tflm.measure_arena(model.read_bytes()).head
     # "before" counts the stored order's scratch as "after" counts ours: never worse
     assert res.report.peak_after <= res.report.peak_before
+    # every figure that stands for TFLM's arena counts the scratch: the input's own, TFLM's
+    # greedy head without a plan, and the per-subgraph peaks
+    input_head = tflm.measure_arena(model.read_bytes()).head
+    assert res.report.peak_input == res.report.tflm_greedy_head == input_head
+    (sub,) = res.report.per_subgraph
+    assert sub.peak_before == input_head and sub.peak_after == res.report.peak_after
 
 
 def _row(head_in, head_out, claimed, litert="identical", ran=("litert",), mode="default"):

@@ -39,6 +39,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from make_rewrite_models import convert as convert_keras  # tools/ is on sys.path as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -167,21 +168,8 @@ def randomize_batch_norms(model, seed: int) -> None:
 
 
 def convert(model, shape: tuple[int, ...]) -> bytes:
-    import tensorflow as tf
-
-    data = representative(shape)
-
-    def rep():
-        for x in data:
-            yield [x]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    """int8, calibrated on ``representative(shape)`` (the data ``--calibration`` gets)."""
+    return convert_keras(model, True, list(representative(shape)))
 
 
 def check(data: bytes) -> None:

@@ -48,17 +48,21 @@ def build_add_tree():
     return keras.Model(x, y)
 
 
-def convert(model, int8: bool) -> bytes:
+def convert(model, int8: bool, samples=None) -> bytes:
+    """The Keras ``model`` as a .tflite: float, or full-integer int8 calibrated on
+    ``samples`` (an iterable of input arrays; default 8 seeded uniform [-1, 1] draws)."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         shape = (1, *model.inputs[0].shape[1:])
+        if samples is None:
+            samples = [np.random.RandomState(i).uniform(-1, 1, shape).astype(np.float32)
+                       for i in range(8)]
 
         def rep():
-            for i in range(8):
-                rs = np.random.RandomState(i)
-                yield [rs.uniform(-1, 1, shape).astype(np.float32)]
+            for x in samples:
+                yield [x]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep

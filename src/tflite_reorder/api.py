@@ -210,8 +210,11 @@ def optimize(
     if reqs and rep.tiles is None and not rep.rewrites:
         # the stored order pays the same kernel scratch: "before" counts it as "after" does
         stored = graph.stored_orders()
-        rep.peak_before = pipeline.plan_use(simulate(graph, stored, inplace=False), reqs,
-                                            stored).lower_bound
+        before = pipeline.plan_use(simulate(graph, stored, inplace=False), reqs,
+                                   stored).lower_bound
+        if rep.peak_input == rep.peak_before:  # nothing repaired: the input is that model
+            rep.peak_input = before
+        rep.peak_before = before
 
     stage("schedule")
     # with --tflm-compat's searches the model's own gets what is left of one time limit
@@ -224,8 +227,10 @@ def optimize(
         shapes.fix_shapes(m, true)
 
     stage("plan")
+    # TFLM's own planner places the kernels' scratch with the tensors, as ours does
+    online = pipeline.plan_use(simulate(graph, orders, inplace=False), reqs, orders)
     the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
-                     time_limit)
+                     time_limit, online)
 
     stage("write")
     data = serialize_model(m)
@@ -436,9 +441,14 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
     With a target's scratch requests ``reqs`` the peaks include them.
     """
     ts = time.monotonic()
-    orders, results = schedule_model(graph, inplace, time_limit, progress,
-                                     pipeline.op_scratch(reqs or {}))
-    orders, rep.kept_stored_order = never_worse(graph, orders, inplace)
+    scratch = pipeline.op_scratch(reqs or {})
+    orders, results = schedule_model(graph, inplace, time_limit, progress, scratch)
+
+    def measure(o: list[list[int]]) -> int:  # the model's arena with the kernels' scratch
+        return pipeline.plan_use(simulate(graph, o, inplace=inplace), reqs or {}, o).lower_bound
+
+    orders, rep.kept_stored_order = never_worse(graph, orders, inplace, scratch=scratch,
+                                                measure=measure if reqs else None)
     rep.schedule_seconds = time.monotonic() - ts
     use = simulate(graph, orders, inplace=inplace)
     rep.peak_after = pipeline.plan_use(use, reqs or {}, orders).lower_bound
@@ -446,19 +456,20 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
                                                   reqs or {}, orders).lower_bound
     rep.lower_bound, rep.optimal = certificate(graph, results, rep.peak_after)
     rep.inplace = inplace
-    rep.per_subgraph = subgraph_reports(graph, results, orders, inplace)
+    rep.per_subgraph = subgraph_reports(graph, results, orders, inplace, scratch)
     return orders, use
 
 
 def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
-          time_limit: float) -> arena.Plan | None:
-    """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison.
+          time_limit: float, online: ArenaUse) -> arena.Plan | None:
+    """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison
+    (``online``: the arena use TFLM plans without an offline plan).
 
     With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
     no plan is written: TFLM plans the arena online, and the report says so.
     """
     try:
-        rep.tflm_greedy_head = arena.greedy_head(simulate(graph, orders, inplace=False))
+        rep.tflm_greedy_head = arena.greedy_head(online)
         the_plan = arena.plan_arena(use, time_limit=time_limit / 10) if plan else None
     except arena.TooManyConflicts as exc:
         rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")

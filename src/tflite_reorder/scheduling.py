@@ -10,12 +10,12 @@ control-flow operator's problem carries its callees' peaks under their chosen or
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ai_edge_litert import schema_py_generated as schema
 
 from .graph import ModelGraph, callees_first
-from .memory import build_problem, nested_extra, peak, simulate, subgraph_problems
+from .memory import Problem, build_problem, nested_extra, peak, simulate
 from .results import PeakMemory, SubgraphReport
 from .scheduler import Progress, Schedule, schedule
 
@@ -45,16 +45,23 @@ def schedule_model(
     cache: dict = {}  # the callees' marking patterns, shared by all subgraphs
     for s in call_order(graph):
         sg = graph.subgraphs[s]
-        extra = nested_extra(graph, orders, s, inplace, cache)
-        if scratch:
-            extra = [e + scratch.get((s, v), 0) for v, e in enumerate(extra)]
-        p = build_problem(sg, extra, inplace)
+        p = _problem(graph, orders, s, inplace, cache, scratch)
         res = schedule(p, time_limit=max(0.0, deadline - time.monotonic()), progress=progress)
         if not sg.is_topological(res.order):  # never expected; keep the model valid
             raise AssertionError(f"subgraph {s}: scheduler returned a non-topological order")
         orders[s] = res.order
         results[s] = res
     return orders, results
+
+
+def _problem(graph: ModelGraph, orders: list[list[int]], s: int, inplace,
+             cache: dict, scratch: Mapping[tuple[int, int], int] | None) -> Problem:
+    """Subgraph ``s``'s scheduling problem: its callees' peaks under ``orders`` and the
+    kernels' scratch bytes (``scratch``, (subgraph, op) -> bytes) live at their operator."""
+    extra = nested_extra(graph, orders, s, inplace, cache)
+    if scratch:
+        extra = [e + scratch.get((s, v), 0) for v, e in enumerate(extra)]
+    return build_problem(graph.subgraphs[s], extra, inplace)
 
 
 def certificate(
@@ -92,6 +99,8 @@ def _callees_proven(graph: ModelGraph, results: dict[int, Schedule]) -> list[boo
 
 def never_worse(
     graph: ModelGraph, orders: list[list[int]], inplace: bool, replays: dict | None = None,
+    scratch: Mapping[tuple[int, int], int] | None = None,
+    measure: Callable[[list[list[int]]], int] | None = None,
 ) -> tuple[list[list[int]], bool]:
     """``orders``, with the stored order put back wherever that needs less arena.
 
@@ -99,10 +108,16 @@ def never_worse(
     whatever stopped the search the answer is never worse than it: per subgraph (callees
     first, each in its callers' context under the orders chosen so far) and then for the
     whole model by exact TFLM replay. ``replays`` (a dict kept by the caller for this
-    graph, see ``replayed_peak``) saves replaying an order twice. Returns the orders and
-    whether any stored order was put back.
+    graph, see ``replayed_peak``) saves replaying an order twice. With the kernels'
+    scratch (``scratch`` per operator, as ``schedule_model`` takes it, and ``measure``, the
+    model's arena for some orders with the scratch buffers planned) the comparisons count
+    it, as TFLM does: an order can need less without scratch and more with it. Returns the
+    orders and whether any stored order was put back.
     """
     replays = {} if replays is None else replays
+    if measure is None:
+        def measure(o: list[list[int]]) -> int:
+            return replayed_peak(graph, o, inplace, replays)
     best = [list(o) for o in orders]
     stored = graph.stored_orders()
     valid = [sg.is_topological(o) for sg, o in zip(graph.subgraphs, stored, strict=True)]
@@ -111,13 +126,10 @@ def never_worse(
     for s in call_order(graph):
         if best[s] == stored[s] or not valid[s]:
             continue
-        p = build_problem(graph.subgraphs[s], nested_extra(graph, best, s, inplace, cache),
-                          inplace)
+        p = _problem(graph, best, s, inplace, cache, scratch)
         if peak(p, stored[s]) < peak(p, best[s]):
             best[s], kept = list(stored[s]), True
-    found = replayed_peak(graph, best, inplace, replays)
-    if all(valid) and best != stored and \
-            replayed_peak(graph, stored, inplace, replays) < found:
+    if all(valid) and best != stored and measure(stored) < measure(best):
         best, kept = stored, True
     return best, kept
 
@@ -153,22 +165,27 @@ def peak_of_graph(graph: ModelGraph, inplace: bool = False, time_limit: float = 
 
 
 def subgraph_reports(
-    graph: ModelGraph, results: dict[int, Schedule], orders: list[list[int]], inplace: bool
+    graph: ModelGraph, results: dict[int, Schedule], orders: list[list[int]], inplace: bool,
+    scratch: Mapping[tuple[int, int], int] | None = None,
 ) -> list[SubgraphReport]:
     """Per subgraph: the stored order's peak next to the written order's and the certificate.
 
     ``peak_after`` is the peak of ``orders`` (what is written, after ``never_worse``), not
     the search's own answer; the bound and ``optimal`` are the search's, and ``optimal``
-    holds only when the written order reaches the search's proven peak.
+    holds only when the written order reaches the search's proven peak. ``scratch`` (as
+    ``schedule_model`` takes it) counts the kernels' scratch on both sides.
     """
-    stored_problems = subgraph_problems(graph, graph.stored_orders(), False)
-    final_problems = subgraph_problems(graph, orders, inplace)
+    stored_orders = graph.stored_orders()
+    cache_after: dict = {}  # one per set of orders: the callees' marking patterns
+    cache_before: dict = {}
     out = []
     for s, r in sorted(results.items()):
         sg = graph.subgraphs[s]
-        after = peak(final_problems[s], orders[s])
+        after = peak(_problem(graph, orders, s, inplace, cache_after, scratch), orders[s])
+        before = peak(_problem(graph, stored_orders, s, False, cache_before, scratch),
+                      stored_orders[s])
         out.append(SubgraphReport(
-            s, sg.name, len(sg.ops), peak(stored_problems[s], range(len(sg.ops))), after,
+            s, sg.name, len(sg.ops), before, after,
             min(r.lower_bound, after), r.optimal and after <= r.peak, r.states,
             round(r.seconds, 4), r.stopped,
         ))
