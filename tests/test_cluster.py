@@ -20,7 +20,8 @@ from tflite_reorder.candidate import describe_graph, read_graph
 
 # Fields that measure time, not the result (the arena plan, counted in work rather than
 # time, is the same under any load, so ``plan_method`` and the offsets are compared too).
-TIMING = {"seconds", "schedule_seconds", "per_subgraph", "verification"}
+TIMING = {"seconds", "schedule_seconds", "search_seconds", "rewrite_seconds",
+          "per_subgraph", "verification"}
 
 
 @pytest.fixture(scope="module")

@@ -147,3 +147,41 @@ def test_peak_memory_agrees_with_optimize(models_dir: Path, name: str) -> None:
     rep = api.optimize(path, verify=False, plan=False).report
     assert pm.stored == rep.peak_before
     assert pm.optimal == rep.peak_after_no_inplace or not rep.optimal
+
+
+def _fields(raw: bytes):
+    """Every field read_lite reads, as plain values (or its error)."""
+    try:
+        m = read_lite(raw)
+    except ModelError as exc:
+        return f"ModelError: {exc}"
+    return (
+        m.version,
+        [(c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version)
+         for c in m.operatorCodes],
+        [([(t.shape, t.type, t.buffer, t.name, t.isVariable, t.sparsity, t.externalBuffer)
+           for t in sg.tensors],
+          [(o.opcodeIndex, o.inputs, o.outputs, o.intermediates, o.builtinOptionsType,
+            o._options_pos) for o in sg.operators],
+          sg.inputs, sg.outputs, sg.name) for sg in m.subgraphs],
+        [(b._start, b._len, b.offset, b.size, b.external) for b in m.buffers],
+        [(d.name, d.buffer) for d in m.metadata],
+    )
+
+
+def test_compiled_field_reads_equal_the_struct_reads(monkeypatch) -> None:
+    """``_searchcore.lite_tables`` reads what the struct reads read, on every model, the
+    bad-input corpus and mutated bytes; where a read fails it leaves the error to them."""
+    import tflite_reorder.fastread as fr
+
+    if fr._compiled_tables is None:
+        pytest.skip("extension not built")
+    cases = [p.read_bytes() for p in ALL_MODELS + CORPUS]
+    for name in ("add_tree_int8", "while_float32", "audio_custom"):
+        raw = (ROOT / "models" / f"{name}.tflite").read_bytes()
+        cases += list(_mutations(raw, 150, seed=3 * len(name)))
+    for raw in cases:
+        monkeypatch.setattr(fr, "COMPILED", True)
+        got = _fields(raw)
+        monkeypatch.setattr(fr, "COMPILED", False)
+        assert got == _fields(raw)

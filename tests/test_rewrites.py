@@ -33,15 +33,17 @@ from tflite_reorder.rewrites.partition import dissolve
 from tflite_reorder.rewrites.subsample import candidates as subsample_sites
 from tflite_reorder.rewrites.subsample import fold
 from tflite_reorder.runtimes import random_inputs, run_litert, structured_inputs
+from tflite_reorder.target import pipeline
 
 CONCAT_HEAVY = [
     "concat_conv_int8", "concat_conv_float32", "concat_dw_int8", "densenet_int8",
     "nasnet_cells_int8", "inception_int8", "add_tree_int8", "add_tree_float32",
-    "mobilenet_int8", "hconcat_int8", "densenet_keras_int8",
+    "mobilenet_int8", "hconcat_int8", "densenet_keras_int8", "partial_concat_float32",
 ]
 # Models where the rewrites must go below the optimal-order peak.
 MUST_LOWER = {"concat_conv_int8", "concat_conv_float32", "densenet_int8", "add_tree_int8",
-              "add_tree_float32", "mobilenet_int8", "hconcat_int8", "densenet_keras_int8"}
+              "add_tree_float32", "mobilenet_int8", "hconcat_int8", "densenet_keras_int8",
+              "partial_concat_float32"}
 MAX_LSB, MAX_REL = 2.0, 1e-5
 CASES = 8
 
@@ -70,7 +72,10 @@ def planned(name: str) -> tuple[bytes, arena.Plan, object]:
     orders, _ = scheduling.schedule_model(graph, True, 10.0)
     scheduling.apply_orders(model, orders)
     graph = build_graph(model)
-    use = simulate(graph, graph.stored_orders(), inplace=True)
+    # kernels' scratch (MEAN's, for one) is placed by TFLM around the plan: plan for it
+    reqs, _ = pipeline.host_scratch_for(model, graph)
+    use = pipeline.plan_use(simulate(graph, graph.stored_orders(), inplace=True), reqs,
+                            graph.stored_orders())
     plan = arena.plan_arena(use, time_limit=2.0)
     set_offline_plan(model, arena.offsets_for_model(graph, plan))
     return serialize_model(model), plan, use
@@ -309,6 +314,125 @@ def test_output_split_refuses_and_leaves_the_model_intact() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Partial dissolution: a concat with a consumer that needs it whole
+
+
+def _mean_concat(ed: Editor):
+    """partial_concat_*'s first concat (read by a MEAN over the channels and the BN)."""
+    return next(op for op in ed.sg.operators if ed.opcode(op) == "CONCATENATION" and any(
+        ed.opcode(e) == "MEAN" for e in ed.consumers(ed.outputs(op)[0])))
+
+
+@pytest.mark.tflm
+def test_partial_dissolution_is_bit_exact_and_keeps_the_concat_for_the_mean() -> None:
+    """Exact variant on int8: the batch norm and ReLU run per piece (exact), the concat stays
+    with the MEAN as its only reader; outputs bit-identical in LiteRT and TFLM."""
+    data = path("partial_concat_int8").read_bytes()
+    model = load_model(data).model
+    used = buffers_in_use(model)
+    ed = Editor(model, 0)
+    concat = _mean_concat(ed)
+    t = ed.outputs(concat)[0]
+    steps = dissolve(ed, concat, contract=False)
+    kept = [s for s in steps if s.kind == "keep_whole"]
+    assert [s.opcode for s in kept] == ["MEAN"] and "channel" in kept[0].reason
+    assert all(s.exact for s in steps) and {s.kind for s in steps} >= {"distribute"}
+    assert [ed.opcode(e) for e in ed.consumers(t)] == ["MEAN"]
+    compact(model, used)
+    new = serialize_model(model)
+    for case in random_inputs(data, 3) + [structured_inputs(data)]:
+        want = run_litert(data, case)
+        assert all(np.array_equal(a, b) for a, b in zip(want, run_litert(new, case),
+                                                       strict=True))
+        assert all(np.array_equal(a, b) for a, b in zip(want, tflm.run_tflm(new, case),
+                                                       strict=True))
+
+
+def test_partial_dissolution_refuses_when_no_consumer_can_move() -> None:
+    """multi_output_int8: a concat read only by SHAPE stays, with SHAPE's reason."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+
+    model = load_model(path("multi_output_int8").read_bytes()).model
+    ed = Editor(model, 0)
+    before = serialize_model(model)
+    refused = []
+    for op in [o for o in ed.sg.operators if ed.opcode(o) == "CONCATENATION"]:
+        try:
+            dissolve(ed, op, contract=True)
+        except NotApplicable as exc:
+            refused.append(str(exc))
+    assert any("SHAPE" in r for r in refused)
+    if len(refused) == 2:
+        assert serialize_model(model) == before
+
+
+def test_partial_dissolution_lowers_the_peak_where_the_whole_concat_cost_it() -> None:
+    """partial_concat_float32: the search applies the partial site (the 1x1 conv per piece,
+    the concat kept for the MEAN), and the optimal peak is lower than without that site."""
+    data, r = rewritten("partial_concat_float32")
+    ed = Editor(load_model(data).model, 0)
+    site_op = ed.sg.operators.index(_mean_concat(ed))
+    partial = [a for a in r.applied if a["site"] == "concat" and a["site_op"] == site_op]
+    assert partial and "keep_whole:MEAN" in partial[0]["steps"], r.applied
+    assert partial[0]["saved_bytes"] > 0
+    assert r.peak_after < r.peak_before
+    # brute force (every order, TFLM's lifetimes) agrees on both peaks
+    from exhaustive import optimum
+
+    from tflite_reorder.memory import build_problem, nested_extra
+    from tflite_reorder.shapes import true_graph
+
+    def brute(model) -> int:
+        graph = true_graph(model)
+        extra = nested_extra(graph, graph.stored_orders(), 0, True)
+        return optimum(build_problem(graph.subgraphs[0], extra, True), max_states=200_000)
+
+    assert brute(load_model(data).model) == r.peak_before
+    assert brute(r.model) == r.peak_after
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection heads: concatenations along the flattened anchor axis
+
+
+@pytest.mark.tflm
+@pytest.mark.parametrize("name", ["dethead_int8", "dethead_float32"])
+def test_row_concat_through_logistic_is_bit_exact(name: str) -> None:
+    """The class scores' concat along axis 1 of [1, rows, classes]: the LOGISTIC runs per
+    level, a concat of its outputs is the model output; bit-identical in LiteRT and TFLM.
+    The boxes' concat (a model output, nothing reads it) is refused, with that reason."""
+    from tflite_reorder.rewrites.edit import NotApplicable
+
+    data = path(name).read_bytes()
+    model = load_model(data).model
+    used = buffers_in_use(model)
+    ed = Editor(model, 0)
+    concats = [op for op in ed.sg.operators if ed.opcode(op) == "CONCATENATION"]
+    assert all(op.builtinOptions.axis % 3 == 1 for op in concats)
+    scores = next(op for op in concats if ed.consumers(ed.outputs(op)[0]))
+    boxes = next(op for op in concats if op is not scores)
+    with pytest.raises(NotApplicable, match="subgraph input or output"):
+        dissolve(ed, boxes, contract=True)
+    steps = dissolve(ed, scores, contract=False)
+    assert [(s.kind, s.opcode, s.exact) for s in steps] == [("distribute", "LOGISTIC", True)]
+    compact(model, used)
+    new = serialize_model(model)
+    for case in random_inputs(data, 3) + [structured_inputs(data)]:
+        want = run_litert(data, case)
+        assert all(same(a, b) for a, b in zip(want, run_litert(new, case), strict=True))
+        assert all(same(a, b) for a, b in zip(want, tflm.run_tflm(new, case), strict=True))
+
+
+def test_row_concat_sites_are_reported_with_their_reasons() -> None:
+    data = path("dethead_int8").read_bytes()
+    r = rewrite_model(load_model(data).model, cases=2, budget=30)
+    assert r.peak_after <= r.peak_before
+    reasons = {e["reason"] for e in r.rejected if e["kind"] == "concat"}
+    assert "concatenation output is a subgraph input or output" in reasons
+    assert not any("not along the channel" in why for why in reasons)
+
+
+# ---------------------------------------------------------------------------------------------
 # Inputs for the error measurement, calibration data, the time budget
 
 
@@ -359,6 +483,126 @@ def test_zero_budget_still_gives_a_sound_answer() -> None:
         assert r.error["max_error_lsb"] <= MAX_LSB
         lsb, _ = max_errors(data, serialize_model(r.model), seed=11)
         assert lsb <= MAX_LSB
+
+
+def test_deadline_stops_building_and_pricing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake clock on which every build of a candidate model and every schedule costs one
+    second: building
+    variants stops at its share of the budget, pricing at the choosing deadline, the sites
+    never built are reported as not tried, and past the deadline only a bounded number of
+    builds (the best set's pricing and error check) still happen. The answer stays sound."""
+    from tflite_reorder.rewrites import search
+
+    now = [0.0]
+    builds: list[float] = []
+    real_build = search._Builder._build
+
+    def costly_build(self, choice):
+        builds.append(now[0])
+        now[0] += 1.0
+        return real_build(self, choice)
+
+    real_peak = search.optimal_peak
+
+    def costly_peak(model, inplace, time_limit):
+        now[0] += 1.0
+        return real_peak(model, inplace, time_limit)
+
+    monkeypatch.setattr(search._Builder, "_build", costly_build)
+    monkeypatch.setattr(search, "optimal_peak", costly_peak)
+    data = path("densenet_int8").read_bytes()
+    budget = 10.0
+    s = search._Search(load_model(data).model, inplace=True, time_limit=1.0, max_error_lsb=MAX_LSB,
+                       max_rel_error=MAX_REL, cases=4, seed=0, budget=budget, calibration=None,
+                       clock=lambda: now[0])
+    r = s.run()
+    assert r.out_of_time and r.peak_after <= r.peak_before
+    deadline = s.deadline
+    # the error check's reserve (real seconds of the reference run) comes off the budget
+    assert deadline == pytest.approx(budget - search.CHECK_RESERVE * s.check_seconds)
+    assert 0 < deadline <= budget
+    # variants: only while the clock was within half the choosing time
+    assert 0 < s.not_built < len(s.sites)
+    assert max(t for t in builds if t <= deadline / 2 + 1) > 0  # several sites were built
+    never_built = [e for e in r.rejected if "before its variants were built" in e["reason"]]
+    assert len(never_built) == s.not_built
+    late = [t for t in builds if t > deadline]
+    assert len(late) <= 2, builds  # past the deadline: a few builds, not one per site
+    assert now[0] <= budget + 2.0  # ... and at most a build and a schedule
+    if r.applied:
+        assert r.error["max_error_lsb"] <= MAX_LSB
+
+
+def test_rewrite_at_time_limit_zero_runs_and_says_so() -> None:
+    from tflite_reorder import api
+    from tflite_reorder.report import rewrite_lines
+
+    res = api.optimize(path("concat_conv_int8"), rewrite=True, time_limit=0.0, verify=False)
+    rep = res.report
+    assert rep.rewrite_out_of_time and not rep.rewrites
+    assert rep.peak_after <= rep.peak_before
+    assert any("time limit stopped the rewrite search" in line for line in rewrite_lines(rep))
+    assert any(e["reason"].startswith("not tried") for e in rep.rewrites_rejected)
+
+
+@pytest.mark.tflm
+def test_errors_are_measured_with_tflm_when_litert_refuses(monkeypatch) -> None:
+    """LiteRT made to refuse every model: the search measures with TFLM instead, and its
+    figures are the ones LiteRT's reference kernels give (TFLM matches them bit for bit)."""
+    from tflite_reorder.rewrites import measure
+
+    data = path("concat_conv_int8").read_bytes()
+    real = measure.run_litert_cases
+
+    def refuse(*_a, **_k):
+        raise ValueError("LiteRT refuses it (simulated)")
+
+    monkeypatch.setattr(measure, "run_litert_cases", refuse)
+    r = rewrite_model(load_model(data).model, cases=4, max_error_lsb=MAX_LSB, budget=60)
+    monkeypatch.setattr(measure, "run_litert_cases", real)
+    assert r.applied and r.error["runtime"] == "tflm"
+    assert r.peak_after < r.peak_before
+    ref = Reference(data, load_model(data).model, 4, 0)
+    assert ref.runtime == "litert"
+    again = ref.compare(serialize_model(r.model))
+    assert (again.max_lsb, again.identical) == (r.error["max_error_lsb"], r.error["identical"])
+    assert not any("local_max_error" in a for a in r.applied)  # LiteRT-only diagnostic
+
+
+def test_no_runtime_means_nothing_rewritten_with_the_reason(monkeypatch) -> None:
+    from tflite_reorder.rewrites import measure
+
+    def refuse(*_a, **_k):
+        raise ValueError("refused (simulated)")
+
+    monkeypatch.setattr(measure, "run_cases", refuse)
+    data = path("concat_conv_int8").read_bytes()
+    r = rewrite_model(load_model(data).model, cases=2, budget=10)
+    assert not r.applied and r.peak_after == r.peak_before
+    assert r.rejected[0]["kind"] == "model"
+    assert "litert: refused (simulated)" in r.rejected[0]["reason"]
+
+
+@pytest.mark.tflm
+def test_rewrite_of_a_model_only_tflm_runs_exits_0(tmp_path, capsys) -> None:
+    """int8 SVDF state: LiteRT is refused it (it would corrupt its heap), TFLM runs it. The
+    run proceeds, verifies with TFLM alone and says so; the input is untouched."""
+    import hashlib
+    import json
+
+    from conftest import MODELS_DIR, run_cli
+
+    src = MODELS_DIR / "real" / "keyword_scrambled_8bit.tflite"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    code, stdout, stderr = run_cli([src, tmp_path / "o.tflite", "--rewrite", "--json"], capsys)
+    assert code == 0, stderr
+    r = json.loads(stdout)
+    assert r["verification"]["ran"] == ["tflm"] and r["verification"]["ok"]
+    assert all(c["identical"] for c in r["verification"]["comparisons"])
+    assert [n["runtime"] for n in r["verification"]["not_run"]] == ["litert"]
+    assert "SVDF" in r["verification"]["not_run"][0]["why"]
+    assert r["peak_after"] <= r["peak_before"]
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == digest
 
 
 @pytest.mark.tflm

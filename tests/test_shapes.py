@@ -406,3 +406,18 @@ def test_an_if_without_its_options_keeps_its_stored_shapes():
     model_t = fio.load_model(mb.nested_ifs(2)).model
     model_t.subgraphs[0].operators[0].builtinOptions = None
     assert infer_shapes(model_t) == {}
+
+
+def test_prod64_is_numpys_int64_product() -> None:
+    """The rules' element counts wrap as numpy's int64 product did (absurd shapes too)."""
+    import random
+
+    import numpy as np
+
+    from tflite_reorder.shapes.rules import prod64
+
+    rng = random.Random(5)
+    for _ in range(5000):
+        dims = tuple(rng.choice([0, 1, 3, 7, 2**20, 2**30, 2**31 - 1, -1, -5])
+                     for _ in range(rng.randint(0, 6)))
+        assert prod64(dims) == int(np.prod(dims, dtype=np.int64)), dims

@@ -20,6 +20,7 @@ measured but not shipped (8 MB).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CALIBRATED = {"densenet_keras_int8", "densenet_bc_int8", "densenet_int8", "densenet121"}
 # DenseNet121 also with the error bound its full rewrite needs (see NOTES).
-DENSENET121_LONG = ("--max-error", "5")
+DENSENET121_LONG = ("--max-error", "5", "--time-limit", "30")
+DEFAULT_LIMIT = 10.0  # the command line's --time-limit
 CLI = "import sys; from tflite_reorder.cli import main; main(sys.argv[1:])"
 
 
@@ -77,8 +79,10 @@ def measure(model: Path, tmp: Path, calibration: Path | None, extra: tuple[str, 
     if calibration is not None:
         args += ["--calibration", str(calibration)]
     rw, wall, err2 = run_cli(args)
+    limit = float(extra[extra.index("--time-limit") + 1]) if "--time-limit" in extra else (
+        DEFAULT_LIMIT)
     row = {"model": name + (" (calibrated)" if calibration else "")
-           + (f" `{' '.join(extra)}`" if extra else ""), "wall_s": wall}
+           + (f" `{' '.join(extra)}`" if extra else ""), "wall_s": wall, "limit": limit}
     if plain is None or rw is None:
         row["error"] = err or err2
         return row
@@ -93,6 +97,8 @@ def measure(model: Path, tmp: Path, calibration: Path | None, extra: tuple[str, 
         cases=e.get("cases"), identical=e.get("identical"),
         verified=all(c["identical"] for c in rw["verification"]["comparisons"]),
         reasons=_top_reasons(rw["rewrites_rejected"]),
+        search_s=rw.get("search_seconds"), rewrite_s=rw.get("rewrite_seconds"),
+        stopped=rw.get("rewrite_out_of_time"),
     )
     if tflm.available():
         try:
@@ -123,6 +129,7 @@ def bench(models_dir: Path, densenet121: Path | None, only: list[str] | None) ->
                                                if p.stem in CALIBRATED]
     if densenet121 is not None:
         jobs += [(densenet121, False, ()), (densenet121, True, ()),
+                 (densenet121, True, ("--time-limit", "30")),
                  (densenet121, True, DENSENET121_LONG)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,6 +137,7 @@ def bench(models_dir: Path, densenet121: Path | None, only: list[str] | None) ->
             name = "densenet121" if path == densenet121 else path.stem
             cal = calibration_file(name, path, Path(tmp)) if calibrated else None
             row = measure(path, Path(tmp), cal, extra)
+            row["load"] = os.getloadavg()[0]  # the machine is shared: times depend on it
             if path == densenet121:
                 row["model"] = row["model"].replace(path.stem, "densenet121 (64×64, Keras)")
             print(f"  {row['model']}: {row['wall_s']:.1f} s", file=sys.stderr, flush=True)
@@ -149,7 +157,11 @@ COLUMNS = [
     ("worst input", "worst"), ("error cases", "cases"),
     ("verified", lambda r: ("yes" if r.get("verified") else r.get("error", "no"))
      + (f" ({r['tflm_error']})" if r.get("tflm_error") else "")),
-    ("--rewrite wall s", lambda r: f"{r['wall_s']:.1f}"), ("most rejections", "reasons"),
+    ("--rewrite wall s", lambda r: f"{r['wall_s']:.1f}"),
+    ("rewrite / bounded s (limit)", lambda r: "-" if r.get("search_s") is None else
+     f"{r['rewrite_s']:.1f} / {r['search_s']:.1f} ({r['limit']:g})"
+     + (" stopped" if r.get("stopped") else "")),
+    ("most rejections", "reasons"),
 ]
 
 
@@ -182,22 +194,45 @@ ramps along H and W, a min/max checkerboard) and, on *calibrated* rows, the cali
 samples (`--calibration`, the converter's representative data); *worst input* is the
 family of the worst case. *verified* = the written model is bit-identical to the rewritten
 reference under LiteRT and under TFLM. *wall s* is the whole `--rewrite` run (reading,
-rewriting, scheduling, planning, writing, verifying). *most rejections* counts the
+rewriting, scheduling, planning, writing, verifying). *rewrite / bounded s* are, from the
+same run's report, the rewrite search (its error checks included: `rewrite_seconds`) and
+everything `--time-limit` bounds (shapes, rewrites, scheduling, planning:
+`search_seconds`, which must stay ≤ 1.5 × the limit in brackets); *stopped* = the limit
+cut the rewrite search short (the best choice measured so far was kept; the sites never
+built or priced are rejected as *not tried*). *most rejections* counts the
 commonest reasons a site was left (all of them are in `--json` and the text summary).
 
-What the rewrites are (see `src/tflite_reorder/rewrites/`): channel-wise partitioning of a
-CONV_2D / FULLY_CONNECTED over a channel concatenation (inexact in int8: partial sums are
-requantised), kernel-wise partitioning of DEPTHWISE_CONV_2D and distribution of
-per-channel ops (exact), flattening of nested concatenations (exact), H/W concatenations
-dissolved through 1×1 convolutions, element-wise ops and window-equals-stride pools
-(exact), output splits of a CONV_2D whose consumers work channel by channel (exact) or,
-for a bottleneck feeding a 3×3 conv, in two halves with the 3×3 conv partitioned over
-them and the batch norm recomputed per half (inexact in int8), the 1×1 conv → average
-pool of a transition run pool first (inexact in int8), unread padding trimmed (exact),
-subsample folding and ADD chains. Without `--calibration` int8 partial sums get their
-guaranteed range (interval bounds: they never saturate) and an inexact rewrite is kept
-only when the measured error is within `--max-error` (2 LSB unless the row says
-otherwise). Sites are tried where the arena peaks first (`rewrites/focus.py`).
+What the rewrites are (see `src/tflite_reorder/rewrites/`): channel-wise partitioning of
+a CONV_2D / FULLY_CONNECTED over a channel concatenation (inexact in int8: partial sums
+are requantised), kernel-wise partitioning of DEPTHWISE_CONV_2D and distribution of
+per-channel ops (exact), flattening of nested concatenations (exact), *partial
+dissolution* (the consumers that can run per piece do, the concat stays for those that
+need it whole: a MEAN over the channels, a model output), H/W concatenations dissolved
+through 1×1 convolutions, element-wise ops and window-equals-stride pools (exact),
+concatenations along the rows of a `[1, rows, values]` tensor (detection heads) through
+element-wise and last-axis ops (exact), output splits of a CONV_2D whose consumers work
+channel by channel (exact) or, for a bottleneck feeding a 3×3 conv, in two halves with
+the 3×3 conv partitioned over them and the batch norm recomputed per half (inexact in
+int8), the 1×1 conv → average pool of a transition run pool first (inexact in int8),
+unread padding trimmed (exact), subsample folding and ADD chains. Without
+`--calibration` int8 partial sums get their guaranteed range (interval bounds: they
+never saturate) and an inexact rewrite is kept only when the measured error is within
+`--max-error` (2 LSB unless the row says otherwise). Sites are tried where the arena
+peaks first (`rewrites/focus.py`).
+
+Time: one deadline covers the whole rewrite search (the reference run of the input,
+building each site's variants, pricing candidate sets, the error checks): 1.3 ×
+`--time-limit` for the search, and scheduling the result gets what is left of 1.5 × the
+limit (the rewritten model comes stored in the best order the search found), planning a
+tenth. Variants are built hot
+sites first for half of the search's time; sites not built or priced in time are
+rejected as *not tried*, and the report says the limit stopped the search. Where one
+error check alone costs seconds (DenseNet121: 310 ops at 64×64 on the reference kernels,
+28–44 cases, in a child process because its 1000-class int8 SOFTMAX may abort), the
+default limit leaves no time to choose: its rows name `--time-limit 30`.
+A model LiteRT refuses but TFLM runs (int8 SVDF state, `models/real/`) has its rewrite
+error measured with TFLM, which matches the reference kernels bit for bit
+(`rewrite_error.runtime`), and is verified with TFLM alone.
 """
 
 
@@ -250,8 +285,12 @@ tail than it saves head: most concats of DARTS, RandWire, SwiftNet, Inception);
 *not tried: the search's budget ran out* (DenseNet121's blocks 2–4 at 8×8 and below,
 whose concats never come near the peak); H/W concatenations whose consumer reads across
 the seam (a 3×3 convolution, a MEAN over the axis: *is not 1x1 stride 1*, *cannot be
-split along H/W*); concatenations along any other axis (a flattened axis of a detection
-head: *is not along the channel, H or W axis*).
+split along H/W*). Detection heads (`dethead_*`): the class scores' concat along the
+flattened anchor axis dissolves through its LOGISTIC (bit-exact) but that *does not lower
+head + TFLM tail* (the LOGISTIC runs in place either way); the boxes' concat is a model
+output that nothing reads (*concatenation output is a subgraph input or output*: it must
+exist whole). What would lower them is writing each level's conv output straight into its
+slice of the concat (aliasing, not a graph rewrite): not done.
 
 ## NASNet
 
@@ -270,5 +309,9 @@ def write_markdown(path: Path, rows: list[dict]) -> None:
 
     stamp = f"{platform.machine()} / Python {platform.python_version()}, " + time.strftime(
         "%Y-%m-%d")
+    loads = [r["load"] for r in rows if "load" in r]
+    if loads:
+        stamp += (f", {os.cpu_count()} cores, 1-minute load average {min(loads):.1f}–"
+                  f"{max(loads):.1f} during the rows")
     path.write_text(INTRO.format(stamp=stamp) + "\n" + markdown(rows) + "\n" + NOTES)
     path.with_suffix(".json").write_text(json.dumps(rows, indent=1))

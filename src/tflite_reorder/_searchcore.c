@@ -26,7 +26,7 @@
 #include <time.h>
 #endif
 
-typedef uint64_t u64;
+#include "_searchcore.h"
 
 /* ------------------------------------------------------------------------------------- */
 /* Tables (one per scheduler.Context)                                                      */
@@ -600,23 +600,7 @@ static int add_chain(PyObject *d, const Table *t, int32_t i) {
 /* ------------------------------------------------------------------------------------- */
 /* Per-state closure bounds (bounds.StateClosure) on a compiled maximum flow              */
 
-/* The flow network of one bounds.StateClosure, as that class built it: node 0 = source,
- * node 1 = sink, forward arc i from tails[i] to heads[i] with capacity caps[i]; forcing an
- * op into the closure sets its forcing arc's capacity to ``big``. bound(S) = base - (gain -
- * max flow), the same arithmetic as StateClosure.bound. The flow is Dinic's algorithm; a
- * maximum flow's value is unique, so the bound is the one OR-tools computes. */
-typedef struct {
-    int nn, na;               /* nodes, arcs (forward and reverse) */
-    int32_t *head;            /* per arc: its end node */
-    int64_t *cap0, *cap;      /* per arc: capacity unforced, residual capacity */
-    int32_t *adj_ptr, *adj;   /* CSR: the arcs leaving each node */
-    int nf;
-    int32_t *f_arc, *f_op;    /* forcing arcs (arc index) and their ops */
-    int32_t *o_arc;           /* per forcing arc: its op's forcing-out arc (op -> sink) */
-    int64_t big, base, gain;
-    int32_t *level, *it, *queue, *path;
-    uint8_t *dead;            /* per node: forced into the closure (merged with the source) */
-} Flow;
+/* Flow (the flow network of one bounds.StateClosure) is declared in _searchcore.h. */
 
 /* After a maximum flow: the ops (bit set in ``outside``, W words) whose nodes reach the sink
  * in the residual graph. The others, with the forced ops, form the largest minimising
@@ -647,17 +631,59 @@ static void flow_outside(Flow *f, u64 *outside, int W) {
             setbit(outside, f->f_op[k]);
 }
 
-static void flow_free(Flow *f) {
+void flow_free(Flow *f) {
     if (!f)
         return;
     free(f->head); free(f->cap0); free(f->cap); free(f->adj_ptr); free(f->adj);
-    free(f->f_arc); free(f->f_op); free(f->o_arc); free(f->level); free(f->it); free(f->queue); free(f->path);
+    free(f->f_arc); free(f->f_op); free(f->o_arc); free(f->level); free(f->it); free(f->queue);
+    free(f->path);
     free(f->dead);
     free(f);
 }
 
 static void flow_capsule_free(PyObject *cap) {
     flow_free((Flow *)PyCapsule_GetPointer(cap, "searchcore.Flow"));
+}
+
+/* Fill f's arcs and node tables (nn nodes, m forward arcs tails[i] -> heads[i] of capacity
+ * caps[i], each with its reverse arc); FLOW_OK, FLOW_NO_MEMORY or FLOW_BAD_ARC. */
+int flow_arcs(Flow *f, int nn, int64_t m, const int32_t *tails, const int32_t *heads,
+              const int64_t *caps) {
+    f->nn = nn;
+    f->na = (int)(2 * m);
+    f->head = malloc(((size_t)f->na + 1) * 4);
+    f->cap0 = malloc(((size_t)f->na + 1) * 8);
+    f->cap = malloc(((size_t)f->na + 1) * 8);
+    f->adj_ptr = calloc((size_t)nn + 1, 4);
+    f->adj = malloc(((size_t)f->na + 1) * 4);
+    f->level = malloc((size_t)nn * 4);
+    f->it = malloc((size_t)nn * 4);
+    f->queue = malloc((size_t)nn * 4);
+    f->path = malloc(((size_t)nn + 1) * 4);
+    f->dead = calloc((size_t)nn, 1);
+    if (!f->dead || !f->head || !f->cap0 || !f->cap || !f->adj_ptr || !f->adj || !f->level || !f->it
+        || !f->queue || !f->path) {
+        return FLOW_NO_MEMORY;
+    }
+    for (int64_t i = 0; i < m; i++) {
+        if (tails[i] < 0 || tails[i] >= nn || heads[i] < 0 || heads[i] >= nn || caps[i] < 0) {
+            return FLOW_BAD_ARC;
+        }
+        f->head[2 * i] = heads[i];
+        f->cap0[2 * i] = caps[i];
+        f->head[2 * i + 1] = tails[i];
+        f->cap0[2 * i + 1] = 0;
+        f->adj_ptr[tails[i] + 1]++;
+        f->adj_ptr[heads[i] + 1]++;
+    }
+    for (int a = 0; a < nn; a++)
+        f->adj_ptr[a + 1] += f->adj_ptr[a];
+    memcpy(f->it, f->adj_ptr, (size_t)nn * 4);
+    for (int64_t i = 0; i < m; i++) {
+        f->adj[f->it[tails[i]]++] = (int32_t)(2 * i);
+        f->adj[f->it[heads[i]]++] = (int32_t)(2 * i + 1);
+    }
+    return FLOW_OK;
 }
 
 static PyObject *make_flow(PyObject *self, PyObject *args) {
@@ -697,44 +723,16 @@ static PyObject *make_flow(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "searchcore: bad flow network");
         goto fail;
     }
-    f->nn = nn;
-    f->na = (int)(2 * m);
     f->big = big;
     f->base = base;
     f->gain = gain;
-    f->head = malloc(((size_t)f->na + 1) * 4);
-    f->cap0 = malloc(((size_t)f->na + 1) * 8);
-    f->cap = malloc(((size_t)f->na + 1) * 8);
-    f->adj_ptr = calloc((size_t)nn + 1, 4);
-    f->adj = malloc(((size_t)f->na + 1) * 4);
-    f->level = malloc((size_t)nn * 4);
-    f->it = malloc((size_t)nn * 4);
-    f->queue = malloc((size_t)nn * 4);
-    f->path = malloc(((size_t)nn + 1) * 4);
-    f->dead = calloc((size_t)nn, 1);
-    if (!f->dead || !f->head || !f->cap0 || !f->cap || !f->adj_ptr || !f->adj || !f->level || !f->it
-        || !f->queue || !f->path) {
+    switch (flow_arcs(f, nn, m, tails, heads, caps)) {
+    case FLOW_NO_MEMORY:
         PyErr_NoMemory();
         goto fail;
-    }
-    for (Py_ssize_t i = 0; i < m; i++) {
-        if (tails[i] < 0 || tails[i] >= nn || heads[i] < 0 || heads[i] >= nn || caps[i] < 0) {
-            PyErr_SetString(PyExc_ValueError, "searchcore: bad arc in the flow network");
-            goto fail;
-        }
-        f->head[2 * i] = heads[i];
-        f->cap0[2 * i] = caps[i];
-        f->head[2 * i + 1] = tails[i];
-        f->cap0[2 * i + 1] = 0;
-        f->adj_ptr[tails[i] + 1]++;
-        f->adj_ptr[heads[i] + 1]++;
-    }
-    for (int a = 0; a < nn; a++)
-        f->adj_ptr[a + 1] += f->adj_ptr[a];
-    memcpy(f->it, f->adj_ptr, (size_t)nn * 4);
-    for (Py_ssize_t i = 0; i < m; i++) {
-        f->adj[f->it[tails[i]]++] = (int32_t)(2 * i);
-        f->adj[f->it[heads[i]]++] = (int32_t)(2 * i + 1);
+    case FLOW_BAD_ARC:
+        PyErr_SetString(PyExc_ValueError, "searchcore: bad arc in the flow network");
+        goto fail;
     }
     for (int k = 0; k < f->nf; k++)
         if (f->f_arc[k] < 0 || f->f_arc[k] >= m || f->f_op[k] < 0 || f->o_arc[k] < 0
@@ -789,7 +787,7 @@ static int64_t flow_augment(Flow *f) {
     }
 }
 
-static int64_t flow_max(Flow *f) {
+int64_t flow_max(Flow *f) {
     int64_t total = 0;
     for (;;) {
         for (int a = 0; a < f->nn; a++)
@@ -1577,6 +1575,9 @@ static PyMethodDef methods[] = {
      "flow_bound(flow, state_bytes, W) -> StateClosure.bound(S) on the compiled flow"},
     {"flow_value", py_flow_value, METH_VARARGS,
      "flow_value(flow, state_bytes, out_bytes, W) -> max flow, S forced in, out forced out"},
+    {"fast_peak", fast_peak, METH_VARARGS, FAST_PEAK_DOC},
+    {"lite_tables", lite_tables, METH_VARARGS,
+     "lite_tables(raw) -> fastread.read_lite's fields as tuples, or None when a read fails"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 
-from . import arena, hazards, report, shapes, tflm
+from . import arena, fastpeak, hazards, report, shapes, tflm
 from . import verify as runtimes
 from .candidate import Candidate, GraphSpec, read_graph, read_safe_graph
 from .flatbuffer_io import (
@@ -23,6 +23,7 @@ from .flatbuffer_io import (
     get_offline_plan,
     load_model,
     parse_model,
+    read_bytes,
     remove_offline_plan,
     serialize_model,
     set_offline_plan,
@@ -74,7 +75,9 @@ def peak_memory(
     ``model`` is a path, ``.tflite`` bytes, a loaded model, a graph description
     (``candidate.GraphSpec`` or its dict form) or a ``ModelGraph`` from ``read_graph``
     (reused as is: a loop asking several questions of one candidate reads it once). Bytes
-    and paths are read straight from the flatbuffer tables, weights untouched.
+    and paths are read straight from the flatbuffer tables, weights untouched; with
+    ``inplace=False`` a one-subgraph model is answered by the compiled path (``fastpeak``:
+    the same answer, or it declines and this general path gives it).
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add. The
     figures are ``optimize``'s (its ``peak_before`` and ``peak_after``): the model made safe
     in TFLM first (``read_safe_graph``: explicit padding), and ``optimal <= stored`` whatever
@@ -93,7 +96,13 @@ def peak_memory(
         result = peak_of_graph(read_graph(serialize_model(tiled.model)), inplace, time_limit)
         result.stored = stored
     else:
-        result = peak_of_graph(read_safe_graph(model), inplace, time_limit)
+        source = None
+        if isinstance(model, str | os.PathLike):
+            model, source = read_bytes(model), str(model)
+        fast = None
+        if not inplace and isinstance(model, bytes | bytearray | memoryview):
+            fast = fastpeak.peak_memory(model, time_limit)  # None: the general path answers
+        result = fast or peak_of_graph(read_safe_graph(model, source), inplace, time_limit)
     result.seconds = time.monotonic() - t0
     return result
 
@@ -169,13 +178,15 @@ def optimize(
         runs = _runnable(loaded, rep, use_tflm, m, tflm_compat)
 
     stage("shapes")
+    t_work = time.monotonic()  # from here to the plan: what --time-limit bounds
     unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
     read_tables = m
 
     reference = loaded  # what the written model must compute (the rewritten model, if any)
     if rewrite:
         stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration)
+        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration,
+                                use_tflm)
 
     if tile or ram_budget is not None:
         stage("tile")
@@ -219,6 +230,9 @@ def optimize(
     stage("schedule")
     # with --tflm-compat's searches the model's own gets what is left of one time limit
     search_limit = max(0.0, t0 + time_limit - time.monotonic()) if tflm_compat else time_limit
+    if rewrite:  # what the rewrites left of 1.5 x --time-limit, less the plan's tenth
+        left = t_work + REWRITE_RUN_SHARE * time_limit - time.monotonic() - time_limit / 10
+        search_limit = min(search_limit, max(0.0, left))
     orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs)
     if rep.rewrites and rep.peak_after > rep.peak_before:
         return _without_rewrites(model, rep, locals())
@@ -232,6 +246,7 @@ def optimize(
     the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
                      time_limit, online)
 
+    rep.search_seconds = time.monotonic() - t_work
     stage("write")
     data = serialize_model(m)
     check_written(graph, data, orders, the_plan, use)
@@ -325,6 +340,11 @@ def _unsafe_in_tflm(m, rep: Report, repaired: bool) -> tuple[list, tuple]:
     return found, (true, graph)
 
 
+# With --rewrite, shapes + rewrites + scheduling + planning stay within this many time limits;
+# the rewrite search (error checks included) gets REWRITE_SEARCH_SHARE of them: scheduling
+# the result starts from the best order the search found and planning takes a tenth.
+REWRITE_RUN_SHARE = 1.5
+REWRITE_SEARCH_SHARE = 1.3
 COMPAT_SHARE = 0.25  # of the time limit, for the two searches --tflm-compat reports
 
 
@@ -374,12 +394,15 @@ def _compat_hint(m, tflm_compat: bool) -> str:
 
 
 def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: float,
-             max_error: float | None, calibration: str | os.PathLike | None = None):
+             max_error: float | None, calibration: str | os.PathLike | None = None,
+             use_tflm: bool = True):
     """Apply the rewrites that lower the optimal peak; the rewritten model is the reference.
 
-    The search gets 0.4 × ``time_limit`` (scheduling the result takes at most
-    ``time_limit``, planning a tenth): the whole run stays within 1.5 × ``time_limit`` plus
-    reading, error measurement, writing and verification.
+    The search, error measurement included, gets ``REWRITE_SEARCH_SHARE`` × ``time_limit``;
+    scheduling the result gets what is left of ``REWRITE_RUN_SHARE`` × ``time_limit`` (the
+    rewritten model comes stored in the best order the search found, so a short schedule
+    loses nothing), planning a tenth: the run stays within 1.5 × ``time_limit`` plus
+    reading, writing and verification.
     """
     from .rewrites import rewrite_model
     from .rewrites.measure import load_calibration
@@ -390,9 +413,11 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
             samples = load_calibration(str(calibration), loaded.raw)
         except ValueError as exc:
             raise ModelError(f"{calibration}: {exc}") from None
-    rw = rewrite_model(m, inplace=inplace, time_limit=max(0.5, time_limit / 4),
+    t = time.monotonic()
+    rw = rewrite_model(m, inplace=inplace, time_limit=time_limit / 4,
                        max_error_lsb=2.0 if max_error is None else max_error,
-                       budget=0.4 * time_limit, calibration=samples)
+                       budget=REWRITE_SEARCH_SHARE * time_limit, calibration=samples,
+                       use_tflm=use_tflm)
     reference = loaded
     if rw.applied:
         m = rw.model
@@ -401,6 +426,8 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     rep.rewrites_rejected = rw.rejected
     rep.rewrite_error = rw.error
     rep.peak_without_rewrites = rw.peak_before
+    rep.rewrite_out_of_time = rw.out_of_time
+    rep.rewrite_seconds = time.monotonic() - t
     return m, reference
 
 

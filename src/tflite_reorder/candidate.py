@@ -167,6 +167,7 @@ def spec_model(spec: GraphSpec | dict) -> LiteModel:
 
 
 Candidate = str | os.PathLike | bytes | LoadedModel | GraphSpec | dict | ModelGraph
+REPAIRED_OPS = frozenset({"SPACE_TO_BATCH_ND"})  # read_safe_graph rewrites models with them
 
 
 def read_graph(candidate: Candidate, source: str | None = None) -> ModelGraph:
@@ -207,7 +208,7 @@ def read_safe_graph(candidate: Candidate, source: str | None = None) -> ModelGra
         return read_graph(candidate, source)
     model = _tables(candidate, source)
     n_codes = len(model.operatorCodes or [])
-    if not any(opcode_name(model, op.opcodeIndex) == "SPACE_TO_BATCH_ND"
+    if not any(opcode_name(model, op.opcodeIndex) in REPAIRED_OPS
                for sg in model.subgraphs or [] for op in sg.operators or []
                if 0 <= op.opcodeIndex < n_codes):
         return shapes.true_graph(model)

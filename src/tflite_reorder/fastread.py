@@ -11,7 +11,9 @@ reader's own checks (``flatbuffer_io.check_model``) run on them unchanged: one g
 builder, one shape inference, one set of input checks, two readers.
 
 Builtin options tables are unpacked only when something reads ``op.builtinOptions`` (shape
-rules, control flow); buffer bytes are a zero-copy view taken only when read.
+rules, control flow); buffer bytes are a zero-copy view taken only when read. Where the
+extension is built the field reads run in C (``_searchcore.lite_tables``: the same fields,
+bounds and types; on a read that fails it returns None and the struct reads here raise).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from .flatbuffer_io import (
     check_table_counts,
     check_vector_entries,
 )
+from .searchcore import unavailable as compiled_off
+
+try:  # the same field reads in C (None when a read fails: _read then raises the error)
+    from ._searchcore import lite_tables as _compiled_tables
+except ImportError:  # not built
+    _compiled_tables = None
+COMPILED = _compiled_tables is not None  # tests switch it off to compare the two
 
 _U8 = struct.Struct("<B").unpack_from
 _I8 = struct.Struct("<b").unpack_from
@@ -184,12 +193,12 @@ class LiteOperator:
     """An operator; ``builtinOptions`` is unpacked by the generated code on first read."""
 
     __slots__ = ("opcodeIndex", "inputs", "outputs", "intermediates", "builtinOptionsType",
-                 "_raw", "_options_pos", "_options")
+                 "_raw", "_options_pos", "_options", "_table")
 
     def __init__(self, opcode, inputs, outputs, intermediates, options_type, raw, pos) -> None:
         self.opcodeIndex, self.inputs, self.outputs = opcode, inputs, outputs
         self.intermediates, self.builtinOptionsType = intermediates, options_type
-        self._raw, self._options_pos, self._options = raw, pos, False
+        self._raw, self._options_pos, self._options, self._table = raw, pos, False, False
 
     @property
     def builtinOptions(self):  # noqa: N802 (the object API's name)
@@ -198,6 +207,94 @@ class LiteOperator:
             if self._options_pos is not None and self.builtinOptionsType:
                 self._options = _options(self._raw, self._options_pos, self.builtinOptionsType)
         return self._options
+
+    def option(self, name: str):
+        """``getattr(self.builtinOptions, name, None)``, reading that one field through the
+        generated accessor instead of unpacking the whole table (shape inference reads a few
+        options of every operator of every candidate). A field the accessor cannot read
+        alone (a nested table) or a table it cannot read is left to the full unpack."""
+        if self._options is not False or self._options_pos is None:
+            return getattr(self.builtinOptions, name, None)
+        kind = self.builtinOptionsType
+        read = _FIELDS.get((kind, name), False)
+        if read is False:
+            read = _FIELDS[(kind, name)] = _field_reader(kind, name)
+        table = self._table
+        if table is False:
+            table = self._table = _accessor(self._raw, self._options_pos, kind)
+        if read is None or table is None:
+            return getattr(self.builtinOptions, name, None)
+        try:
+            value = read(table)
+        except Exception:  # corrupt: as the full unpack reads it (None options)
+            return getattr(self.builtinOptions, name, None)
+        if not isinstance(value, int | float | bytes | str | np.ndarray | None):
+            return getattr(self.builtinOptions, name, None)
+        return value
+
+
+class _FastTable(flatbuffers.table.Table):
+    """flatbuffers' ``Table`` with ``Offset`` and ``Get`` (the generated accessors' hot path)
+    reading with ``struct`` directly: the same values, and an error wherever the original
+    raises one (offsets outside uint32 included)."""
+
+    __slots__ = ()
+
+    def Get(self, flags, off):  # noqa: N802 (flatbuffers' name)
+        if not 0 <= off <= 0xFFFFFFFF:
+            raise TypeError(f"offset {off} outside uint32")
+        return flags.py_type(flags.packer_type.unpack_from(self.Bytes, off)[0])
+
+    def Offset(self, vtableOffset):  # noqa: N802, N803 (flatbuffers' names)
+        raw, pos = self.Bytes, self.Pos
+        if not 0 <= pos <= 0xFFFFFFFF:
+            raise TypeError(f"offset {pos} outside uint32")
+        vtable = pos - _I32(raw, pos)[0]
+        if not 0 <= vtable <= 0xFFFFFFFF:
+            raise TypeError(f"offset {vtable} outside uint32")
+        if vtableOffset < _U16(raw, vtable)[0]:
+            return _U16(raw, vtable + vtableOffset)[0]
+        return 0
+
+
+_ACCESSORS: dict[int, type | None] = {}  # BuiltinOptions code -> generated table class
+_FIELDS: dict[tuple[int, str], object] = {}  # (code, field) -> _field_reader's answer
+
+
+def _accessor_class(kind: int):
+    cls = _ACCESSORS.get(kind, False)
+    if cls is False:
+        names = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
+        cls = _ACCESSORS[kind] = getattr(schema, names.get(kind, ""), None)
+    return cls
+
+
+def _field_reader(kind: int, name: str):
+    """How the object API fills attribute ``name`` of options ``kind`` from the table: the
+    generated accessor of a scalar, ``XAsNumpy`` of a vector unless ``XIsNone``, None for
+    an attribute the object API does not have; None (the reader) when the class has no
+    such accessor (the full unpack then answers)."""
+    cls = _accessor_class(kind)
+    field = name[:1].upper() + name[1:]
+    if cls is None:
+        return None
+    is_none, as_numpy = getattr(cls, field + "IsNone", None), getattr(cls, field + "AsNumpy", None)
+    if is_none is not None and as_numpy is not None:
+        return lambda table: None if is_none(table) else as_numpy(table)
+    unpacked = getattr(schema, cls.__name__ + "T", None)
+    if unpacked is not None and name not in vars(unpacked()):
+        return lambda table: None  # the object API has no such attribute: None, unpacked or not
+    return getattr(cls, field, None)
+
+
+def _accessor(raw: bytes, pos: int, kind: int):
+    """The generated accessor of the options table at ``pos`` (None for an unknown kind)."""
+    cls = _accessor_class(kind)
+    if cls is None:
+        return None
+    table = cls()
+    table._tab = _FastTable(raw, pos)
+    return table
 
 
 def _options(raw: bytes, pos: int, kind: int):
@@ -311,28 +408,55 @@ def _metadata(tb: _Tables, pos: int) -> LiteMetadata:
     return LiteMetadata(tb.string(tb.target(pos, f, MD_NAME)), tb.scalar(_U32, pos, f, MD_BUFFER))
 
 
-def read_lite(raw: bytes, source: str = "<bytes>") -> LiteModel:
+def _read(tb: _Tables, raw: bytes) -> LiteModel:
+    root = _U32(raw, 0)[0]
+    f = tb.fields(root)
+    version = tb.scalar(_U32, root, f, M_VERSION)
+    return LiteModel(
+        version,
+        [_code(tb, p) for p in tb.tables(tb.target(root, f, M_CODES))],
+        [_subgraph(tb, p) for p in tb.tables(tb.target(root, f, M_SUBGRAPHS))],
+        [_buffer(tb, p) for p in tb.tables(tb.target(root, f, M_BUFFERS))],
+        [_metadata(tb, p) for p in tb.tables(tb.target(root, f, M_METADATA))],
+    )
+
+
+def _from_fields(raw: bytes, fields: tuple) -> LiteModel:
+    """The light objects of ``_searchcore.lite_tables``'s tuples (the fields ``_read``
+    reads, in its order)."""
+    version, codes, subgraphs, buffers, metadata = fields
+    return LiteModel(
+        version,
+        [LiteOperatorCode(*c) for c in codes],
+        [LiteSubGraph([LiteTensor(*t) for t in tensors],
+                      [LiteOperator(o[0], o[1], o[2], o[3], o[4], raw, o[5]) for o in ops],
+                      ins, outs, name)
+         for tensors, ops, ins, outs, name in subgraphs],
+        [LiteBuffer(raw, *b) for b in buffers],
+        [LiteMetadata(*m) for m in metadata],
+    )
+
+
+def read_lite(raw: bytes, source: str = "<bytes>", checked: bool = False) -> LiteModel:
     """Read the graph fields of a ``.tflite`` flatbuffer; raises ``ModelError`` (one line,
-    naming ``source``) for exactly the inputs ``parse_model`` rejects for those fields."""
-    check_header(raw, source)
+    naming ``source``) for exactly the inputs ``parse_model`` rejects for those fields.
+
+    ``checked``: the caller has already run every check of the reader's (``fastpeak``'s
+    compiled reader accepts only bytes that pass them all), so they are not run again."""
+    if not checked:
+        check_header(raw, source)
     tb = _Tables(raw)
     try:
-        check_table_counts(raw, source)
-        root = _U32(raw, 0)[0]
-        f = tb.fields(root)
-        version = tb.scalar(_U32, root, f, M_VERSION)
-        model = LiteModel(
-            version,
-            [_code(tb, p) for p in tb.tables(tb.target(root, f, M_CODES))],
-            [_subgraph(tb, p) for p in tb.tables(tb.target(root, f, M_SUBGRAPHS))],
-            [_buffer(tb, p) for p in tb.tables(tb.target(root, f, M_BUFFERS))],
-            [_metadata(tb, p) for p in tb.tables(tb.target(root, f, M_METADATA))],
-        )
+        if not checked:
+            check_table_counts(raw, source)
+        fields = _compiled_tables(raw) if COMPILED and not compiled_off() else None
+        model = _from_fields(raw, fields) if fields is not None else _read(tb, raw)
     except ModelError:
         raise
     except Exception as exc:  # the flat accessors too raise anything on corrupt input
         kind = type(exc).__name__
         raise ModelError(f"{source}: corrupt or truncated flatbuffer ({kind})") from None
-    check_vector_entries(model, source)
-    check_model(model, raw, source)
+    if not checked:
+        check_vector_entries(model, source)
+        check_model(model, raw, source)
     return model

@@ -27,6 +27,8 @@ SIDE_EFFECT_OPS = frozenset({
     "HASHTABLE_FIND", "HASHTABLE_IMPORT", "HASHTABLE_SIZE", "RANDOM_STANDARD_NORMAL",
     "RANDOM_UNIFORM", "MULTINOMIAL", "CUSTOM",
 })
+# Tensor types whose operators keep their stored relative order (state held in the runtime).
+STATE_TYPES = frozenset({"RESOURCE", "VARIANT"})
 # Control-flow builtins whose subgraphs TFLM nests inside the calling operator's scope, with
 # the options fields that name them, in the order TFLM marks them.
 CONTROL_FLOW = {
@@ -143,11 +145,17 @@ def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
     return tuple(int(c) for c in found)
 
 
+def stateful_opcode(opcode: str) -> bool:
+    """Whether operators of this name keep their stored relative order whatever their
+    tensors: custom ops and builtins newer than our schema (``BUILTIN_<n>``) may have any
+    effect, and ``SIDE_EFFECT_OPS`` do."""
+    return opcode.startswith(("CUSTOM", "BUILTIN_")) or opcode in SIDE_EFFECT_OPS
+
+
 def _stateful(opcode: str, tensors: list[TensorInfo], ts: tuple[int, ...], model_t) -> bool:
-    # Custom ops and builtins newer than our schema (BUILTIN_<n>) may have any effect.
-    if opcode.startswith(("CUSTOM", "BUILTIN_")) or opcode in SIDE_EFFECT_OPS:
+    if stateful_opcode(opcode):
         return True
-    return any(tensors[t].dtype in ("RESOURCE", "VARIANT") or model_t[t].isVariable for t in ts)
+    return any(tensors[t].dtype in STATE_TYPES or model_t[t].isVariable for t in ts)
 
 
 def build_subgraph(

@@ -31,6 +31,8 @@ abort becomes an error ("LiteRT could not run it"), never a signal.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -52,7 +54,10 @@ MAX_MARKING_VISITS = 100_000
 
 def check(model_bytes: bytes) -> None:
     """Raise ModelError if running ``model_bytes`` in LiteRT or TFLM could crash or hang."""
-    model = load_model(bytes(model_bytes)).model
+    _check_model(load_model(bytes(model_bytes)).model)
+
+
+def _check_model(model: schema.ModelT) -> None:
     _check_quantization(model)
     _check_offline_plan(model)
     _check_softmax(model)
@@ -65,9 +70,18 @@ def check(model_bytes: bytes) -> None:
 
 
 def check_litert(model_bytes: bytes) -> None:
-    """``check`` plus what only LiteRT cannot survive; raises ModelError."""
-    check(model_bytes)
-    model = load_model(bytes(model_bytes)).model
+    """``check`` plus what only LiteRT cannot survive; raises ModelError.
+
+    Remembered for the last few models that passed (one parse each): every LiteRT
+    interpreter is built after this check, and the rewrite search and the error
+    measurement build several for the same bytes."""
+    _litert_checked(bytes(model_bytes))
+
+
+@lru_cache(maxsize=8)
+def _litert_checked(model_bytes: bytes) -> None:
+    model = load_model(model_bytes).model
+    _check_model(model)
     for s, sg in enumerate(model.subgraphs):
         for v, op in enumerate(sg.operators or []):
             code = model.operatorCodes[op.opcodeIndex]

@@ -99,9 +99,10 @@ def rewrite_lines(r: Report) -> list[str]:
         what = ("bit-identical" if err.get("identical") else
                 f"max {err.get('max_error_lsb', 0):g} LSB, relative {err.get('max_rel_error', 0):g}"
                 f"{worst}")
+        runtime = {"tflm": " (TFLM: LiteRT cannot run the model)"}.get(err.get("runtime"), "")
         lines.append(f"rewrites: {len(r.rewrites)} applied; optimal peak "
                      f"{r.peak_without_rewrites} B without them; error vs input on "
-                     f"{err.get('cases', '?')} inputs: {what}")
+                     f"{err.get('cases', '?')} inputs{runtime}: {what}")
         for a in r.rewrites[:MAX_REWRITE_LINES]:
             saved = "-" if a.get("saved_bytes") is None else f"{a['saved_bytes']} B"
             saved += " (head + tail)"
@@ -114,6 +115,10 @@ def rewrite_lines(r: Report) -> list[str]:
             lines.append(f"  … and {len(r.rewrites) - MAX_REWRITE_LINES} more applied")
     else:
         lines.append(f"rewrites: none applied (optimal peak {r.peak_without_rewrites} B)")
+    if r.rewrite_out_of_time:
+        lines.append(f"  the time limit stopped the rewrite search after "
+                     f"{r.rewrite_seconds:.1f} s: kept the best choice measured so far "
+                     "(sites not tried are listed)")
     by_reason: dict[str, list[str]] = {}
     for e in r.rewrites_rejected:
         where = f"{e['kind']}@{e['op']}" if "op" in e else e["kind"]

@@ -75,6 +75,11 @@ class Report:
     verification: dict | None = None
     seconds: float = 0.0
     schedule_seconds: float = 0.0
+    # shapes, rewrites, scheduling and planning: what --time-limit bounds (the rest is
+    # reading, writing and verifying); with --rewrite within 1.5 x the limit
+    search_seconds: float = 0.0
+    rewrite_seconds: float = 0.0  # the rewrite search, its error checks included
+    rewrite_out_of_time: bool = False  # the time limit stopped the rewrite search early
     per_subgraph: list[SubgraphReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # With a target build: its measured head/tail/total and whether it verified (see

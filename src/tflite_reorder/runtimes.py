@@ -4,8 +4,10 @@ LiteRT runs with its reference kernels (``OpResolverType.BUILTIN_REF``), which T
 matches bit for bit; TFLM itself lives in ``tflm`` (it needs its log captured and an arena
 sized). Two input generators, for two purposes:
 
-- ``random_inputs``: what LiteRT says the inputs are; floats standard normal, integers over
-  the int8 range. Verification and rewrite error measurement use it.
+- ``random_inputs``: the inputs of subgraph 0 as the flatbuffer declares them (what LiteRT
+  and TFLM allocate; no runtime needed, so models only TFLM runs get them too); floats
+  standard normal, integers over the int8 range. Verification and rewrite error
+  measurement use it.
 - ``structured_inputs``: read from the flatbuffer alone (no runtime needed); quantised
   inputs span their whole range, floats uniform in [-1, 1), integers wider than 16 bits
   small non-negative numbers (0..3), since they tend to be counts or indices (a WHILE loop
@@ -29,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from . import preflight
-from .dtypes import type_name
+from .dtypes import numpy_type, type_name
 from .flatbuffer_io import load_model
+from .tensors import text
 
 
 def litert(data: bytes, preserve: bool = False):
@@ -158,12 +161,35 @@ def run_litert(data: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return results[0]
 
 
+def input_details(data: bytes) -> list[dict]:
+    """Per input of subgraph 0, from the flatbuffer: ``name``, ``shape``, ``dtype`` and
+    ``quantization`` (scale, zero point; (0.0, 0) when none), as LiteRT's
+    ``get_input_details`` gives them. Raises ``ValueError`` for a type numpy lacks."""
+    sg = load_model(bytes(data)).model.subgraphs[0]
+    out = []
+    for t in sg.inputs if sg.inputs is not None else ():
+        tensor = sg.tensors[int(t)]
+        try:
+            dtype = numpy_type(tensor.type)
+        except KeyError:
+            raise ValueError(f"unsupported input type {type_name(tensor.type)}") from None
+        q = tensor.quantization
+        scale = q.scale if q is not None and q.scale is not None else ()
+        zps = q.zeroPoint if q is not None and q.zeroPoint is not None else ()
+        out.append({"name": text(tensor.name),
+                    "shape": tuple(int(d) for d in (tensor.shape if tensor.shape is not None
+                                                    else ())),
+                    "dtype": dtype, "quantization": (float(scale[0]), int(zps[0]) if len(
+                        zps) else 0) if len(scale) == 1 else (0.0, 0)})
+    return out
+
+
 def random_inputs(data: bytes, cases: int, seed: int = 0) -> list[list[np.ndarray]]:
     """``cases`` sets of inputs that exercise the whole value range of each input's type.
 
     Raises ``ValueError`` for an input type it cannot generate (strings, resources).
     """
-    details = litert(data).get_input_details()
+    details = input_details(data)
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(cases):
@@ -210,8 +236,8 @@ def structured_inputs(data: bytes, seed: int = 0) -> list[np.ndarray]:
 
 
 def input_specs(data: bytes) -> list[tuple[tuple[int, ...], np.dtype, tuple[float, int] | None]]:
-    """Per input of subgraph 0: shape, dtype and (scale, zero point) or None, from LiteRT."""
-    details = litert(data).get_input_details()
+    """Per input of subgraph 0: shape, dtype and (scale, zero point) or None."""
+    details = input_details(data)
     specs = []
     for d in details:
         scale, zp = d["quantization"]

@@ -174,20 +174,42 @@ def run_tflm(
     return _run_here(model_bytes, inputs, arena_size)
 
 
+def run_tflm_cases(
+    model_bytes: bytes, cases: Sequence[Sequence[np.ndarray]]
+) -> list[list[np.ndarray]]:
+    """``run_tflm`` for each case in turn on one interpreter (state, as in SVDF, carries
+    from case to case, as it does in LiteRT's ``run_litert_cases``); raises as it does."""
+    if runtimes.abort_risks(bytes(model_bytes)):
+        _require()
+        try:
+            outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, cases,
+                                            {"arena_size": None})
+        except RuntimeError as exc:
+            raise TflmError(str(exc)) from None
+        return outs
+    return _run_here_cases(model_bytes, cases, None)
+
+
 def _isolated_child(tmp: str) -> None:
     """Child side of an isolated ``run_tflm`` (``runtimes.run_isolated``)."""
     runtimes.isolated_child_io(tmp, lambda data, cases, o: (
-        [_run_here(data, case, o["arena_size"]) for case in cases], []))
+        _run_here_cases(data, cases, o["arena_size"]), []))
 
 
 def _run_here(
     model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None
 ) -> list[np.ndarray]:
+    return _run_here_cases(model_bytes, [inputs], arena_size)[0]
+
+
+def _run_here_cases(
+    model_bytes: bytes, cases: Sequence[Sequence[np.ndarray]], arena_size: int | None
+) -> list[list[np.ndarray]]:
     outputs = load_model(bytes(model_bytes)).model.subgraphs[0].outputs
     n_out = 0 if outputs is None else len(outputs)
     interp = _open(model_bytes, arena_size)
 
-    def invoke() -> list[np.ndarray]:
+    def invoke(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         for i, x in enumerate(inputs):
             want = interp.get_input_details(i)
             x = np.asarray(x)
@@ -200,7 +222,7 @@ def _run_here(
         interp.invoke()
         return [np.array(interp.get_output(i), copy=True) for i in range(n_out)]
 
-    return _guarded(invoke)
+    return [_guarded(lambda x=x: invoke(x)) for x in cases]
 
 
 def _parse(text: str) -> TflmArena:

@@ -66,6 +66,7 @@ class Editor:
         model.buffers = list(model.buffers or [])
         model.operatorCodes = list(model.operatorCodes or [])
         self.deferred = False  # when set, ``toposort`` waits for ``flush`` (many rewrites)
+        self._vectors: dict[int, tuple[object, tuple[int, ...]]] = {}  # see ``_ints``
         self._unsorted = False
 
     # -- reading -----------------------------------------------------------------------------
@@ -116,18 +117,30 @@ class Editor:
             out.append(i)
         return out
 
+    def _ints(self, vec) -> tuple[int, ...]:
+        """``ints(vec)``, remembered per vector object: rewrites replace an operator's
+        tensor vectors, never write into them, so a vector seen before has not changed
+        (the cache holds the vector, so its id is not reused). The consumer and producer
+        scans read every operator's vectors for every tensor they look up."""
+        hit = self._vectors.get(id(vec))
+        if hit is not None and hit[0] is vec:
+            return hit[1]
+        out = ints(vec)
+        self._vectors[id(vec)] = (vec, out)
+        return out
+
     def inputs(self, op: schema.OperatorT) -> list[int]:
-        return list(ints(op.inputs))
+        return list(self._ints(op.inputs))
 
     def outputs(self, op: schema.OperatorT) -> list[int]:
-        return list(ints(op.outputs))
+        return list(self._ints(op.outputs))
 
     def consumers(self, t: int) -> list[schema.OperatorT]:
-        return [op for op in self.sg.operators if t in self.inputs(op)]
+        return [op for op in self.sg.operators if t in self._ints(op.inputs)]
 
     def producer(self, t: int) -> schema.OperatorT | None:
         for op in self.sg.operators:
-            if t in self.outputs(op):
+            if t in self._ints(op.outputs):
                 return op
         return None
 

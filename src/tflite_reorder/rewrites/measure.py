@@ -14,14 +14,22 @@ and the input family it came from are reported.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from ..flatbuffer_io import ModelError
 from ..graph import opcode_name
 from ..memory import simulate
-from ..runtimes import input_specs, litert, pattern_inputs, random_inputs, run_litert_cases
+from ..runtimes import (
+    input_details,
+    input_specs,
+    pattern_inputs,
+    random_inputs,
+    run_litert_cases,
+)
 from ..scheduling import schedule_model
 from ..shapes import true_graph
 from ..tensors import text
@@ -50,7 +58,7 @@ def load_calibration(path: str, data: bytes) -> list[list[np.ndarray]]:
     TFLite converter's representative data would be. Raises ValueError naming the problem.
     """
     specs = input_specs(data)
-    names = [d["name"] for d in litert(data).get_input_details()]
+    names = [d["name"] for d in input_details(data)]
     try:
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -101,12 +109,34 @@ def lsb_scales(model: schema.ModelT) -> list[float | None]:
     return scales
 
 
+# Errors a runtime raises for a model it cannot run (``ModelError``: refused before it
+# could crash; TflmError is a RuntimeError).
+REFUSED = (RuntimeError, ValueError, ModelError)
+
+
+def run_cases(runtime: str, data: bytes, cases: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Every case's outputs under ``runtime`` ("litert", reference kernels, or "tflm",
+    which matches them bit for bit); raises what the runtime raises (``REFUSED``)."""
+    if runtime == "litert":
+        return run_litert_cases(data, cases)[0]
+    from .. import tflm
+
+    return tflm.run_tflm_cases(data, cases)
+
+
 class Reference:
-    """The original model's outputs on random, structured and calibration inputs, once."""
+    """The original model's outputs on random, structured and calibration inputs, once.
+
+    They are measured with LiteRT's reference kernels, or, for a model LiteRT refuses (an
+    op it lacks, int8 SVDF state it would corrupt memory on), with TFLM (``runtime``
+    says which; every candidate is then compared under the same runtime). Tensors inside
+    the model (``local``, calibration ranges) are read with LiteRT only. Raises
+    ``REFUSED`` errors when no runtime runs the model, naming each runtime's reason.
+    """
 
     def __init__(
         self, data: bytes, model: schema.ModelT, cases: int, seed: int,
-        calibration: list[list[np.ndarray]] | None = None,
+        calibration: list[list[np.ndarray]] | None = None, use_tflm: bool = True,
     ) -> None:
         self.data = data
         named = [("random", x) for x in random_inputs(data, cases, seed)]
@@ -114,11 +144,27 @@ class Reference:
         named += [("calibration", x) for x in calibration or []]
         self.kinds = [k for k, _ in named]
         self.inputs = [x for _, x in named]
-        self.outputs, _ = run_litert_cases(data, self.inputs)
+        self.refusals: dict[str, str] = {}  # runtime -> why it could not run the model
+        t = time.monotonic()
+        self.runtime, self.outputs = self._first_runtime(use_tflm)
+        self.run_seconds = time.monotonic() - t  # what one comparison's run costs
         self.scales = lsb_scales(model)
 
+    def _first_runtime(self, use_tflm: bool) -> tuple[str, list[list[np.ndarray]]]:
+        from .. import tflm
+
+        runtimes = ["litert"] + (["tflm"] if use_tflm and tflm.available() else [])
+        for runtime in runtimes:
+            try:
+                return runtime, run_cases(runtime, self.data, self.inputs)
+            except REFUSED as exc:
+                self.refusals[runtime] = str(exc).splitlines()[0] if str(exc) else type(
+                    exc).__name__
+        why = "; ".join(f"{k}: {v}" for k, v in self.refusals.items())
+        raise RuntimeError(f"no runtime runs the model ({why})")
+
     def compare(self, data: bytes) -> ErrorStats:
-        got, _ = run_litert_cases(data, self.inputs)
+        got = run_cases(self.runtime, data, self.inputs)
         return self.stats(self.outputs, got, self.scales, self.kinds)
 
     @staticmethod

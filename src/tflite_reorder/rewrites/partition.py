@@ -16,13 +16,19 @@ Every consumer that works channel by channel can instead run once per branch:
   range (see ``quant``), so the error is measured by the caller, never assumed.
 
 ``dissolve`` applies all of this from one concat, recursively through the new concats.
+*Partial dissolution*: when some consumers cannot run per branch (a MEAN over the
+channels, a subgraph output, an op with a non-constant per-channel operand), the others
+still do and the concat stays for those only (a ``keep_whole`` step says which and why);
+whether that pays is the search's pricing.
 
 A concat along H or W (``spatial_concat``) dissolves through consumers that compute each
 output pixel from input pixels of one piece only: element-wise ops whose constants do not
 vary along that axis, 1×1 stride-1 convolutions, and VALID pools whose window equals their
 stride and divides every piece. Those run per piece, bit-exact; anything else (a 3×3
 convolution reads across the seam, a MEAN over the axis) keeps the concat, and the reason
-is reported.
+is reported. A concat along the rows of a ``[1, rows, values]`` tensor (a detection head's
+boxes or class scores, each level reshaped from ``[1, H, W, anchors * values]``) dissolves
+the same way through element-wise ops and ops over the last axis (LOGISTIC, SOFTMAX).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ REDUCERS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"})
 CONTRACTIONS = frozenset({"CONV_2D", "FULLY_CONNECTED"})
 SUPPORTED_TYPES = frozenset({"FLOAT32", "INT8"})
 MAX_CONCAT_INPUTS = 10  # TFLM's CONCATENATION kernel (kMaxInputNum)
+NEEDS_CONTRACT = "needs channel-wise partitioning (inexact)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class Step:
     op: schema.OperatorT | None = field(default=None, compare=False, repr=False)
     quantized: bool = False  # int8 partial products (their scales are a choice)
     ranged: bool = False  # … quantised to given (calibrated) ranges
+    reason: str = ""  # "keep_whole": why this consumer needs the concatenation whole
 
 
 @dataclass(frozen=True)
@@ -102,15 +110,14 @@ def channel_concat(ed: Editor, op: schema.OperatorT) -> Branches:
     out = ed.outputs(op)[0]
     rank = len(ed.shape(out))
     axis = op.builtinOptions.axis % max(rank, 1)
-    if axis != rank - 1 and not (rank == 4 and axis in (1, 2)):
+    if axis != rank - 1 and not (rank == 4 and axis in (1, 2)) and not (rank == 3
+                                                                         and axis == 1):
         raise NotApplicable("concatenation is not along the channel, H or W axis of a "
-                            "feature map")
+                            "feature map, nor along the rows of a [1, rows, values] tensor")
     if op.builtinOptions.fusedActivationFunction:
         raise NotApplicable("concatenation has a fused activation")
     if ed.dtype(out) not in SUPPORTED_TYPES:
         raise NotApplicable(f"{ed.dtype(out)} concatenation")
-    if ed.is_io(out):
-        raise NotApplicable("concatenation output is a subgraph input or output")
     ins = ed.inputs(op)
     if len(set(ins)) != len(ins):
         raise NotApplicable("a tensor is concatenated twice")
@@ -154,9 +161,9 @@ def _dissolve_one(
     br = channel_concat(ed, concat)
     t = ed.outputs(concat)[0]
     consumers = ed.consumers(t)
-    if not consumers:
+    if not consumers and not ed.is_io(t):
         raise NotApplicable("concatenation output is unused")
-    plans = [(e, _plan(ed, e, t, br, contract, ranges)) for e in consumers]  # all or nothing
+    plans, whole = _plans(ed, consumers, t, br, contract, ranges)
     new_concats = []
     for e, apply in plans:
         ops, new_concat, step = apply()
@@ -166,8 +173,39 @@ def _dissolve_one(
         if new_concat is not None:
             new_concats.append(new_concat)
         steps.append(step)
-    ed.sg.operators = [o for o in ed.sg.operators if o is not concat]
+    for code, why in whole:  # the concat stays, for these only
+        steps.append(Step("keep_whole", code, True, concat, reason=why))
+    if not whole:
+        ed.sg.operators = [o for o in ed.sg.operators if o is not concat]
     return new_concats
+
+
+def _plans(
+    ed: Editor, consumers: list[schema.OperatorT], t: int, br: Branches, contract: bool,
+    ranges: Ranges | None,
+) -> tuple[list[tuple[schema.OperatorT, Apply]], list[tuple[str, str]]]:
+    """How each consumer runs on the branches, and (opcode, why) of those that need the
+    concat whole (a subgraph output counts as one: "OUTPUT").
+
+    *Partial dissolution*: the consumers that can run per branch do, and the concat stays
+    for the rest (it is then needed later, or by fewer ops: whether that lowers the peak is
+    the caller's pricing). Raises NotApplicable (nothing changed) when no consumer can, or
+    when one could only by an inexact step ``contract`` forbids (the exact variant of a
+    site stays what it was: all of it exact, or nothing).
+    """
+    plans, whole = [], []
+    if ed.is_io(t):
+        whole.append(("OUTPUT", "concatenation output is a subgraph input or output"))
+    for e in consumers:
+        try:
+            plans.append((e, _plan(ed, e, t, br, contract, ranges)))
+        except NotApplicable as exc:
+            if NEEDS_CONTRACT in str(exc):
+                raise
+            whole.append((ed.opcode(e), str(exc)))
+    if not plans:
+        raise NotApplicable(whole[0][1] if whole else "concatenation output is unused")
+    return plans, whole
 
 
 def _plan(
@@ -187,7 +225,7 @@ def _plan(
         return _flatten(ed, e, t, br)
     if code in CONTRACTIONS:
         if not contract:
-            raise NotApplicable(f"{code} consumer needs channel-wise partitioning (inexact)")
+            raise NotApplicable(f"{code} consumer {NEEDS_CONTRACT}")
         return _contraction(ed, e, t, br, ranges or {})
     raise NotApplicable(f"consumer {code} cannot be split by channel")
 
@@ -358,10 +396,14 @@ def _flatten(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
 # Concatenations along H or W: consumers that never read across a seam run per piece
 
 SPATIAL_POOLS = frozenset({"MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D"})
+# Ops over the last axis only: along any other concatenation axis they run per piece.
+LAST_AXIS_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"})
 
 
 def _along(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
-    """The plan for consumer ``e`` of an H/W concat ``t``, or NotApplicable (why)."""
+    """The plan for consumer ``e`` of a concat ``t`` along H, W (4-D) or the rows of a
+    ``[1, rows, values]`` tensor (a detection head's flattened anchors), or NotApplicable
+    (why). Rows: element-wise ops and ops over the last axis (SOFTMAX) run per piece."""
     code = ed.opcode(e)
     ins = ed.inputs(e)
     if code == "CONCATENATION":
@@ -369,17 +411,22 @@ def _along(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
     if ins[0] != t or t in ins[1:]:
         raise NotApplicable(f"{code} reads the concatenation other than as its data input")
     outs = ed.outputs(e)
-    if len(outs) != 1 or len(ed.shape(outs[0])) != 4 or ed.dtype(outs[0]) not in (
+    rank = len(ed.shape(t))
+    if len(outs) != 1 or len(ed.shape(outs[0])) != rank or ed.dtype(outs[0]) not in (
             SUPPORTED_TYPES):
-        raise NotApplicable(f"{code} output is not a 4-D int8/float32 feature map")
+        raise NotApplicable(f"{code} output is not a {rank}-D int8/float32 tensor")
     scale = 1
     if code in UNARY or code in BINARY:
         for j in ins[1:]:
             shape = ed.shape(j) if j >= 0 else ()
             if j >= 0 and (ed.constant(j) is None or (
-                    len(shape) >= 4 - br.axis and shape[br.axis - 4] != 1)):
+                    len(shape) >= rank - br.axis and shape[br.axis - rank] != 1)):
                 raise NotApplicable(f"{code} has an operand that varies along the "
                                     "concatenation axis")
+    elif code in LAST_AXIS_OPS:
+        pass  # each row on its own
+    elif rank != 4:
+        raise NotApplicable(f"consumer {code} cannot be split along the rows")
     elif code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         o = e.builtinOptions
         if ed.shape(ins[1])[1:3] != (1, 1) or (o.strideH, o.strideW) != (1, 1):

@@ -21,9 +21,13 @@ the bounds is each site measured alone: a variant over the bounds, or an exact o
 not bit-exact, is struck and the selection repeated, and so is the worst site when the
 survivors are each within the bounds but not together.
 
-Time: the search has a budget (seconds, whole search). Past it, no new candidate set is
-evaluated: the current choice (its peak measured) is kept, sites not yet dropped stay, and
-the error checks, which decide correctness, still run to the end.
+Time: one budget (seconds) covers the whole search: the reference run, building each
+site's variants, pricing candidate sets (a schedule each), the error checks and the final
+pricing. The error check of the survivors decides correctness, so it always runs; the
+choosing stops early enough for it (``CHECK_RESERVE`` times the reference run). Variants
+are built hot sites first, for at most ``OPTIONS_SHARE`` of the choosing time; a site not
+built by then is reported as not tried. Past the choosing deadline no new candidate set is
+evaluated: the best choice measured so far is kept, and the result says it ran out of time.
 
 Why one module of ~550 lines: the builder (cached builds of a choice of sites), the trial
 cache and the selection share one search state; the rewrites themselves live apart
@@ -40,10 +44,11 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..flatbuffer_io import get_offline_plan, remove_offline_plan, serialize_model
+from ..scheduling import apply_orders
 from . import add_tree, pool_first, split, subsample, trim
 from .edit import Editor, NotApplicable, buffers_in_use, compact, fork
 from .focus import hot_sites
-from .measure import ErrorStats, Reference, observed_ranges, optimal_peak
+from .measure import REFUSED, ErrorStats, Reference, observed_ranges, optimal_peak
 from .partition import Step, dissolve
 
 # Variants per site kind, most memory first. "full" may be inexact; "exact" is bit-exact.
@@ -65,9 +70,19 @@ FIRST_KINDS = ("trim_pad", "pool_first", "split")
 # Shares of the input's optimal peak above which sites count as hot (``focus``): each
 # gives a first candidate set, tried before all sites together.
 HOT_SHARES = (0.75, 0.9)
-# Up to this many sites, every site's variants are built whatever the budget (as cheap as
-# one schedule on the models in models/; DenseNet121 has 183 sites).
-MAX_SITES_ALWAYS = 150
+# Kinds of the sites away from the peak, in the order their variants are built while the
+# time lasts: one-op exact folds first (cheap, and they save tail), output splits last
+# (the most numerous).
+BUILD_ORDER = ("subsample", "trim_pad", "add_tree", "concat", "pool_first", "split")
+# Share of the choosing time the variants may take to build (hot sites first); the rest
+# is for pricing candidate sets.
+OPTIONS_SHARE = 0.5
+# The choosing stops this many reference runs before the budget ends: the survivors' error
+# check (a rewritten model runs a little slower than its input) must fit after it.
+CHECK_RESERVE = 2.0
+# Seconds a schedule gets past the choosing deadline (only the final choice's pricing
+# needs one then): the scheduler answers soundly, if not optimally, at once.
+MIN_SCHEDULE = 0.05
 # Priority of a site's main kind, for its "kind" in the report.
 KIND_ORDER = ("channel_partition", "kernel_partition", "output_split", "pool_first",
               "trim_pad", "add_chain", "subsample", "distribute", "flatten")
@@ -211,10 +226,15 @@ class _Search:
     def __init__(
         self, model: schema.ModelT, *, inplace: bool, time_limit: float, max_error_lsb: float,
         max_rel_error: float, cases: int, seed: int, budget: float,
-        calibration: list[list[np.ndarray]] | None,
+        calibration: list[list[np.ndarray]] | None, clock=time.monotonic,
+        use_tflm: bool = True,
     ) -> None:
-        self.deadline = time.monotonic() + budget
+        self.clock = clock  # injectable: the deadline logic is tested with a fake clock
+        self.start = clock()
+        self.hard = self.start + budget  # the whole search ends here
+        self.deadline = self.hard  # the choosing ends here (moved earlier below)
         self.out_of_time = False
+        self.not_built = 0  # sites whose variants were never built (out of time)
         self.original = model
         self.base = copy.deepcopy(model)
         if get_offline_plan(self.base) is not None:
@@ -222,14 +242,19 @@ class _Search:
         self.builder = _Builder(self.base)
         self.inplace, self.time_limit = inplace, time_limit
         self.max_lsb, self.max_rel = max_error_lsb, max_rel_error
-        self.ref = Reference(serialize_model(self.base), self.base, cases, seed, calibration)
+        self.ref = Reference(serialize_model(self.base), self.base, cases, seed, calibration,
+                             use_tflm)
+        self.check_seconds = self.ref.run_seconds  # one run of every error case
+        self.deadline = self.hard - CHECK_RESERVE * self.check_seconds
         self.calibration = calibration or []
         self.cases, self.seed = cases, seed
         self.optimal = True
-        self._peaks: dict[tuple, int] = {}
+        self._peaks: dict[tuple, tuple[int, int]] = {}
+        self._orders: dict[tuple, list[list[int]]] = {}  # the best order found per choice
         self._live: dict[tuple[int, int], int] = {}  # the input's live bytes per op
-        self.min_schedule = 0.0  # seconds any schedule gets, even past the budget
+        self.min_schedule = 0.0  # seconds the first candidate sets get, while the budget allows
         self._trials: dict[tuple[Site, str], _Trial | None] = {}
+        self._together: dict[tuple, ErrorStats | None] = {}  # errors of choices together
         self._calibrated = False
         self._exactness: dict[tuple[Site, str], bool] = {}
         self.reasons: dict[tuple[Site, str], dict] = {}  # why a variant was not applied
@@ -240,12 +265,10 @@ class _Search:
         key = tuple(sorted(choice.items()))
         if key not in self._peaks:
             model = self.builder.build(choice).model if choice else self.base
-            # Past the budget: short, still sound; the first candidate sets get at least
-            # half the per-call limit (a partitioned block needs it to find its order).
-            left = max(0.5, self.min_schedule, self.deadline - time.monotonic())
-            res = optimal_peak(model, self.inplace, min(self.time_limit, left))
+            res = optimal_peak(model, self.inplace, self._schedule_seconds())
             self.optimal &= res.optimal
             self._peaks[key] = (res.peak, res.tail)
+            self._orders[key] = res.orders
             if not choice:
                 self._live = res.live or {}
         return self._peaks[key]
@@ -260,10 +283,22 @@ class _Search:
         choosing minimises this, so no rewrite makes the whole arena larger."""
         return sum(self._measure_peak(choice))
 
+    def _schedule_seconds(self) -> float:
+        """One schedule's time: the per-call limit, cut to the choosing deadline. The first
+        candidate sets get ``min_schedule`` (a partitioned block needs time to find its
+        order) as long as that still ends before the error check's reserve; past the
+        deadline a schedule gets ``MIN_SCHEDULE`` (short, still sound)."""
+        now = self.clock()
+        left = self.deadline - now
+        if self.min_schedule:
+            left = max(left, min(self.min_schedule, self.hard - now - self.check_seconds))
+        return min(self.time_limit, max(MIN_SCHEDULE, left))
+
     def expired(self) -> bool:
-        """Past the budget (remembered, for the report)."""
-        self.out_of_time |= time.monotonic() > self.deadline
-        return self.out_of_time
+        """Past the choosing deadline (remembered in ``out_of_time``, for the report)."""
+        late = self.clock() > self.deadline
+        self.out_of_time |= late
+        return late
 
     def within(self, stats: ErrorStats) -> bool:
         return stats.max_lsb <= self.max_lsb and stats.max_rel <= self.max_rel
@@ -287,8 +322,9 @@ class _Search:
         steps = built.steps[site]
         try:
             stats = self.ref.compare(built.data)
-        except (RuntimeError, ValueError) as exc:
-            self.reject(site, variant, f"rewritten model does not run: {exc}")
+        except REFUSED as exc:
+            self.reject(site, variant, f"rewritten model does not run in "
+                        f"{self.ref.runtime}: {exc}")
             return None
         extra = stats.to_dict()
         if all(s.exact for s in steps) and not stats.identical:
@@ -304,6 +340,8 @@ class _Search:
         if self._calibrated:
             return
         self._calibrated = True
+        if self.expired() or self.ref.runtime != "litert":
+            return  # no time, or no LiteRT: "calibrated" gets the guaranteed ranges
         concat = {s: "full" for s in self.sites if s.kind in ("concat", "split")}
         try:
             built = self.builder.build(concat)
@@ -359,7 +397,6 @@ class _Search:
     # -- the decision --------------------------------------------------------------------------
 
     def run(self) -> RewriteResult:
-        t0 = time.monotonic()
         peak_before = self.peak({})
         self.sites = find_sites(self.base)
         options = self._options(peak_before)
@@ -375,18 +412,23 @@ class _Search:
             # first (an exact one can only be at fault when all of them are clean); past the
             # budget, all inexact sites go at once instead of one measurement each.
             inexact = [s for s in choice if not self._exact(s, choice[s])]
-            if inexact and self.expired():
-                for site in inexact:
+            suspects = inexact or list(choice)
+            failed, untested = [], []
+            for site in suspects:  # one error check each, while the time lasts
+                if self.expired() and (site, choice[site]) not in self._trials:
+                    untested.append(site)
+                elif self.trial(site, choice[site]) is None:
+                    failed.append(site)
+            for site in failed:
+                options[site].remove(choice[site])
+            if failed:
+                continue
+            if untested:  # past the deadline: the unmeasured suspects go at once
+                for site in untested:
                     self.reject(site, choice[site], "error over the bound together; no time "
                                 "left to measure sites alone", **(stats.to_dict() if stats
                                                                  else {}))
                     options[site].remove(choice[site])
-                continue
-            suspects = inexact or list(choice)
-            failed = [s for s in suspects if self.trial(s, choice[s]) is None]
-            for site in failed:
-                options[site].remove(choice[site])
-            if failed:
                 continue
             if not inexact:  # every exact site is bit-exact alone, yet not together
                 for site in choice:
@@ -399,20 +441,32 @@ class _Search:
             self.reject(worst, choice[worst], "combined error over the bound",
                         **(stats.to_dict() if stats else {}))
             options[worst].remove(choice[worst])
-        return self._result(peak_before, choice, t0, stats)
+        return self._result(peak_before, choice, stats)
+
+    def _priced(self, choice: dict[Site, str]) -> bool:
+        """Whether ``choice``'s cost is known (pricing it again is free)."""
+        return not choice or tuple(sorted(choice.items())) in self._peaks
 
     def _options(self, peak_before: int) -> dict[Site, list[str]]:
         """Each site's variants (one build per variant): the hot sites first (``focus``),
-        the others too on models of up to ``MAX_SITES_ALWAYS`` sites, else while the budget
-        lasts (on a model with hundreds of sites, building each one alone costs more than
-        the whole budget)."""
+        then the others, for at most ``OPTIONS_SHARE`` of the choosing time (on a model
+        with hundreds of sites, building each one alone costs more than the whole budget).
+        A site not built in time is reported as not tried."""
         hot = hot_sites(self.base, self.sites, self._live, int(min(HOT_SHARES) * peak_before))
-        rest = [site for site in self.sites if site not in set(hot)]
+        hot_set = set(hot)
+        rank = {kind: i for i, kind in enumerate(BUILD_ORDER)}
+        rest = sorted((site for site in self.sites if site not in hot_set),
+                      key=lambda k: (rank.get(k.kind, len(rank)), k))
+        now = self.clock()
+        until = now + OPTIONS_SHARE * max(0.0, self.deadline - now)
         options = {}
         for site in hot + rest:
-            if site in rest and len(self.sites) > MAX_SITES_ALWAYS and self.expired():
-                self.reject(site, "-", "not tried: the search's budget ran out (the site is "
-                            "not where the arena peaks)")
+            if self.clock() > until:
+                self.not_built += 1
+                where = "" if site in hot_set else " (the site is not where the arena peaks)"
+                self.reject(site, "-", "not tried: the time limit ran out before its "
+                            f"variants were built{where}")
+                self.out_of_time = True
                 continue
             options[site] = self.variants(site)
         return {site: v for site, v in options.items() if v}
@@ -429,9 +483,14 @@ class _Search:
         """Error of all of ``choice`` together; None when it does not run, or when a site
         claimed exact is not (then each site must be measured alone)."""
         built = self.builder.build(choice)
-        try:
-            stats = self.ref.compare(built.data)
-        except (RuntimeError, ValueError):
+        key = tuple(sorted(choice.items()))
+        if key not in self._together:
+            try:
+                self._together[key] = self.ref.compare(built.data)
+            except REFUSED:
+                self._together[key] = None
+        stats = self._together[key]
+        if stats is None:
             return None
         if stats.identical or any(not all(s.exact for s in steps)
                                   for steps in built.steps.values()):
@@ -441,37 +500,43 @@ class _Search:
     def select(self, options: dict[Site, list[str]], cost_before: int) -> dict[Site, str]:
         """The sites (with variants) needed for the lowest head + tail; memory only."""
         everything = {site: v[0] for site, v in options.items() if v}
-        # All sites together, and the sites where the arena peaks (``focus``): on a large
-        # model all of them can build a graph too large to schedule in time, with more
-        # TFLM tail than they save, and on a small one the hot sets can miss a site the
-        # peak needs; both are always tried, and the concats alone (what partitioning needs
-        # on concat-heavy models, without the splits). Then each kind alone (kinds can get
-        # in each other's way: an output split feeding a concat another site dissolves),
-        # while the budget lasts, or until one start has lowered the cost.
+        # The sites where the arena peaks (``focus``) first; then all sites together, the
+        # concats alone (what partitioning needs on concat-heavy models, without the
+        # splits) and each kind alone (kinds can get in each other's way: an output split
+        # feeding a concat another site dissolves), smallest set first: under the time
+        # limit the cheap sets (a few exact folds) get priced before the whole model's
+        # (on a large model all sites together build a graph too large to schedule in
+        # time, with more TFLM tail than they save). All are tried while the time lasts.
         peak = self.peak({})
-        firsts = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
-                                                       int(share * peak))}
-                  for share in HOT_SHARES]
-        firsts += [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
-        starts = firsts + [{k: v for k, v in everything.items() if k.kind == kind}
-                           for kind in sorted({k.kind for k in everything})]
+        hot = [{k: everything[k] for k in hot_sites(self.base, everything, self._live,
+                                                    int(share * peak))}
+               for share in HOT_SHARES]
+        others = [everything, {k: v for k, v in everything.items() if k.kind == "concat"}]
+        others += [{k: v for k, v in everything.items() if k.kind == kind}
+                   for kind in sorted({k.kind for k in everything})]
+        starts = hot + sorted(others, key=len)
         starts = [c for i, c in enumerate(starts) if c and c not in starts[:i]]
-        choice, current = {}, cost_before
-        for i, start in enumerate(starts):
-            if i >= len(firsts) and choice and self.expired():
-                break
-            self.min_schedule = self.time_limit / 2 if i < len(firsts) else 0.0
+        choice, current, priced = {}, cost_before, set()
+        for start in starts:
+            if self.expired() and (choice or priced) and not self._priced(start):
+                continue  # past the deadline: only what is priced already (free)
+            self.min_schedule = self.time_limit / 2 if start in hot else 0.0
             p = self.cost(start)
+            priced |= start.keys()
             if p < current:
                 choice, current = start, p
         self.min_schedule = 0.0
+        for site in everything.keys() - priced:
+            self.reject(site, everything[site], "not tried: the time limit ran out before "
+                        "a candidate set with it was priced")
         if not choice and len(everything) > 1 and not self.expired():
             # Rewrites that raise the peak on their own (a partial product wider than the
             # concat) can hide the ones that help: keep those that do not, and retry.
-            choice = {k: v for k, v in everything.items() if self.cost({k: v}) <= cost_before}
+            choice = {k: v for k, v in everything.items()
+                      if not self.expired() and self.cost({k: v}) <= cost_before}
             current = self.cost(choice) if choice else cost_before
         if not choice:
-            choice = everything
+            choice = {k: v for k, v in everything.items() if k in priced}
         if current >= cost_before:
             for site, variant in choice.items():
                 self.reject(site, variant, "does not lower head + TFLM tail")
@@ -530,7 +595,7 @@ class _Search:
 
     # -- the answer --------------------------------------------------------------------------
 
-    def _result(self, peak_before, choice, t0, stats) -> RewriteResult:
+    def _result(self, peak_before, choice, stats) -> RewriteResult:
         applied: list[dict] = []
         model, current = copy.deepcopy(self.original), peak_before
         choice = self._drop_losers(choice)
@@ -541,11 +606,15 @@ class _Search:
                 saved = self._saved(choice, site)
                 applied.append(self._entry(site, choice[site], built, saved))
             self._local_errors(built, applied)
+            # Stored in the best order found: scheduling it again can only do as well.
+            apply_orders(model, self._orders[tuple(sorted(choice.items()))])
+            built._data = None
         done = set(choice.items())
         rejected = [r for key, r in self.reasons.items() if key not in done]
+        error = {**stats.to_dict(), "runtime": self.ref.runtime} if stats and choice else None
         return RewriteResult(model, applied, rejected, peak_before, current, self.optimal,
-                             stats.to_dict() if stats and choice else None,
-                             time.monotonic() - t0,
+                             error,
+                             self.clock() - self.start,
                              self.out_of_time, built.data if choice else None)
 
     def _drop_losers(self, choice: dict[Site, str]) -> dict[Site, str]:
@@ -584,8 +653,9 @@ class _Search:
         A diagnostic, not a bound (the bound is on the outputs): skipped when the search ran
         out of time, since it runs both models once more with every tensor kept.
         """
-        if self.out_of_time:
-            return
+        if (self.out_of_time or self.ref.runtime != "litert"
+                or self.clock() + 2 * self.check_seconds > self.hard):
+            return  # (tensors inside a model are read with LiteRT only)
         pairs, where = [], []
         for entry in applied:
             t = entry.pop("_output", None)
@@ -594,7 +664,7 @@ class _Search:
                 where.append(entry)
         try:
             errors = self.ref.local(built.data, pairs)
-        except (RuntimeError, ValueError):
+        except REFUSED:
             return
         for entry, err in zip(where, errors, strict=True):
             entry["local_max_error"] = err
@@ -645,15 +715,21 @@ def rewrite_model(
     seed: int = 0,
     budget: float | None = None,
     calibration: list[list[np.ndarray]] | None = None,
+    use_tflm: bool = True,
 ) -> RewriteResult:
     """SERENITY-style graph rewrites that lower the optimal-order peak; ``model_t`` untouched.
 
     ``time_limit`` bounds each scheduler call (one per candidate set evaluated); ``budget``
-    the whole search's choosing (default 1.6 × ``time_limit``), after which the current
-    choice is kept and only its error checks still run. Errors are measured at the model
+    the whole search (default 1.6 × ``time_limit``): the reference run, building variants,
+    pricing and the error checks. Past it the best choice measured so far is kept and
+    ``out_of_time`` says the budget stopped the search (the sites it never built or priced
+    are in ``rejected``, as not tried); the final error check (correctness) always runs,
+    inside the budget's reserve. Errors are measured at the model
     outputs on ``cases`` random inputs, structured inputs and the ``calibration`` samples
-    (LiteRT reference kernels): integer outputs in LSBs (``max_error_lsb``), float outputs
-    relative to their largest magnitude (``max_rel_error``). int8 partial products get
+    (LiteRT reference kernels; TFLM, which matches them, for a model LiteRT refuses, when
+    ``use_tflm``; ``error["runtime"]`` says which): integer outputs in LSBs
+    (``max_error_lsb``), float outputs relative to their largest magnitude
+    (``max_rel_error``). int8 partial products get
     their guaranteed range, or with ``calibration`` the range seen on it (inside the
     guaranteed one).
     """
@@ -662,10 +738,10 @@ def rewrite_model(
                          max_error_lsb=max_error_lsb, max_rel_error=max_rel_error,
                          cases=cases, seed=seed,
                          budget=1.6 * time_limit if budget is None else budget,
-                         calibration=calibration)
-    except (RuntimeError, ValueError) as exc:  # LiteRT cannot run it: no error measurable
+                         calibration=calibration, use_tflm=use_tflm)
+    except REFUSED as exc:  # no runtime runs it: no error measurable, nothing rewritten
         peak = optimal_peak(model_t, inplace, time_limit)
-        reason = f"model does not run in LiteRT, errors cannot be measured: {exc}"
+        reason = f"errors cannot be measured, so nothing was rewritten: {exc}"
         return RewriteResult(copy.deepcopy(model_t), [], [{"kind": "model", "reason": reason}],
                              peak.peak, peak.peak, peak.optimal)
     return search.run()

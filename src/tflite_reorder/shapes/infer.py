@@ -7,9 +7,12 @@ are still re-derived from whatever their inputs are.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from ..dtypes import type_name
 from ..graph import ModelGraph, build_graph, opcode_name
 from ..tensors import stored_shape
 from .rules import SHAPE_RULES, Env, Key, Shape, Unknown, option
@@ -116,9 +119,8 @@ def _infer_one(model: schema.ModelT, s: int, branches: dict[int, list[Shape]]) -
     tensors = sg.tensors or []
     env = Env(model, sg, [stored_shape(t) for t in tensors], branches=branches)
     for i, t in enumerate(tensors):
-        value = int_value(model, t)
-        if value is not None:
-            env.values[i] = value
+        if t.buffer and type_name(t.type) in VALUE_DTYPES:  # else int_value is None
+            env.constants[i] = functools.partial(int_value, model, t)
     for op in sg.operators or []:
         _apply(env, op, opcode_name(model, op.opcodeIndex))
     return env.shapes

@@ -7,6 +7,7 @@ shape. A rule that lacks what it needs raises ``Unknown`` and the stored shapes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -36,6 +37,9 @@ class Env:
     values: dict[int, np.ndarray] = field(default_factory=dict)
     # inferred shapes of the subgraphs finished so far, for IF branches
     branches: Mapping[int, list[Shape]] = field(default_factory=dict)
+    # constants whose value is read when a rule first asks for it: tensor -> its reader
+    # (None from the reader: not a small integer tensor); most are never asked for
+    constants: dict[int, Callable[[], np.ndarray | None]] = field(default_factory=dict)
 
     def shape(self, t: int) -> Shape:
         if t < 0:
@@ -44,7 +48,11 @@ class Env:
 
     def value(self, t: int) -> np.ndarray:
         if t not in self.values:
-            raise Unknown(f"value of tensor {t}")
+            read = self.constants.pop(t, None)
+            value = read() if read is not None else None
+            if value is None:
+                raise Unknown(f"value of tensor {t}")
+            self.values[t] = value
         return self.values[t]
 
     def dtype(self, t: int) -> str:
@@ -52,13 +60,23 @@ class Env:
 
 
 def option(op: schema.OperatorT, name: str, default=None):
-    """An option of the operator; converters omit option tables that hold only defaults."""
-    value = getattr(op.builtinOptions, name, None)
+    """An option of the operator; converters omit option tables that hold only defaults.
+
+    ``fastread`` operators read the one field (``LiteOperator.option``)."""
+    read = getattr(op, "option", None)
+    value = read(name) if read is not None else getattr(op.builtinOptions, name, None)
     if value is not None:
         return value
     if default is None:
         raise Unknown(f"option {name}")
     return default
+
+
+def prod64(dims) -> int:
+    """``int(np.prod(dims, dtype=np.int64))`` of Python ints, without numpy's per-call cost:
+    the product modulo 2**64 read as a signed 64-bit integer (numpy's wraparound)."""
+    p = math.prod(dims) & 0xFFFFFFFFFFFFFFFF
+    return p - (1 << 64) if p >> 63 else p
 
 
 def axis_index(axis: int, rank: int) -> int:
@@ -136,7 +154,7 @@ def _fully_connected(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     units, depth = env.shape(op.inputs[1])[:2]
     if option(op, "keepNumDims", False):
         return [(*shape[:-1], units)]
-    return [(int(np.prod(shape, dtype=np.int64)) // depth, units)]
+    return [(prod64(shape) // depth, units)]
 
 
 def _svdf(env: Env, op: schema.OperatorT) -> list[Shape | None]:
@@ -171,7 +189,7 @@ def _resolve_reshape(new: Shape, elements: int) -> Shape:
     if new.count(-1) > 1:
         raise Unknown("reshape with several -1")
     if -1 in new:
-        known = int(np.prod([d for d in new if d != -1], dtype=np.int64))
+        known = prod64([d for d in new if d != -1])
         if known == 0 or elements % known:
             raise Unknown("reshape does not divide")
         new = tuple(elements // known if d == -1 else d for d in new)
@@ -179,13 +197,13 @@ def _resolve_reshape(new: Shape, elements: int) -> Shape:
 
 
 def _reshape(env: Env, op: schema.OperatorT) -> list[Shape | None]:
-    elements = int(np.prod(env.shape(op.inputs[0]), dtype=np.int64))
+    elements = prod64(env.shape(op.inputs[0]))
     if len(op.inputs) > 1 and op.inputs[1] >= 0:
         new = as_dims(env.value(op.inputs[1]))
     else:
         new = as_dims(option(op, "newShape"))
     out = _resolve_reshape(new, elements)
-    if int(np.prod(out, dtype=np.int64)) != elements:
+    if prod64(out) != elements:
         raise Unknown("reshape changes the element count")
     return [out]
 
