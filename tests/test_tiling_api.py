@@ -11,6 +11,7 @@ from conftest import run_cli
 
 from tflite_reorder import api, tflm
 from tflite_reorder.results import BudgetError
+from tflite_reorder.tiling import search
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "tile_resnet8_int8.tflite"
 
@@ -107,3 +108,36 @@ def test_untiled_wins_under_the_run_objective():
     assert api._untiled_wins(u, t, 95, "total")  # untiled fits the budget, no MACs added
     assert api._untiled_wins(u, t, 80, "total")  # neither fits: the smaller total
     assert not api._untiled_wins({"head": 50, "total": 120}, t, 110, "total")  # only tiled fits
+    # the smallest head within the budget: untiled only when it fits with a head no larger
+    assert not api._untiled_wins(u, t, 100, "head")  # both fit: the smaller head
+    assert api._untiled_wins({"head": 30, "total": 90}, t, 100, "head")
+    assert api._untiled_wins(u, t, 95, "head")  # only the untiled fits
+    assert api._untiled_wins(u, t, 80, "head")  # neither fits: the smaller total
+
+
+def test_smallest_head_within_a_ram_budget():
+    """``objective="head"`` with a budget: the smallest head among the choices whose total
+    fits (not the fewest MACs); none fits: the smallest total."""
+    none = search.Choice([], 100, 50, 1000)  # total 150
+    light = search.Choice([], 80, 60, 1100)  # total 140, fewest extra MACs
+    deep = search.Choice([], 40, 100, 1500)  # total 140, smallest head
+    huge = search.Choice([], 30, 200, 1600)  # smallest head, does not fit
+    cs = [none, light, deep, huge]
+    assert search.best_of(cs, 1000, 0.3, 150, "head") is deep
+    assert search.best_of(cs, 1000, 0.3, 150, "total") is none  # fits with no MACs added
+    assert search.best_of(cs, 1000, 0.3, 140, "head") is deep
+    # nothing fits: the smallest total (light and deep tie at 140; fewer MACs first)
+    assert search.best_of(cs, 1000, 0.3, 100, "head") is light
+
+
+@pytest.mark.tflm
+def test_mobilenet_v2_head_and_total_targets_in_one_model():
+    """MobileNetV2-1.0 at 144 px, the smallest head whose total fits half the input's
+    total: TFLM measures a head >= 4x and a total >= 2x below the input's, in one model."""
+    raw = (MODEL.parent / "tile_mbv2_100_144_int8.tflite").read_bytes()
+    before = tflm.measure_arena(raw)
+    res = api.optimize(raw, tile=True, tile_objective="head",
+                       ram_budget=before.total // 2, verify=False)
+    after = tflm.measure_arena(res.data)
+    assert after.head == res.report.arena_planned
+    assert before.head >= 4 * after.head and before.total >= 2 * after.total

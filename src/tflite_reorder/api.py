@@ -351,9 +351,13 @@ def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
 def _untiled_wins(untiled: dict, tiled: dict, ram_budget: int | None, objective: str) -> bool:
     """Whether the untiled arena is at least as good under the run's objective: the
     total (head + tail), the head for ``tile_objective="head"``, and with a RAM budget
-    fitting it (with no MACs added) or, when neither fits, the smaller total."""
+    fitting it (with no MACs added; with ``"head"``: fitting it with a head no larger) or,
+    when neither fits, the smaller total."""
     if ram_budget is not None:
-        return untiled["total"] <= ram_budget or untiled["total"] <= tiled["total"]
+        fits, tiled_fits = untiled["total"] <= ram_budget, tiled["total"] <= ram_budget
+        if objective == "head" and fits and tiled_fits:
+            return untiled["head"] <= tiled["head"]
+        return fits or (not tiled_fits and untiled["total"] <= tiled["total"])
     key = "head" if objective == "head" else "total"
     return untiled[key] <= tiled[key]
 

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -161,6 +162,13 @@ TargetArch = Annotated[str | None, typer.Option(
     "--target", metavar="ARCH", help="Also plan for and run on TFLM built for this Cortex-M "
     "(cortex-m4, cortex-m7, cortex-m55, …) under QEMU.")]
 Kernels = Annotated[str, typer.Option(help="Target kernel set: cmsis_nn or reference.")]
+class TileObjective(str, Enum):
+    """What ``--tile`` minimises (``api.optimize``'s ``tile_objective``)."""
+
+    total = "total"
+    head = "head"
+
+
 TflmSrc = Annotated[Path | None, typer.Option(
     "--tflm-src", help="TFLM source tree (or .tar.xz bundle) to build the target from.")]
 
@@ -217,6 +225,9 @@ def optimize(
         min=1, metavar="BYTES", help="Tile (implies --tile) with the fewest extra MACs "
         "whose TFLM arena, head + tail, fits; exit 1 and write nothing if none does.")
     ] = None,
+    tile_objective: Annotated[TileObjective, typer.Option(
+        help="What tiling minimises: the TFLM total (head + tail) or the head; with "
+        "--ram-budget, 'head' is the smallest head whose total fits.")] = TileObjective.total,
     plot: Annotated[Path | None, typer.Option(help="Write a memory plot (.png or .svg).")] = None,
     header: Annotated[Path | None, typer.Option(help="Write a C header with the arena "
                                                 "size.")] = None,
@@ -242,6 +253,7 @@ def optimize(
                                   time_limit=time_limit,
                                   verify=verify, progress=progress, output_name=str(dst),
                                   tile=tile, ram_budget=ram_budget,
+                                  tile_objective=tile_objective.value,
                                   target=_target(target, kernels, tflm_src))
         write_atomic(dst, result.data)
         r = result.report

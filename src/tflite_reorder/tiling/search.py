@@ -271,9 +271,15 @@ def _choices(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts,
 
 def best_of(choices: list[Choice], macs0: int, max_overhead: float, ram_budget: int | None,
             objective: str = "total") -> Choice:
-    """The best of ``choices`` under the objective (the first, no tiling, always allowed)."""
+    """The best of ``choices`` under the objective (the first, no tiling, always allowed).
+
+    With ``ram_budget``: of those whose total fits it, the fewest MACs, or with
+    ``objective="head"`` the smallest head (a firmware engineer's arena size fixed, the
+    head as small as it goes); when none fits, the smallest total."""
     if ram_budget is not None:
         fitting = [c for c in choices if c.total <= ram_budget]
+        if fitting and objective == "head":
+            return min(fitting, key=lambda c: (c.head, c.macs))
         if fitting:
             return min(fitting, key=lambda c: (c.macs, c.total))
         return min(choices, key=lambda c: (c.total, c.macs))
