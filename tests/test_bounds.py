@@ -120,8 +120,9 @@ def test_forced_out_closure_bounds_every_state_between():
 
 
 def test_order_and_pair_bounds_never_exceed_the_optimum():
-    """Bounds from how an order can sequence two or three ops: at most the brute-force
-    optimum on random graphs, and often above the best single-op closure bound."""
+    """Bounds from how an order can sequence two, three or four ops: at most the
+    brute-force optimum on random graphs, and often above the best single-op closure
+    bound."""
     from tflite_reorder import bounds
     from tflite_reorder.scheduler import _state_closure
 
@@ -135,10 +136,64 @@ def test_order_and_pair_bounds_never_exceed_the_optimum():
         single = max(closure_bound(ctx, v) for v in range(p.n_ops))
         ops = list(range(p.n_ops))
         closure = functools.partial(_state_closure, ctx)
-        got = bounds.pair_bounds(ctx, ops, 0, float("inf"), closure, triples=3)
+        got = bounds.pair_bounds(ctx, ops, 0, float("inf"), closure, width=3, max_ops=4)
         assert got <= best, case
         for _ in range(3):
             trio = rng.sample(ops, min(3, p.n_ops))
             assert bounds.order_bound(ctx, trio, closure) <= best
         raised += got > single
     assert raised > 10
+
+
+def test_shared_closure_is_every_ops_state_closure():
+    """``SharedClosure`` (one network, v's ancestors forced in and v and its descendants
+    forced out) gives the number of v's own ``StateClosure`` for every op, every downset S
+    and every upset ``out`` of random graphs (with in-place sharing and sources run late)."""
+    from tflite_reorder import bounds
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(83)
+    checked = finite = 0
+    for case, (_, p) in enumerate(random_problems(rng, 60, (2, 8), source_share=0.2)):
+        ctx = _context(p)
+        shared = bounds.SharedClosure(ctx)
+        states = list(downsets(ctx.pred_mask))
+        full = (1 << p.n_ops) - 1
+        for v in range(p.n_ops):
+            sc = bounds.StateClosure(ctx, v)
+            assert shared.bound(v) == closure_bound(ctx, v), (case, v)
+            for S in states[::2]:
+                for D in states[::3]:
+                    got = shared.of(v).bound(S, full & ~D)
+                    assert got == sc.bound(S, full & ~D), (case, v, S, D)
+                    checked += 1
+                    finite += got < bounds.INF
+    assert checked > 3000 and finite > 1000
+
+
+def test_order_bound_above_is_exact_above_the_cutoff():
+    """``order_bound(..., above)``: the exact bound when it exceeds ``above``, else some
+    value at most ``above`` (so a caller keeping the maximum over ``above`` loses
+    nothing)."""
+    from tflite_reorder import bounds
+    from tflite_reorder.scheduler import _state_closure
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(84)
+    cut = 0
+    for _, p in random_problems(rng, 120, (3, 9), source_share=0.2):
+        ctx = _context(p)
+        closure = functools.partial(_state_closure, ctx)
+        for _ in range(3):
+            ops = rng.sample(range(p.n_ops), min(rng.randint(2, 5), p.n_ops))
+            exact = bounds.order_bound(ctx, ops, closure)
+            above = exact + rng.choice((-2, -1, 0, 1)) * max(1, exact // 8)
+            got = bounds.order_bound(ctx, ops, closure, above)
+            if exact > above:
+                assert got == exact
+            else:
+                assert got <= above
+                cut += got != exact
+    assert cut > 10

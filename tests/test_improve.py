@@ -65,3 +65,37 @@ def test_adaptive_windows_never_worse_on_larger_graphs():
         assert max(worst, initial_live(p)) == peak(p, got) <= peak(p, order), case
         better += peak(p, got) < peak(p, order)
     assert better > 20
+
+
+def test_compiled_beam_keeps_the_same_states(monkeypatch):
+    """The beam's layers in C (``searchcore.beam``) keep the states the Python loop keeps,
+    in the same order (ties by the order a state was first reached): the same order and
+    maximum step for every width, on random graphs (in-place sharing, sources run late,
+    segments between cut ops) and RandWire stages."""
+    import pytest
+
+    from tflite_reorder import improve, searchcore
+    from tflite_reorder.scheduler import _prepare, _trailing
+    from tools.bench import randwire_problem
+
+    if searchcore.unavailable():
+        pytest.skip(searchcore.unavailable())
+    rng = random.Random(64)
+    problems = [p for _, p in random_problems(rng, 120, (3, 40), source_share=0.2)]
+    problems += [randwire_problem(24, seed=2), randwire_problem(48, seed=1)]
+    compared = 0
+    for p in problems:
+        ctx = _context(p)
+        for start, goal, mem, _order, _worst in _prepare(ctx, None).seg_data:
+            if start == goal:
+                continue
+            goal &= ~_trailing(ctx, start, goal)
+            for width in (1, 2, 5, 16, 64):
+                got = []
+                for compiled in (True, False):
+                    monkeypatch.setattr(improve, "COMPILED_BEAM", compiled)
+                    got.append(beam_order(ctx, start, goal, mem, width, float("inf"),
+                                          _step_of(ctx)))
+                assert got[0] == got[1], (p.n_ops, width)
+                compared += 1
+    assert compared > 400

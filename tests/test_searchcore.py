@@ -221,6 +221,45 @@ def test_compiled_flow_gives_the_closure_bound():
     assert checked > 500
 
 
+@needs_core
+def test_compiled_flow_with_ops_forced_out():
+    """``searchcore.FlowClosure`` and ``searchcore.shared_flow`` (compiled flows with ops
+    forced in and out, the greedy start, remembered values) against OR-tools'
+    ``StateClosure.bound(S, out)`` and ``SharedClosure.bound``, on random downsets S and
+    upsets ``out`` of random graphs and a RandWire stage, INF cases included."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(9)
+    problems = [build_problem(random_subgraph(rng, rng.randint(4, 70), source_share=0.1),
+                              inplace=rng.random() < 0.5) for _ in range(30)]
+    problems.append(randwire_problem(48, seed=1))
+    checked = infinite = 0
+    for p in problems:
+        ctx = scheduler._context(p)
+        n, full = p.n_ops, (1 << p.n_ops) - 1
+        shared = bounds.SharedClosure(ctx)
+        fast = bounds.SharedClosure(ctx)
+        fast.flow_value = searchcore.shared_flow(ctx, fast)
+        for v in rng.sample(range(n), min(n, 4)):
+            sc = bounds.StateClosure(ctx, v)
+            fc = searchcore.flow_closure(ctx, lambda _v, sc=sc: sc, v)
+            for _ in range(10):
+                S = _random_downset(rng, p, 0, ctx.desc[v] | 1 << v)
+                if rng.random() < 0.8:  # mostly feasible: a downset between S and v
+                    D = _random_downset(rng, p, S | ctx.anc[v], ctx.desc[v] | 1 << v)
+                else:
+                    D = _random_downset(rng, p, 0, 0)
+                out = full & ~D
+                want = sc.bound(S, out)
+                assert fc.bound(S, out) == want == shared.bound(v, S, out), (v, S, out)
+                assert fast.bound(v, S, out) == want
+                assert fc.bound(S, out) == want  # remembered
+                checked += 1
+                infinite += want == bounds.INF
+            assert fast.bound(v) == bounds.closure_bound(ctx, v)
+    assert checked > 1000 and 100 < infinite < checked // 2
+
+
 def _random_downset(rng, p, forced_in: int, forced_out: int) -> int:
     """A random downset that holds ``forced_in``'s ops and none of ``forced_out``'s."""
     S = 0

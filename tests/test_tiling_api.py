@@ -36,6 +36,28 @@ def test_optimize_tile_reports_tflm_figures():
                             "source": "tflm"}
     assert r.tflm_before["total"] == before.total
     assert after.head == r.arena_planned and after.total < before.total
+    # the same run's untiled answer was measured and is not smaller
+    assert r.tflm_untiled["source"] == "tflm" and r.tflm_untiled["total"] > after.total
+
+
+@pytest.mark.tflm
+def test_tiling_that_needs_more_than_untiled_is_dropped(monkeypatch):
+    """The tiled answer is never worse than the untiled one of the same run: a search made
+    to pick the largest total must end with the untiled model, said so."""
+    from tflite_reorder.tiling import search
+
+    def worst(choices, *args, **kwargs):
+        return max((c for c in choices if c.picks), key=lambda c: c.total)
+
+    monkeypatch.setattr(search, "best_of", worst)
+    res = api.optimize(MODEL, tile=True, time_limit=4)
+    r = res.report
+    plain = api.optimize(MODEL, time_limit=4)
+    assert r.tiles == [] and any(w.startswith("tiling dropped") for w in r.warnings)
+    assert r.verification["ok"]
+    assert r.tflm_after == r.tflm_untiled
+    assert tflm.measure_arena(res.data).total == r.tflm_after["total"] \
+        == tflm.measure_arena(plain.data).total
 
 
 def test_untiled_report_has_no_tile_fields():
@@ -76,3 +98,12 @@ def test_inspect_tiled_profile(capsys):
     assert "STRIDED_SLICE" in {r.opcode for r in tiled.rows}
     code, stdout, _ = run_cli(["inspect", MODEL, "--tile"], capsys)
     assert code == 0 and "tiled" in stdout and "STRIDED_SLICE" in stdout
+
+
+def test_untiled_wins_under_the_run_objective():
+    u, t = {"head": 50, "total": 90}, {"head": 30, "total": 100}
+    assert api._untiled_wins(u, t, None, "total")  # smaller total: untiled
+    assert not api._untiled_wins(u, t, None, "head")  # smaller head: tiled
+    assert api._untiled_wins(u, t, 95, "total")  # untiled fits the budget, no MACs added
+    assert api._untiled_wins(u, t, 80, "total")  # neither fits: the smaller total
+    assert not api._untiled_wins({"head": 50, "total": 120}, t, 110, "total")  # only tiled fits

@@ -104,11 +104,12 @@ def test_search_is_bounded_by_work_not_time():
 
 
 def test_floor_never_exceeds_the_local_peak():
-    """``cost.floor`` lets the search skip candidates unemitted; it must be a true bound."""
+    """``cost.floor`` lets the search skip candidates unemitted; it must be a true bound,
+    with the row levers too (``cost.row_peak``, never above the whole-tensor peak)."""
     from tflite_reorder.rewrites.edit import Editor
     from tflite_reorder.tiling import rewrite
 
-    checked = 0
+    checked = lowered = 0
     for name in ("tile_mbv1_025_96_int8", "tile_resnet8_int8", "tile_dscnn_int8"):
         m = load_model((MODELS / f"{name}.tflite").read_bytes()).model
         prof = region.profile(m)
@@ -121,8 +122,39 @@ def test_floor_never_exceeds_the_local_peak():
                     rp = rewrite.plan(ed, r, ops, g)
                 except rewrite.CannotTile:
                     continue
-                low = cost.floor(ed, r.input, r.output, search._crops(ed, rp), g.tiles)
+                crops = search._crops(ed, rp)
+                low = cost.floor(ed, r.input, r.output, crops, g.tiles)
+                low_rows = cost.floor(ed, r.input, r.output, crops, g.tiles, levers=True)
                 new = rewrite.emit(ed, rp, ops)
-                assert low <= cost.local_peak(ed, new, r.input, r.output)
+                whole = cost.local_peak(ed, new, r.input, r.output)
+                rows = cost.row_peak(ed, new, r.input, r.output)
+                assert low <= whole and low_rows <= rows <= whole
+                lowered += rows < whole
                 checked += 1
-    assert checked > 50
+    assert checked > 50 and lowered > 10  # the row levers do lower some (bands only)
+
+
+def test_row_lever_estimates_are_confirmed_by_planning():
+    """With ``confirm`` the answer is a choice whose plan was checked (or no tiling):
+    a planner that reaches every estimate changes nothing; one that never does makes the
+    search try at most ``confirms`` choices (and the search without the levers once) and
+    answer with the best planned one."""
+    m = load_model((MODELS / "tile_mbv1_025_96_int8.tflite").read_bytes()).model
+    plain = search.tile_model(m, objective="head")
+    calls = []
+
+    def exact(tiled):
+        calls.append(tiled)
+        return [0]
+
+    same = search.tile_model(m, objective="head", confirm=exact)
+    assert same.regions == plain.regions and len(calls) == 2
+    seen = []
+
+    def high(tiled):
+        seen.append(tiled)
+        return [10**6 - len(seen)]  # every plan above every estimate, later ones lower
+
+    worst = search.tile_model(m, objective="head", confirm=high, confirms=3)
+    assert len(seen) == 3 + 1
+    assert worst.regions == []  # no tiling beats a planned 999,997 B

@@ -16,9 +16,16 @@ import pytest
 from oneop import one_op, structured_inputs
 
 from tflite_reorder import tflm
-from tflite_reorder.flatbuffer_io import load_model, serialize_model, set_offline_plan
+from tflite_reorder.arena import replay
+from tflite_reorder.flatbuffer_io import (
+    get_offline_plan,
+    load_model,
+    serialize_model,
+    set_offline_plan,
+)
 from tflite_reorder.graph import build_graph
 from tflite_reorder.rewrites.edit import Editor
+from tflite_reorder.rows import row_facts
 from tflite_reorder.runtimes import run_litert
 from tflite_reorder.tiling.region import Region
 from tflite_reorder.tiling.rewrite import Grid, tile_region
@@ -97,3 +104,20 @@ def test_misplaced_bands_are_detected(dtype):
     x = structured_inputs((1, *HW, 3), np.int8 if dtype == "INT8" else np.float32)[0]
     want, got = run_litert(plain, [x])[0], tflm.run_tflm(data, [x])[0]
     assert not np.array_equal(want, got)
+
+
+def test_byte_replay_accepts_the_self_copy_and_catches_the_swap():
+    """``arena.replay``: bands where the concatenation copies them are safe; bands in each
+    other's place are overwritten before they are copied."""
+    for swap in (False, True):
+        data, _ = self_copy_plan(tiled("INT8", 3), swap=swap)
+        m = load_model(data).model
+        g = build_graph(m)
+        offsets = {(0, t): o for t, o in enumerate(get_offline_plan(m)) if o >= 0}
+        facts = row_facts(m, g.stored_orders(),
+                          {(0, t): i.nbytes for t, i in enumerate(g.subgraphs[0].tensors)})
+        if swap:
+            with pytest.raises(replay.ReplayError):
+                replay.check(g, g.stored_orders(), offsets, facts)
+        else:
+            replay.check(g, g.stored_orders(), offsets, facts)

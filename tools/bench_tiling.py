@@ -9,8 +9,8 @@ Usage::
 For every model of ``tools/make_tiling_models.py``: TFLM's arena (``print_allocations``)
 for the input as converted, for ``optimize`` without tiling (reordering and planning
 alone), for ``optimize(tile=True)`` (the smallest estimated TFLM total within 30 % extra
-MACs), and for the tiling with the smallest head (``tile_model(objective="head")``, then
-``optimize``). Every tiled model is checked bit for bit against the input under LiteRT's
+MACs), and for the tiling with the smallest head (``optimize(tile=True,
+tile_objective="head")``). Every tiled model is checked bit for bit against the input under LiteRT's
 reference kernels and TFLM. The search's time is its own (wall, CPU seconds beside; it
 is bounded by work, ``TileResult.priced`` candidates); the targets of the tiling work
 are checked and printed at the end.
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from tflite_reorder import api, tflm  # noqa: E402
-from tflite_reorder.flatbuffer_io import load_model, serialize_model  # noqa: E402
+from tflite_reorder.flatbuffer_io import load_model  # noqa: E402
 from tflite_reorder.tiling import tile_model  # noqa: E402
 from tflite_reorder.verify import verify  # noqa: E402
 
@@ -53,10 +53,8 @@ def _row(name: str) -> dict:
     tiled = api.optimize(raw, tile=True, time_limit=TIME_LIMIT)
     r = tiled.report
     after = tflm.measure_arena(tiled.data)
-    head_first = tile_model(load_model(raw).model, objective="head")
-    hf = api.optimize(serialize_model(head_first.model), time_limit=TIME_LIMIT,
-                      verify=False)
-    hf_ok = verify(raw, hf.data).ok
+    hf = api.optimize(raw, tile=True, tile_objective="head", time_limit=TIME_LIMIT)
+    hf_ok = hf.report.verification["ok"] and verify(raw, hf.data).ok
     hf_arena = tflm.measure_arena(hf.data)
     return {
         "model": name, "ops": r.ops, "head_in": before.head, "tail_in": before.tail,
@@ -65,7 +63,7 @@ def _row(name: str) -> dict:
         "macs": r.macs_after, "regions": r.tiles, "verified": r.verification["ok"],
         "search_s": search_s, "search_cpu": search_cpu, "search_regions": len(res.regions),
         "priced": res.priced,
-        "hf_head": hf_arena.head, "hf_total": hf_arena.total, "hf_macs": head_first.macs_after,
+        "hf_head": hf_arena.head, "hf_total": hf_arena.total, "hf_macs": hf.report.macs_after,
         "hf_ok": hf_ok,
     }
 

@@ -635,7 +635,8 @@ void flow_free(Flow *f) {
     if (!f)
         return;
     free(f->head); free(f->cap0); free(f->cap); free(f->adj_ptr); free(f->adj);
-    free(f->f_arc); free(f->f_op); free(f->level); free(f->it); free(f->queue); free(f->path);
+    free(f->f_arc); free(f->f_op); free(f->o_arc); free(f->level); free(f->it); free(f->queue);
+    free(f->path);
     free(f->dead);
     free(f);
 }
@@ -687,10 +688,10 @@ int flow_arcs(Flow *f, int nn, int64_t m, const int32_t *tails, const int32_t *h
 
 static PyObject *make_flow(PyObject *self, PyObject *args) {
     int nn;
-    PyObject *otails, *oheads, *ocaps, *oarcs, *oops;
+    PyObject *otails, *oheads, *ocaps, *oarcs, *oops, *oout;
     long long big, base, gain;
-    if (!PyArg_ParseTuple(args, "iOOOOOLLL", &nn, &otails, &oheads, &ocaps, &oarcs, &oops, &big,
-                          &base, &gain))
+    if (!PyArg_ParseTuple(args, "iOOOOOOLLL", &nn, &otails, &oheads, &ocaps, &oarcs, &oops,
+                          &oout, &big, &base, &gain))
         return NULL;
     Flow *f = calloc(1, sizeof(Flow));
     int32_t *tails = NULL, *heads = NULL;
@@ -717,6 +718,7 @@ static PyObject *make_flow(PyObject *self, PyObject *args) {
     }
     if (!(f->f_arc = copy_buffer(oarcs, 4, f->nf, "arcs"))) goto fail;
     if (!(f->f_op = copy_buffer(oops, 4, f->nf, "ops"))) goto fail;
+    if (!(f->o_arc = copy_buffer(oout, 4, f->nf, "out_arcs"))) goto fail;
     if (nn < 2 || m > INT32_MAX / 2) {
         PyErr_SetString(PyExc_ValueError, "searchcore: bad flow network");
         goto fail;
@@ -733,7 +735,8 @@ static PyObject *make_flow(PyObject *self, PyObject *args) {
         goto fail;
     }
     for (int k = 0; k < f->nf; k++)
-        if (f->f_arc[k] < 0 || f->f_arc[k] >= m || f->f_op[k] < 0) {
+        if (f->f_arc[k] < 0 || f->f_arc[k] >= m || f->f_op[k] < 0 || f->o_arc[k] < 0
+            || f->o_arc[k] >= m || heads[f->o_arc[k]] != 1) {
             PyErr_SetString(PyExc_ValueError, "searchcore: bad forcing arc");
             goto fail;
         }
@@ -820,8 +823,47 @@ int64_t flow_max(Flow *f) {
  * capacity leads from a forced node to an unforced one other than the sink (true of the
  * closure network: forced ops form a downset and their arcs go to predecessors); otherwise
  * the forcing arcs are set to ``big`` as StateClosure.bound does. */
-static int64_t flow_bound(Flow *f, const u64 *S, int nbits) {
+/* A greedy start for Dinic's algorithm: every path source -> node -> node -> sink with room
+ * left on all three arcs gets as much flow as it takes, skipping nodes merged with the
+ * source (their arcs to the sink are already counted). Pushing a flow along a path keeps
+ * the rest a maximum-flow problem on the residual graph (the value is the sum, and the
+ * nodes that reach the sink in the residual graph of a maximum flow are the same for every
+ * maximum flow), so only speed changes: in the closure networks most tensors' bytes go
+ * this way (to a reader that keeps its outputs, or to a forced-out reader), which spares
+ * one augmenting path each. */
+static int64_t preflow(Flow *f) {
+    int64_t pushed = 0;
+    for (int k = f->adj_ptr[0]; k < f->adj_ptr[1]; k++) {
+        int e0 = f->adj[k], y = f->head[e0];
+        if ((e0 & 1) || f->dead[y])
+            continue;
+        for (int j = f->adj_ptr[y]; j < f->adj_ptr[y + 1] && f->cap[e0] > 0; j++) {
+            int e = f->adj[j], x = f->head[e];
+            if ((e & 1) || x == 1 || f->dead[x] || f->cap[e] <= 0)
+                continue;
+            for (int i = f->adj_ptr[x]; i < f->adj_ptr[x + 1] && f->cap[e0] > 0; i++) {
+                int eo = f->adj[i];
+                if ((eo & 1) || f->head[eo] != 1 || f->cap[eo] <= 0)
+                    continue;
+                int64_t d = f->cap[e0];
+                if (f->cap[e] < d) d = f->cap[e];
+                if (f->cap[eo] < d) d = f->cap[eo];
+                f->cap[e0] -= d; f->cap[e0 ^ 1] += d;
+                f->cap[e] -= d; f->cap[e ^ 1] += d;
+                f->cap[eo] -= d; f->cap[eo ^ 1] += d;
+                pushed += d;
+            }
+        }
+    }
+    return pushed;
+}
+
+static int64_t flow_value(Flow *f, const u64 *S, const u64 *out, int nbits) {
     memcpy(f->cap, f->cap0, (size_t)f->na * 8);
+    if (out)  /* forced out of the closure: its arc to the sink exceeds any cut */
+        for (int k = 0; k < f->nf; k++)
+            if (f->f_op[k] < nbits && bit(out, f->f_op[k]))
+                f->cap[2 * f->o_arc[k]] = f->big;
     memset(f->dead, 0, (size_t)f->nn);
     for (int k = 0; k < f->nf; k++) {
         int op = f->f_op[k];
@@ -854,7 +896,12 @@ static int64_t flow_bound(Flow *f, const u64 *S, int nbits) {
                 f->cap[2 * f->f_arc[k]] = f->big;
         }
     }
-    return f->base - (f->gain - (pre + flow_max(f)));
+    pre += preflow(f);
+    return pre + flow_max(f);
+}
+
+static int64_t flow_bound(Flow *f, const u64 *S, int nbits) {
+    return f->base - (f->gain - flow_value(f, S, NULL, nbits));
 }
 
 static PyObject *py_flow_bound(PyObject *self, PyObject *args) {
@@ -873,6 +920,28 @@ static PyObject *py_flow_bound(PyObject *self, PyObject *args) {
         return NULL;
     }
     int64_t b = flow_bound(f, S, W * 64);
+    free(S);
+    return PyLong_FromLongLong(b);
+}
+
+/* flow_value(flow, state_bytes, out_bytes, W): the maximum flow with the ops of S forced in
+ * and those of ``out`` forced out (StateClosure.bound(S, out) before its arithmetic). */
+static PyObject *py_flow_value(PyObject *self, PyObject *args) {
+    PyObject *cap, *oS, *oO;
+    int W;
+    if (!PyArg_ParseTuple(args, "OOOi", &cap, &oS, &oO, &W))
+        return NULL;
+    Flow *f = PyCapsule_GetPointer(cap, "searchcore.Flow");
+    if (!f)
+        return NULL;
+    u64 *S = malloc((size_t)W * 16);
+    if (!S)
+        return PyErr_NoMemory();
+    if (bytes_to_bits(oS, S, W, "state") < 0 || bytes_to_bits(oO, S + W, W, "out") < 0) {
+        free(S);
+        return NULL;
+    }
+    int64_t b = flow_value(f, S, S + W, W * 64);
     free(S);
     return PyLong_FromLongLong(b);
 }
@@ -1298,16 +1367,214 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------- */
+/* The beam start (improve.beam_order), state for state                                   */
+
+/* One candidate of the next layer: its state and ready macros live in the layer's arrays
+ * at the same index; ``v`` and ``from`` (history node of the state it came from) make its
+ * history node once it is kept. */
+typedef struct {
+    int64_t g, M;
+    int32_t v, from;
+    int32_t idx;      /* first-insertion order (Python's dict order) */
+} BeamItem;
+
+static int beam_less(const void *a, const void *b) {
+    const BeamItem *x = a, *y = b;
+    if (x->g != y->g) return x->g < y->g ? -1 : 1;
+    if (x->M != y->M) return x->M < y->M ? -1 : 1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx);
+}
+
+typedef struct {
+    int W;
+    size_t len, cap, nslot;
+    u64 *st, *rd;     /* cap * W each: state, ready macros */
+    BeamItem *it;
+    u64 *hash;
+    int32_t *slot;
+} BeamLayer;
+
+static int beam_layer_reserve(BeamLayer *L, size_t n) {
+    if (n > L->cap) {
+        size_t nc = L->cap ? L->cap : 256;
+        while (nc < n) nc *= 2;
+        if (grow((void **)&L->st, nc, (size_t)L->W * 8) < 0
+            || grow((void **)&L->rd, nc, (size_t)L->W * 8) < 0
+            || grow((void **)&L->it, nc, sizeof(BeamItem)) < 0
+            || grow((void **)&L->hash, nc, sizeof(u64)) < 0)
+            return -1;
+        L->cap = nc;
+    }
+    if (2 * n > L->nslot) {
+        size_t ns = L->nslot ? L->nslot : 512;
+        while (ns < 2 * n) ns *= 2;
+        int32_t *sl = malloc(ns * sizeof(int32_t));
+        if (!sl) return -1;
+        memset(sl, 0xff, ns * sizeof(int32_t));
+        for (size_t i = 0; i < L->len; i++) {
+            size_t j = (size_t)L->hash[i] & (ns - 1);
+            while (sl[j] >= 0) j = (j + 1) & (ns - 1);
+            sl[j] = (int32_t)i;
+        }
+        free(L->slot);
+        L->slot = sl;
+        L->nslot = ns;
+    }
+    return 0;
+}
+
+static void beam_layer_clear(BeamLayer *L) {
+    L->len = 0;
+    if (L->slot) memset(L->slot, 0xff, L->nslot * sizeof(int32_t));
+}
+
+static void beam_layer_free(BeamLayer *L) {
+    free(L->st); free(L->rd); free(L->it); free(L->hash); free(L->slot);
+}
+
+static const char beam_doc[] =
+    "beam(tables, start, goal, ready0, mem, width, seconds) -> (heads, worst) or None\n"
+    "improve.beam_order's layers in C: the same states kept in the same order (ties by the\n"
+    "order a state was first reached), so the same macros (heads, to be expanded) and the same\n"
+    "maximum step; None when the time runs out first or the goal cannot be reached.";
+
+static PyObject *beam(PyObject *self, PyObject *args) {
+    PyObject *cap, *ostart, *ogoal, *oready0;
+    long long mem, width;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "OOOOLLd", &cap, &ostart, &ogoal, &oready0, &mem, &width,
+                          &seconds))
+        return NULL;
+    Tables *T = PyCapsule_GetPointer(cap, "searchcore.Tables");
+    if (!T) return NULL;
+    if (width < 1) width = 1;
+    const int W = T->W;
+    double until = now() + seconds;
+    PyObject *result = NULL;
+    BeamLayer A = {0}, B = {0};
+    A.W = B.W = W;
+    u64 *goal = malloc((size_t)W * 8 * 3), *S2 = goal + W, *nw = goal + 2 * W;
+    int32_t *hist = NULL;  /* history nodes: (v, previous node) pairs */
+    size_t nh = 0, caph = 0;
+    int32_t *node_of = NULL;  /* per kept state of the current layer: its history node */
+    size_t capnode = 0;
+    if (!goal || beam_layer_reserve(&A, 1) < 0) { PyErr_NoMemory(); goto done; }
+    if (bytes_to_bits(ogoal, goal, W, "goal") < 0 || bytes_to_bits(ostart, A.st, W, "start") < 0
+        || bytes_to_bits(oready0, A.rd, W, "ready0") < 0)
+        goto done;
+    A.len = 1;
+    A.it[0] = (BeamItem){0, mem, -1, -1, 0};
+    if (grow((void **)&node_of, 1, sizeof(int32_t)) < 0) { PyErr_NoMemory(); goto done; }
+    capnode = 1;
+    node_of[0] = -1;
+    BeamLayer *cur = &A, *nxt = &B;
+    while (!equal_bits(cur->st, goal, W)) {
+        if (now() > until) { result = Py_None; Py_INCREF(result); goto done; }
+        beam_layer_clear(nxt);
+        for (size_t a = 0; a < cur->len; a++) {
+            const u64 *S = cur->st + a * W, *ready = cur->rd + a * W;
+            int64_t g = cur->it[a].g, M = cur->it[a].M;
+            for (int w = 0; w < W; w++) {
+                u64 x = ready[w];
+                while (x) {
+                    int v = w * 64 + __builtin_ctzll(x);
+                    x &= x - 1;
+                    int64_t up, delta;
+                    step(T, S, v, S2, &up, &delta);
+                    int64_t g2 = M + up > g ? M + up : g;
+                    u64 h = hash_bits(S2, W);
+                    size_t mask = nxt->nslot ? nxt->nslot - 1 : 0, j = (size_t)h & mask;
+                    int32_t found = -1;
+                    if (nxt->nslot)
+                        for (;; j = (j + 1) & mask) {
+                            int32_t i = nxt->slot[j];
+                            if (i < 0) break;
+                            if (nxt->hash[i] == h && equal_bits(nxt->st + (size_t)i * W, S2, W)) {
+                                found = i;
+                                break;
+                            }
+                        }
+                    if (found >= 0 && nxt->it[found].g <= g2)
+                        continue;
+                    newly_ready(T, goal, v, S2, nw);
+                    if (found < 0) {
+                        if (beam_layer_reserve(nxt, nxt->len + 1) < 0) { PyErr_NoMemory(); goto done; }
+                        found = (int32_t)nxt->len++;
+                        memcpy(nxt->st + (size_t)found * W, S2, (size_t)W * 8);
+                        nxt->hash[found] = h;
+                        nxt->it[found].idx = found;
+                        mask = nxt->nslot - 1;
+                        j = (size_t)h & mask;
+                        while (nxt->slot[j] >= 0) j = (j + 1) & mask;
+                        nxt->slot[j] = found;
+                    }
+                    u64 *r2 = nxt->rd + (size_t)found * W;
+                    for (int k = 0; k < W; k++) r2[k] = ready[k] | nw[k];
+                    clrbit(r2, v);
+                    nxt->it[found].g = g2;
+                    nxt->it[found].M = M + delta;
+                    nxt->it[found].v = v;
+                    nxt->it[found].from = node_of[a];
+                }
+            }
+        }
+        if (!nxt->len) { result = Py_None; Py_INCREF(result); goto done; }
+        qsort(nxt->it, nxt->len, sizeof(BeamItem), beam_less);
+        size_t keep = nxt->len < (size_t)width ? nxt->len : (size_t)width;
+        /* the kept items, in (g, M, first reached) order, become the current layer */
+        if (beam_layer_reserve(cur, keep) < 0 || (keep > capnode
+            && grow((void **)&node_of, keep, sizeof(int32_t)) < 0)) { PyErr_NoMemory(); goto done; }
+        if (keep > capnode) capnode = keep;
+        if (nh + keep > caph) {
+            size_t nc = caph ? caph : 1024;
+            while (nc < nh + keep) nc *= 2;
+            if (grow((void **)&hist, nc, 2 * sizeof(int32_t)) < 0) { PyErr_NoMemory(); goto done; }
+            caph = nc;
+        }
+        for (size_t k = 0; k < keep; k++) {
+            const BeamItem *b = &nxt->it[k];
+            memcpy(cur->st + k * W, nxt->st + (size_t)b->idx * W, (size_t)W * 8);
+            memcpy(cur->rd + k * W, nxt->rd + (size_t)b->idx * W, (size_t)W * 8);
+            cur->it[k] = *b;
+            hist[2 * nh] = b->v;
+            hist[2 * nh + 1] = b->from;
+            node_of[k] = (int32_t)nh++;
+        }
+        cur->len = keep;
+    }
+    {
+        PyObject *heads = PyList_New(0);
+        if (!heads) goto done;
+        for (int32_t h = node_of[0]; h >= 0; h = hist[2 * h + 1]) {
+            PyObject *x = PyLong_FromLong(hist[2 * h]);
+            if (!x || PyList_Append(heads, x) < 0) { Py_XDECREF(x); Py_DECREF(heads); goto done; }
+            Py_DECREF(x);
+        }
+        if (PyList_Reverse(heads) < 0) { Py_DECREF(heads); goto done; }
+        result = Py_BuildValue("(NL)", heads, (long long)cur->it[0].g);
+    }
+done:
+    free(goal); free(hist); free(node_of);
+    beam_layer_free(&A); beam_layer_free(&B);
+    return result;
+}
+
+
 static PyMethodDef methods[] = {
     {"make_tables", make_tables, METH_VARARGS,
      "make_tables(n, W, mpred, shares, block, can_free, up, kept, succ_ptr, succ, in_ptr,\n"
      "            in_size, in_cptr, cons, al_ptr, al_size, al_cptr, al_c) -> capsule"},
     {"search", search, METH_VARARGS, search_doc},
+    {"beam", beam, METH_VARARGS, beam_doc},
     {"make_flow", make_flow, METH_VARARGS,
-     "make_flow(n_nodes, tails, heads, caps, forcing_arcs, forcing_ops, big, base, gain)\n"
+     "make_flow(n_nodes, tails, heads, caps, forcing_arcs, forcing_ops, out_arcs, big, base,"
+     " gain)\n"
      "-> capsule: a bounds.StateClosure's network (see flow_bound)"},
     {"flow_bound", py_flow_bound, METH_VARARGS,
      "flow_bound(flow, state_bytes, W) -> StateClosure.bound(S) on the compiled flow"},
+    {"flow_value", py_flow_value, METH_VARARGS,
+     "flow_value(flow, state_bytes, out_bytes, W) -> max flow, S forced in, out forced out"},
     {"fast_peak", fast_peak, METH_VARARGS, FAST_PEAK_DOC},
     {"lite_tables", lite_tables, METH_VARARGS,
      "lite_tables(raw) -> fastread.read_lite's fields as tuples, or None when a read fails"},

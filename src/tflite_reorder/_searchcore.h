@@ -24,6 +24,7 @@ typedef struct {
     int32_t *adj_ptr, *adj;   /* CSR: the arcs leaving each node */
     int nf;
     int32_t *f_arc, *f_op;    /* forcing arcs (arc index) and their ops */
+    int32_t *o_arc;           /* per forcing arc: its op's forcing-out arc (op -> sink) */
     int64_t big, base, gain;
     int32_t *level, *it, *queue, *path;
     uint8_t *dead;            /* per node: forced into the closure (merged with the source) */

@@ -41,6 +41,7 @@ from .results import (
     VerificationError,
 )
 from .rewrites.padding import repair_model
+from .rows import row_facts
 from .scheduler import Progress
 from .scheduling import (
     apply_orders,
@@ -129,6 +130,7 @@ def optimize(
     tile: bool = False,
     ram_budget: int | None = None,
     max_overhead: float = 0.3,
+    tile_objective: str = "total",
 ) -> Optimized:
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
 
@@ -161,7 +163,9 @@ def optimize(
     tile (``tiling.tile_model``; bit-exact, more MACs and ops): the smallest TFLM total
     within ``max_overhead`` extra MACs, or the fewest extra MACs whose TFLM total (head +
     tail, measured when tflite-micro is installed) fits ``ram_budget`` bytes; when nothing
-    fits, ``BudgetError`` says the best reached.
+    fits, ``BudgetError`` says the best reached; ``tile_objective="head"`` asks for the
+    smallest head within ``max_overhead`` instead of the smallest total. The search prices
+    the plan's row levers (``arena.layout``) and confirms those estimates by planning.
     """
     t0 = time.monotonic()
     stage = on_stage or (lambda _s: None)
@@ -192,7 +196,7 @@ def optimize(
 
     if tile or ram_budget is not None:
         stage("tile")
-        m = _tile(m, rep, ram_budget, max_overhead)
+        m = _tile(m, rep, ram_budget, max_overhead, time_limit, plan, tile_objective)
 
     if fix_shapes:
         rep.repairs = repair_model(m)
@@ -239,6 +243,9 @@ def optimize(
     orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs, replays)
     if rep.rewrites and rep.peak_after > rep.peak_before:
         return _without_rewrites(model, rep, locals())
+    levers = _row_levers(m, graph) if plan else (None, None)  # before the ops move
+    if rep.tiles and plan and levers[1] is not None:
+        orders, use = _tile_order(graph, orders, use, rep, inplace, reqs, levers, time_limit)
     apply_orders(m, orders)
     if fix_shapes and true:
         shapes.fix_shapes(m, true)
@@ -247,7 +254,7 @@ def optimize(
     # TFLM's own planner places the kernels' scratch with the tensors, as ours does
     online = pipeline.plan_use(replayed(graph, orders, False, replays), reqs, orders)
     the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
-                     time_limit, online)
+                     time_limit, online, levers)
 
     rep.search_seconds = time.monotonic() - t_work
     stage("write")
@@ -257,6 +264,14 @@ def optimize(
         # the input made safe in TFLM when it is not (as the "before" peaks are)
         before = _safe_reference(_tables(loaded)) if unsafe else loaded.raw
         _tflm_totals(before, data, rep, use_tflm)
+        if rep.tiles:
+            stage("untiled")
+            plain = _untiled(model, rep, locals())
+            if plain is not None:
+                rep = plain.report
+                if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
+                    raise BudgetError(rep, rep.tflm_after["total"])
+                return plain
         if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
             raise BudgetError(rep, rep.tflm_after["total"])
 
@@ -314,15 +329,59 @@ def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool, m=None,
     return runs
 
 
+_ARGS = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
+         "output_name", "on_stage", "tile", "ram_budget", "max_overhead", "calibration",
+         "tile_objective", "target", "max_error", "rewrite")
+
+
+def _again(model: Model, args: dict, **change) -> Optimized:
+    """``optimize`` once more with the same arguments but ``change``."""
+    return optimize(model, **{**{k: args[k] for k in _ARGS}, **change})
+
+
 def _without_rewrites(model: Model, rep: Report, args: dict) -> Optimized:
     """Re-run without rewrites: the rewritten graph's order needs more than the input's."""
-    keys = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
-            "output_name", "on_stage", "tile", "ram_budget", "max_overhead", "calibration",
-            "target", "max_error")
-    again = optimize(model, rewrite=False, **{k: args[k] for k in keys})
+    again = _again(model, args, rewrite=False)
     again.report.warnings.append(
         f"rewrites dropped: the rewritten model's best order found needs {rep.peak_after} B, "
         f"more than the input's {rep.peak_before} B")
+    return again
+
+
+def _untiled_wins(untiled: dict, tiled: dict, ram_budget: int | None, objective: str) -> bool:
+    """Whether the untiled arena is at least as good under the run's objective: the
+    total (head + tail), the head for ``tile_objective="head"``, and with a RAM budget
+    fitting it (with no MACs added) or, when neither fits, the smaller total."""
+    if ram_budget is not None:
+        return untiled["total"] <= ram_budget or untiled["total"] <= tiled["total"]
+    key = "head" if objective == "head" else "total"
+    return untiled[key] <= tiled[key]
+
+
+def _untiled(model: Model, rep: Report, args: dict) -> Optimized | None:
+    """The same run without tiling, when it is at least as good (``_untiled_wins``): a
+    tiled answer is never worse than the best untiled one (the search prices estimates;
+    this compares what the two written models need). None when the tiled one is better;
+    ``rep.tflm_untiled`` gets the untiled figures either way."""
+    plain = _again(model, args, tile=False, ram_budget=None, verify=False, on_stage=None,
+                   tflm_compat=args["tflm_compat"])
+    r = plain.report
+    rep.tflm_untiled = _arena_of(plain.data, r.arena_planned or r.tflm_greedy_head,
+                                 args["use_tflm"])
+    if not _untiled_wins(rep.tflm_untiled, rep.tflm_after, args["ram_budget"],
+                         args["tile_objective"]):
+        return None
+    again = _again(model, args, tile=False, ram_budget=None,
+                   tflm_compat=args["tflm_compat"]) if args["verify"] else plain
+    a = again.report
+    a.tiles, a.ram_budget, a.tflm_untiled = [], rep.ram_budget, rep.tflm_untiled
+    a.macs_before = a.macs_after = rep.macs_before
+    a.tflm_before, a.tflm_after = rep.tflm_before, rep.tflm_untiled
+    t, u = rep.tflm_after, rep.tflm_untiled
+    a.warnings.append(
+        f"tiling dropped: the tiled model needs a TFLM arena of {t['head']} + {t['tail']} = "
+        f"{t['total']} B (head + tail), the untiled one {u['head']} + {u['tail']} = "
+        f"{u['total']} B")
     return again
 
 
@@ -439,9 +498,22 @@ def _rewrite(m, loaded: LoadedModel, rep: Report, inplace: bool, time_limit: flo
     return m, reference
 
 
-def _tile(m, rep: Report, ram_budget: int | None, max_overhead: float):
+def planned_heights(model_t, time_limit: float = 1.0, inplace: bool = True) -> list[int]:
+    """Per op of ``model_t`` (stored order), the top of the bytes the planner's plan has
+    live there, with the row levers: what ``tile_model`` confirms its estimates with."""
+    graph = build_graph(model_t, shapes.true_shapes(model_t))
+    orders = graph.stored_orders()
+    use = simulate(graph, orders, inplace=inplace)
+    the_plan = arena.plan_arena(use, time_limit, *_row_levers(model_t, graph))
+    return arena.heights(use, the_plan, [use.op_scope[(0, v)] for v in orders[0]])
+
+
+def _tile(m, rep: Report, ram_budget: int | None, max_overhead: float, time_limit: float,
+          plan: bool, objective: str = "total"):
     """Tile the regions that pay; the report gets regions, MACs and the budget."""
-    res = tile_model(m, max_overhead=max_overhead, ram_budget=ram_budget)
+    confirm = (lambda t: planned_heights(t, time_limit / 10)) if plan else None
+    res = tile_model(m, max_overhead=max_overhead, ram_budget=ram_budget, levers=plan,
+                     confirm=confirm, objective=objective)
     rep.tiles, rep.ram_budget = res.regions, ram_budget
     rep.macs_before, rep.macs_after = res.macs_before, res.macs_after
     if res.regions and get_offline_plan(res.model) is not None:
@@ -501,16 +573,18 @@ def _schedule(graph: ModelGraph, rep: Report, inplace: bool, time_limit: float,
 
 
 def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
-          time_limit: float, online: ArenaUse) -> arena.Plan | None:
+          time_limit: float, online: ArenaUse,
+          levers: tuple = (None, None)) -> arena.Plan | None:
     """Write an offline plan into ``m`` (or drop a stale one); TFLM's own head for comparison
-    (``online``: the arena use TFLM plans without an offline plan).
+    (``online``: the arena use TFLM plans without an offline plan; ``levers``: the graph
+    and row facts for the row-granular layouts, ``_row_levers``).
 
     With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
     no plan is written: TFLM plans the arena online, and the report says so.
     """
     try:
         rep.tflm_greedy_head = arena.greedy_head(online)
-        the_plan = arena.plan_arena(use, time_limit=time_limit / 10) if plan else None
+        the_plan = arena.plan_arena(use, time_limit / 10, *levers) if plan else None
     except arena.TooManyConflicts as exc:
         rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")
         plan, the_plan = False, None
@@ -529,6 +603,40 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
     return the_plan
+
+
+def _row_levers(m, graph: ModelGraph) -> tuple:
+    """The graph and row facts (of ``m`` in its stored order) that let the planner try
+    row-granular layouts (``arena.layout``): single-subgraph models only (the byte
+    replay's scope)."""
+    if len(graph.subgraphs) != 1:
+        return None, None
+    nbytes = {(0, t): info.nbytes for t, info in enumerate(graph.subgraphs[0].tensors)}
+    return graph, row_facts(m, graph.stored_orders(), nbytes)
+
+
+def _tile_order(graph: ModelGraph, orders, use: ArenaUse, rep: Report, inplace: bool,
+                reqs, levers: tuple, time_limit: float):
+    """The scheduler's order or the tiles' stored one (tile by tile), whichever the plan
+    with row levers places lower: the scheduler sees whole-tensor lifetimes only, and an
+    order it finds as good may interleave tiles and keep more rows alive."""
+    stored = graph.stored_orders()
+    if stored == orders:
+        return orders, use
+    heads = []
+    for o in (orders, stored):
+        u = use if o is orders else simulate(graph, o, inplace=inplace)
+        heads.append((arena.plan_arena(pipeline.plan_use(u, reqs, o), time_limit / 10,
+                                       *levers).head, u))
+    if heads[1][0] >= heads[0][0]:
+        return orders, use
+    u = heads[1][1]
+    rep.peak_after = pipeline.plan_use(u, reqs or {}, stored).lower_bound
+    rep.peak_after_no_inplace = pipeline.plan_use(simulate(graph, stored, inplace=False),
+                                                  reqs or {}, stored).lower_bound
+    rep.optimal = rep.optimal and rep.peak_after <= rep.lower_bound
+    rep.kept_stored_order = True
+    return stored, u
 
 
 def _tables(loaded: LoadedModel):

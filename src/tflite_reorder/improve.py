@@ -26,9 +26,11 @@ import heapq
 import time
 from collections.abc import Callable
 
+from . import searchcore
 from .reductions import run_macro
 
-BEAM_WIDTHS = (16, 64, 256, 1024)
+BEAM_WIDTHS = (16, 64, 256, 1024, 4096, 16384)
+COMPILED_BEAM = True  # run beam_order's layers in C where built (searchcore; tests compare)
 
 
 def beam_order(ctx, start: int, goal: int, mem: int, width: int, deadline: float,
@@ -43,6 +45,11 @@ def beam_order(ctx, start: int, goal: int, mem: int, width: int, deadline: float
         rest ^= low
         if mpred[low.bit_length() - 1] & ~start == 0:
             ready0 |= low
+    if COMPILED_BEAM and not searchcore.unavailable():
+        got = searchcore.beam(ctx, start, goal, ready0, mem, width, deadline)
+        if got is None:
+            return None
+        return _run_heads(ctx, start, got[0]), got[1]
     # (peak so far, resident bytes, state, ready macros, history as a linked list)
     layer: list[tuple] = [(0, mem, start, ready0, None)]
     while layer[0][2] != goal:
@@ -73,11 +80,16 @@ def beam_order(ctx, start: int, goal: int, mem: int, width: int, deadline: float
     while hist is not None:
         heads.append(hist[0])
         hist = hist[1]
+    return _run_heads(ctx, start, heads[::-1]), worst
+
+
+def _run_heads(ctx, start: int, heads: list[int]) -> list[int]:
+    """The ops that running the macros ``heads`` in turn from ``start`` runs."""
     order: list[int] = []
     S = start
-    for h in reversed(heads):
+    for h in heads:
         S = run_macro(ctx.block, ctx.block_ops, h, S, order)
-    return order, worst
+    return order
 
 
 def beam_improve(ctx, start: int, goal: int, mem: int, order: list[int], worst: int,

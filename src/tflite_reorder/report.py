@@ -153,6 +153,9 @@ def tile_lines(r: Report) -> list[str]:
         lines.append(
             f"TFLM arena ({a['source']}): head {b.get('head')} -> {a['head']} B, tail "
             f"{b.get('tail')} -> {a['tail']} B, total {b.get('total')} -> {a['total']} B")
+    u = r.tflm_untiled
+    if u:
+        lines.append(f"untiled, same run: total {u['total']} B (head {u['head']} B)")
     return lines
 
 

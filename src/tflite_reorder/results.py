@@ -91,6 +91,7 @@ class Report:
     macs_after: int | None = None
     tflm_before: dict | None = None  # {"head", "tail", "total", "source"}: the input
     tflm_after: dict | None = None  # the written model
+    tflm_untiled: dict | None = None  # with --tile: the same run untiled (never beaten by it)
     ram_budget: int | None = None
 
     @property

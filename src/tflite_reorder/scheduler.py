@@ -36,6 +36,7 @@ macros) in the hot loop; what stands apart from it already lives apart (``bounds
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +44,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bounds import StateClosure, _ortools_flow, closure_bound, pair_bounds, static_bounds
+from .bounds import (
+    SharedClosure,
+    StateClosure,
+    _ortools_flow,
+    closure_bound,
+    pair_bounds,
+    static_bounds,
+)
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import beam_improve, improve_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
@@ -58,6 +66,7 @@ from .reductions import (
     run_macro,
     source_macros,
 )
+from .searchcore import flow_closure, shared_flow
 from .searchcore import run as compiled_search
 from .searchcore import unavailable as compiled_unavailable
 
@@ -67,13 +76,15 @@ CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
 QUICK_SHARE = 0.5  # of the time left after bounds: the first exact search pass ...
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
-BEAM_SHARE = 0.15  # of what is left then, for open segments: beam starts (improve.py)
+ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
+PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
+SET_WIDTH = 8  # ... growing the best 8 sets of k ops by one op ...
+SET_MAX_OPS = 8  # ... up to 8 ops (2^8 orders of them, memoised)
+BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
-ROOT_SHARE = 0.1  # ... then every op's closure bound (ranks the per-state bounds)
-SEARCH_SHARE = 0.75  # ... then a second exact search pass under the better incumbents
-PAIR_SHARE = 0.4  # ... then pair bounds at the root (bounds.pair_bounds); the rest: windows
+SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
 ROOT_CLOSURE_AFTER = 0
-PAIR_CANDIDATES = 40  # ops (largest closure bounds) whose pairs are bounded
+PAIR_CANDIDATES = 24  # ops (largest closure bounds) whose pairs and sets are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
@@ -130,6 +141,7 @@ class Context:
     state_closures: dict = field(default_factory=dict)  # op -> bounds.StateClosure
     general_sources: bool = False  # reductions.find_sources(general=...)
     root_closure: list[int] | None = None  # per op: closure bound at the start (_anytime)
+    shared_closure: SharedClosure | None = None  # every op's closure bounds (_shared)
     compiled: object = None  # searchcore.tables(ctx), made on first compiled search
 
 
@@ -254,6 +266,16 @@ def _step(ctx: Context, S: int, v: int) -> tuple[int, int, int, int]:
             if cand_mask & dead:
                 saved += o_size
     return ctx.out_total[v] + ctx.extra[v] - saved, ctx.out_kept[v] - freed, S2, dead
+
+
+def _shared(ctx: Context) -> SharedClosure:
+    """The problem's ``bounds.SharedClosure``, on the compiled flow where the core is built
+    (``COMPILED_BOUNDS``), made once."""
+    if ctx.shared_closure is None:
+        ctx.shared_closure = SharedClosure(ctx)
+        if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
+            ctx.shared_closure.flow_value = shared_flow(ctx, ctx.shared_closure)
+    return ctx.shared_closure
 
 
 def _state_closure(ctx: Context, v: int) -> StateClosure:
@@ -902,10 +924,11 @@ def _search_pass(work, floor: int, deadline: float, share: float, max_states: in
 
 def _anytime(work, floor: int, deadline: float, max_states: int,
              progress: Progress | None) -> tuple[int, int, str]:
-    """Segments the first search pass left open: beam starts (``improve.beam_improve``),
-    pair bounds at the root (``bounds.pair_bounds``), a second search pass under the
-    better incumbents, then window re-solves (``improve.improve_order``); each phase's time
-    split among the open segments by size. Returns the (possibly raised) proven floor, the
+    """Segments the first search pass left open: every op's closure bound, bounds over
+    sets of ops at the root (``bounds.pair_bounds``), beam starts
+    (``improve.beam_improve``), a second search pass under the raised floor and the better
+    incumbents, then window re-solves (``improve.improve_order``); each phase's time split
+    among the open segments by size. Returns the (possibly raised) proven floor, the
     states the second pass expanded and why it stopped."""
     def split_time(share: float, fn) -> None:
         until = time.monotonic() + share * max(0.0, deadline - time.monotonic())
@@ -935,50 +958,55 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
         r.order, r.worst = improve_order(pr.ctx, start, goal, mem, r.order, r.worst, floor,
                                          until, search, _step)
 
-    split_time(BEAM_SHARE, beam)
-    if _ortools_flow is not None:
+    if _ortools_flow is not None:  # bounds first: every later phase runs under them
         until = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
         for pr in {id(pr): pr for pr, _ in _open(work, floor)}.values():
             if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS and _root_closure(pr, until):
                 floor = max([floor] + [pr.ctx.root_closure[v]
                                        for v in bits(_open_ops(pr) & ~pr.ctx.source)])
-    states, stopped, floor = _search_pass(work, floor, deadline, SEARCH_SHARE, max_states,
-                                          progress)
-    if _ortools_flow is not None:
         until = time.monotonic() + PAIR_SHARE * max(0.0, deadline - time.monotonic())
         for pr in {id(pr): pr for pr, _ in _open(work, floor)}.values():
             if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS:
                 floor = max(floor, _pair_floor(pr, floor, until))
+    split_time(BEAM_SHARE, beam)
+    states, stopped, floor = _search_pass(work, floor, deadline, SEARCH_SHARE, max_states,
+                                          progress)
     split_time(1.0, improve)
     return floor, states, stopped
 
 
 def _root_closure(pr: _Prep, until: float) -> bool:
-    """Every op's closure bound (``bounds.StateClosure`` with nothing forced) in
+    """Every op's closure bound (``bounds.SharedClosure`` with nothing forced) in
     ``ctx.root_closure``: it ranks the ops whose per-state bounds the search evaluates and
     the candidates of the pair bounds. False if ``until`` passes first."""
     ctx = pr.ctx
     if ctx.root_closure is not None:
         return True
     vals = []
+    shared = _shared(ctx)
     for v in range(ctx.p.n_ops):
         if time.monotonic() > until:
             return False
-        b = _state_closure(ctx, v).bound(0) if not (ctx.source >> v) & 1 else None
+        b = shared.bound(v) if not (ctx.source >> v) & 1 else None
         vals.append(int(ctx.static_lb[v]) if b is None else max(b, int(ctx.static_lb[v])))
     ctx.root_closure = vals
     return True
 
 
 def _pair_floor(pr: _Prep, floor: int, until: float) -> int:
-    """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments."""
+    """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments,
+    on their own networks (smaller than the shared one: their ancestors merged with the
+    source, their descendants left out), compiled where the core is built."""
     ctx = pr.ctx
     if ctx.root_closure is None:
         return floor
     ops = sorted(bits(_open_ops(pr) & ~ctx.source), key=lambda v: -ctx.root_closure[v])
     floor = max([floor] + [ctx.root_closure[v] for v in ops[:1]])
-    return pair_bounds(ctx, ops[:PAIR_CANDIDATES], floor, until,
-                       lambda v: _state_closure(ctx, v))
+    closure = functools.partial(_state_closure, ctx)
+    if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
+        closure = functools.partial(flow_closure, ctx, closure)
+    return pair_bounds(ctx, ops[:PAIR_CANDIDATES], floor, until, closure,
+                       width=SET_WIDTH, max_ops=SET_MAX_OPS)
 
 
 def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):

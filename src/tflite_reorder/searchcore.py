@@ -27,15 +27,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bounds import INF
 from .reductions import bits
 
 try:
+    from ._searchcore import beam as _beam
     from ._searchcore import flow_bound as _flow_bound
+    from ._searchcore import flow_value as _flow_value
     from ._searchcore import make_flow as _make_flow
     from ._searchcore import make_tables as _make_tables
     from ._searchcore import search as _search
 except ImportError as exc:  # not built (no compiler at install time) or a foreign platform
-    _make_tables = _search = _make_flow = _flow_bound = None
+    _make_tables = _search = _make_flow = _flow_bound = _flow_value = _beam = None
     _IMPORT_ERROR = f"the compiled search core is not built ({exc})"
 else:
     _IMPORT_ERROR = ""
@@ -61,6 +64,9 @@ class Compiled:
 
     tables: object
     flows: dict[int, object] = field(default_factory=dict)  # op -> make_flow capsule
+    closures: dict[int, FlowClosure] = field(default_factory=dict)  # op -> its bounds
+    shared: object = None  # make_flow capsule of the bounds.SharedClosure network
+    shared_memo: dict[tuple[int, int], int] = field(default_factory=dict)  # its flows
 
 
 def compiled(ctx) -> Compiled:
@@ -114,13 +120,78 @@ def flow(closure):
     return _make_flow(
         nodes, np.ascontiguousarray(tails, np.int32), np.ascontiguousarray(heads, np.int32),
         np.ascontiguousarray(caps, np.int64), np.ascontiguousarray(closure.arcs, np.int32),
-        np.ascontiguousarray(closure.ops, np.int32), closure.big, closure.base, closure.gain)
+        np.ascontiguousarray(closure.ops, np.int32),
+        np.ascontiguousarray(closure.out_arcs, np.int32), closure.big, closure.base, closure.gain)
 
 
 def flow_bound(flow_capsule, S: int, n_ops: int) -> int:
     """``StateClosure.bound(S)`` on a compiled flow (``flow``)."""
     W = max(1, (n_ops + 63) // 64)
     return _flow_bound(flow_capsule, _words(S, W), W)
+
+
+def shared_flow(ctx, shared) -> Callable[[int, int], int]:
+    """``bounds.SharedClosure.flow_value`` on that network compiled (once per context):
+    the forced maximum flow by Dinic's algorithm in C, the same value as OR-tools' (a
+    maximum flow's value is unique), remembered per (forced in, forced out): the bounds over
+    overlapping sets of ops (``bounds.order_bound``) ask for the same flows again."""
+    comp = compiled(ctx)
+    if comp.shared is None:
+        comp.shared = flow(shared)
+    capsule, W = comp.shared, max(1, (ctx.p.n_ops + 63) // 64)
+    memo = comp.shared_memo
+
+    def value(S: int, out: int) -> int:
+        got = memo.get((S, out))
+        if got is None:
+            got = memo[(S, out)] = _flow_value(capsule, _words(S, W), _words(out, W), W)
+        return got
+
+    return value
+
+
+class FlowClosure:
+    """``bounds.StateClosure.bound(S, out)`` on the closure's compiled flow (``flow``): the
+    same checks and arithmetic around the maximum flow, whose value is unique, so the same
+    numbers (``tests/test_searchcore.py``) at a fraction of the cost. Bounds asked for again
+    (``bounds.order_bound`` over overlapping sets of ops asks for many) are remembered."""
+
+    def __init__(self, closure, flow_capsule, n_ops: int) -> None:
+        self.closure, self.capsule, self.W = closure, flow_capsule, max(1, (n_ops + 63) // 64)
+        self.memo: dict[tuple[int, int], int] = {}
+
+    def bound(self, S: int, out: int = 0) -> int:
+        sc = self.closure
+        if (S | sc.down) & (out | sc.up):
+            return INF
+        got = self.memo.get((S, out))
+        if got is None:
+            value = _flow_value(self.capsule, _words(S, self.W), _words(out, self.W), self.W)
+            got = INF if value >= sc.big else sc.base - (sc.gain - value)
+            self.memo[(S, out)] = got
+        return got
+
+
+def flow_closure(ctx, closure_of: Callable, v: int) -> FlowClosure:
+    """v's ``FlowClosure`` (``closure_of(v)``: its ``bounds.StateClosure``), made once per
+    context; its flow is the one the C search uses for v."""
+    comp = compiled(ctx)
+    got = comp.closures.get(v)
+    if got is None:
+        if v not in comp.flows:
+            comp.flows[v] = flow(closure_of(v))
+        got = comp.closures[v] = FlowClosure(closure_of(v), comp.flows[v], ctx.p.n_ops)
+    return got
+
+
+def beam(ctx, start: int, goal: int, ready0: int, mem: int, width: int,
+         deadline: float) -> tuple[list[int], int] | None:
+    """``improve.beam_order``'s layers in C: (the macros run, in order; the maximum step),
+    the same as the Python loop's, or None if ``deadline`` passes first or ``goal`` cannot
+    be reached."""
+    W = max(1, (ctx.p.n_ops + 63) // 64)
+    return _beam(compiled(ctx).tables, _words(start, W), _words(goal, W), _words(ready0, W),
+                 mem, width, max(0.0, deadline - time.monotonic()))
 
 
 def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,

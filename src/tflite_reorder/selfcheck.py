@@ -6,7 +6,7 @@ wrongly; here it becomes an internal error and nothing is written.
 
 from __future__ import annotations
 
-from .arena import Plan
+from .arena import Plan, replay
 from .arena.blocks import Blocks, overlapping_pairs
 from .dtypes import ARENA_ALIGNMENT
 from .fastread import read_lite
@@ -56,10 +56,11 @@ def check_written(
         return
     if offsets is None or len(offsets) != graph.n_tensors:
         raise SelfCheckError("internal check: offline plan missing or of the wrong length")
-    _check_plan(graph, offsets, plan, use)
+    _check_plan(graph, offsets, plan, use, orders)
 
 
-def _check_plan(graph: ModelGraph, offsets: list[int], plan: Plan, use: ArenaUse) -> None:
+def _check_plan(graph: ModelGraph, offsets: list[int], plan: Plan, use: ArenaUse,
+                orders: list[list[int]]) -> None:
     base = [0]
     for sg in graph.subgraphs:
         base.append(base[-1] + len(sg.tensors))
@@ -73,7 +74,28 @@ def _check_plan(graph: ModelGraph, offsets: list[int], plan: Plan, use: ArenaUse
             if offsets[base[s2] + t2] != off:
                 raise SelfCheckError("internal check: in-place tensors do not share their buffer")
         place[b] = off
+    if plan.refined is not None:
+        _check_rows(graph, offsets, base, plan, orders)
+        return
     # Buffers TFLM's marking never reaches (lifetime -1) are touched by no kernel.
     live = [b for b in use.buffers if b.first >= 0]
     if overlapping_pairs(Blocks.of(live), [place[b] for b in live]):
         raise SelfCheckError("internal check: offline plan overlaps two live tensors")
+
+
+def _check_rows(graph: ModelGraph, offsets: list[int], base: list[int], plan: Plan,
+                orders: list[list[int]]) -> None:
+    """A row-granular plan: the pieces' overlaps are the ones their lifetimes allow, the
+    file holds the layout's offsets, and the byte replay finds no byte overwritten while
+    a later op still reads it (``arena.replay``)."""
+    lay = plan.refined
+    if overlapping_pairs(lay.blocks, plan.block_offsets):
+        raise SelfCheckError("internal check: offline plan overlaps two live row pieces")
+    for (s, t), off in lay.offsets(plan.block_offsets).items():
+        if 0 <= s < len(graph.subgraphs) and offsets[base[s] + t] != off:
+            raise SelfCheckError(f"internal check: tensor {t} is not where its row layout "
+                                 f"puts it")
+    try:
+        replay.check(graph, orders, plan.offsets, plan.facts)
+    except replay.ReplayError as exc:
+        raise SelfCheckError(f"internal check: {exc}") from exc

@@ -24,11 +24,12 @@ from ai_edge_litert import schema_py_generated as schema
 from ..flatbuffer_io import serialize_model, set_offline_plan
 from ..graph import ModelGraph
 from ..memory import ArenaUse, Buffer
-from . import cpsat, greedy_by_size, hill_climb, ordered_fit
+from ..rows import RowFacts
+from . import cpsat, greedy_by_size, hill_climb, layout, ordered_fit
 from .blocks import Attempt, Blocks, Budget, TooManyConflicts, attempt, overlapping_pairs
 
 __all__ = [
-    "Attempt", "Blocks", "Budget", "Plan", "Planner", "TooManyConflicts", "greedy_head",
+    "Attempt", "Blocks", "Budget", "Plan", "Planner", "TooManyConflicts", "greedy_head", "heights",
     "offsets_for_model", "plan_arena", "tflm_blocks", "write_plan",
 ]
 
@@ -56,6 +57,11 @@ class Plan:
     optimal: bool  # head == lower_bound, or the exact solver proved nothing lower exists
     baseline: int = 0  # TFLM's greedy head for the same buffers (what we are beating)
     seconds: float = 0.0
+    # the row-granular layout the offsets come from (None: whole tensors, TFLM's lifetimes),
+    # its blocks' offsets and the row facts it used (for the byte replay ``replay.check``)
+    refined: layout.Layout | None = None
+    block_offsets: tuple[int, ...] = ()
+    facts: RowFacts | None = None
 
 
 def tflm_blocks(use: ArenaUse) -> tuple[list[Buffer], Blocks]:
@@ -88,7 +94,7 @@ def _planning_blocks(blocks: Blocks) -> Blocks:
     first, last = list(blocks.first), list(blocks.last)
     for k, i in enumerate(dead):
         first[i] = last[i] = -2 - k
-    return Blocks(blocks.size, tuple(first), tuple(last))
+    return Blocks(blocks.size, tuple(first), tuple(last), blocks.leader, blocks.rel)
 
 
 def _stages(time_limit: float) -> list[tuple[Planner, float]]:
@@ -102,41 +108,77 @@ def _stages(time_limit: float) -> list[tuple[Planner, float]]:
     ]
 
 
-def plan_arena(use: ArenaUse, time_limit: float = 1.0) -> Plan:
+def plan_arena(use: ArenaUse, time_limit: float = 1.0, graph: ModelGraph | None = None,
+               facts: RowFacts | None = None) -> Plan:
     """The lowest plan found with ``time_limit`` seconds of work; never above TFLM's greedy.
 
     The work is counted, not timed, so a model gets the same plan on any machine and under
     any load (``Budget``); only a machine far slower than the reference is cut short by
     the wall clock, at ``WALL_SLACK`` x ``time_limit``.
 
+    With the ops' row facts (``graph`` and ``facts``, ``rows.row_facts``) the planner also
+    tries the finer layouts of ``layout.refined`` (row lifetimes, then self-copy too), each
+    with the same work, and keeps the lowest head (ties: the simpler layout).
+
     Raises TooManyConflicts when more buffer pairs are alive together than
     ``blocks.MAX_CONFLICT_PAIRS`` (then TFLM had better plan the model online).
     """
     start = time.monotonic()
     buffers, tflm = tflm_blocks(use)
-    blocks = _planning_blocks(tflm)
-    lower = use.lower_bound
     baseline = attempt(tflm, greedy_by_size.plan(tflm), greedy_by_size.NAME)
-    best = baseline
-    deadline = start + WALL_SLACK * time_limit
-    for planner, work in _stages(time_limit):
-        if best.head <= lower or best.proven:
-            break
-        found = planner(blocks, best, Budget(work, deadline))
-        if found is not None and not overlapping_pairs(blocks, found.offsets) and (
-            found.head < best.head or (found.proven and found.head == best.head)
-        ):
-            best = found
-    offsets = {k: best.offsets[i] for i, b in enumerate(buffers) for k in b.tensors}
+    variants = [layout.whole(buffers, _planning_blocks(tflm))]
+    if graph is not None and facts is not None:
+        for self_copy in (False, True):
+            lay = layout.refined(use, buffers, graph, facts, self_copy)
+            if lay is not None and all(lay.name != v.name for v in variants):
+                variants.append(lay)
+    best_plan = None
+    for k, lay in enumerate(variants):
+        lower = use.lower_bound if k == 0 else lay.blocks.load
+        found = _staged(_planning_blocks(lay.blocks), baseline if k == 0 else None, lower,
+                        time_limit, start + WALL_SLACK * time_limit * (k + 1))
+        if best_plan is None or found.head < best_plan[1].head:
+            best_plan = (lay, found, lower)
+    lay, best, lower = best_plan
     return Plan(
-        offsets=offsets,
+        offsets=lay.offsets(best.offsets),
         head=best.head,
         lower_bound=lower,
-        method=best.method,
+        method=best.method if lay.name == layout.WHOLE else f"{best.method} ({lay.name})",
         optimal=best.head <= lower or best.proven,
         baseline=baseline.head,
         seconds=time.monotonic() - start,
+        refined=None if lay.name == layout.WHOLE else lay,
+        block_offsets=best.offsets,
+        facts=facts,
     )
+
+
+def _staged(blocks: Blocks, best: Attempt | None, lower: int, time_limit: float,
+            deadline: float) -> Attempt:
+    """The planner stages on ``blocks`` from ``best`` (None: the first stage starts)."""
+    for planner, work in _stages(time_limit):
+        if best is not None and (best.head <= lower or best.proven):
+            break
+        found = planner(blocks, best, Budget(work, deadline))
+        if found is not None and not overlapping_pairs(blocks, found.offsets) and (
+            best is None or found.head < best.head
+            or (found.proven and found.head == best.head)
+        ):
+            best = found
+    assert best is not None  # the first stage (TFLM's greedy) always answers
+    return best
+
+
+def heights(use: ArenaUse, plan: Plan, scopes: list[int]) -> list[int]:
+    """At each of ``scopes``, the top of the planned bytes live there (``plan.head`` at most)."""
+    if plan.refined is not None:
+        b, off = plan.refined.blocks, plan.block_offsets
+        spans = [(f, la, o + s) for f, la, o, s in zip(b.first, b.last, off, b.size, strict=True)]
+    else:
+        spans = [(x.first, x.last, plan.offsets[x.tensors[0]] + x.size) for x in use.buffers
+                 if x.tensors[0] in plan.offsets]
+    return [max((top for f, la, top in spans if f <= s <= la), default=0) for s in scopes]
 
 
 def offsets_for_model(graph: ModelGraph, plan: Plan) -> list[int]:

@@ -79,6 +79,23 @@ class Blocks:
     size: tuple[int, ...]
     first: tuple[int, ...]
     last: tuple[int, ...]
+    # Rigid groups (pieces of one tensor with lifetimes of their own, ``arena.layout``):
+    # block i sits at ``offset[leader[i]] + rel[i]``; empty = every block on its own.
+    leader: tuple[int, ...] = ()
+    rel: tuple[int, ...] = ()
+
+    @cached_property
+    def groups(self) -> dict[int, tuple[int, ...]]:
+        """Leader -> the blocks of its group (leader first), for groups of two or more."""
+        out: dict[int, list[int]] = {}
+        for i, g in enumerate(self.leader):
+            out.setdefault(g, []).append(i)
+        return {g: tuple(sorted(m, key=lambda i: i != g)) for g, m in out.items()
+                if len(m) > 1}
+
+    def group_of(self, i: int) -> tuple[int, ...]:
+        """The blocks placed together with ``i`` (just ``(i,)`` when it is on its own)."""
+        return self.groups.get(self.leader[i], (i,)) if self.leader else (i,)
 
     @classmethod
     def of(cls, buffers: Iterable) -> Blocks:
@@ -273,6 +290,14 @@ def place(blocks: Blocks, order: Sequence[int], fit=lowest_fit) -> list[int]:
     stacked, stacked_top = blocks.stacked, 0
     fast = _VECTORISED.get(fit)
     for i in order:
+        if offsets[i] >= 0:  # placed with its group
+            continue
+        if blocks.leader and len(blocks.group_of(i)) > 1:
+            base = group_fit(blocks, blocks.group_of(i), offsets)
+            for j in blocks.group_of(i):
+                offsets[j] = base + blocks.rel[j] - blocks.rel[blocks.leader[j]]
+                placed[j] = offsets[j]
+            continue
         if stacked[i]:  # on top of the stacked ones placed so far (they have no gaps)
             offsets[i] = stacked_top
             stacked_top += size[i]
@@ -288,6 +313,36 @@ def place(blocks: Blocks, order: Sequence[int], fit=lowest_fit) -> list[int]:
                                            for j in js.tolist() if offsets[j] >= 0])
         placed[i] = offsets[i]
     return offsets
+
+
+def group_fit(blocks: Blocks, members: Sequence[int], offsets: Sequence[int]) -> int:
+    """Lowest offset of a rigid group's leader at which no member meets a placed conflict.
+
+    Every offset below the answer is infeasible: when member ``j`` at ``base`` meets a
+    span ``[o, e)``, it meets it at every base up to ``e - rel[j]`` too (it starts lower
+    and ends no lower than ``o``), so the base jumps there; it only rises, and stops at a
+    base where nothing is met (first fit for a group; best fit places groups this way too).
+    """
+    lead = blocks.leader[members[0]]
+    mine = set(members)
+    spans = []
+    for j in members:
+        rel = blocks.rel[j] - blocks.rel[lead]
+        occ = [(offsets[c], offsets[c] + blocks.size[c]) for c in blocks.conflicts_of(j).tolist()
+               if offsets[c] >= 0 and c not in mine]
+        spans.append((rel, blocks.size[j], sorted(occ)))
+    low = max(0, max(-rel for rel, _, _ in spans))
+    base = low
+    while True:
+        jump = base
+        for rel, size, occ in spans:
+            a, b = base + rel, base + rel + size
+            for o, e in occ:
+                if o < b and a < e:
+                    jump = max(jump, e - rel)
+        if jump == base:
+            return base
+        base = jump
 
 
 def attempt(blocks: Blocks, offsets: Sequence[int], method: str, proven: bool = False) -> Attempt:

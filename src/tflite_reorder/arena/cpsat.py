@@ -109,6 +109,7 @@ def _run(
     m = cp_model.CpModel()
     top = m.new_int_var(lb, ub, "head")
     xs, ys, offs = [], [], []
+    late: list[tuple[int, int]] = []  # members listed before their leader
     for i, s in enumerate(size):
         y = m.new_int_var(0, ub - s, f"y{i}")
         offs.append(y)
@@ -116,8 +117,16 @@ def _run(
         dur = blocks.last[i] - blocks.first[i] + 1
         xs.append(m.new_fixed_size_interval_var(blocks.first[i], dur, f"xi{i}"))
         m.add(y + s <= top)
+        if blocks.leader and blocks.leader[i] != i:  # a rigid group's member
+            lead = blocks.leader[i]
+            if lead < i:
+                m.add(y == offs[lead] + (blocks.rel[i] - blocks.rel[lead]) // UNIT)
+            else:
+                late.append((i, lead))
         if hint is not None:
             m.add_hint(y, hint[i] // UNIT)
+    for i, lead in late:
+        m.add(offs[i] == offs[lead] + (blocks.rel[i] - blocks.rel[lead]) // UNIT)
     m.add_no_overlap_2d(xs, ys)
     if lb < ub:
         m.minimize(top)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ai_edge_litert import schema_py_generated as schema
 
+from .. import rows
 from ..dtypes import align, tensor_bytes
 from ..memory import Problem, peak
 from ..rewrites.edit import Editor
@@ -148,7 +149,42 @@ def local_peak(ed: Editor, ops, source: int, sink: int) -> int:
     return peak(p, range(len(ops)))
 
 
-def floor(ed: Editor, source: int, sink: int, source_crops: list[int], pieces: int) -> int:
+def row_peak(ed: Editor, ops, source: int, sink: int) -> int:
+    """``local_peak`` with the plan's row levers (``rows.cut``): the region input cut into
+    row pieces that die at the last slice reading them, the bands inside the output
+    (self-copy). The least any plan of those lifetimes needs; the planner
+    (``arena.layout``) places the pieces as rigid groups and may need more."""
+    first: dict[int, int] = {source: 0}
+    last: dict[int, int] = {}
+    for v, op in enumerate(ops):
+        for t in ed.outputs(op):
+            first.setdefault(t, v)
+        for t in (*ed.inputs(op), *ed.outputs(op)):
+            if t >= 0:
+                last[t] = v
+    last[sink] = len(ops) - 1
+    live = [t for t in first if not is_constant(ed, t)]
+    nbytes = {t: tensor_bytes(ed.shape(t), ed.dtype(t)) for t in live}
+    slices, row_bytes = {}, {}
+    for v, op in enumerate(ops):
+        rs = rows.row_slice(ed, op)
+        x = ed.inputs(op)[0] if rs is not None else -1
+        if x in nbytes and nbytes[x] % ed.shape(x)[1] == 0:
+            slices[v] = (x, *rs)
+            row_bytes[x] = nbytes[x] // ed.shape(x)[1]
+    view = rows.OpView(
+        inputs=[[t for t in ed.inputs(op) if t in nbytes] for op in ops],
+        outputs=[ed.outputs(op) for op in ops], scope=list(range(len(ops))),
+        size={t: align(n) for t, n in nbytes.items()}, nbytes=nbytes,
+        first={t: first[t] for t in live}, last={t: last.get(t, first[t]) for t in live},
+        slices=slices,
+        concats=frozenset(v for v, op in enumerate(ops) if rows.concat_along_h(ed, op)),
+        row_bytes=row_bytes, pinned=frozenset((source, sink)))
+    return rows.peak(view, rows.cut(view, self_copy=True), len(ops))
+
+
+def floor(ed: Editor, source: int, sink: int, source_crops: list[int], pieces: int,
+          levers: bool = False) -> int:
     """A lower bound of ``local_peak`` of the tiles, from sizes alone (no op emitted).
 
     Two scopes of the emitted tiles are certain: each STRIDED_SLICE of the region input
@@ -157,7 +193,13 @@ def floor(ed: Editor, source: int, sink: int, source_crops: list[int], pieces: i
     the input dies there, still live at that scope), so ``source + crop`` are live
     together; and the last CONCATENATION has every band (or patch) and the region
     output live together, at least ``2 × sink`` bytes when there are ``pieces > 1``.
+
+    With the row levers (``row_peak``) only the first scope is certain: the whole input
+    and the first tile's slice (``source_crops[0]``, 0 when it takes none) are live there,
+    and the output at the end.
     """
     x = align(tensor_bytes(ed.shape(source), ed.dtype(source)))
     y = align(tensor_bytes(ed.shape(sink), ed.dtype(sink)))
+    if levers:
+        return max(x + (source_crops[0] if source_crops else 0), y)
     return max(x + max(source_crops, default=0), 2 * y if pieces > 1 else y)

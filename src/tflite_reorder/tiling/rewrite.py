@@ -216,20 +216,43 @@ class _Emitter:
         y = rp.region.output
         g = rp.grid
         bands = []
+        groups = _concat_groups(g.rows)
+        full = Span(0, ed.shape(y)[2])
+        parts: list[int] = []
+        start = 0
         for i in range(g.rows):
             patches = [self.emit_tile(i * g.cols + j, rp.tiles[i * g.cols + j])
                        for j in range(g.cols)]
-            if g.cols == 1:
-                bands.append(patches[0])
-                continue
             rows = rp.tiles[i * g.cols].out[0]
-            band = y if g.rows == 1 else self.tensor(
-                y, (rows, Span(0, ed.shape(y)[2])), f"band{i}")
-            self.new.append(ed.concat_op(patches, band, 2))
-            bands.append(band)
+            if g.cols == 1:
+                bands.append((patches[0], rows))
+            else:
+                band = y if g.rows == 1 else self.tensor(y, (rows, full), f"band{i}")
+                self.new.append(ed.concat_op(patches, band, 2))
+                bands.append((band, rows))
+            if len(groups) > 1 and i + 1 in groups:  # a group of bands is complete
+                mine, done = bands[start:], i + 1
+                start = done
+                part = Span(mine[0][1].lo, mine[-1][1].hi)
+                t = self.tensor(y, (part, full), f"bands{len(parts)}")
+                self.new.append(ed.concat_op([b for b, _ in mine], t, 1))
+                parts.append(t)
         if g.rows > 1:
-            self.new.append(ed.concat_op(bands, y, 1))
+            ins = parts if len(groups) > 1 else [b for b, _ in bands]
+            self.new.append(ed.concat_op(ins, y, 1))
         return self.new
+
+
+# TFLM's CONCATENATION takes at most this many inputs (``kMaxInputNum``, concatenation.cc).
+MAX_CONCAT_INPUTS = 10
+
+
+def _concat_groups(n: int) -> list[int]:
+    """Where groups of at most ``MAX_CONCAT_INPUTS`` consecutive bands end (as near equal
+    as can be), so more bands than one CONCATENATION takes are joined as a tree: each
+    group into a tensor of its rows as soon as it is complete, then the groups."""
+    k = -(-n // MAX_CONCAT_INPUTS)
+    return [round(n * (j + 1) / k) for j in range(k)]
 
 
 def emit(ed: Editor, rp: RegionPlan, ops: list[SpatialOp]) -> list[schema.OperatorT]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ai_edge_litert import schema_py_generated as schema
@@ -32,6 +33,9 @@ from .rewrite import CannotTile, Grid
 # Bands along H, then square-ish patches.
 GRIDS = (Grid(2), Grid(3), Grid(4), Grid(6), Grid(8), Grid(2, 2), Grid(3, 3), Grid(4, 4),
          Grid(6, 6))
+# Thinner bands, priced only with the plan's row levers: band 0's working set is what is
+# live beside the input's unconsumed rows (more than 10 are joined by a concat tree).
+FINE_BANDS = (Grid(12), Grid(16), Grid(24))
 # Candidates emitted and priced at most (each one op list on a scratch copy, a few ms).
 # Every model of models/tile_* gets the same tiling with 300 as without a bound (they
 # price up to 675); 400 keeps a margin at under 2 s of one core here.
@@ -112,8 +116,10 @@ def _scratch(model: schema.ModelT) -> schema.ModelT:
 
 
 def price(model: schema.ModelT, prof: region.Profile, r: region.Region, grid: Grid,
-          macs_cap: float = float("inf")) -> Candidate | None:
+          macs_cap: float = float("inf"), levers: bool = False) -> Candidate | None:
     """One candidate on a scratch copy; None when it adds more than ``macs_cap`` MACs.
+
+    With ``levers`` its peak is priced with the plan's row levers (``cost.row_peak``).
 
     Raises ``CannotTile`` if the grid does not fit the region and ``CannotPay`` (before
     emitting anything) if its floor is not below the region's untiled peak.
@@ -129,30 +135,32 @@ def price(model: schema.ModelT, prof: region.Profile, r: region.Region, grid: Gr
     if macs_after - macs_before > macs_cap:
         return None
     peak_before = max(prof.live[v] for v in r.ops)
-    if cost.floor(ed, r.input, r.output, _crops(ed, rp), grid.tiles) >= peak_before:
+    if cost.floor(ed, r.input, r.output, _crops(ed, rp), grid.tiles, levers) >= peak_before:
         raise CannotPay(f"{grid} on ops {r.start}-{r.end - 1}")
     n_tensors = len(ed.sg.tensors)
     new = rewrite.emit(ed, rp, ops)
+    local = cost.row_peak if levers else cost.local_peak
     return Candidate(
-        r, grid, cost.local_peak(ed, new, r.input, r.output),
+        r, grid, local(ed, new, r.input, r.output),
         cost.count_delta(ed, old, new, len(ed.sg.tensors) - n_tensors),
         macs_after - macs_before, rewrite.halo(rp), len(old), len(new), peak_before)
 
 
 def _crops(ed: Editor, rp: rewrite.RegionPlan) -> list[int]:
-    """Aligned sizes of the slices of the region input the tiles take (whole: no slice)."""
+    """Per tile, the aligned size of the slice of the region input it takes (0: none)."""
     x = rp.region.input
     sh = ed.shape(x)
     out = []
     for tp in rp.tiles:
         rows, cols = tp.need[x]
-        if (rows.size, cols.size) != (sh[1], sh[2]):
-            out.append(align(tensor_bytes((1, rows.size, cols.size, sh[3]), ed.dtype(x))))
+        whole = (rows.size, cols.size) == (sh[1], sh[2])
+        out.append(0 if whole else align(tensor_bytes((1, rows.size, cols.size, sh[3]),
+                                                      ed.dtype(x))))
     return out
 
 
 def _candidates(model, prof, grids, max_ops, macs_cap,
-                max_priced: int) -> tuple[list[Candidate], int]:
+                max_priced: int, levers: bool = False) -> tuple[list[Candidate], int]:
     """Priced candidates, the regions holding the most bytes first, and how many were priced.
 
     Within a region, finer grids of one family (bands; patches) are priced only while the
@@ -177,7 +185,7 @@ def _candidates(model, prof, grids, max_ops, macs_cap,
             if priced >= max_priced:
                 return out, priced
             try:
-                c = price(model, prof, r, g, macs_cap)
+                c = price(model, prof, r, g, macs_cap, levers)
             except CannotPay:
                 continue
             except CannotTile:
@@ -241,6 +249,13 @@ def _evaluate(prof, picks: list[Candidate], tail0: cost.Counts, macs0: int) -> C
 def choose(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts, macs0: int,
            max_overhead: float, ram_budget: int | None, objective: str = "total") -> Choice:
     """The best set of candidates (possibly none) under the objective."""
+    return best_of(_choices(prof, cands, tail0, macs0), macs0, max_overhead, ram_budget,
+                   objective)
+
+
+def _choices(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts,
+             macs0: int) -> list[Choice]:
+    """No tiling, and per head target the covers of least tail and of least MACs."""
     base = _evaluate(prof, [], tail0, macs0)
     targets = sorted({c.peak for c in cands} | set(prof.live))
     choices = [base]
@@ -251,6 +266,12 @@ def choose(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts, mac
             picks = _cover(prof, cands, target, key)
             if picks is not None:
                 choices.append(_evaluate(prof, picks, tail0, macs0))
+    return choices
+
+
+def best_of(choices: list[Choice], macs0: int, max_overhead: float, ram_budget: int | None,
+            objective: str = "total") -> Choice:
+    """The best of ``choices`` under the objective (the first, no tiling, always allowed)."""
     if ram_budget is not None:
         fitting = [c for c in choices if c.total <= ram_budget]
         if fitting:
@@ -262,6 +283,90 @@ def choose(prof: region.Profile, cands: list[Candidate], tail0: cost.Counts, mac
     return min((c for c in choices if c.macs <= cap), key=lambda c: (c.total, c.macs))
 
 
+# The plan's height (the top of the bytes live there) at each op of a tiled model, in its
+# stored order: what the caller's planner (``api.planned_heights``) reaches.
+Confirm = Callable[[schema.ModelT], list[int]]
+
+
+def apply_choice(model: schema.ModelT, choice: Choice) -> schema.ModelT:
+    """A copy of ``model`` with ``choice``'s regions tiled."""
+    out = copy.deepcopy(model)
+    for c in sorted(choice.picks, key=lambda c: -c.region.start):
+        cuts = region.profile(out).cuts  # tensor indices move as tiles are compacted
+        r = region.Region(c.region.start, c.region.end, cuts[c.region.start],
+                          cuts[c.region.end])
+        rewrite.tile_region(out, r, c.grid)
+    return out
+
+
+def _confirmed(model, prof, cands, base: tuple[cost.Counts, int], choices: list[Choice],
+               pick, confirm: Confirm, confirms: int) -> Choice:
+    """The best choice once the row levers' estimates are checked by planning.
+
+    A head priced with the row levers is the least any plan of those lifetimes needs; the
+    pieces are rigid groups, so a chain of regions can need more. The best choice is
+    planned (``confirm``: the plan's height at each op); if it is above the estimate the
+    choice keeps the planned head, the covers without the region(s) whose ops reach the
+    plan's top join the choices, and the best of those (else of all) is planned next, at
+    most ``confirms`` times. The answer is a confirmed choice (or no tiling).
+    """
+    tail0, macs0 = base
+    done: dict[tuple, int] = {}
+
+    def key(ch: Choice) -> tuple:
+        return tuple((c.region.start, c.region.end, c.grid) for c in ch.picks)
+
+    fresh: list[Choice] = []  # the covers the last failed plan suggested: tried first
+    for _ in range(confirms):
+        best = pick([choices[0], *fresh]) if fresh else pick(choices)
+        if not best.picks and fresh:
+            best = pick(choices)
+        fresh = []
+        if not best.picks or key(best) in done:
+            return best
+        heights = confirm(apply_choice(model, best))
+        planned = max(heights, default=0)
+        done[key(best)] = planned
+        if planned <= best.head:
+            return best
+        estimate = best.head
+        for ch in choices:  # the same picks may come from both cover keys
+            if key(ch) == key(best):
+                ch.head = planned
+        culprits = _at_top(best, len(prof.live), heights, planned) or best.picks
+        seen = {key(ch): ch for ch in choices}
+        for drop in [[c] for c in culprits] + [culprits]:
+            gone = {c.region for c in drop}
+            rest = [x for x in cands if x.region not in gone]
+            for cost_of in (lambda c: c.tail_added, lambda c: c.macs_added):
+                picks = _cover(prof, rest, estimate, cost_of)
+                if picks is None:
+                    continue
+                alt = _evaluate(prof, picks, tail0, macs0)
+                if key(alt) not in seen:
+                    choices.append(alt)
+                    seen[key(alt)] = alt
+                if key(alt) not in done:
+                    fresh.append(seen[key(alt)])
+    return pick([ch for ch in choices if not ch.picks or key(ch) in done])
+
+
+def _at_top(choice: Choice, n_ops: int, heights: list[int], top: int) -> list[Candidate]:
+    """The picks whose tile ops (in the tiled model's stored order) reach the plan's
+    ``top``: each region's ops take its place, ``ops_after`` of them."""
+    at = {c.region.start: c for c in choice.picks}
+    out, pos, v = [], 0, 0
+    while v < n_ops:
+        c = at.get(v)
+        if c is None:
+            pos, v = pos + 1, v + 1
+            continue
+        if any(h >= top for h in heights[pos:pos + c.ops_after]):
+            out.append(c)
+        pos, v = pos + c.ops_after, c.region.end
+    return out
+
+
 def tile_model(
     model: schema.ModelT,
     *,
@@ -271,6 +376,9 @@ def tile_model(
     max_region_ops: int = 12,
     objective: str = "total",
     max_priced: int = MAX_PRICED,
+    levers: bool = True,
+    confirm: Confirm | None = None,
+    confirms: int = 4,
 ) -> TileResult:
     """Tile the regions of subgraph 0 that pay; ``model`` is not modified.
 
@@ -281,22 +389,44 @@ def tile_model(
     the model and these arguments only, never on the machine's speed). Raises
     ``ValueError`` for an unknown objective. The result's model is the input itself
     (a copy) when nothing pays.
+
+    With ``levers`` (single-subgraph models) candidates are priced with the plan's row
+    levers (``cost.row_peak``) and thinner bands are tried; ``confirm`` (the planner's
+    heights of a tiled model) then checks those estimates (``_confirmed``, at most
+    ``confirms`` plans), and the answer is never worse than the search without the levers
+    (``grids``, whole-tensor pricing), planned the same way.
     """
     t0 = time.monotonic()
     prof = region.profile(model)
     macs0 = cost.model_macs(model)
     counts0 = cost.model_counts(model)
     cap = macs0 * max_overhead if ram_budget is None else macs0 * 4
-    cands, priced = _candidates(model, prof, grids, max_region_ops, cap, max_priced)
+    levers = levers and len(model.subgraphs) == 1  # the planner's row layouts' scope
+    base_grids = grids
+    if levers and grids is GRIDS:
+        grids = GRIDS + FINE_BANDS
+    cands, priced = _candidates(model, prof, grids, max_region_ops, cap, max_priced, levers)
     if objective not in ("total", "head"):
         raise ValueError(f"objective must be 'total' or 'head', not {objective!r}")
-    best = choose(prof, cands, counts0, macs0, max_overhead, ram_budget, objective)
-    out = copy.deepcopy(model)
-    for c in sorted(best.picks, key=lambda c: -c.region.start):
-        cuts = region.profile(out).cuts  # tensor indices move as tiles are compacted
-        r = region.Region(c.region.start, c.region.end, cuts[c.region.start],
-                          cuts[c.region.end])
-        rewrite.tile_region(out, r, c.grid)
+    choices = _choices(prof, cands, counts0, macs0)
+
+    def pick(cs: list[Choice]) -> Choice:
+        return best_of(cs, macs0, max_overhead, ram_budget, objective)
+
+    if confirm is not None and levers:
+        best = _confirmed(model, prof, cands, (counts0, macs0), choices, pick, confirm,
+                          confirms)
+        # and never worse than the search without the levers, planned the same way
+        plain_cands, more = _candidates(model, prof, base_grids, max_region_ops, cap,
+                                        max_priced)
+        priced += more
+        plain = pick(_choices(prof, plain_cands, counts0, macs0))
+        if plain.picks:
+            plain.head = max(plain.head, max(confirm(apply_choice(model, plain)), default=0))
+        best = pick([best, plain])
+    else:
+        best = pick(choices)
+    out = apply_choice(model, best)
     result = TileResult(out, macs_before=macs0, macs_after=cost.model_macs(out),
                         head_before=prof.peak, tail_before=counts0.tail(),
                         candidates=len(cands), priced=priced)
