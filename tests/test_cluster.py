@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import cloudpickle
@@ -24,15 +25,37 @@ TIMING = {"seconds", "schedule_seconds", "search_seconds", "rewrite_seconds",
           "per_subgraph", "verification"}
 
 
-@pytest.fixture(scope="module")
-def client():
+@contextmanager
+def _local_cluster():
     """Two worker processes; a task that kills a worker is given up after one more try."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None, silence_logs=40) as lc, Client(lc) as c:
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack tests/
+                         dashboard_address=":0", silence_logs=40) as lc, Client(lc) as c:
         yield c
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _by_value():
+    """The workers lack tests/: this module's functions travel by value."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One cluster for the tests whose workers stay alive."""
+    with _local_cluster() as c:
+        yield c
+
+
+@pytest.fixture
+def doomed_client():
+    """A cluster of its own for a test that kills its workers: on a loaded machine their
+    restart can outlast the test, and a shared cluster left without workers makes every
+    later test wait for ever."""
+    with _local_cluster() as c:
+        yield c
 
 
 def _result(row: dict) -> dict:
@@ -84,10 +107,11 @@ def killer(item):
     return {"input": task.src, "status": "ok", "exit_code": 0}, None
 
 
-def test_a_model_that_kills_its_workers_is_one_failed_row(client, model_dir, tmp_path):
+def test_a_model_that_kills_its_workers_is_one_failed_row(doomed_client, model_dir,
+                                                          tmp_path):
     tasks = batch.make_tasks(batch.collect_inputs([str(model_dir)]), tmp_path / "o")
     items = [(t, b"") for t in tasks]
-    rows = list(cluster.map_rows(client, killer, items,
+    rows = list(cluster.map_rows(doomed_client, killer, items,
                                  lambda item, exc: (batch._crashed(item[0]), None)))
     by = {Path(r["input"]).stem: r for r, _ in rows}
     assert set(by) == {*GOOD, "corrupt"}
