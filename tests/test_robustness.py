@@ -583,3 +583,41 @@ def test_sigterm_during_a_run_is_one_line_and_leaves_nothing(good, dirs):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "terminated; nothing written" in lines[0], run.stderr
     assert not list(dirs[1].iterdir())
+
+
+def test_model_error_messages_are_one_printable_line():
+    """A hostile model's names hold any bytes (fuzz seed 2031, case 25476: a tensor name of
+    18,000 bytes with newlines, quoted in the message): the message stays one line."""
+    from tflite_reorder.flatbuffer_io import MAX_MESSAGE, ModelError
+
+    msg = str(ModelError("tensor 3 (a\nb\x00c" + "x" * 5000 + ") is bad"))
+    assert "\n" not in msg and msg.isprintable() and len(msg) == MAX_MESSAGE
+    assert msg.startswith("tensor 3 (a\\nb\\x00c")
+    assert str(ModelError("plain")) == "plain"
+
+
+@pytest.mark.parametrize("flags", [[], ["--tile"]])
+def test_operators_with_another_operators_options(flags, tmp_path, capsys):
+    """Spliced operator codes (fuzz seed 2031, e.g. case 5464) give ops another op's options
+    table: a CONCATENATION with ADD's options. The row levers and the tiler read them as
+    no options of their own (as the runtimes' parsers do), never as an AttributeError."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tflite_reorder.flatbuffer_io import serialize_model
+    from tflite_reorder.graph import opcode_name
+
+    m = load_model(Path(__file__).resolve().parent.parent / "models" / "hconcat_int8.tflite"
+                   ).model
+    changed = 0
+    for op in m.subgraphs[0].operators:
+        if opcode_name(m, op.opcodeIndex) in ("CONCATENATION", "CONV_2D", "STRIDED_SLICE"):
+            op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+            op.builtinOptions = schema.AddOptionsT()
+            changed += 1
+    assert changed
+    src = tmp_path / "spliced.tflite"
+    src.write_bytes(serialize_model(m))
+    code, _, stderr = run_cli([str(src), str(tmp_path / "out.tflite"), "--no-verify",
+                               *flags], capsys)
+    assert code in (0, 1, 2) and "Traceback" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) <= 1 or code == 0

@@ -34,8 +34,25 @@ FILE_IDENTIFIER = b"TFL3"
 SUPPORTED_SCHEMA_VERSION = 3
 
 
+MAX_MESSAGE = 1000  # characters of a ModelError message (names in a model can be huge)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as one printable line: control and other unprintable characters escaped
+    (a hostile model's tensor names hold any bytes), at most ``limit`` characters."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 class ModelError(Exception):
-    """A model that cannot be read, understood or written; the message is one line."""
+    """A model that cannot be read, understood or written; the message is one line
+    (``one_line``), whatever the model's names hold."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 @dataclass

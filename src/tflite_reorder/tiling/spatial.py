@@ -86,6 +86,10 @@ def _window(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
     if not all(is_constant(ed, t) for t in ins[1:]):
         raise NotTileable(f"{code} has non-constant weights")
     o = op.builtinOptions
+    want = {"CONV_2D": schema.Conv2DOptionsT,
+            "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptionsT}.get(code, schema.Pool2DOptionsT)
+    if not isinstance(o, want):
+        raise NotTileable(f"{code} has no options of its own type")
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         w = ed.shape(ins[1])
         kernel = (w[1], w[2])
@@ -121,7 +125,9 @@ def _pad(ed: Editor, ins: list[int], out: int, code: str) -> SpatialOp:
 
 
 def _pointwise(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
-    if code == "CONCATENATION" and op.builtinOptions.axis not in (3, -1):
+    if code == "CONCATENATION" and not (isinstance(op.builtinOptions,
+                                                   schema.ConcatenationOptionsT)
+                                        and op.builtinOptions.axis in (3, -1)):
         raise NotTileable("CONCATENATION along a spatial axis")
     spatial = []
     for pos, t in enumerate(ins):
