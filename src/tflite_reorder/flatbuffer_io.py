@@ -611,16 +611,10 @@ class _LeanBuilder(flatbuffers.Builder):
         self.head = head
         _PACK_U32(self.Bytes, head, here - off + 4)
 
-
-    def PrependSOffsetTRelative(self, off):  # noqa: N802
-        self.Prep(4, 0)
-        here = len(self.Bytes) - self.head
-        if not off <= here:
-            raise flatbuffers.builder.OffsetArithmeticError(
-                "flatbuffers: Offset arithmetic error.")
-        head = self.head - 4
-        self.head = head
-        _PACK_I32(self.Bytes, head, here - off + 4)
+    # A table's vtable offset is signed, but its one use (``WriteVtable``'s placeholder,
+    # which it overwrites with the signed value) writes here - off + 4 with
+    # off <= here, the same 4 bytes as unsigned: one method serves both.
+    PrependSOffsetTRelative = PrependUOffsetTRelative  # noqa: N815
 
     def Prep(self, size, additionalBytes):  # noqa: N802, N803
         if size > self.minalign:
