@@ -13,6 +13,12 @@ native code instead of returning an error, which no ``try`` can catch:
   otherwise; tiny logit scales come from random weights (Keras DenseNet121 untrained);
 * nested control flow whose lifetime marking walks more subgraph visits than anyone can
   wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits);
+* TFLM only: a subgraph with operators that nothing reachable from subgraph 0 calls (a
+  duplicated or spliced subgraph). TFLM prepares every subgraph's kernels but plans only
+  the ones its lifetime marking reaches: a MEAN there (its kernel requests a scratch
+  buffer) segfaults or corrupts the heap (measured on every builtin of ``models/``; only
+  MEAN killed it, but other kernels request scratch too). ``tflm_hazard`` names it and
+  TFLM is not run on such a model (LiteRT is: it runs only subgraph 0's calls);
 * LiteRT only: an integer SVDF whose weights_time or state tensor is int8 (TFLM's own
   ``keyword_scrambled_8bit`` model). LiteRT's kernel treats both as int16, writes past the
   state buffer and the process dies of heap corruption; TFLM runs it correctly.
@@ -37,7 +43,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
-from .graph import build_graph, marking_visits, opcode_name
+from .graph import build_graph, marking_visits, opcode_name, post_order
+from .options import builtin_code
 from .tensors import text
 
 # The int8 reference SOFTMAX scales input differences by beta × scale × 2^(31 - 5) (5
@@ -70,6 +77,24 @@ def _check_model(model: schema.ModelT) -> None:
             f"{MAX_MARKING_VISITS})")
 
 
+def tflm_hazard(model_bytes: bytes) -> str:
+    """Why TFLM must not be run on ``model_bytes`` although ``check`` passed ("" when
+    nothing is known): see the module docstring. ``check`` must have passed."""
+    return derived(model_bytes, "preflight.tflm_hazard",
+                   lambda raw: _unreached_operators(read_only(raw)))
+
+
+def _unreached_operators(model: schema.ModelT) -> str:
+    graph = build_graph(model)
+    reached = set(post_order(graph, [0]))
+    for s, sg in enumerate(graph.subgraphs):
+        if s not in reached and sg.ops:
+            return (f"subgraph {s} has operators but nothing reachable from subgraph 0 "
+                    f"calls it: TFLM prepares its kernels without planning them and can "
+                    f"crash (a MEAN there segfaults it)")
+    return ""
+
+
 def check_litert(model_bytes: bytes) -> None:
     """``check`` plus what only LiteRT cannot survive; raises ModelError.
 
@@ -85,8 +110,7 @@ def _litert_checked(model_bytes: bytes) -> None:
     _check_model(model)
     for s, sg in enumerate(model.subgraphs):
         for v, op in enumerate(sg.operators or []):
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+            builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
             if builtin != schema.BuiltinOperator.SVDF or len(op.inputs) < 5:
                 continue
             types = [None if i < 0 else int(sg.tensors[i].type) for i in op.inputs]
@@ -139,9 +163,7 @@ def _check_offline_plan(model: schema.ModelT) -> None:
 def _check_softmax(model: schema.ModelT) -> None:
     for s, sg in enumerate(model.subgraphs):
         for i, op in enumerate(sg.operators or []):
-            # options of another op's type (a corrupt or spliced model) are no beta: as
-            # with none, the runtimes use their default
-            beta = getattr(op.builtinOptions, "beta", None)
+            beta = getattr(op.builtinOptions, "beta", None)  # None: no options stored
             if (opcode_name(model, op.opcodeIndex) != "SOFTMAX" or beta is None
                     or op.inputs is None or len(op.inputs) == 0 or op.inputs[0] < 0):
                 continue

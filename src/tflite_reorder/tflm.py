@@ -123,6 +123,9 @@ def _interpreter(model_bytes: bytes, arena_size: int):
     """A TFLM interpreter; it plans and allocates the arena right here."""
     _require()
     preflight.check(model_bytes)
+    hazard = preflight.tflm_hazard(model_bytes)
+    if hazard:
+        raise TflmError(f"not run in TFLM: {hazard}")
     return _guarded(
         lambda: _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
     )

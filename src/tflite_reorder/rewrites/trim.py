@@ -26,7 +26,7 @@ def candidates(ed: Editor) -> list[int]:
 
 def _reach(ed: Editor, e: schema.OperatorT, axis: int) -> int:
     """How many leading rows (axis 1) or columns (axis 2) of its input ``e`` reads."""
-    o = e.builtinOptions
+    o = ed.options(e)
     code = ed.opcode(e)
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         k = ed.shape(ed.inputs(e)[1])[axis]
@@ -53,7 +53,7 @@ def _trimmed(ed: Editor, pad: schema.OperatorT) -> np.ndarray:
     for e in consumers:
         if ed.opcode(e) not in WINDOWED or ed.inputs(e)[0] != out or out in ed.inputs(e)[1:]:
             raise NotApplicable(f"consumer {ed.opcode(e)} is not a windowed op on the data")
-        if e.builtinOptions.padding != schema.Padding.VALID:
+        if ed.options(e).padding != schema.Padding.VALID:
             raise NotApplicable("a consumer pads again (SAME): it reads every row")
     new = pads.astype(np.int64).copy()
     for axis in (1, 2):

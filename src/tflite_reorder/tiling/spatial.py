@@ -85,11 +85,7 @@ def _window(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
     x = _feature_map(ed, ins[0])
     if not all(is_constant(ed, t) for t in ins[1:]):
         raise NotTileable(f"{code} has non-constant weights")
-    o = op.builtinOptions
-    want = {"CONV_2D": schema.Conv2DOptionsT,
-            "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptionsT}.get(code, schema.Pool2DOptionsT)
-    if not isinstance(o, want):
-        raise NotTileable(f"{code} has no options of its own type")
+    o = ed.options(op, NotTileable)
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         w = ed.shape(ins[1])
         kernel = (w[1], w[2])
@@ -125,9 +121,7 @@ def _pad(ed: Editor, ins: list[int], out: int, code: str) -> SpatialOp:
 
 
 def _pointwise(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
-    if code == "CONCATENATION" and not (isinstance(op.builtinOptions,
-                                                   schema.ConcatenationOptionsT)
-                                        and op.builtinOptions.axis in (3, -1)):
+    if code == "CONCATENATION" and ed.options(op, NotTileable).axis not in (3, -1):
         raise NotTileable("CONCATENATION along a spatial axis")
     spatial = []
     for pos, t in enumerate(ins):
