@@ -64,9 +64,13 @@ REJECTED = {
     "quant_scale_zero.tflite": "has quantization scale 0; scales must be positive",
     "quant_scale_nan.tflite": "has quantization scale nan; scales must be positive",
     "offline_plan_buffer0.tflite": "is in buffer 0, which holds no plan",
+    "unscaled_add_operand.tflite": "operator 3 (ADD) has a quantised output but its tensor 14 "
+                                   "(INT32) has no quantization scale",
     "plan_shares_weight.tflite": "offline plan (metadata OfflineMemoryAllocation) has",
     "nested_if_shared30.tflite": "lifetime marking would visit 2147483647 subgraphs",
     "large_custom_options.tflite": "cannot verify: no runtime runs this model",
+    # LiteRT refuses it; TFLM, run in a child process for that reason, dies of SIGFPE
+    "conv_1d_input.tflite": "cannot verify: no runtime runs this model",
     "fill_int64_negative.tflite": "cannot verify: no runtime runs this model",
     "fill_int64_huge.tflite": "arena tensors need more than 2147483647 bytes",
 }
@@ -80,7 +84,7 @@ ACCEPTED_NO_VERIFY = [
     "offline_plan_buffer0.tflite", "plan_shares_weight.tflite", "nested_if_shared30.tflite",
     "large_custom_options.tflite", "junk_constant_m1m1.tflite", "junk_constant_m2m3.tflite",
     "fill_int64_negative.tflite", "huge_stored_shape.tflite", "foreign_options.tflite",
-    "uncalled_subgraph.tflite",
+    "uncalled_subgraph.tflite", "unscaled_add_operand.tflite", "conv_1d_input.tflite",
 ]
 
 
@@ -253,7 +257,8 @@ def test_truncated_at_50_offsets(dirs, capsys):
 # Readable inputs that ``check`` does not call clean: TFLM cannot run them (and some hold
 # operators with no shape rule or dynamic dimensions).
 CHECK_FINDS = {"dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
-               "custom_and_unknown_ops.tflite", "uncalled_subgraph.tflite"}
+               "custom_and_unknown_ops.tflite", "uncalled_subgraph.tflite",
+               "conv_1d_input.tflite"}
 
 
 # Inputs the runtimes' preflight refuses (optimize exit 2): (inspect, check, arena) codes.
@@ -261,7 +266,7 @@ CHECK_FINDS = {"dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
 PREFLIGHT = {
     **dict.fromkeys(("quant_scale_zero.tflite", "quant_scale_nan.tflite",
                      "offline_plan_buffer0.tflite", "plan_shares_weight.tflite",
-                     "nested_if_shared30.tflite"), (0, 2, 2)),
+                     "nested_if_shared30.tflite", "unscaled_add_operand.tflite"), (0, 2, 2)),
     "large_custom_options.tflite": (0, 1, 0), "fill_int64_negative.tflite": (0, 1, 0),
     "fill_int64_huge.tflite": (2, 1, 2),
     "junk_constant_m1m1.tflite": (0, 0, 0), "junk_constant_m2m3.tflite": (0, 0, 0),

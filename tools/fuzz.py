@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures as cf
 import contextlib
 import copy
 import multiprocessing as mp
@@ -61,6 +62,7 @@ DEFAULT_MODELS = (
     "hconcat_int8", "add_tree_int8",
 )
 LEVERS = ({"rewrite": True}, {"tile": True}, {"rewrite": True, "tile": True})
+LEVER_TIMEOUT = 3  # a case with levers may take this many times --case-timeout
 INTERESTING_I32 = (0, 1, 2, 3, 4, 7, 8, 15, 16, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF,
                    -1, -2, -128, -0x80000000)
 
@@ -663,17 +665,27 @@ def run_range(args: tuple) -> Tally:
     return tally
 
 
+_RUNNING = None  # shared array: the case each worker runs (a native crash kills the worker)
+
+
+def _share_running(running, slots) -> None:
+    global _RUNNING
+    _RUNNING = (running, slots.get())
+
+
 def _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally,
                share=0.0):
     for i in indices:
+        if _RUNNING is not None:
+            _RUNNING[0][_RUNNING[1]] = i
         what, data = make_case(seed, i, seeds)
         levers = levers_of(seed, i, share)
         if levers:
             what += " [" + "+".join(sorted(levers)) + "]"
             tally.counts["with levers"] += 1
         t0 = time.monotonic()
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, case_timeout)
+        if use_alarm:  # the levers run the pipeline again, tiling searches for seconds
+            signal.setitimer(signal.ITIMER_REAL, case_timeout * (LEVER_TIMEOUT if levers else 1))
         try:
             outcome, detail = run_case(data, time_limit, levers)
         except CaseTimeout:
@@ -706,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--time-limit", type=float, default=0.2, help="scheduler seconds per call")
-    ap.add_argument("--case-timeout", type=float, default=20.0, help="a slower case is a hang")
+    ap.add_argument("--case-timeout", type=float, default=20.0,
+                    help="a slower case is a hang (x3 for a case with levers)")
     ap.add_argument("--lever-share", type=float, default=0.1,
                     help="share of cases also run with rewrite/tile (0 for none)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
@@ -729,8 +742,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs == 1:
         tallies = [run_range(work[0])]
     else:
-        with mp.get_context("fork").Pool(args.jobs) as pool:
-            tallies = pool.map(run_range, work)
+        tallies = _in_workers(work, args.seed)
+        if tallies is None:
+            return 1
     total = Tally()
     for t in tallies:
         total.counts.update(t.counts)
@@ -751,6 +765,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.results:
         _write_results(args, names, total, seconds)
     return 1 if total.crashes else 0
+
+
+def _in_workers(work: list[tuple], seed: int) -> list[Tally] | None:
+    """``run_range`` of each chunk in its own process; None (after naming the cases then
+    running) when a worker dies: a native crash, which no ``try`` in the worker catches."""
+    ctx = mp.get_context("fork")
+    running, slots = ctx.Array("q", [-1] * len(work), lock=False), ctx.Queue()
+    for j in range(len(work)):
+        slots.put(j)
+    with cf.ProcessPoolExecutor(len(work), mp_context=ctx, initializer=_share_running,
+                                initargs=(running, slots)) as pool:
+        try:
+            return list(pool.map(run_range, work))
+        except cf.process.BrokenProcessPool:
+            cases = [int(i) for i in running if i >= 0]
+            print(f"CRASH: a worker process died (native crash) while running one of the "
+                  f"cases {cases}; replay each with --seed {seed} --only N", file=sys.stderr)
+            return None
 
 
 def _write_results(args, names: list[str], total: Tally, seconds: float) -> None:

@@ -5,6 +5,10 @@ native code instead of returning an error, which no ``try`` can catch:
 
 * a quantisation scale that is 0, negative, infinite or NaN: LiteRT and TFLM ``abort()``
   while preparing the kernels;
+* a quantised (int8/int16) ADD, SUB or MUL with an operand or output that has no
+  quantisation scale (an int32 constant wired into an int8 ADD, an int8 tensor stored
+  without parameters): the kernels derive their multipliers from a scale of 0 and TFLM
+  ``abort()``s (LiteRT refuses operands of differing types, and aborts on a missing scale);
 * an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
   segfaults;
@@ -42,6 +46,7 @@ from functools import lru_cache
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from .dtypes import TYPE_NAMES
 from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
 from .graph import build_graph, marking_visits, opcode_name, post_order
 from .options import builtin_code
@@ -55,6 +60,10 @@ SOFTMAX_CHECKED_TYPES = (schema.TensorType.INT8, schema.TensorType.UINT8)
 # integer bits: 512 classes near the maximum abort it (measured: 511 run, 512 abort).
 SOFTMAX_MAX_SAFE_DEPTH = 511
 
+# Quantised kernels that compute multipliers from every operand's scale (and the output's).
+SCALED_ARITHMETIC = frozenset({"ADD", "SUB", "MUL"})
+QUANTISED_TYPES = (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16)
+
 # Subgraph visits of TFLM's lifetime marking beyond which its initialisation is refused.
 MAX_MARKING_VISITS = 100_000
 
@@ -67,6 +76,7 @@ def check(model_bytes: bytes) -> None:
 
 def _check_model(model: schema.ModelT) -> None:
     _check_quantization(model)
+    _check_scaled_arithmetic(model)
     _check_offline_plan(model)
     _check_softmax(model)
     visits = marking_visits(build_graph(model))
@@ -138,6 +148,26 @@ def _check_quantization(model: schema.ModelT) -> None:
                 raise ModelError(
                     f"subgraph {s} tensor {t} has quantization scale {value:g}; scales must "
                     f"be positive and finite (LiteRT and TFLM abort on it)")
+
+
+def _check_scaled_arithmetic(model: schema.ModelT) -> None:
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            outs = [] if op.outputs is None else [int(t) for t in op.outputs]
+            if not outs or sg.tensors[outs[0]].type not in QUANTISED_TYPES:
+                continue
+            name = opcode_name(model, op.opcodeIndex)
+            if name not in SCALED_ARITHMETIC:
+                continue
+            ins = [] if op.inputs is None else [int(t) for t in op.inputs if t >= 0]
+            for t in (*ins, outs[0]):
+                q = sg.tensors[t].quantization
+                if q is None or q.scale is None or len(q.scale) == 0:
+                    tensor = sg.tensors[t]
+                    raise ModelError(
+                        f"subgraph {s} operator {i} ({name}) has a quantised output but its "
+                        f"tensor {t} ({TYPE_NAMES.get(tensor.type, tensor.type)}) has no "
+                        f"quantization scale (TFLM aborts on it; LiteRT refuses it)")
 
 
 def _check_offline_plan(model: schema.ModelT) -> None:
