@@ -208,6 +208,14 @@ class LiteOperator:
                 self._options = _options(self._raw, self._options_pos, self.builtinOptionsType)
         return self._options
 
+    @property
+    def options_unpacked(self) -> bool:
+        """Whether the options were unpacked in full (a field ``option`` could not read
+        alone, or ``builtinOptions`` asked for): later ``option`` reads answer from that
+        unpack, which reads a corrupt table as no options at all, where earlier reads of
+        single fields may have answered."""
+        return self._options is not False
+
     def option(self, name: str):
         """``getattr(self.builtinOptions, name, None)``, reading that one field through the
         generated accessor instead of unpacking the whole table (shape inference reads a few
