@@ -43,8 +43,9 @@ The rules the C code needs come from their one home, as tables built here once p
 bytes per element (``dtypes``), the alignment, which opcodes and tensor types keep their
 stored relative order (``graph.stateful_opcode``, ``graph.STATE_TYPES``), which builtins
 the general path treats specially (``graph.CONTROL_FLOW`` declined; the Python pass for
-``candidate.REPAIRED_OPS`` and ``shapes.CHECKED_OPS``), and the reader's limits (``flatbuffer_io``). ``TFLITE_REORDER_PURE_PYTHON`` (as for the
-search core, ``searchcore.unavailable``) switches it off.
+``candidate.REPAIRED_OPS`` and ``shapes.CHECKED_OPS``), and the reader's limits
+(``flatbuffer_io``). ``TFLITE_REORDER_PURE_PYTHON`` (as for the search core,
+``searchcore.unavailable``) switches it off.
 """
 
 from __future__ import annotations
