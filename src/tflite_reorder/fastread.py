@@ -236,7 +236,7 @@ class LiteOperator:
             value = read(table)
         except Exception:  # corrupt: as the full unpack reads it (None options)
             return getattr(self.builtinOptions, name, None)
-        if not isinstance(value, int | float | bytes | str | np.ndarray | None):
+        if not isinstance(value, _PLAIN):
             return getattr(self.builtinOptions, name, None)
         return value
 
@@ -265,6 +265,7 @@ class _FastTable(flatbuffers.table.Table):
         return 0
 
 
+_PLAIN = (int, float, bytes, str, np.ndarray, type(None))  # values option() returns as read
 _ACCESSORS: dict[int, type | None] = {}  # BuiltinOptions code -> generated table class
 _FIELDS: dict[tuple[int, str], object] = {}  # (code, field) -> _field_reader's answer
 

@@ -22,7 +22,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ..dtypes import tensor_bytes, type_name
 from ..flatbuffer_io import remove_offline_plan
-from ..graph import opcode_name
+from ..graph import opcode_name, opcode_namer
 from ..shapes import Shape, infer_subgraph, int_value
 from .edit import Editor
 
@@ -87,8 +87,10 @@ def plan_repairs(model, s: int, shapes: list[Shape] | None = None) -> list[PadRe
     ``infer_subgraph`` raises.
     """
     sg = model.subgraphs[s]
+    name = opcode_namer(model)
     found = [(i, op, pads) for i, op in enumerate(sg.operators or [])
-             if (pads := _s2b_paddings(model, sg, op)) is not None]
+             if name(op.opcodeIndex) == "SPACE_TO_BATCH_ND"
+             and (pads := _s2b_paddings(model, sg, op)) is not None]
     if not found:
         return []
     shapes = infer_subgraph(model, s) if shapes is None else shapes
@@ -99,7 +101,7 @@ def plan_repairs(model, s: int, shapes: list[Shape] | None = None) -> list[PadRe
         if len(pads) < len(shape) and min(shape) >= 0:
             full = np.zeros((len(shape), 2), np.int32)
             full[1:1 + len(pads)] = pads
-            grown = tuple(d + int(a) + int(b) for d, (a, b) in zip(shape, full, strict=True))
+            grown = tuple(d + a + b for d, (a, b) in zip(shape, full.tolist(), strict=True))
             out.append(PadRepair(i, x, full, grown, pads.shape))
     return out
 
