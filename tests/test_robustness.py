@@ -642,3 +642,40 @@ def test_levers_on_foreign_options_corpus_entry(flags, dirs, capsys):
     run = run_cli([src, out_dir / "out.tflite", "--json", *flags], capsys)
     assert run.code == 0 and "Traceback" not in run.err, run.err
     assert json.loads(run.out)["verification"]["ok"]
+
+
+
+def _weights_swapped(name: str, code: str):
+    """Model ``name`` with the first ``code`` op's weights and bias swapped (and that op)."""
+    from tflite_reorder.graph import opcode_name
+
+    m = load_model(MODELS / f"{name}.tflite").model
+    op = next(o for o in m.subgraphs[0].operators if opcode_name(m, o.opcodeIndex) == code)
+    op.inputs = np.array([op.inputs[0], op.inputs[2], op.inputs[1]], np.int32)
+    return m, op
+
+
+@pytest.mark.parametrize("code", ["CONV_2D", "DEPTHWISE_CONV_2D"])
+def test_a_convolution_with_1d_weights_costs_nothing_and_ends_a_region(code):
+    """Fuzz seed 2032, cases 261 and 1217: a convolution whose weights and bias were swapped
+    (its "weights" 1-D). The tiler's MAC count and window geometry read them as 4-D
+    (IndexError); such an op now costs no MACs and is not tileable."""
+    from tflite_reorder.rewrites.edit import Editor
+    from tflite_reorder.tiling import cost
+    from tflite_reorder.tiling.spatial import NotTileable, describe
+
+    m, op = _weights_swapped("concat_dw_int8", code)
+    ed = Editor(m, 0)
+    assert cost.op_macs(ed, op) == 0
+    with pytest.raises(NotTileable, match="weights are not 4-D"):
+        describe(ed, op)
+
+
+def test_levers_on_a_convolution_with_1d_weights():
+    from tflite_reorder import api
+    from tflite_reorder.flatbuffer_io import serialize_model
+
+    m, _ = _weights_swapped("hconcat_int8", "CONV_2D")
+    result = api.optimize(serialize_model(m), verify=False, time_limit=0.2, rewrite=True,
+                          tile=True)
+    assert load_model(result.data).model.subgraphs

@@ -87,12 +87,16 @@ def _window(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
         raise NotTileable(f"{code} has non-constant weights")
     o = ed.options(op, NotTileable)
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        w = ed.shape(ins[1])
+        w = ed.shape(ins[1]) if len(ins) > 1 and ins[1] >= 0 else ()
+        if len(w) != 4:
+            raise NotTileable(f"{code} weights are not 4-D")
         kernel = (w[1], w[2])
         dilation = (o.dilationHFactor or 1, o.dilationWFactor or 1)
     else:
         kernel, dilation = (o.filterHeight, o.filterWidth), (1, 1)
     stride = (o.strideH or 1, o.strideW or 1)
+    if min(*kernel, *stride, *dilation) < 1:
+        raise NotTileable(f"{code} has a kernel, stride or dilation below 1")
     same = o.padding == schema.Padding.SAME
     axes = []
     for a in range(2):
