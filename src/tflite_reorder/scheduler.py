@@ -54,6 +54,7 @@ from .bounds import (
 )
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import beam_improve, improve_order
+from .lns import lns_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import (
     SourceMacros,
@@ -84,6 +85,7 @@ BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
 SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
 ROOT_CLOSURE_AFTER = 0
+WINDOW_SHARE = 0.3  # of the last phase: window re-solves at every peak, then lns.py
 PAIR_CANDIDATES = 24  # ops (largest closure bounds) whose pairs and sets are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
@@ -949,14 +951,20 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
         goal &= ~_trailing(pr.ctx, start, goal)
         order, worst = beam_improve(pr.ctx, start, goal, mem, r.order, r.worst, floor,
                                     until, _mstep if pr.ctx.source else _step)
+        # the time the widest beam that fits leaves: large-neighbourhood search (lns.py)
+        order, worst = lns_order(pr.ctx, start, mem, order, worst, floor, until, search,
+                                 _step)
         if worst < r.worst:
             r.order, r.worst = order, worst
 
     def improve(pr: _Prep, i: int, until: float) -> None:
         start, goal, mem, _, _ = pr.seg_data[i]
         r = pr.results[i]
+        split = time.monotonic() + WINDOW_SHARE * max(0.0, until - time.monotonic())
         r.order, r.worst = improve_order(pr.ctx, start, goal, mem, r.order, r.worst, floor,
-                                         until, search, _step)
+                                         split, search, _step)
+        r.order, r.worst = lns_order(pr.ctx, start, mem, r.order, r.worst, floor, until,
+                                     search, _step)
 
     if _ortools_flow is not None:  # bounds first: every later phase runs under them
         until = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
