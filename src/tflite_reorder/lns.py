@@ -121,7 +121,7 @@ def _lower(ctx, states, part: list[int], a: int, b: int, worst: int, floor: int,
     S_a, M_a = states[a]
     until = min(deadline, time.monotonic() + budget * TRY_SECONDS)
     got = search(ctx, S_a, states[b][0], M_a, target, (part, worst), until,
-                 budget * TRY_STATES).order
+                 budget * TRY_STATES, state_bounds=False).order
     if got == part or sorted(got) != sorted(part):
         return None
     return got

@@ -83,9 +83,9 @@ SET_WIDTH = 8  # ... growing the best 8 sets of k ops by one op ...
 SET_MAX_OPS = 8  # ... up to 8 ops (2^8 orders of them, memoised)
 BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
-SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
+SEARCH_SHARE = 0.5  # ... then a second exact search pass; the rest: window re-solves, lns.py
 ROOT_CLOSURE_AFTER = 0
-WINDOW_SHARE = 0.3  # of the last phase: window re-solves at every peak, then lns.py
+WINDOW_SHARE = 0.5  # of the last phase: window re-solves at every peak, then lns.py
 PAIR_CANDIDATES = 24  # ops (largest closure bounds) whose pairs and sets are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
@@ -453,6 +453,7 @@ def search(
     deadline: float,
     max_states: int,
     progress: Progress | None = None,
+    state_bounds: bool = True,
 ) -> _Result:
     """Best-first bottleneck search from downset ``start`` to ``goal``.
 
@@ -461,6 +462,8 @@ def search(
     once evaluated at its first pop, the per-state closure bound (A*: the bound depends on
     S only and never exceeds the peak of a completion from S, so the first goal taken off
     the heap is still optimal, and a free move under the raised key is still free).
+    ``state_bounds=False``: no per-state bounds (lns.py's many small window searches, whose
+    budgets of a few thousand states the flows would eat).
     """
     entered = time.monotonic()
     best_order, best_worst = incumbent
@@ -518,7 +521,7 @@ def search(
     closure_after = CLOSURE_AFTER
     seg = goal & ~start
     cands: list[int] = []
-    if _ortools_flow is not None and ctx.p.n_ops <= CLOSURE_MAX_OPS:
+    if state_bounds and _ortools_flow is not None and ctx.p.n_ops <= CLOSURE_MAX_OPS:
         rank = ctx.static_lb if ctx.root_closure is None else ctx.root_closure
         cands = sorted((v for v in range(ctx.p.n_ops) if (seg >> v) & 1),
                        key=lambda v: -int(rank[v]))[:CLOSURE_CANDIDATES]
@@ -951,9 +954,6 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
         goal &= ~_trailing(pr.ctx, start, goal)
         order, worst = beam_improve(pr.ctx, start, goal, mem, r.order, r.worst, floor,
                                     until, _mstep if pr.ctx.source else _step)
-        # the time the widest beam that fits leaves: large-neighbourhood search (lns.py)
-        order, worst = lns_order(pr.ctx, start, mem, order, worst, floor, until, search,
-                                 _step)
         if worst < r.worst:
             r.order, r.worst = order, worst
 
