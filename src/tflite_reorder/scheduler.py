@@ -83,9 +83,8 @@ SET_WIDTH = 8  # ... growing the best 8 sets of k ops by one op ...
 SET_MAX_OPS = 8  # ... up to 8 ops (2^8 orders of them, memoised)
 BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
-SEARCH_SHARE = 0.5  # ... then a second exact search pass; the rest: window re-solves, lns.py
+SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
 ROOT_CLOSURE_AFTER = 0
-WINDOW_SHARE = 0.5  # of the last phase: window re-solves at every peak, then lns.py
 PAIR_CANDIDATES = 24  # ops (largest closure bounds) whose pairs and sets are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
@@ -960,9 +959,9 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
     def improve(pr: _Prep, i: int, until: float) -> None:
         start, goal, mem, _, _ = pr.seg_data[i]
         r = pr.results[i]
-        split = time.monotonic() + WINDOW_SHARE * max(0.0, until - time.monotonic())
         r.order, r.worst = improve_order(pr.ctx, start, goal, mem, r.order, r.worst, floor,
-                                         split, search, _step)
+                                         until, search, _step)
+        # the time the window re-solves leave (they stop once every window failed): lns.py
         r.order, r.worst = lns_order(pr.ctx, start, mem, r.order, r.worst, floor, until,
                                      search, _step)
 
