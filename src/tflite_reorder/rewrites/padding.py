@@ -22,7 +22,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ..dtypes import tensor_bytes, type_name
 from ..flatbuffer_io import remove_offline_plan
-from ..graph import opcode_name, opcode_namer
+from ..graph import opcode_name
 from ..shapes import Shape, infer_subgraph, int_value
 from .edit import Editor
 
@@ -87,10 +87,11 @@ def plan_repairs(model, s: int, shapes: list[Shape] | None = None) -> list[PadRe
     ``infer_subgraph`` raises.
     """
     sg = model.subgraphs[s]
-    name = opcode_namer(model)
+    codes = {i for i in range(len(model.operatorCodes or []))
+             if opcode_name(model, i) == "SPACE_TO_BATCH_ND"}
     found = [(i, op, pads) for i, op in enumerate(sg.operators or [])
-             if name(op.opcodeIndex) == "SPACE_TO_BATCH_ND"
-             and (pads := _s2b_paddings(model, sg, op)) is not None]
+             if op.opcodeIndex in codes
+             and (pads := _s2b_paddings(model, sg, op)) is not None] if codes else []
     if not found:
         return []
     shapes = infer_subgraph(model, s) if shapes is None else shapes
