@@ -81,7 +81,7 @@ SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
-DECIDE_SHARE = 0.3  # of the time left after bounds: "is there a better order?" (decision)
+DECIDE_SHARE = 0.2  # of the time left after bounds: "is there a better order?" (decision)
 DECIDE_STATE_FACTOR = 8  # its states cost a tenth of a best-first state: max_states x 8
 PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this many states
 QUICK_SHARE = 0.5  # of the time left then: the first exact search pass ...
