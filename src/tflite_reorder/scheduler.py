@@ -82,7 +82,7 @@ CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are us
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
 DECIDE_SHARE = 0.2  # of the time left after bounds: "is there a better order?" (decision)
-DECIDE_STATE_FACTOR = 8  # its states cost a tenth of a best-first state: max_states x 8
+DECIDE_STATES = 500_000  # ... up to this many states per segment (the 56-node proof: 373k)
 PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this many states
 QUICK_SHARE = 0.5  # of the time left then: the first exact search pass ...
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
@@ -708,6 +708,7 @@ class _Prep:
     seg_data: list[tuple[int, int, int, list[int], int]]  # start, goal, mem, order, worst
     floor: int  # proven lower bound on the piece's peak (hence on the whole problem's)
     results: dict[int, _Result] = field(default_factory=dict)
+    decided: dict[int, _Result] = field(default_factory=dict)  # open after the decisions
 
 
 def _prepare(ctx: Context, stored: Sequence[int] | None) -> _Prep:
@@ -828,7 +829,7 @@ def schedule(
     # Pass 0: "is there an order better than the incumbent?" (decision.decide) until no:
     # the incumbent is then optimal.
     states, floor = _decide_pass(work, floor, deadline, DECIDE_SHARE,
-                                 max_states * DECIDE_STATE_FACTOR)
+                                 min(max_states, DECIDE_STATES))
     # Pass 1: the exact search on every open segment, a share of the time each (by size),
     # up to QUICK_STATES states.
     more, stopped, floor = _search_pass(work, floor, deadline, QUICK_SHARE,
@@ -837,6 +838,7 @@ def schedule(
     if any(not pr.results[i].exact for pr, i in work):
         floor, more, stopped = _anytime(work, floor, deadline, max_states, progress)
         states += more
+    _merge_decided(work)
     full_order: list[int] = []
     for piece, pr in zip(pieces, preps, strict=True):
         if pr is None:
@@ -890,10 +892,25 @@ def _decide_pass(work, floor: int, deadline: float, share: float,
         left = max(0.0, until - time.monotonic())
         r = _decide_segment(pr, i, floor, time.monotonic() + left * _ops(pr, i) / max(1, size),
                             max_states)
-        pr.results[i] = r
+        if r.exact:
+            pr.results[i] = r
+        else:  # kept aside: the later phases start from the starting orders, as without
+            pr.decided[i] = r  # decisions (their local searches are path-dependent)
         states += r.states
         floor = max(floor, r.bound)  # a proven lower bound on the whole problem
     return states, floor
+
+
+def _merge_decided(work) -> None:
+    """Per segment, the better of the final order and the decisions' order, and the larger
+    of their bounds (the decisions' is already in the floor)."""
+    for pr, i in work:
+        d, r = pr.decided.pop(i, None), pr.results.get(i)
+        if d is None or r is None:
+            continue
+        r.bound = max(r.bound, d.bound)
+        if d.worst < r.worst:
+            r.order, r.worst = d.order, d.worst
 
 
 def _decide_segment(pr: _Prep, i: int, floor: int, until: float, max_states: int) -> _Result:
@@ -902,7 +919,8 @@ def _decide_segment(pr: _Prep, i: int, floor: int, until: float, max_states: int
     bound, the new floor), while these probes stay within ``PROBE_STATES`` states; then
     from above: "an order better than the incumbent?" (K = its peak minus one byte), again
     after every better order found, until it is proved that none exists (the incumbent is
-    optimal) or a limit stops it (the better incumbent is kept, not exact)."""
+    optimal) or a limit stops it (the better incumbent is kept, not exact); at most
+    ``max_states`` states in all."""
     ctx = pr.ctx
     start, goal, mem, order, worst = pr.seg_data[i]
     goal &= ~_trailing(ctx, start, goal)
@@ -910,9 +928,12 @@ def _decide_segment(pr: _Prep, i: int, floor: int, until: float, max_states: int
     low, probes, n, stopped = floor, 0, 0, ""
     while worst > low and not stopped:
         below = probes < PROBE_STATES
+        if n >= max_states:
+            stopped = "state limit"
+            break
         d = decide(ctx, start, goal, mem, low if below else worst - 1, until,
-                   min(max_states, PROBE_STATES - probes) if below else max_states, step,
-                   COMPILED_SEARCH)
+                   min(max_states - n, PROBE_STATES - probes) if below else max_states - n,
+                   step, COMPILED_SEARCH)
         n += d.states
         if below:
             probes += d.states
