@@ -81,10 +81,10 @@ SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
-DECIDE_SHARE = 0.2  # of the time left after bounds: "is there a better order?" (decision)
-DECIDE_STATES = 500_000  # ... up to this many states per segment (the 56-node proof: 373k)
+DECIDE_SHARE = 0.1  # of the time left after bounds: "is there a better order?" (decision),
+DECIDE_STATES = 400_000  # ... up to this many states per segment (the 56-node proof: 373k)
 PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this many states
-QUICK_SHARE = 0.5  # of the time left then: the first exact search pass ...
+QUICK_SHARE = 0.5  # of the time left then (decisions included): the first exact search pass
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
 ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
@@ -827,12 +827,17 @@ def schedule(
         elif worst <= floor:
             pr.results[i] = _Result(order, worst, floor, True, 0)
     # Pass 0: "is there an order better than the incumbent?" (decision.decide) until no:
-    # the incumbent is then optimal.
+    # the incumbent is then optimal. Its time comes out of pass 1's share, so the phases
+    # after pass 1 keep the time they had without it.
+    before = time.monotonic()
+    quick_until = before + QUICK_SHARE * max(0.0, deadline - before)
     states, floor = _decide_pass(work, floor, deadline, DECIDE_SHARE,
                                  min(max_states, DECIDE_STATES))
     # Pass 1: the exact search on every open segment, a share of the time each (by size),
     # up to QUICK_STATES states.
-    more, stopped, floor = _search_pass(work, floor, deadline, QUICK_SHARE,
+    now = time.monotonic()
+    quick = max(0.0, quick_until - now) / max(1e-9, deadline - now)
+    more, stopped, floor = _search_pass(work, floor, deadline, quick,
                                           min(max_states, QUICK_STATES), progress)
     states += more
     if any(not pr.results[i].exact for pr, i in work):
