@@ -45,5 +45,7 @@ PyObject *fast_peak(PyObject *self, PyObject *args);
 extern const char FAST_PEAK_DOC[];
 /* lite_tables(raw): fastread.read_lite's fields as tuples, or None (fastread reads them). */
 PyObject *lite_tables(PyObject *self, PyObject *args);
+/* full_tables(raw): every tensor and operator field parse_model unpacks, or None. */
+PyObject *full_tables(PyObject *self, PyObject *args);
 
 #endif

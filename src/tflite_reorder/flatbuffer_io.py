@@ -27,6 +27,7 @@ import flatbuffers.table
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from . import fullread
 from .dtypes import BUFFER_ALIGNMENT, FIXED_SIZE, align
 from .tensors import text
 
@@ -184,7 +185,7 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     try:
         check_table_counts(raw, source)
         with _fast_tables(raw):
-            model = schema.ModelT.InitFromPackedBuf(raw, 0)
+            model = fullread.unpack_model(raw) or schema.ModelT.InitFromPackedBuf(raw, 0)
     except ModelError:
         raise
     except Exception as exc:  # the generated reader raises anything on corrupt input
