@@ -5,36 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from conftest import ALL_MODELS, ROOT
 from test_fastread import _mutations
+from test_flatbuffer_io import _same_tree
+from tinymodels import rare_fields_model
 
 from tflite_reorder import fullread
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
 
 CORPUS = sorted((ROOT / "tests" / "bad_inputs").glob("*.tflite"))
-
-
-def _same(a, b, where: str = "model") -> None:
-    """``a`` and ``b`` equal as trees: the same classes, attributes and values; numpy
-    arrays of the same dtype, shape, values and writability (both zero-copy views)."""
-    assert type(a) is type(b), where
-    if isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, where
-        assert a.flags.writeable == b.flags.writeable, where
-        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), where
-    elif isinstance(a, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{where}[{i}]")
-    elif hasattr(a, "__dict__"):
-        assert list(vars(a)) == list(vars(b)), where
-        for k in vars(a):
-            _same(getattr(a, k), getattr(b, k), f"{where}.{k}")
-    else:
-        assert a == b, where
 
 
 def _both(raw: bytes):
@@ -67,38 +48,14 @@ def test_same_tree_or_same_error(path: Path) -> None:
     if isinstance(slow, str) or isinstance(fast, str):
         assert fast == slow
         return
-    _same(fast, slow)
+    _same_tree(fast, slow)
     assert serialize_model(fast) == serialize_model(slow)
 
 
-def _rare_fields_model() -> bytes:
-    """A shipped model with every field the compiled fill hands to the generated code or
-    reads rarely: sparsity, variant tensors, builtin_options_2, custom options, mutating
-    inputs, intermediates, a shape signature, large custom options."""
-    model = parse_model((ROOT / "models" / "add_tree_int8.tflite").read_bytes()).model
-    sg = model.subgraphs[0]
-    t0, t1 = sg.tensors[0], sg.tensors[1]
-    t0.shapeSignature = np.array([-1, *list(t0.shape)[1:]], np.int32)
-    t0.hasRank = True
-    t1.sparsity = schema.SparsityParametersT()
-    t1.sparsity.traversalOrder = np.array([0, 1], np.int32)
-    sg.tensors[2].variantTensors = [schema.VariantSubTypeT()]
-    op0, op1 = sg.operators[0], sg.operators[1]
-    op0.customOptions = np.arange(7, dtype=np.uint8)
-    op0.customOptionsFormat = 0
-    op0.mutatingVariableInputs = np.array([True, False])
-    op0.intermediates = np.array([1], np.int32)
-    op0.debugMetadataIndex = 3
-    op1.builtinOptions2Type = schema.BuiltinOptions2.StablehloConcatenateOptions
-    op1.builtinOptions2 = schema.StablehloConcatenateOptionsT()
-    op1.builtinOptions2.dimension = 2
-    return serialize_model(model)
-
-
 def test_rare_fields_are_the_generated_readers() -> None:
-    fast, slow = _both(_rare_fields_model())
+    fast, slow = _both(rare_fields_model())
     assert not isinstance(fast, str)
-    _same(fast, slow)
+    _same_tree(fast, slow)
     sg = fast.subgraphs[0]
     assert sg.tensors[1].sparsity is not None and sg.tensors[2].variantTensors
     assert sg.operators[1].builtinOptions2.dimension == 2
@@ -116,6 +73,6 @@ def test_corrupt_bytes_same_tree_or_same_error(name: str) -> None:
         if isinstance(slow, str) or isinstance(fast, str):
             assert fast == slow
             continue
-        _same(fast, slow)
+        _same_tree(fast, slow)
         accepted += 1
     assert accepted > 20  # enough mutations stayed readable to compare trees

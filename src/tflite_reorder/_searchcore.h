@@ -48,4 +48,8 @@ PyObject *lite_tables(PyObject *self, PyObject *args);
 /* full_tables(raw): every tensor and operator field parse_model unpacks, or None. */
 PyObject *full_tables(PyObject *self, PyObject *args);
 
+/* _fastwrite.c: TensorT.Pack / OperatorT.Pack on flatbuffer_io's builder, the same bytes. */
+PyObject *pack_tensor(PyObject *self, PyObject *args);
+PyObject *pack_operator(PyObject *self, PyObject *args);
+
 #endif
