@@ -29,6 +29,7 @@ from .flatbuffer_io import (
     set_offline_plan,
     shared_reads,
 )
+from .gcpause import fewer_collections
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse, simulate
 from .results import (
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 
+@fewer_collections()
 def peak_memory(
     model: Candidate, *, inplace: bool = False, time_limit: float = 10.0, tile: bool = False,
     max_overhead: float = 0.3,
@@ -110,6 +112,7 @@ def peak_memory(
     return result
 
 
+@fewer_collections()
 def optimize(
     model: Model,
     *,
