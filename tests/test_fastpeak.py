@@ -3,8 +3,9 @@
 Where it answers, the answer must be the general path's (stored and optimal peaks, proven):
 on every shipped model, on random one-subgraph models (multi-output ops, constants,
 variables, custom ops that keep their order, mid-graph and dead outputs, shuffled stored
-orders) and on mutated bytes. Where it declines, ``peak_memory`` gives the general path's
-answer or error (the bad-input corpus).
+orders), on models whose SPACE_TO_BATCH_ND padding the general path repairs or whose
+stored shapes inference corrects (random ones too), and on mutated bytes. Where it
+declines, ``peak_memory`` gives the general path's answer or error (the bad-input corpus).
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ from ai_edge_litert import schema_py_generated as schema
 from conftest import ALL_MODELS, BAD_INPUTS_DIR
 
 from tflite_reorder import api, fastpeak, searchcore
+from tflite_reorder.candidate import read_safe_graph
+from tflite_reorder.fastread import read_lite
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
+from tflite_reorder.rewrites.padding import plan_repairs
 from tflite_reorder.shapes import infer_shapes
 
 needs_core = pytest.mark.skipif(bool(fastpeak.unavailable()),
                                 reason=f"compiled path: {fastpeak.unavailable()}")
 # Shipped models the compiled path declines, and why (the general path answers them).
 DECLINED = {
-    "darts_float32": "rewrites or nests", "darts_int8": "rewrites or nests",
-    "dilated_int8": "rewrites or nests", "while_float32": "not one subgraph",
+    "while_float32": "not one subgraph",
     "mobilenet_deep_fp16w": "state limit",  # 357 ops behind DEQUANTIZE sources
 }
+# Shipped models whose padding the compiled path repairs and whose stored shapes it corrects
+# (SPACE_TO_BATCH_ND's batch-1 outputs): it answers them, through the Python pass.
+REPAIRED = ["darts_float32", "darts_int8", "dilated_int8"]
 
 
 def _general(raw, monkeypatch, **kw):
@@ -62,41 +68,51 @@ def test_shipped_models(path: Path, monkeypatch) -> None:
     assert _outcome(raw) == ref  # and peak_memory returns it
 
 
-def _random_model(rng: random.Random, n_ops: int) -> schema.ModelT:
-    """One subgraph of int8 vectors: ops without a shape rule (their stored shapes stand)
-    and shape-consistent ADD/RELU; constants, a variable, custom ops (stateful)."""
-    m = schema.ModelT()
-    m.version, m.buffers, m.operatorCodes = 3, [schema.BufferT()], []
-    sg = schema.SubGraphT()
-    sg.tensors, sg.operators = [], []
-    m.subgraphs = [sg]
-    codes: dict[str, int] = {}
+class _Builder:
+    """One subgraph built tensor by tensor and op by op (operator codes added as used)."""
 
-    def code(name: str) -> int:
-        if name not in codes:
+    def __init__(self) -> None:
+        self.m = m = schema.ModelT()
+        m.version, m.buffers, m.operatorCodes = 3, [schema.BufferT()], []
+        self.sg = sg = schema.SubGraphT()
+        sg.tensors, sg.operators = [], []
+        m.subgraphs = [sg]
+        self.codes: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        if name not in self.codes:
             c = schema.OperatorCodeT()
             if name.startswith("CUSTOM:"):
                 c.builtinCode, c.customCode = schema.BuiltinOperator.CUSTOM, name[7:]
             else:
                 c.builtinCode = getattr(schema.BuiltinOperator, name)
             c.deprecatedBuiltinCode = min(c.builtinCode, 127)
-            codes[name] = len(m.operatorCodes)
-            m.operatorCodes.append(c)
-        return codes[name]
+            self.codes[name] = len(self.m.operatorCodes)
+            self.m.operatorCodes.append(c)
+        return self.codes[name]
 
-    def tensor(n: int, data: bytes | None = None, variable: bool = False) -> int:
+    def tensor(self, shape, type_: int, data: bytes | None = None,
+               variable: bool = False) -> int:
         t = schema.TensorT()
-        t.name, t.type, t.shape = f"t{len(sg.tensors)}", schema.TensorType.INT8, \
-            np.array([n], np.int32)
-        t.buffer = 0
-        t.isVariable = variable
+        t.name, t.type, t.shape = f"t{len(self.sg.tensors)}", type_, np.array(shape, np.int32)
+        t.buffer, t.isVariable = 0, variable
         if data is not None:
             b = schema.BufferT()
             b.data = np.frombuffer(data, np.uint8)
-            m.buffers.append(b)
-            t.buffer = len(m.buffers) - 1
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
+            self.m.buffers.append(b)
+            t.buffer = len(self.m.buffers) - 1
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+
+def _random_model(rng: random.Random, n_ops: int) -> schema.ModelT:
+    """One subgraph of int8 vectors: ops without a shape rule (their stored shapes stand)
+    and shape-consistent ADD/RELU; constants, a variable, custom ops (stateful)."""
+    b = _Builder()
+    m, sg, code = b.m, b.sg, b.code
+
+    def tensor(n: int, data: bytes | None = None, variable: bool = False) -> int:
+        return b.tensor([n], schema.TensorType.INT8, data, variable)
 
     sizes = [8, 16, 24, 40, 64, 100, 128, 200]
     inputs = [tensor(rng.choice(sizes)) for _ in range(rng.randint(1, 2))]
@@ -214,7 +230,7 @@ def _mutations(raw: bytes, n: int, seed: int):
 
 @needs_core
 @pytest.mark.parametrize("name", ["add_tree_int8", "tiny3_int8", "hconcat_int8",
-                                  "unknown_op", "audio_custom"])
+                                  "unknown_op", "audio_custom", "dilated_int8"])
 def test_mutated_bytes(name: str, monkeypatch) -> None:
     """Corrupt bytes (shapes, indices, offsets, truncation): the compiled path declines or
     answers as the general path does; ``peak_memory`` gives the general path's answer or
@@ -250,3 +266,129 @@ def test_paths_and_inplace(monkeypatch) -> None:
                                                      inplace=True)
     with pytest.raises(ModelError, match="missing.tflite"):
         api.peak_memory(path.parent / "missing.tflite")
+
+
+@needs_core
+@pytest.mark.parametrize("name", REPAIRED)
+def test_repaired_models_take_the_compiled_path(name: str, monkeypatch) -> None:
+    """The repair is there (PADs added, stored shapes corrected) and the compiled path
+    answers, through the Python pass, what the general path answers of the repaired model;
+    ``peak_memory`` takes the compiled path (the general one switched off by raising)."""
+    raw = (Path(ALL_MODELS[0]).parent / f"{name}.tflite").read_bytes()
+    assert plan_repairs(read_lite(raw), 0) and infer_shapes(parse_model(raw).model)
+    got = fastpeak.answer(raw, 10.0)
+    assert not isinstance(got, str), got
+    ref = _general(raw, monkeypatch)
+    assert (got[0], got[1], got[1], True) == ref
+    graph = read_safe_graph(raw)  # the repaired graph the general path schedules
+    assert graph.n_ops > len(parse_model(raw).model.subgraphs[0].operators)
+
+    def no_general_path(*args, **kw):
+        raise AssertionError("the general path ran")
+    monkeypatch.setattr(api, "peak_of_graph", no_general_path)
+    assert _outcome(raw) == ref
+
+
+def _s2b_model(rng: random.Random) -> schema.ModelT:
+    """Chains of SPACE_TO_BATCH_ND -> op -> BATCH_TO_SPACE_ND (a lowered dilated conv):
+    float32 or int8 (repairable) or int16 (not), paddings zero or not, shared or not, some
+    S2B outputs stored with batch 1 (as the converter stores them), custom ops between."""
+    b = _Builder()
+    m, sg = b.m, b.sg
+    dtype = rng.choice([schema.TensorType.FLOAT32, schema.TensorType.INT8,
+                        schema.TensorType.INT8, schema.TensorType.INT16])
+
+    def tensor(shape, data: np.ndarray | None = None, type_=None) -> int:
+        raw = None if data is None else np.asarray(data, "<i4").tobytes()
+        return b.tensor(shape, dtype if type_ is None else type_, raw)
+
+    def op(name: str, ins: list[int], outs: list[int]) -> None:
+        o = schema.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = b.code(name), np.array(ins, np.int32), \
+            np.array(outs, np.int32)
+        sg.operators.append(o)
+
+    h, c = rng.choice([6, 8, 12]), rng.choice([1, 4, 8])
+    x = tensor([1, h, h, c])
+    sg.inputs = np.array([x], np.int32)
+    block = tensor([2], np.array([2, 2]), schema.TensorType.INT32)
+    shared = None
+    outs = []
+    for _ in range(rng.randint(1, 4)):
+        pad = rng.choice([0, 1, 2])
+        if shared is not None and rng.random() < 0.4:
+            pads, pad = shared
+        else:
+            pads = tensor([2, 2], np.full((2, 2), pad), schema.TensorType.INT32)
+            shared = (pads, pad)
+        side = (h + 2 * pad) // 2
+        true = [4, side, side, c]
+        s2b = tensor(true if rng.random() < 0.5 else [1, side, side, c])
+        op("SPACE_TO_BATCH_ND", [x, block, pads], [s2b])
+        mid = tensor(true if rng.random() < 0.7 else [1, side, side, c])
+        op("RELU" if rng.random() < 0.6 else "CUSTOM:mid", [s2b], [mid])
+        back = tensor([1, h, h, c])
+        op("BATCH_TO_SPACE_ND", [mid, block, pads], [back])
+        if rng.random() < 0.4:  # a branch kept alive across the next block
+            outs.append(back)
+        x = back
+    sg.outputs = np.array(sorted({x, *outs}), np.int32)
+    return m
+
+
+@needs_core
+def test_random_repaired_models(monkeypatch) -> None:
+    """Random S2B chains: the compiled path answers (int16 and zero paddings are not
+    repaired, the rest is) what the general path answers of the repaired model."""
+    rng = random.Random(2026)
+    repaired = 0
+    for case in range(60):
+        raw = serialize_model(_s2b_model(rng))
+        got = fastpeak.answer(raw, 10.0)
+        ref = _general(raw, monkeypatch)
+        assert not isinstance(got, str), (case, got)
+        assert (got[0], got[1], got[1], True) == ref, (case, got, ref)
+        repaired += bool(plan_repairs(read_lite(raw), 0))
+    assert repaired > 30
+
+
+@needs_core
+def test_random_models_with_wrong_stored_shapes(monkeypatch) -> None:
+    """Stored shapes inference corrects (an ADD or RELU output stored too small or too
+    large): the compiled path counts the inferred sizes, as the general path does."""
+    rng = random.Random(99)
+    corrected = 0
+    for case in range(80):
+        m = _random_model(rng, rng.randint(2, 12))
+        sg = m.subgraphs[0]
+        shaped = [op for op in sg.operators
+                  if m.operatorCodes[op.opcodeIndex].builtinCode in
+                  (schema.BuiltinOperator.ADD, schema.BuiltinOperator.RELU)]
+        for op in shaped:
+            if rng.random() < 0.5:
+                sg.tensors[int(op.outputs[0])].shape = np.array([rng.choice([4, 300])],
+                                                                np.int32)
+        raw = serialize_model(m)
+        corrected += bool(infer_shapes(parse_model(raw).model))
+        got = fastpeak.answer(raw, 10.0)
+        ref = _general(raw, monkeypatch)
+        assert not isinstance(got, str), (case, got)
+        assert (got[0], got[1], got[1], True) == ref, (case, got, ref)
+    assert corrected > 15
+
+
+@needs_core
+def test_malformed_edits_raise() -> None:
+    """The edit tables are the package's own: malformed ones are a bug, raised."""
+    raw = (Path(ALL_MODELS[0]).parent / "tiny3_int8.tflite").read_bytes()
+    peak = fastpeak._peak
+    args = (raw, *fastpeak._TYPES, fastpeak._OPS, *fastpeak._LIMITS, 1.0, 1000, True)
+    from array import array
+    with pytest.raises(ValueError):
+        peak(*args, b"\0" * 7, b"", b"")
+    with pytest.raises(ValueError):  # befores must increase
+        peak(*args, array("q", [0, 0, 0, 0, -1, 0, 0, 0, -1]).tobytes(), b"", b"")
+    # an edit past the stored operators, an added tensor of a bad type: declined
+    assert isinstance(peak(*args, array("q", [9, 0, 0, 0, -1]).tobytes(), b"", b""), str)
+    assert isinstance(peak(*args, b"", array("q", [300, 1]).tobytes(), b""), str)
+    assert isinstance(peak(*args, b"", b"", array("q", [10**6, 1]).tobytes()), str)

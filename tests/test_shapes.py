@@ -422,3 +422,38 @@ def test_prod64_is_numpys_int64_product() -> None:
         dims = tuple(rng.choice([0, 1, 3, 7, 2**20, 2**30, 2**31 - 1, -1, -5])
                      for _ in range(rng.randint(0, 6)))
         assert prod64(dims) == int(np.prod(dims, dtype=np.int64)), dims
+
+
+def test_broadcast_is_numpys_broadcast_shapes() -> None:
+    """The binary ops' rule broadcasts as ``np.broadcast_shapes`` did: the same shape, and a
+    ``ValueError`` (the rule's Unknown) where numpy raises one (negative dimensions too)."""
+    import random
+
+    from tflite_reorder.shapes.rules import broadcast
+
+    def numpy_or_error(shapes):
+        try:
+            return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+        except ValueError:
+            return "error"
+
+    def ours_or_error(shapes):
+        try:
+            return broadcast(*shapes)
+        except ValueError:
+            return "error"
+
+    rng = random.Random(11)
+    outcomes = set()
+    for _ in range(20000):
+        dims = [0, 1, 1, 2, 3, 7] + ([-1] if rng.random() < 0.1 else [])
+        shapes = [tuple(rng.choice(dims) for _ in range(rng.randint(0, 4)))
+                  for _ in range(rng.randint(1, 3))]
+        if rng.random() < 0.2:
+            shapes = [shapes[0]] * len(shapes)  # equal shapes (the common case)
+        if rng.random() < 0.1:
+            shapes = [tuple(np.int32(d) for d in s) for s in shapes]
+        want = numpy_or_error(shapes)
+        assert ours_or_error(shapes) == want, shapes
+        outcomes.add(want == "error")
+    assert outcomes == {True, False}

@@ -277,15 +277,17 @@ def markdown(rows: list[dict], seconds: float, time_limit: float, header: str) -
         "Python homes) and finds the minimum peak by an exact best-first search (cut "
         "points, free moves, the floor raised by closure bounds when a segment needs "
         "more than a few states). A model with an op that has a shape rule is first read "
-        "and its shapes inferred by the general path's reader and inference; it is "
-        "answered only when no stored shape changes. The compiled path answers only with "
-        "a proven minimum, so its answer is the general path's; it declines (and the "
-        "general path answers, or raises the same one-line error) for several subgraphs "
-        "or control flow, SPACE_TO_BATCH_ND (repaired first), external data, "
-        "dynamic dimensions, inferred shapes that differ from the stored ones, anything "
-        "malformed, and searches past its state limit (150,000 states) or half the time "
-        "limit. `tests/test_fastpeak.py` compares it with the general path on every "
-        "shipped model, random graphs, mutated bytes and the bad-input corpus.",
+        "and its shapes inferred by the general path's reader and inference; the C call "
+        "then counts the inferred sizes where stored shapes are wrong, and adds the PAD "
+        "operators and tensors of the SPACE_TO_BATCH_ND padding repair the general path "
+        "makes (planned by `rewrites.padding.plan_repairs`, the repair's one home). The "
+        "compiled path answers only with a proven minimum, so its answer is the general "
+        "path's; it declines (and the general path answers, or raises the same one-line "
+        "error) for several subgraphs or control flow, external data, dynamic dimensions, "
+        "anything malformed, and searches past its state limit (150,000 states) or half "
+        "the time limit. `tests/test_fastpeak.py` compares it with the general path on "
+        "every shipped model, random graphs (SPACE_TO_BATCH_ND chains and wrong stored "
+        "shapes among them), mutated bytes and the bad-input corpus.",
         "",
     ]
     return "\n".join(lines)

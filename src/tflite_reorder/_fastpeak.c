@@ -20,8 +20,10 @@
  * (dtypes.ARENA_ALIGNMENT), which builtin codes and tensor types keep their stored relative
  * order (graph.SIDE_EFFECT_OPS, custom and unknown builtins; graph.STATE_TYPES) and which
  * builtins the general path treats specially (control flow, the SPACE_TO_BATCH_ND repair)
- * and which have a shape rule (shapes.CHECKED_OPS: with any of them it declines unless the
- * caller says inference changes no stored shape).
+ * and which have a shape rule or are repaired (shapes.CHECKED_OPS, candidate.REPAIRED_OPS:
+ * with any of them it declines unless the caller has run fastpeak's Python pass and passes
+ * its results: the inferred sizes of tensors stored with other shapes, and the operators and
+ * tensors the padding repair adds, as edits applied while reading).
  * Lifetimes are memory.Problem's, as scheduler._step computes steps: at op v everything
  * resident + v's outputs; then its read-or-pinned outputs stay and its inputs whose every
  * reader has run die (pinned subgraph outputs never do). No in-place sharing (the caller
@@ -168,6 +170,70 @@ typedef struct {
     int shape_rules;   /* some op has a shape rule: inference might change a shape */
 } Graph;
 
+/* Operators a repair adds (fastpeak.py builds them from rewrites.padding's plan): each is
+ * run just before stored op `before`, whose inputs become `repl` (n_repl < 0: unchanged).
+ * Its tensors index the stored ones and the added ones (the stored count on). */
+typedef struct {
+    int64_t before, code, n_ins, n_outs, n_repl;
+    const int64_t *ins, *outs, *repl;
+} Edit;
+
+typedef struct {
+    Edit *e;
+    int64_t n;
+    const int64_t *new_t; /* per added tensor: type code, elements */
+    int64_t n_new;
+    const int64_t *resized; /* stored tensors of other (inferred) shapes: index, elements */
+    int64_t n_resized;
+} Edits;
+
+/* Parse records [before, code, n_in, ins..., n_out, outs..., n_repl, repl...]; 0 when
+ * malformed (befores must increase). */
+static int parse_edits(const int64_t *a, int64_t len, Edits *E) {
+    int64_t n = 0, at = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        at = 0;
+        int64_t k = 0, last = -1;
+        while (at < len) {
+            if (at + 3 > len) return 0;
+            Edit e = {a[at], a[at + 1], a[at + 2], 0, 0, NULL, NULL, NULL};
+            if (e.before <= last || e.n_ins < 0 || at + 3 + e.n_ins + 1 > len) return 0;
+            last = e.before;
+            e.ins = a + at + 3;
+            at += 3 + e.n_ins;
+            e.n_outs = a[at];
+            if (e.n_outs < 0 || at + 1 + e.n_outs + 1 > len) return 0;
+            e.outs = a + at + 1;
+            at += 1 + e.n_outs;
+            e.n_repl = a[at];
+            if (at + 1 + (e.n_repl > 0 ? e.n_repl : 0) > len) return 0;
+            e.repl = a + at + 1;
+            at += 1 + (e.n_repl > 0 ? e.n_repl : 0);
+            if (pass) E->e[k] = e;
+            k++;
+        }
+        if (!pass) {
+            n = k;
+            E->e = malloc((n + 1) * sizeof *E->e);
+            if (!E->e) return 0;
+        }
+    }
+    E->n = n;
+    return 1;
+}
+
+/* An operator's input or output list: a flatbuffer vector or an edit's array. */
+typedef struct {
+    const Fb *fb;
+    int64_t first;
+    const int64_t *arr;
+    int64_t len, bound; /* entries; indices must be below bound */
+} IoList;
+
+static inline int64_t io_at(const IoList *l, int64_t i) {
+    return l->arr ? l->arr[i] : i32elem(l->fb, l->first, i);
+}
+
 static void graph_free(Graph *g) {
     free(g->nbytes); free(g->in_arena); free(g->is_input); free(g->pinned); free(g->state);
     free(g->producer); free(g->in_ptr); free(g->ins); free(g->out_ptr); free(g->outs);
@@ -177,7 +243,7 @@ static void graph_free(Graph *g) {
 static int64_t align_up(int64_t n, int64_t a) { return (n + a - 1) / a * a; }
 
 /* Read the model into g; 0 (with fb->why) when declined. */
-static int read_graph(Fb *fb, const Rules *R, Graph *g) {
+static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
     memset(g, 0, sizeof *g);
     if (fb->n < 8 || memcmp(fb->b + 4, "TFL3", 4) != 0) DECLINE(fb, "not a TFLite flatbuffer");
     int64_t root_pos = u32at(fb, 0);
@@ -211,6 +277,10 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
         return 0;
     if (nt > R->max_tensors || n > R->max_ops) DECLINE(fb, "too many tensors or operators");
     if (n == 0) DECLINE(fb, "no operators");
+    int64_t nt_st = nt, n_st = n; /* stored tensors and ops; the edits' come after */
+    if (E->n && E->e[E->n - 1].before >= n_st) DECLINE(fb, "edit out of range");
+    nt += E->n_new;
+    n += E->n;
     g->nt = (int)nt;
     g->n = (int)n;
     g->W = (int)((n + 63) / 64);
@@ -255,13 +325,28 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
     g->io_in = malloc((n_in + 1) * sizeof *g->io_in);
     uint8_t *referenced = calloc(nt + 1, 1);
     int32_t *seen = malloc((nt + 1) * sizeof *seen); /* op that last listed a tensor */
+    int64_t *src = malloc((n + 1) * sizeof *src); /* per op: stored op j, or -1 - edit */
+    int64_t *repl = malloc((n_st + 1) * sizeof *repl); /* per stored op: its edit or -1 */
+    int64_t *elems_of = malloc((nt_st + 1) * sizeof *elems_of); /* resized: elements, or -1 */
     int ok = g->nbytes && g->in_arena && g->is_input && g->pinned && g->state && g->producer &&
-             g->in_ptr && g->out_ptr && g->io_in && referenced && seen;
+             g->in_ptr && g->out_ptr && g->io_in && referenced && seen && src && repl && elems_of;
     int64_t entries = 0, arena_total = 0;
     if (!ok) { fb->why = "out of memory"; goto fail; }
 
+    for (int64_t t = 0; t < nt_st; t++) elems_of[t] = -1;
+    for (int64_t k = 0; k < E->n_resized; k++) {
+        int64_t t = E->resized[2 * k], e = E->resized[2 * k + 1];
+        if (t < 0 || t >= nt_st || e < 0 || e > ((int64_t)1 << 40)) { fb->why = "bad edit"; goto fail; }
+        elems_of[t] = e;
+    }
+    for (int64_t j = 0, k = 0, v = 0; j < n_st; j++) {
+        repl[j] = -1;
+        if (k < E->n && E->e[k].before == j) { repl[j] = k; src[v++] = -1 - k++; }
+        src[v++] = j;
+    }
+
     /* tensors */
-    for (int64_t t = 0; t < nt; t++) {
+    for (int64_t t = 0; t < nt_st; t++) {
         Tab tt;
         int64_t rank, dims, sp, ext;
         uint64_t type, buffer, var, external;
@@ -291,6 +376,7 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
             goto fail;
         }
         int64_t nbytes = zero ? 0 : elems * R->type_size[type];
+        if (elems_of[t] >= 0) nbytes = elems_of[t] * R->type_size[type]; /* true shape */
         g->nbytes[t] = nbytes;
         g->in_arena[t] = data == 0 && !var && nbytes > 0;
         g->state[t] = R->type_state[type] || var;
@@ -298,11 +384,26 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
         seen[t] = -1;
         if (g->in_arena[t]) arena_total += align_up(nbytes, R->align);
     }
+    for (int64_t t = nt_st; t < nt; t++) { /* the edits' tensors: activations */
+        int64_t type = E->new_t[2 * (t - nt_st)], elems = E->new_t[2 * (t - nt_st) + 1];
+        if (type < 0 || type > 255 || elems < 0 || elems > ((int64_t)1 << 40)) {
+            fb->why = "bad edit"; goto fail;
+        }
+        g->nbytes[t] = elems * R->type_size[type];
+        g->in_arena[t] = g->nbytes[t] > 0;
+        g->state[t] = R->type_state[type];
+        g->producer[t] = -1;
+        seen[t] = -1;
+        if (g->in_arena[t]) arena_total += align_up(g->nbytes[t], R->align);
+    }
     if (arena_total > R->max_arena) { fb->why = "arena past 32 bits"; goto fail; }
 
     /* operators: the first pass sizes the CSR lists */
     int64_t n_ins = 0, n_outs = 0;
-    for (int64_t v = 0; v < n; v++) {
+    for (int64_t k = 0; k < E->n; k++)
+        n_ins += E->e[k].n_ins + (E->e[k].n_repl > 0 ? E->e[k].n_repl : 0),
+        n_outs += E->e[k].n_outs;
+    for (int64_t v = 0; v < n_st; v++) {
         Tab ot;
         int64_t a, a0, b, b0, c, c0, opt;
         uint64_t otype;
@@ -310,12 +411,12 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
             !fb_field_vector(fb, &ot, 2, 4, &b, &b0) || !fb_field_vector(fb, &ot, 8, 4, &c, &c0) ||
             !fb_scalar(fb, &ot, 3, 1, 0, &otype) || !fb_target(fb, &ot, 4, &opt))
             goto fail;
-        n_ins += a;
+        n_ins += repl[v] >= 0 && E->e[repl[v]].n_repl >= 0 ? 0 : a;
         n_outs += b;
         entries += a + b + c;
         for (int64_t i = 0; i < c; i++) {
             int32_t x = i32elem(fb, c0, i);
-            if (x < -1 || x >= nt) { fb->why = "index out of range"; goto fail; }
+            if (x < -1 || x >= nt_st) { fb->why = "index out of range"; goto fail; }
         }
     }
     if (entries > R->max_entries) { fb->why = "too many vector entries"; goto fail; }
@@ -324,38 +425,51 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
     uint8_t *stateful = calloc(n + 1, 1);
     if (!g->ins || !g->outs || !stateful) { free(stateful); fb->why = "out of memory"; goto fail; }
     for (int64_t v = 0; v < n; v++) {
-        Tab ot;
-        uint64_t opcode;
-        int64_t a, a0, b, b0;
-        if (!fb_elem_table(fb, op0, v, &ot) || !fb_scalar(fb, &ot, 0, 4, 0, &opcode) ||
-            !fb_field_vector(fb, &ot, 1, 4, &a, &a0) || !fb_field_vector(fb, &ot, 2, 4, &b, &b0))
-            { free(stateful); goto fail; }
-        if ((int64_t)opcode >= n_codes) { free(stateful); fb->why = "index out of range"; goto fail; }
-        uint8_t flags = code_flags[opcode];
+        IoList in = {fb, 0, NULL, 0, nt_st}, out = {fb, 0, NULL, 0, nt_st};
+        uint8_t flags;
+        if (src[v] >= 0) {
+            Tab ot;
+            uint64_t opcode;
+            int64_t j = src[v];
+            if (!fb_elem_table(fb, op0, j, &ot) || !fb_scalar(fb, &ot, 0, 4, 0, &opcode) ||
+                !fb_field_vector(fb, &ot, 1, 4, &in.len, &in.first) ||
+                !fb_field_vector(fb, &ot, 2, 4, &out.len, &out.first))
+                { free(stateful); goto fail; }
+            if ((int64_t)opcode >= n_codes) { free(stateful); fb->why = "index out of range"; goto fail; }
+            flags = code_flags[opcode];
+            const Edit *e = repl[j] >= 0 ? &E->e[repl[j]] : NULL;
+            if (e && e->n_repl >= 0) { in.arr = e->repl; in.len = e->n_repl; in.bound = nt; }
+        } else {
+            const Edit *e = &E->e[-1 - src[v]];
+            if (e->code < 0 || e->code >= R->n_op_flags) { free(stateful); fb->why = "bad edit"; goto fail; }
+            flags = R->op_flags[e->code];
+            in.arr = e->ins; in.len = e->n_ins; in.bound = nt;
+            out.arr = e->outs; out.len = e->n_outs; out.bound = nt;
+        }
         if (flags & OPF_DECLINE) { free(stateful); fb->why = "operator the general path rewrites or nests"; goto fail; }
         int st = flags & OPF_STATEFUL;
         if (flags & OPF_SHAPE_RULE) g->shape_rules = 1;
         int32_t k = g->in_ptr[v];
-        for (int64_t i = 0; i < a; i++) {
-            int32_t x = i32elem(fb, a0, i);
-            if (x < -1 || x >= nt) { free(stateful); fb->why = "index out of range"; goto fail; }
+        for (int64_t i = 0; i < in.len; i++) {
+            int64_t x = io_at(&in, i);
+            if (x < -1 || x >= in.bound) { free(stateful); fb->why = "index out of range"; goto fail; }
             if (x < 0 || seen[x] == (int32_t)v) continue;
             seen[x] = (int32_t)v;
-            g->ins[k++] = x;
+            g->ins[k++] = (int32_t)x;
             referenced[x] = 1;
             st |= g->state[x];
         }
         g->in_ptr[v + 1] = k;
         int32_t m = g->out_ptr[v];
-        for (int64_t i = 0; i < b; i++) {
-            int32_t x = i32elem(fb, b0, i);
-            if (x < 0 || x >= nt) { free(stateful); fb->why = "bad output index"; goto fail; }
+        for (int64_t i = 0; i < out.len; i++) {
+            int64_t x = io_at(&out, i);
+            if (x < 0 || x >= out.bound) { free(stateful); fb->why = "bad output index"; goto fail; }
             if (seen[x] == (int32_t)v + (int32_t)n + 1) continue; /* duplicate output */
             if (seen[x] == (int32_t)v) { free(stateful); fb->why = "op reads its own output"; goto fail; }
             seen[x] = (int32_t)v + (int32_t)n + 1;
             if (g->producer[x] >= 0) { free(stateful); fb->why = "tensor written twice"; goto fail; }
             g->producer[x] = (int32_t)v;
-            g->outs[m++] = x;
+            g->outs[m++] = (int32_t)x;
             referenced[x] = 1;
             st |= g->state[x];
         }
@@ -366,7 +480,7 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
     int k = 0;
     for (int64_t i = 0; i < n_in; i++) {
         int32_t x = i32elem(fb, in0, i);
-        if (x < 0 || x >= nt) { free(stateful); fb->why = "bad subgraph input"; goto fail; }
+        if (x < 0 || x >= nt_st) { free(stateful); fb->why = "bad subgraph input"; goto fail; }
         referenced[x] = 1;
         if (g->is_input[x]) continue;
         g->is_input[x] = 1;
@@ -376,7 +490,7 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
     g->n_io_in = k;
     for (int64_t i = 0; i < n_out; i++) {
         int32_t x = i32elem(fb, out0, i);
-        if (x < 0 || x >= nt) { free(stateful); fb->why = "bad subgraph output"; goto fail; }
+        if (x < 0 || x >= nt_st) { free(stateful); fb->why = "bad subgraph output"; goto fail; }
         referenced[x] = 1;
         g->pinned[x] = 1;
         if (g->in_arena[x] && g->producer[x] < 0 && !g->is_input[x]) {
@@ -406,12 +520,18 @@ static int read_graph(Fb *fb, const Rules *R, Graph *g) {
     free(code_flags);
     free(referenced);
     free(seen);
+    free(src);
+    free(repl);
+    free(elems_of);
     return 1;
 fail:
     free(held);
     free(code_flags);
     free(referenced);
     free(seen);
+    free(src);
+    free(repl);
+    free(elems_of);
     graph_free(g);
     memset(g, 0, sizeof *g);
     if (!fb->why) fb->why = "corrupt flatbuffer";
@@ -1155,19 +1275,20 @@ static int table_arg(PyObject *obj, Py_buffer *view, Py_ssize_t want, const char
 
 PyObject *fast_peak(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer raw, tsize, tfixed, tstate, opf;
-    PyObject *o_raw, *o_tsize, *o_tfixed, *o_tstate, *o_opf;
+    Py_buffer raw, tsize, tfixed, tstate, opf, ed, edt, rsz;
+    PyObject *o_raw, *o_tsize, *o_tfixed, *o_tstate, *o_opf, *o_ed, *o_edt, *o_rsz;
     Rules R;
     double time_limit;
     long long max_states;
     int shapes_true;
-    if (!PyArg_ParseTuple(args, "OOOOOLLLLLLLLdLp", &o_raw, &o_tsize, &o_tfixed, &o_tstate,
+    if (!PyArg_ParseTuple(args, "OOOOOLLLLLLLLdLpOOO", &o_raw, &o_tsize, &o_tfixed, &o_tstate,
                           &o_opf, &R.version, &R.align, &R.max_arena, &R.max_tensors,
                           &R.max_ops, &R.max_buffers, &R.max_entries, &R.n_op_flags,
-                          &time_limit, &max_states, &shapes_true))
+                          &time_limit, &max_states, &shapes_true, &o_ed, &o_edt, &o_rsz))
         return NULL;
     double deadline = now_s() + time_limit;
     int got = 0;
+    PyObject *result = NULL; /* NULL with an exception set until the answer is built */
     if (!table_arg(o_raw, &raw, -1, "raw")) return NULL;
     got++;
     if (!table_arg(o_tsize, &tsize, 256 * 4, "type_size")) goto release;
@@ -1178,11 +1299,26 @@ PyObject *fast_peak(PyObject *self, PyObject *args) {
     got++;
     if (!table_arg(o_opf, &opf, R.n_op_flags, "op_flags")) goto release;
     got++;
+    if (!table_arg(o_ed, &ed, -1, "edits")) goto release;
+    got++;
+    if (!table_arg(o_edt, &edt, -1, "edit_tensors")) goto release;
+    got++;
+    if (!table_arg(o_rsz, &rsz, -1, "resized")) goto release;
+    got++;
+    if (ed.len % 8 || edt.len % 16 || rsz.len % 16) {
+        PyErr_SetString(PyExc_ValueError, "edits: int64 records; edit_tensors, resized: pairs");
+        goto release;
+    }
+    Edits E = {NULL, 0, edt.buf, edt.len / 16, rsz.buf, rsz.len / 16};
+    if (!parse_edits(ed.buf, ed.len / 8, &E)) {
+        free(E.e);
+        PyErr_SetString(PyExc_ValueError, "edits: malformed records");
+        goto release;
+    }
     R.type_size = tsize.buf;
     R.fixed_size = tfixed.buf;
     R.type_state = tstate.buf;
     R.op_flags = opf.buf;
-    PyObject *result = NULL;
     Fb fb = {raw.buf, raw.len, NULL};
     Graph g;
     Prob p;
@@ -1190,7 +1326,7 @@ PyObject *fast_peak(PyObject *self, PyObject *args) {
     int64_t stored = 0, best = 0;
     int found = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (read_graph(&fb, &R, &g)) {
+    if (read_graph(&fb, &R, &E, &g)) {
         if (g.shape_rules && !shapes_true) {
             why = NEEDS_SHAPES;
         } else if (!build_prob(&g, R.align, &p)) {
@@ -1208,6 +1344,7 @@ PyObject *fast_peak(PyObject *self, PyObject *args) {
         why = fb.why;
     }
     Py_END_ALLOW_THREADS
+    free(E.e);
     if (found)
         result = Py_BuildValue("LL", (long long)stored, (long long)best);
     else
@@ -1218,7 +1355,10 @@ release:
     if (got > 2) PyBuffer_Release(&tfixed);
     if (got > 3) PyBuffer_Release(&tstate);
     if (got > 4) PyBuffer_Release(&opf);
-    return got == 5 ? result : NULL;
+    if (got > 5) PyBuffer_Release(&ed);
+    if (got > 6) PyBuffer_Release(&edt);
+    if (got > 7) PyBuffer_Release(&rsz);
+    return result;
 }
 
 
@@ -1489,5 +1629,10 @@ out:
 const char FAST_PEAK_DOC[] =
     "fast_peak(raw, type_size, fixed_size, type_state, op_flags, version, align, max_arena,\n"
     "          max_tensors, max_ops, max_buffers, max_entries, n_op_flags, time_limit,\n"
-    "          max_states, shapes_true) -> (stored, optimal) or the reason (str) it\n"
-    "declines; shapes_true: the stored shapes are known to be the inferred ones";
+    "          max_states, shapes_true, edits, edit_tensors, resized) -> (stored,\n"
+    "optimal) or the reason (str) it declines; shapes_true: the Python pass ran (its\n"
+    "results are the last three arguments); edits: int64 records [before, builtin code, n, inputs.., n, outputs.., n or -1,\n"
+    "new inputs of op before..], operators added just before stored ones (befores\n"
+    "increasing), their added tensors numbered from the stored count on, one (type code,\n"
+    "elements) int64 pair each in edit_tensors; resized: (tensor, elements) int64 pairs,\n"
+    "the inferred sizes of stored tensors whose inferred shapes differ";

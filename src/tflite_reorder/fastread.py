@@ -208,6 +208,14 @@ class LiteOperator:
                 self._options = _options(self._raw, self._options_pos, self.builtinOptionsType)
         return self._options
 
+    @property
+    def options_unpacked(self) -> bool:
+        """Whether the options were unpacked in full (a field ``option`` could not read
+        alone, or ``builtinOptions`` asked for): later ``option`` reads answer from that
+        unpack, which reads a corrupt table as no options at all, where earlier reads of
+        single fields may have answered."""
+        return self._options is not False
+
     def option(self, name: str):
         """``getattr(self.builtinOptions, name, None)``, reading that one field through the
         generated accessor instead of unpacking the whole table (shape inference reads a few
@@ -228,7 +236,7 @@ class LiteOperator:
             value = read(table)
         except Exception:  # corrupt: as the full unpack reads it (None options)
             return getattr(self.builtinOptions, name, None)
-        if not isinstance(value, int | float | bytes | str | np.ndarray | None):
+        if not isinstance(value, _PLAIN):
             return getattr(self.builtinOptions, name, None)
         return value
 
@@ -257,6 +265,7 @@ class _FastTable(flatbuffers.table.Table):
         return 0
 
 
+_PLAIN = (int, float, bytes, str, np.ndarray, type(None))  # values option() returns as read
 _ACCESSORS: dict[int, type | None] = {}  # BuiltinOptions code -> generated table class
 _FIELDS: dict[tuple[int, str], object] = {}  # (code, field) -> _field_reader's answer
 

@@ -15,12 +15,14 @@ So PADV2 is never needed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from ..dtypes import tensor_bytes, type_name
 from ..flatbuffer_io import remove_offline_plan
-from ..graph import opcode_name
+from ..graph import opcode_name, opcode_namer
 from ..shapes import Shape, infer_subgraph, int_value
 from .edit import Editor
 
@@ -58,23 +60,72 @@ def repair_model(model_t: schema.ModelT) -> list[dict]:
     return [{"kind": "explicit_pad", **r} for r in repair_padding(model_t)]
 
 
+@dataclass(frozen=True)
+class PadRepair:
+    """One SPACE_TO_BATCH_ND to repair: a PAD of ``x`` by ``full`` into a new tensor of shape
+    ``grown`` (``x``'s type) runs just before it, and the S2B then reads that tensor with
+    all-zero paddings of shape ``pads_shape``. ``op`` is the S2B's index in the stored
+    order before the repair."""
+
+    op: int
+    x: int
+    full: np.ndarray  # [rank of x, 2] int32: the S2B's paddings on its spatial axes
+    grown: Shape
+    pads_shape: Shape
+
+    def s2b_inputs(self, s2b, padded: int, zeros: int) -> list[int]:
+        """The S2B's inputs after the repair: the padded tensor, its block shape, zeros."""
+        return [padded, int(s2b.inputs[1]), zeros]
+
+
+def plan_repairs(model, s: int, shapes: list[Shape] | None = None) -> list[PadRepair]:
+    """The repairs subgraph ``s`` needs, in stored order, without changing anything.
+
+    ``model`` is a ``ModelT`` or a ``fastread.LiteModel``. ``shapes`` are the subgraph's
+    inferred shapes (``infer_subgraph``), inferred here when needed and not given; a
+    subgraph without a SPACE_TO_BATCH_ND that pads is never inferred. Raises what
+    ``infer_subgraph`` raises.
+    """
+    sg = model.subgraphs[s]
+    name = opcode_namer(model)
+    found = [(i, op, pads) for i, op in enumerate(sg.operators or [])
+             if name(op.opcodeIndex) == "SPACE_TO_BATCH_ND"
+             and (pads := _s2b_paddings(model, sg, op)) is not None]
+    if not found:
+        return []
+    shapes = infer_subgraph(model, s) if shapes is None else shapes
+    out = []
+    for i, op, pads in found:
+        x = int(op.inputs[0])
+        shape = shapes[x]
+        if len(pads) < len(shape) and min(shape) >= 0:
+            full = np.zeros((len(shape), 2), np.int32)
+            full[1:1 + len(pads)] = pads
+            grown = tuple(d + a + b for d, (a, b) in zip(shape, full.tolist(), strict=True))
+            out.append(PadRepair(i, x, full, grown, pads.shape))
+    return out
+
+
 def _repair_subgraph(model_t: schema.ModelT, s: int) -> list[dict]:
+    plan = plan_repairs(model_t, s)
+    if not plan:
+        return []  # untouched: no new tensors
     sg = model_t.subgraphs[s]
-    if not any(_s2b_paddings(model_t, sg, op) is not None for op in sg.operators or []):
-        return []  # untouched: no inference, no new tensors
-    shapes = infer_subgraph(model_t, s)
     ed = Editor(model_t, s)
+    at = {r.op: r for r in plan}
     ops: list[schema.OperatorT] = []
     repairs = []
     zeros: dict[Shape, int] = {}  # one all-zero paddings constant per paddings shape
     for i, op in enumerate(sg.operators):
-        pads = _s2b_paddings(model_t, sg, op)
-        x = int(op.inputs[0]) if pads is not None else -1
-        if pads is not None and len(pads) < len(shapes[x]) and min(shapes[x]) >= 0:
-            pad_op, padded = _explicit_pad(ed, op, shapes[x], pads)
-            if pads.shape not in zeros:
-                zeros[pads.shape] = ed.new_int32(np.zeros(pads.shape, np.int32), "zero_paddings")
-            op.inputs = np.array([padded, int(op.inputs[1]), zeros[pads.shape]], np.int32)
+        r = at.get(i)
+        if r is not None:
+            padded = ed.new_tensor(r.x, r.grown, f"{ed.name(r.x)}/explicit_pad",
+                                   keep_quant=True)
+            pad_op = ed.pad_op(r.x, r.full, padded)
+            if r.pads_shape not in zeros:
+                zeros[r.pads_shape] = ed.new_int32(np.zeros(r.pads_shape, np.int32),
+                                                   "zero_paddings")
+            op.inputs = np.array(r.s2b_inputs(op, padded, zeros[r.pads_shape]), np.int32)
             ops.append(pad_op)
             nbytes = tensor_bytes(ed.shape(padded), ed.dtype(padded))
             repairs.append({"subgraph": s, "op": i, "tensor": padded, "bytes": nbytes})
@@ -94,19 +145,3 @@ def _s2b_paddings(model_t: schema.ModelT, sg: schema.SubGraphT, op) -> np.ndarra
     if pads is None or pads.ndim != 2 or pads.shape[1] != 2 or not pads.any() or (pads < 0).any():
         return None
     return pads
-
-
-def _explicit_pad(
-    ed: Editor, s2b: schema.OperatorT, shape: Shape, pads: np.ndarray
-) -> tuple[schema.OperatorT, int]:
-    """A PAD of the S2B's input by its spatial paddings, and the padded tensor it writes.
-
-    The padded tensor has the input's type and quantization and its true shape grown by
-    the paddings.
-    """
-    x = int(s2b.inputs[0])
-    full = np.zeros((len(shape), 2), np.int32)
-    full[1:1 + len(pads)] = pads
-    grown = tuple(d + int(a) + int(b) for d, (a, b) in zip(shape, full, strict=True))
-    padded = ed.new_tensor(x, grown, f"{ed.name(x)}/explicit_pad", keep_quant=True)
-    return ed.pad_op(x, full, padded), padded

@@ -21,25 +21,24 @@ from .values import MAX_VALUE_ELEMENTS, VALUE_DTYPES, VALUE_RULES, int_value
 
 
 def _valid(shape: Shape | None) -> bool:
-    return shape is not None and all(d >= 0 for d in shape)
+    return shape is not None and min(shape, default=0) >= 0
 
 
 def _apply(env: Env, op: schema.OperatorT, opcode: str) -> None:
     """Infer one operator's output shapes (and values), keeping stored ones it cannot."""
-    outs = [t for t in (op.outputs if op.outputs is not None else ())]
-    inferred: list[Shape | None] = [None] * len(outs)
+    outs = list(op.outputs) if op.outputs is not None else []
     rule = _if_outputs if opcode == "IF" else SHAPE_RULES.get(opcode)
     if rule is not None:
         try:
             inferred = list(rule(env, op))
         except (Unknown, ValueError, IndexError, ZeroDivisionError):
-            inferred = [None] * len(outs)
-    if len(inferred) != len(outs):
-        inferred = [None] * len(outs)
-    for t, shape in zip(outs, inferred, strict=True):
-        if t >= 0 and _valid(shape):
-            env.shapes[t] = tuple(int(d) for d in shape)
-    _apply_values(env, op, opcode, outs)
+            inferred = []
+        if len(inferred) == len(outs):
+            for t, shape in zip(outs, inferred, strict=True):
+                if t >= 0 and _valid(shape):
+                    env.shapes[t] = tuple(map(int, shape))
+    if opcode in VALUE_RULES:
+        _apply_values(env, op, opcode, outs)
 
 
 def _apply_values(env: Env, op: schema.OperatorT, opcode: str, outs: list[int]) -> None:

@@ -87,7 +87,8 @@ def axis_index(axis: int, rank: int) -> int:
 
 
 def as_dims(values: np.ndarray) -> Shape:
-    return tuple(int(v) for v in np.asarray(values).reshape(-1))
+    """The values of an integer tensor (or anything numpy reads as one) as a flat shape."""
+    return tuple(map(int, np.asarray(values).reshape(-1).tolist()))
 
 
 def _view(shape: Shape) -> np.ndarray:
@@ -105,9 +106,30 @@ def _same_as_first(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     return [env.shape(op.inputs[0])] * len(op.outputs)
 
 
+def broadcast(*shapes: Shape) -> Shape:
+    """``np.broadcast_shapes`` of shapes of ints (the same result, the same ``ValueError``
+    for shapes that do not broadcast), without numpy's per-call cost: binary ops are the
+    commonest operators shape inference walks."""
+    first = shapes[0] if shapes else ()
+    if all(s == first for s in shapes) and min(first, default=0) >= 0:
+        return tuple(int(d) for d in first)
+    rank = max(len(s) for s in shapes)
+    out = [1] * rank
+    for s in shapes:
+        for i, d in enumerate(s, rank - len(s)):
+            d = int(d)
+            if d < 0:
+                raise ValueError("negative dimensions are not allowed")
+            if d != out[i]:
+                if out[i] != 1 and d != 1:
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                if d != 1:
+                    out[i] = d
+    return tuple(out)
+
+
 def _broadcast(env: Env, op: schema.OperatorT) -> list[Shape | None]:
-    shapes = [env.shape(t) for t in op.inputs if t >= 0]
-    return [tuple(int(d) for d in np.broadcast_shapes(*shapes))]
+    return [broadcast(*(env.shape(t) for t in op.inputs if t >= 0))]
 
 
 def _select_v1(env: Env, op: schema.OperatorT) -> list[Shape | None]:
@@ -167,7 +189,7 @@ def _batch_matmul(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     a, b = env.shape(op.inputs[0]), env.shape(op.inputs[1])
     rows = a[-1] if option(op, "adjX", False) else a[-2]
     cols = b[-2] if option(op, "adjY", False) else b[-1]
-    batch = tuple(int(d) for d in np.broadcast_shapes(a[:-2], b[:-2]))
+    batch = broadcast(a[:-2], b[:-2])
     return [(*batch, rows, cols)]
 
 
@@ -314,25 +336,25 @@ def _slice(env: Env, op: schema.OperatorT) -> list[Shape | None]:
 def _space_to_batch(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     shape = env.shape(op.inputs[0])
     block = as_dims(env.value(op.inputs[1]))
-    pads = env.value(op.inputs[2]).reshape(len(block), 2)
+    pads = env.value(op.inputs[2]).reshape(len(block), 2).tolist()
     spatial = []
     for i, b in enumerate(block):
-        padded = shape[1 + i] + int(pads[i][0]) + int(pads[i][1])
+        padded = shape[1 + i] + pads[i][0] + pads[i][1]
         if padded % b:
             raise Unknown("SPACE_TO_BATCH_ND block does not divide")
         spatial.append(padded // b)
-    batch = shape[0] * int(np.prod(block, dtype=np.int64))
+    batch = shape[0] * prod64(block)
     return [(batch, *spatial, *shape[1 + len(block):])]
 
 
 def _batch_to_space(env: Env, op: schema.OperatorT) -> list[Shape | None]:
     shape = env.shape(op.inputs[0])
     block = as_dims(env.value(op.inputs[1]))
-    crops = env.value(op.inputs[2]).reshape(len(block), 2)
-    prod = int(np.prod(block, dtype=np.int64))
+    crops = env.value(op.inputs[2]).reshape(len(block), 2).tolist()
+    prod = prod64(block)
     if shape[0] % prod:
         raise Unknown("BATCH_TO_SPACE_ND block does not divide the batch")
-    spatial = [shape[1 + i] * b - int(crops[i][0]) - int(crops[i][1])
+    spatial = [shape[1 + i] * b - crops[i][0] - crops[i][1]
                for i, b in enumerate(block)]
     return [(shape[0] // prod, *spatial, *shape[1 + len(block):])]
 
