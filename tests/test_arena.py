@@ -226,6 +226,22 @@ def test_exact_equals_brute_force(seed: int) -> None:
     assert plan_errors(use, plan) == []
 
 
+@pytest.mark.parametrize("seed", [0, 4])
+def test_clock_cut_is_reported(monkeypatch, seed: int) -> None:
+    """A plan the wall-clock guard stopped says so (``clock_cut``); one that spent its
+    counted work does not, and is at least as low. With no wall time at all only the
+    work-free stages run: on these instances they stay above the lower bound."""
+    use = random_use(random.Random(seed), 40, 12, 8)
+    monkeypatch.setattr(arena, "WALL_SLACK", 1e6)
+    full = plan_arena(use)
+    monkeypatch.setattr(arena, "WALL_SLACK", 0.0)
+    cut = plan_arena(use)
+    assert full.optimal and not full.clock_cut
+    assert not cut.optimal and cut.clock_cut
+    assert full.head < cut.head <= cut.baseline
+    assert plan_errors(use, cut) == []
+
+
 def test_greedy_misses_what_the_search_finds() -> None:
     """Smallest random case where TFLM's greedy is above the optimum (found by search)."""
     blocks = Blocks(size=(16, 32, 48, 32), first=(1, 0, 2, 0), last=(2, 1, 2, 0))

@@ -43,6 +43,12 @@ def test_summary_states_a_gap_hazards_warnings_and_skipped_checks():
     assert "not verified with tflm: disabled by the caller" in text and "warning: w1" in text
 
 
+def test_summary_says_when_the_wall_clock_cut_planning():
+    assert not any("wall clock" in ln for ln in summary_lines(_report()))
+    assert any("cut short by the wall clock" in ln
+               for ln in summary_lines(_report(plan_clock_cut=True)))
+
+
 def test_c_header_rounds_to_16_and_adds_the_margin():
     text = c_header("model-opt.tflite", "src/model.tflite", {"head": 1000, "tail": 100}, 0.1)
     macros = dict(re.findall(r"#define (\w+) (\d+)", text))

@@ -609,6 +609,7 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
     set_offline_plan(m, arena.offsets_for_model(graph, the_plan))
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
+    rep.plan_clock_cut = the_plan.clock_cut
     return the_plan
 
 

@@ -45,6 +45,9 @@ def summary_lines(r: Report) -> list[str]:
             f"arena plan head {r.arena_planned} B ({kib(r.arena_planned)}) by {r.plan_method}"
             f"; TFLM's own planner on this order: {r.tflm_greedy_head} B"
         )
+        if r.plan_clock_cut:
+            lines.append("arena planning was cut short by the wall clock (a loaded machine): "
+                         "an idle machine may find a lower plan")
     if r.shape_fixes:
         n_shape = sum(1 for f in r.shape_fixes if f["kind"] == "shape")
         missing = sum(f["bytes_missing"] for f in r.shape_fixes if f["kind"] == "shape")

@@ -61,6 +61,7 @@ class Report:
     arena_planned: int | None = None  # head of the offline plan written into the model
     plan_method: str | None = None
     plan_optimal: bool | None = None
+    plan_clock_cut: bool | None = None  # a loaded machine's wall clock cut the planning short
     tflm_greedy_head: int | None = None  # TFLM's own planner on our order, for comparison
     tflm_head: int | None = None  # TFLM's measured head of the output (== arena_planned)
     kept_stored_order: bool = False  # the stored order (of some subgraph) needed less

@@ -55,6 +55,9 @@ class Plan:
     lower_bound: int  # ArenaUse.lower_bound: no plan of these lifetimes can be lower
     method: str  # the planner that produced it
     optimal: bool  # head == lower_bound, or the exact solver proved nothing lower exists
+    # the wall-clock guard stopped a stage: the plan may be above the one an idle machine
+    # finds (the counted work alone makes the plan the same on any machine)
+    clock_cut: bool = False
     baseline: int = 0  # TFLM's greedy head for the same buffers (what we are beating)
     seconds: float = 0.0
     # the row-granular layout the offsets come from (None: whole tensors, TFLM's lifetimes),
@@ -132,11 +135,12 @@ def plan_arena(use: ArenaUse, time_limit: float = 1.0, graph: ModelGraph | None 
             lay = layout.refined(use, buffers, graph, facts, self_copy)
             if lay is not None and all(lay.name != v.name for v in variants):
                 variants.append(lay)
-    best_plan = None
+    best_plan, clock_cut = None, False
     for k, lay in enumerate(variants):
         lower = use.lower_bound if k == 0 else lay.blocks.load
-        found = _staged(_planning_blocks(lay.blocks), baseline if k == 0 else None, lower,
-                        time_limit, start + WALL_SLACK * time_limit * (k + 1))
+        found, cut = _staged(_planning_blocks(lay.blocks), baseline if k == 0 else None,
+                             lower, time_limit, start + WALL_SLACK * time_limit * (k + 1))
+        clock_cut = clock_cut or cut
         if best_plan is None or found.head < best_plan[1].head:
             best_plan = (lay, found, lower)
     lay, best, lower = best_plan
@@ -146,6 +150,7 @@ def plan_arena(use: ArenaUse, time_limit: float = 1.0, graph: ModelGraph | None 
         lower_bound=lower,
         method=best.method if lay.name == layout.WHOLE else f"{best.method} ({lay.name})",
         optimal=best.head <= lower or best.proven,
+        clock_cut=clock_cut and not (best.head <= lower or best.proven),
         baseline=baseline.head,
         seconds=time.monotonic() - start,
         refined=None if lay.name == layout.WHOLE else lay,
@@ -155,19 +160,22 @@ def plan_arena(use: ArenaUse, time_limit: float = 1.0, graph: ModelGraph | None 
 
 
 def _staged(blocks: Blocks, best: Attempt | None, lower: int, time_limit: float,
-            deadline: float) -> Attempt:
-    """The planner stages on ``blocks`` from ``best`` (None: the first stage starts)."""
+            deadline: float) -> tuple[Attempt, bool]:
+    """The planner stages on ``blocks`` from ``best`` (None: the first stage starts), and
+    whether the wall clock reached ``deadline`` before a stage had spent its work."""
+    cut = False
     for planner, work in _stages(time_limit):
         if best is not None and (best.head <= lower or best.proven):
             break
         found = planner(blocks, best, Budget(work, deadline))
+        cut = cut or (work > 0 and time.monotonic() >= deadline)
         if found is not None and not overlapping_pairs(blocks, found.offsets) and (
             best is None or found.head < best.head
             or (found.proven and found.head == best.head)
         ):
             best = found
     assert best is not None  # the first stage (TFLM's greedy) always answers
-    return best
+    return best, cut
 
 
 def heights(use: ArenaUse, plan: Plan, scopes: list[int]) -> list[int]:
