@@ -1,5 +1,6 @@
 """Build of the compiled search core, with peak_memory's compiled path and fastread's field
-reads in C (``_fastpeak.c``); the rest of the package is in pyproject.toml.
+reads in C (``_fastpeak.c``) and the writer's tensor and operator tables (``_fastwrite.c``);
+the rest of the package is in pyproject.toml.
 
 ``optional=True``: without a C compiler the package still installs and runs the pure-Python
 search loop (``searchcore.unavailable()`` says why); CI checks the extension is built.
@@ -11,7 +12,8 @@ setup(
     ext_modules=[
         Extension(
             "tflite_reorder._searchcore",
-            sources=["src/tflite_reorder/_searchcore.c", "src/tflite_reorder/_fastpeak.c"],
+            sources=["src/tflite_reorder/_searchcore.c", "src/tflite_reorder/_fastpeak.c",
+                     "src/tflite_reorder/_fastwrite.c"],
             depends=["src/tflite_reorder/_searchcore.h"],
             optional=True,
         ),

@@ -3,8 +3,10 @@ plans, atomic writes, and the one-line errors for what it refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -14,9 +16,9 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from conftest import ROOT, model_path
-from tinymodels import diamond, model_t
+from tinymodels import diamond, model_t, rare_fields_model
 
-from tflite_reorder import api
+from tflite_reorder import api, fullread
 from tflite_reorder import flatbuffer_io as fio
 from tflite_reorder.flatbuffer_io import (
     ModelError,
@@ -289,6 +291,70 @@ def test_lean_builder_writes_the_library_builders_bytes(monkeypatch):
     assert [serialize_model(m) for m in trees] == lean
 
 
+def _edited_trees() -> list:
+    """Trees as edits leave them: lists and tuples for vectors, str names, numpy scalars,
+    int64 and non-contiguous arrays, byte-swapped arrays, huge and negative values."""
+    out = []
+    for edit in range(8):
+        m = load_model(model_path("inception_int8")).model
+        sg = m.subgraphs[0]
+        t, op = sg.tensors[3], sg.operators[2]
+        if edit == 0:
+            op.inputs, op.outputs = list(op.inputs), tuple(int(x) for x in op.outputs)
+            t.shape = [int(d) for d in t.shape]
+        elif edit == 1:
+            t.name, sg.tensors[4].name = "named é", "x"
+        elif edit == 2:
+            op.opcodeIndex, t.buffer, t.type = np.int32(op.opcodeIndex), np.uint32(0), np.int8(9)
+        elif edit == 3:
+            t.shape = np.asarray(t.shape, np.int64)
+        elif edit == 4:
+            op.inputs = np.repeat(np.asarray(op.inputs, np.int32), 2)[::2]
+        elif edit == 5:
+            t.shape = np.asarray(t.shape, ">i4")
+        elif edit == 6:
+            op.inputs, t.shape = [], np.zeros(0, np.int32)
+            op.customOptions = np.zeros(0, np.uint8)
+        else:
+            t.isVariable, t.hasRank, op.debugMetadataIndex = 1, True, 2 ** 31 - 1
+            op.largeCustomOptionsOffset, op.largeCustomOptionsSize = 2 ** 64 - 1, 0
+        out.append(m)
+    return out
+
+
+def test_compiled_packs_write_the_generated_bytes(monkeypatch):
+    """``_compiled_packs`` is only faster: every model in models/, the bad-input corpus,
+    the rare fields, edited trees and the 10,000-op chain pack to the very bytes the
+    generated ``Pack`` writes (the same ``_LeanBuilder``)."""
+    assert fio.FAST_PACK  # CI builds the extension: else this compares the code with itself
+    paths = sorted((ROOT / "models").glob("*.tflite"))
+    paths += sorted((ROOT / "tests" / "bad_inputs").glob("*.tflite"))
+    trees = []
+    for p in paths:
+        with contextlib.suppress(ModelError):  # the corpus' unreadable files
+            trees.append(load_model(p).model)
+    trees += [load_model(rare_fields_model()).model, load_model(mb.long_chain(10_000)).model,
+              diamond(), *_edited_trees()]
+    compiled = [serialize_model(m) for m in trees]
+    monkeypatch.setattr(fio, "FAST_PACK", False)
+    assert [serialize_model(m) for m in trees] == compiled
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_out_of_range_fields_raise_the_generated_error(monkeypatch, fast):
+    monkeypatch.setattr(fio, "FAST_PACK", fast)
+    for field, value in (("opcodeIndex", -1), ("debugMetadataIndex", 2 ** 31),
+                         ("largeCustomOptionsSize", -1)):
+        m = diamond()
+        setattr(m.subgraphs[0].operators[0], field, value)
+        with pytest.raises((TypeError, struct.error)):
+            serialize_model(m)
+    m = diamond()
+    m.subgraphs[0].tensors[0].type = 128
+    with pytest.raises(TypeError, match="bad number"):
+        serialize_model(m)
+
+
 def test_lean_builder_refuses_out_of_range_scalars_as_the_library_does():
     m = diamond()
     m.subgraphs[0].tensors[0].buffer = 2 ** 32  # a uint32 field
@@ -332,6 +398,7 @@ def test_decoded_vtables_read_what_the_library_reads(monkeypatch):
         except ModelError as exc:
             return str(exc)
 
+    monkeypatch.setattr(fullread, "ENABLED", False)  # the generated reader throughout
     cached = [outcome(raw) for raw in datas]
     monkeypatch.setattr(fio, "_vtable_fields", lambda *_a: None)
     parsed = 0

@@ -70,3 +70,17 @@ def test_a_plan_where_none_was_meant_is_caught(planned):
     data = _write(out, graph, arena.offsets_for_model(graph, plan))
     with pytest.raises(SelfCheckError, match="unexpected offline plan"):
         check_written(graph, data, orders, None, use)
+
+
+def test_an_order_that_is_not_topological_is_caught(planned):
+    """Operators written as the (wrong) orders say: they match, but an op runs before the
+    writer of its input."""
+    m, graph, _, _, _, _ = planned
+    n = len(graph.subgraphs[0].ops)
+    backwards = [list(reversed(range(n)))] + [list(range(len(sg.ops)))
+                                             for sg in graph.subgraphs[1:]]
+    out = copy.deepcopy(m)
+    apply_orders(out, backwards)
+    with pytest.raises(SelfCheckError, match="order is not topological"):
+        check_written(graph, serialize_model(out), backwards, None, None)
+

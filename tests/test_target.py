@@ -291,3 +291,25 @@ def test_tiles_and_rewrites_hold_on_the_target(runner: target.Build, name: str,
     assert r.tiles or r.rewrites, f"{name}: nothing was tiled or rewritten"
     assert r.target["verified"] is True
     assert r.target["head"] == r.arena_planned
+
+
+@pytest.mark.parametrize("kernels", ["reference", "cmsis_nn"])
+def test_ops_skipped_by_name_request_nothing(kernels: str) -> None:
+    """``scratch.may_request`` lets ``requests`` skip an operator by its name alone: every
+    such operator of every shipped model requests nothing when asked in full."""
+    skipped = 0
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.tflite")):
+        m = load_model(path).model
+        graph = build_graph(m, shapes.true_shapes(m))
+        for s, sg in enumerate(graph.subgraphs):
+            sg_t = m.subgraphs[s]
+            for v, node in enumerate(sg.ops):
+                if scratch.may_request(node.opcode, kernels):
+                    continue
+                op_t = sg_t.operators[v]
+                ins = [None if i < 0 else sg_t.tensors[i] for i in op_t.inputs]
+                outs = [sg_t.tensors[i] for i in op_t.outputs]
+                op = scratch._Op(node.opcode, ins, outs, op_t.builtinOptions)
+                assert scratch.op_requests(op, "cortex-m4", kernels) == [], node.opcode
+                skipped += 1
+    assert skipped > 100

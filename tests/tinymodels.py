@@ -4,10 +4,12 @@ memory model: a few elementwise ops (RELU, ADD, CONCATENATION) on named tensors.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tflite_reorder.flatbuffer_io import serialize_model
+from tflite_reorder.flatbuffer_io import parse_model, serialize_model
 from tflite_reorder.rewrites.edit import Editor
 
 Shape = tuple[int, ...]
@@ -68,3 +70,30 @@ def chain(n: int = 3) -> schema.ModelT:
     names = ["x", *(f"t{i}" for i in range(1, n + 1))]
     ops = [("RELU", [a], b, SHAPE) for a, b in zip(names, names[1:], strict=False)]
     return model_t({"x": SHAPE}, ops, [names[-1]])
+
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def rare_fields_model() -> bytes:
+    """A shipped model with the fields the compiled reader and writer hand to the generated
+    code or meet rarely: sparsity, variant tensors, builtin_options_2, custom options,
+    mutating inputs, intermediates, a shape signature, a debug metadata index."""
+    model = parse_model((MODELS / "add_tree_int8.tflite").read_bytes()).model
+    sg = model.subgraphs[0]
+    t0, t1 = sg.tensors[0], sg.tensors[1]
+    t0.shapeSignature = np.array([-1, *list(t0.shape)[1:]], np.int32)
+    t0.hasRank = True
+    t1.sparsity = schema.SparsityParametersT()
+    t1.sparsity.traversalOrder = np.array([0, 1], np.int32)
+    sg.tensors[2].variantTensors = [schema.VariantSubTypeT()]
+    op0, op1 = sg.operators[0], sg.operators[1]
+    op0.customOptions = np.arange(7, dtype=np.uint8)
+    op0.customOptionsFormat = 0
+    op0.mutatingVariableInputs = np.array([True, False])
+    op0.intermediates = np.array([1], np.int32)
+    op0.debugMetadataIndex = 3
+    op1.builtinOptions2Type = schema.BuiltinOptions2.StablehloConcatenateOptions
+    op1.builtinOptions2 = schema.StablehloConcatenateOptionsT()
+    op1.builtinOptions2.dimension = 2
+    return serialize_model(model)

@@ -1539,6 +1539,93 @@ out:
     return result;
 }
 
+/* ------------------------------------------------------------------------------------- */
+/* flatbuffer_io.parse_model's tensors and operators: every field the generated object     */
+/* API unpacks, as flat tuples (vectors as start, length: the reader makes numpy views)    */
+
+/* A vector field as (start, length) into *start, *n; start -1 when absent. */
+static int span_of(Fb *fb, const Tab *t, int slot, int elsize, long long *start, long long *n) {
+    int64_t vec, len, first;
+    if (!fb_target(fb, t, slot, &vec) || !fb_vector(fb, vec, elsize, &len, &first)) return 0;
+    *start = vec < 0 ? -1 : first;
+    *n = vec < 0 ? 0 : len;
+    return 1;
+}
+
+/* Tensor: (shape start, n, type, buffer, name or None, quantization table or -1, variable,
+ * shape signature start, n, has rank, external buffer); with sparsity or variant tensors
+ * the table's position alone (the generated code unpacks it). */
+static PyObject *full_tensor(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    long long sh, shn, type, buffer, var, sig, sign, rank, external;
+    int64_t q;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    if (slot_off(fb, &t, 6) || slot_off(fb, &t, 9)) return PyLong_FromLongLong(t.pos);
+    if (!span_of(fb, &t, 0, 4, &sh, &shn) || !scalar_of(fb, &t, 1, 1, 0, 1, &type) ||
+        !scalar_of(fb, &t, 2, 4, 0, 0, &buffer) || !fb_target(fb, &t, 4, &q) ||
+        !scalar_of(fb, &t, 5, 1, 0, 0, &var) || !span_of(fb, &t, 7, 4, &sig, &sign) ||
+        !scalar_of(fb, &t, 8, 1, 0, 0, &rank) || !scalar_of(fb, &t, 10, 4, 0, 0, &external)) {
+        *bad = 1;
+        return NULL;
+    }
+    PyObject *name = py_string(fb, &t, 3, bad);
+    if (!name) return NULL;
+    return Py_BuildValue("(LLLLNLOLLOL)", sh, shn, type, buffer, name, (long long)q,
+                         var ? Py_True : Py_False, sig, sign, rank ? Py_True : Py_False,
+                         external);
+}
+
+/* Operator: (opcode, inputs start, n, outputs start, n, options type, options table or -1,
+ * custom options start, n, custom format, mutating start, n, intermediates start, n,
+ * large custom offset, size, debug metadata index); with a builtin_options_2 field the
+ * table's position alone. */
+static PyObject *full_operator(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    long long opcode, in, inn, out, outn, otype, cu, cun, fmt, mu, mun, it, itn, loff, lsize, dbg;
+    int64_t opt;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    if (slot_off(fb, &t, 11) || slot_off(fb, &t, 12)) return PyLong_FromLongLong(t.pos);
+    if (!scalar_of(fb, &t, 0, 4, 0, 0, &opcode) || !span_of(fb, &t, 1, 4, &in, &inn) ||
+        !span_of(fb, &t, 2, 4, &out, &outn) || !scalar_of(fb, &t, 3, 1, 0, 0, &otype) ||
+        !fb_target(fb, &t, 4, &opt) || !span_of(fb, &t, 5, 1, &cu, &cun) ||
+        !scalar_of(fb, &t, 6, 1, 0, 1, &fmt) || !span_of(fb, &t, 7, 1, &mu, &mun) ||
+        !span_of(fb, &t, 8, 4, &it, &itn) || !scalar_of(fb, &t, 9, 8, 0, 0, &loff) ||
+        !scalar_of(fb, &t, 10, 8, 0, 0, &lsize) ||
+        !scalar_of(fb, &t, 13, 4, (uint64_t)(uint32_t)-1, 1, &dbg)) {
+        *bad = 1;
+        return NULL;
+    }
+    return Py_BuildValue("(LLLLLLLLLLLLLLKKL)", opcode, in, inn, out, outn, otype,
+                         (long long)opt, cu, cun, fmt, mu, mun, it, itn,
+                         (unsigned long long)loff, (unsigned long long)lsize, dbg);
+}
+
+static PyObject *full_subgraph(Fb *fb, int64_t first, int64_t i, int *bad) {
+    Tab t;
+    if (!fb_elem_table(fb, first, i, &t)) { *bad = 1; return NULL; }
+    PyObject *ts = lite_list(fb, &t, 0, full_tensor, bad);
+    if (!ts) return NULL;
+    PyObject *ops = lite_list(fb, &t, 3, full_operator, bad);
+    if (!ops) { Py_DECREF(ts); return NULL; }
+    return Py_BuildValue("(NN)", ts, ops);
+}
+
+PyObject *full_tables(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*", &raw)) return NULL;
+    Fb fb = {raw.buf, raw.len, NULL};
+    int bad = 0;
+    PyObject *result = NULL;
+    Tab root;
+    TRY(fb.n >= 4 && fb_table(&fb, u32at(&fb, 0), &root));
+    result = lite_list(&fb, &root, 2, full_subgraph, &bad);
+out:
+    PyBuffer_Release(&raw);
+    if (!result && bad && !PyErr_Occurred()) Py_RETURN_NONE;
+    return result;
+}
+
 const char FAST_PEAK_DOC[] =
     "fast_peak(raw, type_size, fixed_size, type_state, op_flags, version, align, max_arena,\n"
     "          max_tensors, max_ops, max_buffers, max_entries, n_op_flags, time_limit,\n"

@@ -1858,6 +1858,13 @@ static PyMethodDef methods[] = {
     {"fast_peak", fast_peak, METH_VARARGS, FAST_PEAK_DOC},
     {"lite_tables", lite_tables, METH_VARARGS,
      "lite_tables(raw) -> fastread.read_lite's fields as tuples, or None when a read fails"},
+    {"pack_tensor", pack_tensor, METH_VARARGS,
+     "pack_tensor(builder, tensor, ndarray, fallback) -> offset: TensorT.Pack in C"},
+    {"pack_operator", pack_operator, METH_VARARGS,
+     "pack_operator(builder, operator, ndarray, fallback) -> offset: OperatorT.Pack in C"},
+    {"full_tables", full_tables, METH_VARARGS,
+     "full_tables(raw) -> per subgraph (tensors, operators): every field parse_model unpacks,"
+     " as tuples, or None when a read fails"},
     {NULL, NULL, 0, NULL},
 };
 

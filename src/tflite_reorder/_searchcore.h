@@ -45,5 +45,11 @@ PyObject *fast_peak(PyObject *self, PyObject *args);
 extern const char FAST_PEAK_DOC[];
 /* lite_tables(raw): fastread.read_lite's fields as tuples, or None (fastread reads them). */
 PyObject *lite_tables(PyObject *self, PyObject *args);
+/* full_tables(raw): every tensor and operator field parse_model unpacks, or None. */
+PyObject *full_tables(PyObject *self, PyObject *args);
+
+/* _fastwrite.c: TensorT.Pack / OperatorT.Pack on flatbuffer_io's builder, the same bytes. */
+PyObject *pack_tensor(PyObject *self, PyObject *args);
+PyObject *pack_operator(PyObject *self, PyObject *args);
 
 #endif

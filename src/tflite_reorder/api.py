@@ -29,6 +29,7 @@ from .flatbuffer_io import (
     set_offline_plan,
     shared_reads,
 )
+from .gcpause import fewer_collections
 from .graph import ModelGraph, build_graph
 from .memory import ArenaUse, simulate
 from .results import (
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 
+@fewer_collections()
 def peak_memory(
     model: Candidate, *, inplace: bool = False, time_limit: float = 10.0, tile: bool = False,
     max_overhead: float = 0.3,
@@ -168,139 +170,140 @@ def optimize(
     the plan's row levers (``arena.layout``) and confirms those estimates by planning.
     """
     t0 = time.monotonic()
-    stage = on_stage or (lambda _s: None)
-    loaded = load_model(model)
-    if isinstance(model, LoadedModel):
-        m = copy.deepcopy(loaded.model)  # the caller's tables stay as they were
-    else:  # ours alone: edit them in place (a deep copy of 100,000 tensors takes seconds)
-        m, loaded = loaded.model, LoadedModel(None, loaded.raw, loaded.source)
-    rep = Report(input=loaded.source, output=output_name)
-    if tflm_compat:
-        stage("tflm-compat")
-        _tflm_compat(m, rep, time_limit)
-    runs: list[Runnability] | None = None
-    if verify:
-        stage("runtimes")
-        runs = _runnable(loaded, rep, use_tflm, m, tflm_compat)
+    with fewer_collections():  # after t0: the time limit counts from the call
+        stage = on_stage or (lambda _s: None)
+        loaded = load_model(model)
+        if isinstance(model, LoadedModel):
+            m = copy.deepcopy(loaded.model)  # the caller's tables stay as they were
+        else:  # ours alone: edit them in place (a deep copy of 100,000 tensors takes seconds)
+            m, loaded = loaded.model, LoadedModel(None, loaded.raw, loaded.source)
+        rep = Report(input=loaded.source, output=output_name)
+        if tflm_compat:
+            stage("tflm-compat")
+            _tflm_compat(m, rep, time_limit)
+        runs: list[Runnability] | None = None
+        if verify:
+            stage("runtimes")
+            runs = _runnable(loaded, rep, use_tflm, m, tflm_compat)
 
-    stage("shapes")
-    t_work = time.monotonic()  # from here to the plan: what --time-limit bounds
-    unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
-    read_tables = m
+        stage("shapes")
+        t_work = time.monotonic()  # from here to the plan: what --time-limit bounds
+        unsafe, as_read = _unsafe_in_tflm(m, rep, repaired=fix_shapes)
+        read_tables = m
 
-    reference = loaded  # what the written model must compute (the rewritten model, if any)
-    if rewrite:
-        stage("rewrite")
-        m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration,
-                                use_tflm)
+        reference = loaded  # what the written model must compute (the rewritten model, if any)
+        if rewrite:
+            stage("rewrite")
+            m, reference = _rewrite(m, loaded, rep, inplace, time_limit, max_error, calibration,
+                                    use_tflm)
 
-    if tile or ram_budget is not None:
-        stage("tile")
-        m = _tile(m, rep, ram_budget, max_overhead, time_limit, plan, tile_objective)
+        if tile or ram_budget is not None:
+            stage("tile")
+            m = _tile(m, rep, ram_budget, max_overhead, time_limit, plan, tile_objective)
 
-    if fix_shapes:
-        rep.repairs = repair_model(m)
-    if m is read_tables and not rep.repairs and not rewrite and rep.tiles is None:
-        # unchanged since the hazards were looked for: that graph (and its replays) hold
-        true, graph, replays = as_read
-    else:
-        true = shapes.true_shapes(m)
-        graph = build_graph(m, true)
-        replays = {}
-    rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
-    if unsafe and not fix_shapes and plan:
-        rep.warnings.append(
-            "stored shapes or padding are unsafe in TFLM; without --fix-shapes no arena plan "
-            "is written (TFLM plans online)"
-        )
-        plan = False
-    if not plan:
-        inplace = False
+        if fix_shapes:
+            rep.repairs = repair_model(m)
+        if m is read_tables and not rep.repairs and not rewrite and rep.tiles is None:
+            # unchanged since the hazards were looked for: that graph (and its replays) hold
+            true, graph, replays = as_read
+        else:
+            true = shapes.true_shapes(m)
+            graph = build_graph(m, true)
+            replays = {}
+        rep.ops, rep.subgraphs = graph.n_ops, len(graph.subgraphs)
+        if unsafe and not fix_shapes and plan:
+            rep.warnings.append(
+                "stored shapes or padding are unsafe in TFLM; without --fix-shapes no arena plan "
+                "is written (TFLM plans online)"
+            )
+            plan = False
+        if not plan:
+            inplace = False
 
-    reqs: dict = {}
-    warning = None
-    if target is not None:
-        reqs, warning = pipeline.scratch_for(m, graph, target)
-    elif plan:
-        reqs, warning = pipeline.host_scratch_for(m, graph)
-    if warning:
-        rep.warnings.append(warning)
-    if reqs and rep.tiles is None and not rep.rewrites:
-        # the stored order pays the same kernel scratch: "before" counts it as "after" does
-        stored = graph.stored_orders()
-        before = pipeline.plan_use(replayed(graph, stored, False, replays), reqs,
-                                   stored).lower_bound
-        if rep.peak_input == rep.peak_before:  # nothing repaired: the input is that model
-            rep.peak_input = before
-        rep.peak_before = before
+        reqs: dict = {}
+        warning = None
+        if target is not None:
+            reqs, warning = pipeline.scratch_for(m, graph, target)
+        elif plan:
+            reqs, warning = pipeline.host_scratch_for(m, graph)
+        if warning:
+            rep.warnings.append(warning)
+        if reqs and rep.tiles is None and not rep.rewrites:
+            # the stored order pays the same kernel scratch: "before" counts it as "after" does
+            stored = graph.stored_orders()
+            before = pipeline.plan_use(replayed(graph, stored, False, replays), reqs,
+                                       stored).lower_bound
+            if rep.peak_input == rep.peak_before:  # nothing repaired: the input is that model
+                rep.peak_input = before
+            rep.peak_before = before
 
-    stage("schedule")
-    # with --tflm-compat's searches the model's own gets what is left of one time limit
-    search_limit = max(0.0, t0 + time_limit - time.monotonic()) if tflm_compat else time_limit
-    if rewrite:  # what the rewrites left of 1.5 x --time-limit, less the plan's tenth
-        left = t_work + REWRITE_RUN_SHARE * time_limit - time.monotonic() - time_limit / 10
-        search_limit = min(search_limit, max(0.0, left))
-    orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs, replays)
-    if rep.rewrites and rep.peak_after > rep.peak_before:
-        return _without_rewrites(model, rep, locals())
-    levers = _row_levers(m, graph) if plan else (None, None)  # before the ops move
-    if rep.tiles and plan and levers[1] is not None:
-        orders, use = _tile_order(graph, orders, use, rep, inplace, reqs, levers, time_limit)
-    apply_orders(m, orders)
-    if fix_shapes and true:
-        shapes.fix_shapes(m, true)
+        stage("schedule")
+        # with --tflm-compat's searches the model's own gets what is left of one time limit
+        search_limit = max(0.0, t0 + time_limit - time.monotonic()) if tflm_compat else time_limit
+        if rewrite:  # what the rewrites left of 1.5 x --time-limit, less the plan's tenth
+            left = t_work + REWRITE_RUN_SHARE * time_limit - time.monotonic() - time_limit / 10
+            search_limit = min(search_limit, max(0.0, left))
+        orders, use = _schedule(graph, rep, inplace, search_limit, progress, reqs, replays)
+        if rep.rewrites and rep.peak_after > rep.peak_before:
+            return _without_rewrites(model, rep, locals())
+        levers = _row_levers(m, graph) if plan else (None, None)  # before the ops move
+        if rep.tiles and plan and levers[1] is not None:
+            orders, use = _tile_order(graph, orders, use, rep, inplace, reqs, levers, time_limit)
+        apply_orders(m, orders)
+        if fix_shapes and true:
+            shapes.fix_shapes(m, true)
 
-    stage("plan")
-    # TFLM's own planner places the kernels' scratch with the tensors, as ours does
-    online = pipeline.plan_use(replayed(graph, orders, False, replays), reqs, orders)
-    the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
-                     time_limit, online, levers)
+        stage("plan")
+        # TFLM's own planner places the kernels' scratch with the tensors, as ours does
+        online = pipeline.plan_use(replayed(graph, orders, False, replays), reqs, orders)
+        the_plan = _plan(m, graph, orders, pipeline.plan_use(use, reqs, orders), rep, plan,
+                         time_limit, online, levers)
 
-    rep.search_seconds = time.monotonic() - t_work
-    stage("write")
-    data = serialize_model(m)
-    check_written(graph, data, orders, the_plan, use)
-    if rep.tiles is not None:
-        # the input made safe in TFLM when it is not (as the "before" peaks are)
-        before = _safe_reference(_tables(loaded)) if unsafe else loaded.raw
-        _tflm_totals(before, data, rep, use_tflm)
-        if rep.tiles:
-            stage("untiled")
-            plain = _untiled(model, rep, locals())
-            if plain is not None:
-                rep = plain.report
-                if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
-                    raise BudgetError(rep, rep.tflm_after["total"])
-                return plain
-        if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
-            raise BudgetError(rep, rep.tflm_after["total"])
+        rep.search_seconds = time.monotonic() - t_work
+        stage("write")
+        data = serialize_model(m)
+        check_written(graph, data, orders, the_plan, use)
+        if rep.tiles is not None:
+            # the input made safe in TFLM when it is not (as the "before" peaks are)
+            before = _safe_reference(_tables(loaded)) if unsafe else loaded.raw
+            _tflm_totals(before, data, rep, use_tflm)
+            if rep.tiles:
+                stage("untiled")
+                plain = _untiled(model, rep, locals())
+                if plain is not None:
+                    rep = plain.report
+                    if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
+                        raise BudgetError(rep, rep.tflm_after["total"])
+                    return plain
+            if ram_budget is not None and rep.tflm_after["total"] > ram_budget:
+                raise BudgetError(rep, rep.tflm_after["total"])
 
-    if verify:
-        stage("verify")
-        with shared_reads():  # each model's read-only checks once, for all interpreters
-            safe = _safe_reference(_tables(reference)) if unsafe else None
-            ver = verify_written(reference, data, safe, runs,
-                                 tflm_against_litert=bool(tflm_compat and reference is loaded))
-            rep.verification = ver.to_dict()
-            rep.seconds = time.monotonic() - t0
-            if not ver.ok:
+        if verify:
+            stage("verify")
+            with shared_reads():  # each model's read-only checks once, for all interpreters
+                safe = _safe_reference(_tables(reference)) if unsafe else None
+                ver = verify_written(reference, data, safe, runs,
+                                     tflm_against_litert=bool(tflm_compat and reference is loaded))
+                rep.verification = ver.to_dict()
+                rep.seconds = time.monotonic() - t0
+                if not ver.ok:
+                    raise VerificationError(rep)
+                if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
+                    rep.tflm_head = tflm.measure_arena(data).head
+                    if rep.tflm_head != the_plan.head:
+                        raise VerificationError(
+                            rep, f"TFLM's measured arena head {rep.tflm_head} B is not the "
+                                 f"planned {the_plan.head} B")
+        if target is not None:
+            stage("target")
+            ref = _safe_reference(_tables(reference)) if unsafe else reference.raw
+            on = pipeline.verify(ref, data, target, rep.arena_planned)
+            rep.target = on.to_dict()
+            if verify and on.verified is False:
+                rep.seconds = time.monotonic() - t0
                 raise VerificationError(rep)
-            if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
-                rep.tflm_head = tflm.measure_arena(data).head
-                if rep.tflm_head != the_plan.head:
-                    raise VerificationError(
-                        rep, f"TFLM's measured arena head {rep.tflm_head} B is not the "
-                             f"planned {the_plan.head} B")
-    if target is not None:
-        stage("target")
-        ref = _safe_reference(_tables(reference)) if unsafe else reference.raw
-        on = pipeline.verify(ref, data, target, rep.arena_planned)
-        rep.target = on.to_dict()
-        if verify and on.verified is False:
-            rep.seconds = time.monotonic() - t0
-            raise VerificationError(rep)
-    rep.seconds = time.monotonic() - t0
-    return Optimized(data, rep, orders, the_plan, use)
+        rep.seconds = time.monotonic() - t0
+        return Optimized(data, rep, orders, the_plan, use)
 
 
 def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool, m=None,

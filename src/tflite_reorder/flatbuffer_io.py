@@ -27,6 +27,7 @@ import flatbuffers.table
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from . import fullread
 from .dtypes import BUFFER_ALIGNMENT, FIXED_SIZE, align
 from .options import drop_foreign_options
 from .tensors import text
@@ -188,7 +189,7 @@ def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:
     try:
         check_table_counts(raw, source)
         with _fast_tables(raw):
-            model = schema.ModelT.InitFromPackedBuf(raw, 0)
+            model = fullread.unpack_model(raw) or schema.ModelT.InitFromPackedBuf(raw, 0)
     except ModelError:
         raise
     except Exception as exc:  # the generated reader raises anything on corrupt input
@@ -721,6 +722,45 @@ _PACK_I32 = struct.Struct("<i").pack_into
 _PACK_U16 = struct.Struct("<H").pack_into
 
 
+try:  # TensorT.Pack and OperatorT.Pack in C (the same bytes; _fastwrite.c)
+    from ._searchcore import pack_operator as _pack_operator
+    from ._searchcore import pack_tensor as _pack_tensor
+except ImportError:  # not built
+    _pack_operator = _pack_tensor = None
+FAST_PACK = _pack_tensor is not None  # tests switch it off to compare the bytes
+_GENERATED_PACK = {schema.TensorT: schema.TensorT.Pack, schema.OperatorT: schema.OperatorT.Pack}
+
+
+def _tensor_pack(self, builder):  # TensorT.Pack while _compiled_packs is on
+    return _pack_tensor(builder, self, np.ndarray, _GENERATED_PACK[schema.TensorT])
+
+
+def _operator_pack(self, builder):  # OperatorT.Pack while _compiled_packs is on
+    return _pack_operator(builder, self, np.ndarray, _GENERATED_PACK[schema.OperatorT])
+
+
+_pack_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _compiled_packs() -> Iterator[None]:
+    """``TensorT.Pack`` and ``OperatorT.Pack`` done by the extension while a model is
+    packed: the same writes on the same ``_LeanBuilder`` (same bytes, compared with the
+    generated code on every model in ``tests/test_flatbuffer_io.py``); a table with a field
+    it does not write (sparsity, builtin_options_2, a value outside its type, a vector of
+    another element type) is packed by the generated code, which raises its own errors."""
+    if not FAST_PACK:
+        yield
+        return
+    with _pack_lock:
+        schema.TensorT.Pack, schema.OperatorT.Pack = _tensor_pack, _operator_pack
+        try:
+            yield
+        finally:
+            schema.TensorT.Pack = _GENERATED_PACK[schema.TensorT]
+            schema.OperatorT.Pack = _GENERATED_PACK[schema.OperatorT]
+
+
 def _pack_once(model: schema.ModelT, external_offsets: dict[int, int]) -> bytes:
     """``external_offsets``: buffer index or ``("op", s, i)`` -> absolute file offset."""
     original = model.buffers
@@ -735,7 +775,9 @@ def _pack_once(model: schema.ModelT, external_offsets: dict[int, int]) -> bytes:
         op.largeCustomOptionsSize = len(op.largeCustomOptions)
     try:
         builder = _LeanBuilder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+        with _compiled_packs():
+            root = model.Pack(builder)
+        builder.Finish(root, file_identifier=FILE_IDENTIFIER)
         out = bytes(builder.Output())
     finally:
         model.buffers = original

@@ -173,6 +173,66 @@ def _stateful(opcode: str, tensors: list[TensorInfo], ts: tuple[int, ...], model
     return any(tensors[t].dtype in STATE_TYPES or model_t[t].isVariable for t in ts)
 
 
+def op_nodes(model: schema.ModelT, sg_index: int,
+             op_name: Callable[[int], str] | None = None) -> list[OpNode]:
+    """One subgraph's operators as ``OpNode``s, in stored order: opcode names, inputs
+    (optional ``-1`` and repeats left out), outputs and called subgraphs. What the graph
+    builder and the writer's self-check (which compares the operators it wrote) both read.
+
+    Raises ``ModelError`` for tensor indices outside the subgraph, an output index -1 and
+    calls of missing subgraphs.
+    """
+    sg = model.subgraphs[sg_index]
+    nt = len(sg.tensors or [])
+    where = f"subgraph {sg_index}"
+    n_sub = len(model.subgraphs)
+    op_name = op_name or opcode_namer(model)
+    ops: list[OpNode] = []
+    for i, op in enumerate(sg.operators or []):
+        name = op_name(op.opcodeIndex)
+
+        def what(i=i, name=name) -> str:
+            return f"operator {i} ({name})"
+
+        ins = checked_indices(op.inputs, nt, where, what)
+        outs = checked_indices(op.outputs, nt, where, what)
+        if -1 in outs:
+            raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
+        calls = _calls(op, name)
+        for c in calls:
+            if not 0 <= c < n_sub:
+                raise ModelError(f"{where}: operator {i} ({name}) calls missing subgraph {c}")
+        used = tuple(dict.fromkeys(t for t in ins if t >= 0))
+        ops.append(OpNode(i, name, used, tuple(dict.fromkeys(outs)), calls))
+    return ops
+
+
+def checked_indices(vec, nt: int, where: str, what: Callable[[], str]) -> tuple[int, ...]:
+    """A vector of tensor indices as a tuple; ``ModelError`` for one outside ``-1..nt-1``."""
+    ts = ints(vec)
+    if ts and not (-1 <= min(ts) and max(ts) < nt):
+        t = next(t for t in ts if not -1 <= t < nt)
+        raise ModelError(f"{where}: {what()} refers to tensor {t}, but there are {nt} "
+                         f"tensors")
+    return ts
+
+
+def producers(ops: Sequence[OpNode], where: str,
+              name: Callable[[int], str] = str) -> dict[int, int]:
+    """Tensor -> the position of the operator that writes it; ``ModelError`` for a tensor
+    two operators write (``name``: how a tensor is named in that message)."""
+    producer: dict[int, int] = {}
+    for pos, op in enumerate(ops):
+        for t in op.outputs:
+            if t in producer:
+                raise ModelError(
+                    f"{where}: tensor {t} ({name(t)}) is produced by operators "
+                    f"{ops[producer[t]].index} and {op.index}"
+                )
+            producer[t] = pos
+    return producer
+
+
 def build_subgraph(
     model: schema.ModelT,
     sg_index: int,
@@ -189,50 +249,14 @@ def build_subgraph(
     where = f"subgraph {sg_index}"
     true_shapes = true_shapes or {}
     tensors = [_tensor_info(model, t, i, true_shapes.get(i)) for i, t in enumerate(raw_tensors)]
-
-    def check(vec, what: Callable[[], str]) -> tuple[int, ...]:
-        ts = ints(vec)
-        if ts and not (-1 <= min(ts) and max(ts) < nt):
-            t = next(t for t in ts if not -1 <= t < nt)
-            raise ModelError(f"{where}: {what()} refers to tensor {t}, but there are {nt} "
-                             f"tensors")
-        return ts
-
-    ops: list[OpNode] = []
-    n_sub = len(model.subgraphs)
-    op_name = opcode_namer(model)
-    for i, op in enumerate(sg.operators or []):
-        name = op_name(op.opcodeIndex)
-
-        def what(i=i, name=name) -> str:
-            return f"operator {i} ({name})"
-
-        ins = check(op.inputs, what)
-        outs = check(op.outputs, what)
-        if -1 in outs:
-            raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
-        calls = _calls(op, name)
-        for c in calls:
-            if not 0 <= c < n_sub:
-                raise ModelError(f"{where}: operator {i} ({name}) calls missing subgraph {c}")
-        used = tuple(dict.fromkeys(t for t in ins if t >= 0))
-        ops.append(OpNode(i, name, used, tuple(dict.fromkeys(outs)), calls))
-
-    io_in = check(sg.inputs, lambda: "subgraph inputs")
-    io_out = check(sg.outputs, lambda: "subgraph outputs")
+    ops = op_nodes(model, sg_index)
+    io_in = checked_indices(sg.inputs, nt, where, lambda: "subgraph inputs")
+    io_out = checked_indices(sg.outputs, nt, where, lambda: "subgraph outputs")
     if -1 in io_in or -1 in io_out:
         raise ModelError(f"{where}: subgraph input/output index -1")
 
-    producer: dict[int, int] = {}
+    producer = producers(ops, where, lambda t: tensors[t].name)
     consumers: dict[int, list[int]] = {}
-    for op in ops:
-        for t in op.outputs:
-            if t in producer:
-                raise ModelError(
-                    f"{where}: tensor {t} ({tensors[t].name}) is produced by operators "
-                    f"{producer[t]} and {op.index}"
-                )
-            producer[t] = op.index
     for op in ops:
         for t in op.inputs:
             consumers.setdefault(t, []).append(op.index)

@@ -28,10 +28,19 @@ from .dtypes import align
 from .flatbuffer_io import derived, read_only
 from .graph import build_graph
 
-try:
-    from tflite_micro import runtime as _runtime
-except ImportError:  # pragma: no cover - exercised only where tflite-micro is absent
-    _runtime = None
+_RUNTIME: list = []  # tflite_micro.runtime (None when not installed), once imported
+
+
+def _micro():
+    """``tflite_micro.runtime``, imported on first use (a run that never builds a TFLM
+    interpreter, e.g. ``--no-verify``, does not pay for importing it); None when absent."""
+    if not _RUNTIME:
+        try:
+            from tflite_micro import runtime
+        except ImportError:  # pragma: no cover - exercised only where tflite-micro is absent
+            runtime = None
+        _RUNTIME.append(runtime)
+    return _RUNTIME[0]
 
 T = TypeVar("T")
 
@@ -61,7 +70,7 @@ class TflmArena:
 
 def available() -> bool:
     """True when ``tflite_micro`` is importable."""
-    return _runtime is not None
+    return _micro() is not None
 
 
 @dataclass
@@ -95,7 +104,7 @@ def captured() -> Iterator[_Log]:
 
 
 def _require() -> None:
-    if _runtime is None:
+    if _micro() is None:
         raise TflmError("tflite-micro is not installed (pip install 'tflite-reorder[tflm]')")
 
 
@@ -127,7 +136,7 @@ def _interpreter(model_bytes: bytes, arena_size: int):
     if hazard:
         raise TflmError(f"not run in TFLM: {hazard}")
     return _guarded(
-        lambda: _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
+        lambda: _micro().Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
     )
 
 

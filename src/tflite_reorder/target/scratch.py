@@ -212,6 +212,17 @@ def _reference_conv(op: _Op, arch: str) -> list[int]:
     return []
 
 
+_CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def may_request(opcode: str, kernels: str) -> bool:
+    """Whether ``op_requests`` looks at an operator of this name at all (else it requests
+    nothing): a 50,000-op chain of ADDs and RELUs is not read tensor by tensor."""
+    return (opcode in _REFERENCE or opcode in _CONVS or opcode in _UNMODELLED
+            or (kernels == "cmsis_nn" and opcode in _CMSIS)
+            or (kernels == "reference" and opcode in _REFERENCE_ONLY))
+
+
 def op_requests(op: _Op, arch: str, kernels: str) -> list[int]:
     """Byte counts one operator requests, in request order (not yet rounded to 16)."""
     if kernels == "cmsis_nn" and op.opcode in _CMSIS:
@@ -220,7 +231,7 @@ def op_requests(op: _Op, arch: str, kernels: str) -> list[int]:
         return _REFERENCE[op.opcode](op, arch)
     if kernels == "reference" and op.opcode in _REFERENCE_ONLY:
         return _REFERENCE_ONLY[op.opcode](op, arch)
-    if op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+    if op.opcode in _CONVS:
         return _reference_conv(op, arch)
     if op.opcode in _UNMODELLED:
         raise UnknownScratch(op.opcode)
@@ -242,6 +253,8 @@ def requests(model_t: schema.ModelT, graph: ModelGraph, arch: str,
             return None if i < 0 else _as_written(sg_t.tensors[i], sg.tensors[i])
 
         for v, node in enumerate(sg.ops):
+            if not may_request(node.opcode, kernels):
+                continue
             op_t = sg_t.operators[v]
             ins = [tensor(i) for i in op_t.inputs]
             outs = [tensor(i) for i in op_t.outputs]
