@@ -167,3 +167,64 @@ def test_missing_extra_names_the_install_command(model_dir, tmp_path, capsys, mo
     code, _, stderr = run_cli(["batch", model_dir, "--out", tmp_path / "o", "--cluster",
                                "tcp://127.0.0.1:9"], capsys)
     assert code == 2 and 'pip install "tflite-reorder[cluster]"' in stderr
+
+
+@contextmanager
+def _bare_cluster(n_workers: int):
+    """A cluster of its own (its workers are taken away by the test)."""
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=40) as lc, Client(lc) as c:
+        yield lc, c
+
+
+def test_a_cluster_without_workers_is_one_line_exit_2(model_dir, tmp_path, capsys,
+                                                      monkeypatch):
+    """Dask would keep the tasks waiting for ever: no worker within WORKER_WAIT s is
+    refused before any work, like a scheduler that does not answer."""
+    monkeypatch.setattr(cluster, "WORKER_WAIT", 1.0)
+    with _bare_cluster(0) as (lc, c):
+        code, stdout, stderr = run_cli(["batch", model_dir, "--out", tmp_path / "o",
+                                        "--cluster", lc.scheduler_address], capsys)
+        assert code == 2 and stdout == "", stderr
+        assert len(stderr.splitlines()) == 1 and "has no workers (none joined within 1 s)" \
+            in stderr, stderr
+        with pytest.raises(cluster.ModelError, match="has no workers"):
+            peak_memory_many([model_dir / "concat_dw_int8.tflite"], client=c)
+    assert not list((tmp_path / "o").glob("*.tflite"))
+
+
+def slow_row(item):
+    """Stands in for ``batch.remote_one``: a row that takes a while."""
+    import time
+
+    time.sleep(0.3)
+    return {"input": item[0].src, "status": "ok", "exit_code": 0}, None
+
+
+def test_rows_fail_once_every_worker_is_gone(model_dir, tmp_path, monkeypatch):
+    """The only worker leaves after the first row: the rows not done fail (internal, one
+    line, exit 3) after WORKER_WAIT s without a worker, instead of waiting for ever."""
+    import time
+
+    monkeypatch.setattr(cluster, "WORKER_WAIT", 2.0)
+    tasks = batch.make_tasks(batch.collect_inputs([str(model_dir)]), tmp_path / "o")
+    items = [(t, b"") for t in tasks]
+    with _bare_cluster(1) as (lc, c):
+        rows = cluster.map_rows(c, slow_row, items,
+                                lambda item, exc: (batch._crashed(item[0], exc), None))
+        first, _ = next(rows)
+        assert first["status"] == "ok"
+        lc.scale(0)
+        t0 = time.monotonic()
+        while cluster._workers(c) and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        assert not cluster._workers(c)
+        rest = [r for r, _ in rows]
+        waited = time.monotonic() - t0
+    assert len(rest) == len(items) - 1 and {r["input"] for r in [first, *rest]} == {
+        t.src for t in tasks}
+    failed = [r for r in rest if r["status"] != "ok"]
+    assert failed and all(r["error_kind"] == "internal" and r["exit_code"] == 3 for r in failed)
+    assert all("no workers for 2 s" in r["error"] and "\n" not in r["error"] for r in failed)
+    assert batch.exit_code([first, *rest]) == 3
+    assert waited < 30

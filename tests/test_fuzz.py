@@ -28,3 +28,14 @@ def test_cases_replay_exactly():
     seeds = fuzz.Seeds.load(list(fuzz.DEFAULT_MODELS))
     for i in (0, 7, 123):
         assert fuzz.make_case(SEED, i, seeds) == fuzz.make_case(SEED, i, seeds)
+
+
+def test_fuzz_levers_sample_has_no_crash():
+    """A few cases with the graph levers too (``--lever-share``): ``rewrite``/``tile``."""
+    tally = fuzz.run_range((SEED, list(range(12)), list(fuzz.DEFAULT_MODELS), 0.1, 60.0,
+                            False, 1.0))
+    crashes = [f"case {i}: {what}\n{detail}" for i, what, detail in tally.crashes]
+    assert not crashes, "\n\n".join(crashes)
+    assert tally.counts["with levers"] == 12
+    assert {tuple(sorted(fuzz.levers_of(SEED, i, 1.0))) for i in range(12)} == {
+        ("rewrite",), ("tile",), ("rewrite", "tile")}

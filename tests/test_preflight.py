@@ -182,3 +182,69 @@ def test_softmax_with_another_ops_options_is_no_crash():
     op.builtinOptionsType = schema.BuiltinOptions.AddOptions
     op.builtinOptions = schema.AddOptionsT()
     preflight.check(serialize_model(m))  # no beta to check: nothing refused here
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by fuzzing --rewrite and --tile (which run TFLM on the input even without --verify)
+
+CORPUS = ROOT / "tests" / "bad_inputs"
+
+
+def test_unscaled_operand_of_an_int8_add_is_refused_before_tflm_aborts(tmp_path):
+    """An INT32 constant wired into an int8 ADD: TFLM aborts, LiteRT refuses the types."""
+    data = (CORPUS / "unscaled_add_operand.tflite").read_bytes()
+    if tflm.available():
+        code = raw_runtime_code("tflm", data, tmp_path)
+        assert code < 0 or code == 134, code  # SIGABRT
+    assert raw_runtime_code("litert", data, tmp_path) == 1  # a Python error, no signal
+    with pytest.raises(ModelError, match=r"operator 3 \(ADD\) has a quantised output"):
+        preflight.check(data)
+
+
+def test_int8_add_operand_without_quantisation_is_refused():
+    from tools import make_bad_inputs as mb
+
+    m = mb._base()
+    add = next(op for op in m.subgraphs[0].operators
+               if op.opcodeIndex == mb._opcode(m, mb.OP.ADD))
+    m.subgraphs[0].tensors[int(add.inputs[1])].quantization = None
+    with pytest.raises(ModelError, match="has no quantization scale"):
+        preflight.check(serialize_model(m))
+    preflight.check(serialize_model(mb._base()))  # the model as converted passes
+
+
+def test_tflm_is_not_run_on_an_uncalled_subgraph_with_operators(tmp_path):
+    """TFLM prepares an uncalled subgraph's MEAN without planning it and dies; LiteRT runs
+    the model. The hazard makes TFLM "not run" (a TflmError), never a signal."""
+    data = (CORPUS / "uncalled_subgraph.tflite").read_bytes()
+    assert raw_runtime_code("litert", data, tmp_path) == 0
+    if tflm.available():
+        assert raw_runtime_code("tflm", data, tmp_path) < 0
+        with pytest.raises(tflm.TflmError, match="subgraph 1 has operators but nothing"):
+            tflm.measure_arena(data)
+    assert "subgraph 1" in preflight.tflm_hazard(data)
+    base = (ROOT / "models" / "inplace_add_int8.tflite").read_bytes()
+    assert preflight.tflm_hazard(base) == ""
+
+
+def test_tflm_runs_what_litert_refuses_in_a_child(tmp_path):
+    """A CONV_2D whose data input is 1-D: LiteRT refuses it, TFLM divides by zero. TFLM is
+    run (and measured) in a child process: an error, never a signal here."""
+    data = (CORPUS / "conv_1d_input.tflite").read_bytes()
+    assert raw_runtime_code("litert", data, tmp_path) == 1
+    if not tflm.available():
+        return
+    path = tmp_path / "float.tflite"
+    path.write_bytes(data)
+    child = ("import sys, numpy as np; from tflite_micro import runtime; "
+             "it = runtime.Interpreter.from_bytes(open(sys.argv[1], 'rb').read(), "
+             "arena_size=1 << 20); it.set_input(np.zeros((1, 8, 8, 16), np.float32), 0); "
+             "it.invoke()")
+    proc = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True,
+                          timeout=120)
+    assert proc.returncode < 0, proc.stderr  # SIGFPE
+    from tflite_reorder.runtimes import structured_inputs
+
+    with pytest.raises(tflm.TflmError, match="killed by SIGFPE: LiteRT refuses it"):
+        tflm.run_tflm(data, structured_inputs(data))
+    assert tflm.measure_arena(data).head == 8192  # planning alone survives

@@ -50,6 +50,8 @@ REJECTED = {
     "cycle.tflite": "operator graph has a cycle",
     "produced_twice.tflite": "is produced by operators 0 and 1",
     "recursive_control_flow.tflite": "control flow calls subgraph 0 recursively",
+    # no IfOptions: the runtimes' parsers call subgraph 0 for both branches
+    "if_without_options.tflite": "control flow calls subgraph 0 recursively",
     "constant_size_mismatch.tflite": "tensor 6 needs 64 bytes of constant data for shape [16]",
     "uninitialized_read.tflite": "operator 4 (ADD) reads tensor 14 (never_written), which no "
                                  "operator writes",
@@ -62,21 +64,27 @@ REJECTED = {
     "quant_scale_zero.tflite": "has quantization scale 0; scales must be positive",
     "quant_scale_nan.tflite": "has quantization scale nan; scales must be positive",
     "offline_plan_buffer0.tflite": "is in buffer 0, which holds no plan",
+    "unscaled_add_operand.tflite": "operator 3 (ADD) has a quantised output but its tensor 14 "
+                                   "(INT32) has no quantization scale",
     "plan_shares_weight.tflite": "offline plan (metadata OfflineMemoryAllocation) has",
     "nested_if_shared30.tflite": "lifetime marking would visit 2147483647 subgraphs",
     "large_custom_options.tflite": "cannot verify: no runtime runs this model",
+    # LiteRT refuses it; TFLM, run in a child process for that reason, dies of SIGFPE
+    "conv_1d_input.tflite": "cannot verify: no runtime runs this model",
     "fill_int64_negative.tflite": "cannot verify: no runtime runs this model",
     "fill_int64_huge.tflite": "arena tensors need more than 2147483647 bytes",
 }
 # LiteRT runs these, TFLM does not: verified with LiteRT, written, exit 0 (and said so).
 ACCEPTED_VERIFIED = ["dynamic_shapes.tflite", "zero_sized_tensor.tflite",
-                     "junk_constant_m1m1.tflite", "junk_constant_m2m3.tflite"]
+                     "junk_constant_m1m1.tflite", "junk_constant_m2m3.tflite",
+                     "foreign_options.tflite", "uncalled_subgraph.tflite"]
 ACCEPTED_NO_VERIFY = [
     "dynamic_shapes.tflite", "dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
     "custom_and_unknown_ops.tflite", "quant_scale_zero.tflite", "quant_scale_nan.tflite",
     "offline_plan_buffer0.tflite", "plan_shares_weight.tflite", "nested_if_shared30.tflite",
     "large_custom_options.tflite", "junk_constant_m1m1.tflite", "junk_constant_m2m3.tflite",
-    "fill_int64_negative.tflite", "huge_stored_shape.tflite",
+    "fill_int64_negative.tflite", "huge_stored_shape.tflite", "foreign_options.tflite",
+    "uncalled_subgraph.tflite", "unscaled_add_operand.tflite", "conv_1d_input.tflite",
 ]
 
 
@@ -249,7 +257,8 @@ def test_truncated_at_50_offsets(dirs, capsys):
 # Readable inputs that ``check`` does not call clean: TFLM cannot run them (and some hold
 # operators with no shape rule or dynamic dimensions).
 CHECK_FINDS = {"dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
-               "custom_and_unknown_ops.tflite"}
+               "custom_and_unknown_ops.tflite", "uncalled_subgraph.tflite",
+               "conv_1d_input.tflite"}
 
 
 # Inputs the runtimes' preflight refuses (optimize exit 2): (inspect, check, arena) codes.
@@ -257,7 +266,7 @@ CHECK_FINDS = {"dynamic_stored_dim.tflite", "zero_sized_tensor.tflite",
 PREFLIGHT = {
     **dict.fromkeys(("quant_scale_zero.tflite", "quant_scale_nan.tflite",
                      "offline_plan_buffer0.tflite", "plan_shares_weight.tflite",
-                     "nested_if_shared30.tflite"), (0, 2, 2)),
+                     "nested_if_shared30.tflite", "unscaled_add_operand.tflite"), (0, 2, 2)),
     "large_custom_options.tflite": (0, 1, 0), "fill_int64_negative.tflite": (0, 1, 0),
     "fill_int64_huge.tflite": (2, 1, 2),
     "junk_constant_m1m1.tflite": (0, 0, 0), "junk_constant_m2m3.tflite": (0, 0, 0),
@@ -596,18 +605,20 @@ def test_model_error_messages_are_one_printable_line():
     assert str(ModelError("plain")) == "plain"
 
 
-@pytest.mark.parametrize("flags", [[], ["--tile"]])
+@pytest.mark.parametrize("flags", [[], ["--tile"], ["--rewrite"], ["--rewrite", "--tile"]])
 def test_operators_with_another_operators_options(flags, tmp_path, capsys):
     """Spliced operator codes (fuzz seed 2031, e.g. case 5464) give ops another op's options
-    table: a CONCATENATION with ADD's options. The row levers and the tiler read them as
-    no options of their own (as the runtimes' parsers do), never as an AttributeError."""
+    table: here every CONCATENATION, CONV_2D and STRIDED_SLICE of a model with rewrite and
+    tile sites carries ADD's. The readers clear such tables (the runtimes read them as
+    none, ``options.drop_foreign_options``); the row levers, the rewrites and the tiler
+    then see ops without options: written, and verified with TFLM; LiteRT refuses the
+    input, as it refuses a CONV_2D stored without options (zeroed stride)."""
     from ai_edge_litert import schema_py_generated as schema
 
     from tflite_reorder.flatbuffer_io import serialize_model
     from tflite_reorder.graph import opcode_name
 
-    m = load_model(Path(__file__).resolve().parent.parent / "models" / "hconcat_int8.tflite"
-                   ).model
+    m = load_model(MODELS / "hconcat_int8.tflite").model
     changed = 0
     for op in m.subgraphs[0].operators:
         if opcode_name(m, op.opcodeIndex) in ("CONCATENATION", "CONV_2D", "STRIDED_SLICE"):
@@ -617,7 +628,54 @@ def test_operators_with_another_operators_options(flags, tmp_path, capsys):
     assert changed
     src = tmp_path / "spliced.tflite"
     src.write_bytes(serialize_model(m))
-    code, _, stderr = run_cli([str(src), str(tmp_path / "out.tflite"), "--no-verify",
-                               *flags], capsys)
-    assert code in (0, 1, 2) and "Traceback" not in stderr, stderr
-    assert len(stderr.strip().splitlines()) <= 1 or code == 0
+    run = run_cli([src, tmp_path / "out.tflite", "--json", *flags], capsys)
+    assert run.code == 0 and "Traceback" not in run.err, run.err
+    ver = json.loads(run.out)["verification"]
+    assert ver["ok"] and ver["ran"] == ["tflm"], ver
+    assert "stride_height > 0" in ver["not_run"][0]["why"], ver
+
+
+@pytest.mark.parametrize("flags", [["--rewrite"], ["--tile"], ["--rewrite", "--tile"]])
+def test_levers_on_foreign_options_corpus_entry(flags, dirs, capsys):
+    in_dir, out_dir = dirs
+    src = stage("foreign_options.tflite", in_dir)
+    run = run_cli([src, out_dir / "out.tflite", "--json", *flags], capsys)
+    assert run.code == 0 and "Traceback" not in run.err, run.err
+    assert json.loads(run.out)["verification"]["ok"]
+
+
+
+def _weights_swapped(name: str, code: str):
+    """Model ``name`` with the first ``code`` op's weights and bias swapped (and that op)."""
+    from tflite_reorder.graph import opcode_name
+
+    m = load_model(MODELS / f"{name}.tflite").model
+    op = next(o for o in m.subgraphs[0].operators if opcode_name(m, o.opcodeIndex) == code)
+    op.inputs = np.array([op.inputs[0], op.inputs[2], op.inputs[1]], np.int32)
+    return m, op
+
+
+@pytest.mark.parametrize("code", ["CONV_2D", "DEPTHWISE_CONV_2D"])
+def test_a_convolution_with_1d_weights_costs_nothing_and_ends_a_region(code):
+    """Fuzz seed 2032, cases 261 and 1217: a convolution whose weights and bias were swapped
+    (its "weights" 1-D). The tiler's MAC count and window geometry read them as 4-D
+    (IndexError); such an op now costs no MACs and is not tileable."""
+    from tflite_reorder.rewrites.edit import Editor
+    from tflite_reorder.tiling import cost
+    from tflite_reorder.tiling.spatial import NotTileable, describe
+
+    m, op = _weights_swapped("concat_dw_int8", code)
+    ed = Editor(m, 0)
+    assert cost.op_macs(ed, op) == 0
+    with pytest.raises(NotTileable, match="weights are not 4-D"):
+        describe(ed, op)
+
+
+def test_levers_on_a_convolution_with_1d_weights():
+    from tflite_reorder import api
+    from tflite_reorder.flatbuffer_io import serialize_model
+
+    m, _ = _weights_swapped("hconcat_int8", "CONV_2D")
+    result = api.optimize(serialize_model(m), verify=False, time_limit=0.2, rewrite=True,
+                          tile=True)
+    assert load_model(result.data).model.subgraphs

@@ -158,3 +158,17 @@ def test_row_lever_estimates_are_confirmed_by_planning():
     worst = search.tile_model(m, objective="head", confirm=high, confirms=3)
     assert len(seen) == 3 + 1
     assert worst.regions == []  # no tiling beats a planned 999,997 B
+
+
+
+def test_no_tiling_is_always_a_choice_even_at_negative_macs():
+    """A stored dim of -2 makes the model's MAC count negative, and the cap with it: the
+    untiled model is still the answer (fuzz seed 78, case 68: min() of nothing)."""
+    from tflite_reorder.tiling.search import Choice, best_of
+
+    untiled, tiled = Choice([], 100, 10, -500), Choice(["a pick"], 50, 10, -400)
+    for objective in ("total", "head"):
+        assert best_of([untiled, tiled], -500, 0.3, None, objective) is untiled
+    untiled, tiled = Choice([], 100, 10, 1000), Choice(["a pick"], 50, 10, 1200)
+    assert best_of([untiled, tiled], 1000, 0.3, None) is tiled  # within the 30 % cap
+    assert best_of([untiled, tiled], 1000, 0.1, None) is untiled

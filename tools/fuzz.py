@@ -7,7 +7,10 @@ tensor indices, negative/huge/zero dims, dynamic shape signatures, unknown and c
 opcodes, bad buffer/opcode/subgraph indices, operators and tensor tables spliced from
 another model, ...) and runs the whole in-process pipeline on the bytes:
 ``api.optimize(data, verify=False, time_limit=…)`` (reader → graph → scheduler → arena
-plan → writer → re-read check) and ``api.peak_memory``.
+plan → writer → re-read check) and ``api.peak_memory``; on a share of the cases
+(``--lever-share``, chosen by ``(seed, case index)`` too) also with the graph levers:
+``rewrite=True``, ``tile=True`` or both (the output re-read and preflighted; a rewrite
+alone must not need more arena than the input).
 
 Outcomes: ``ok`` (both calls succeed; the written model is re-read and has the same
 operators), ``rejected`` (a clean ``ModelError``), ``crash`` (any other exception, or a
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures as cf
 import contextlib
 import copy
 import multiprocessing as mp
@@ -53,7 +57,12 @@ DEFAULT_MODELS = (
     "inplace_add_int8", "inplace_relu_float32", "inplace_reshape_int8",
     "inplace_squeeze_expand_dims_float32", "inplace_softmax_int8", "dilated_int8",
     "multi_output_int8", "while_float32", "concat_dw_int8", "inception_int8",
+    # sites for the levers: H/W concatenations and output splits (exact rewrites, tiles),
+    # an ADD tree (a numerics-changing rewrite, tiles)
+    "hconcat_int8", "add_tree_int8",
 )
+LEVERS = ({"rewrite": True}, {"tile": True}, {"rewrite": True, "tile": True})
+LEVER_TIMEOUT = 3  # a case with levers may take this many times --case-timeout
 INTERESTING_I32 = (0, 1, 2, 3, 4, 7, 8, 15, 16, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF,
                    -1, -2, -128, -0x80000000)
 
@@ -549,14 +558,24 @@ def _alarm(_signum, _frame) -> None:
     raise CaseTimeout
 
 
-def run_case(data: bytes, time_limit: float) -> tuple[str, str]:
-    """Run the pipeline on ``data``: ('ok' | 'rejected' | 'crash', detail)."""
+def levers_of(seed: int, index: int, share: float) -> dict[str, bool]:
+    """The graph levers case ``index`` also runs with (none for most cases)."""
+    rng = random.Random(f"{seed}:{index}:levers")
+    return dict(rng.choice(LEVERS)) if rng.random() < share else {}
+
+
+def run_case(data: bytes, time_limit: float,
+             levers: dict[str, bool] | None = None) -> tuple[str, str]:
+    """Run the pipeline on ``data`` (and again with ``levers``, ``api.optimize``'s
+    ``rewrite``/``tile``): ('ok' | 'rejected' | 'crash', detail)."""
     try:
         result = api.optimize(data, verify=False, time_limit=time_limit)
         _check_output(data, result)
         api.peak_memory(data, time_limit=time_limit)
         _preflight(data)
         _preflight(result.data)
+        if levers:
+            _run_levers(data, time_limit, levers)
     except ModelError as exc:
         msg = str(exc)
         if "\n" in msg or not msg:
@@ -569,6 +588,17 @@ def run_case(data: bytes, time_limit: float) -> tuple[str, str]:
     except Exception:
         return "crash", traceback.format_exc()
     return "ok", ""
+
+
+def _run_levers(data: bytes, time_limit: float, levers: dict[str, bool]) -> None:
+    """``optimize`` with the levers: the output re-reads and passes (or is refused by) the
+    preflight; a rewrite alone never needs more arena than the input."""
+    result = api.optimize(data, verify=False, time_limit=time_limit, **levers)
+    parse_model(result.data, "<output>")
+    _preflight(result.data)
+    rep = result.report
+    if not levers.get("tile") and rep.peak_after > rep.peak_before:
+        raise AssertionError(f"rewrite made it worse: {rep.peak_before} -> {rep.peak_after}")
 
 
 def _preflight(data: bytes) -> None:
@@ -615,29 +645,49 @@ class Tally:
     slowest: tuple[float, int] = (0.0, -1)
 
 
-def run_range(args: tuple[int, list[int], list[str], float, float, bool]) -> Tally:
-    """Worker: run the given case indices; returns the tally (crash details included)."""
-    seed, indices, names, time_limit, case_timeout, verbose = args
+def run_range(args: tuple) -> Tally:
+    """Worker: run the given case indices; returns the tally (crash details included).
+
+    ``args``: (seed, indices, model names, time limit, case timeout, verbose[, lever
+    share]); without a share no case runs the levers."""
+    seed, indices, names, time_limit, case_timeout, verbose = args[:6]
+    share = args[6] if len(args) > 6 else 0.0
     seeds = Seeds.load(names)
     tally = Tally()
     use_alarm = hasattr(signal, "setitimer")
     previous = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
     try:
-        _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally)
+        _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally,
+                   share)
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, previous)
     return tally
 
 
-def _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally):
+_RUNNING = None  # shared array: the case each worker runs (a native crash kills the worker)
+
+
+def _share_running(running, slots) -> None:
+    global _RUNNING
+    _RUNNING = (running, slots.get())
+
+
+def _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally,
+               share=0.0):
     for i in indices:
+        if _RUNNING is not None:
+            _RUNNING[0][_RUNNING[1]] = i
         what, data = make_case(seed, i, seeds)
+        levers = levers_of(seed, i, share)
+        if levers:
+            what += " [" + "+".join(sorted(levers)) + "]"
+            tally.counts["with levers"] += 1
         t0 = time.monotonic()
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, case_timeout)
+        if use_alarm:  # the levers run the pipeline again, tiling searches for seconds
+            signal.setitimer(signal.ITIMER_REAL, case_timeout * (LEVER_TIMEOUT if levers else 1))
         try:
-            outcome, detail = run_case(data, time_limit)
+            outcome, detail = run_case(data, time_limit, levers)
         except CaseTimeout:
             outcome, detail = "crash", "case timed out (hang)"
         finally:
@@ -668,7 +718,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     ap.add_argument("--time-limit", type=float, default=0.2, help="scheduler seconds per call")
-    ap.add_argument("--case-timeout", type=float, default=20.0, help="a slower case is a hang")
+    ap.add_argument("--case-timeout", type=float, default=20.0,
+                    help="a slower case is a hang (x3 for a case with levers)")
+    ap.add_argument("--lever-share", type=float, default=0.1,
+                    help="share of cases also run with rewrite/tile (0 for none)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
                     help="comma-separated model names from models/ ('all' for every model)")
     ap.add_argument("--only", type=int, default=None, help="run just this case index")
@@ -680,17 +733,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if args.only is not None:
         tally = run_range((args.seed, [args.only], names, args.time_limit, args.case_timeout,
-                           True))
+                           True, args.lever_share))
         return 1 if tally.crashes else 0
     indices = list(range(args.start, args.start + args.cases))
     chunks = [indices[j :: args.jobs] for j in range(args.jobs)]
-    work = [(args.seed, c, names, args.time_limit, args.case_timeout, args.verbose)
-            for c in chunks]
+    work = [(args.seed, c, names, args.time_limit, args.case_timeout, args.verbose,
+             args.lever_share) for c in chunks]
     if args.jobs == 1:
         tallies = [run_range(work[0])]
     else:
-        with mp.get_context("fork").Pool(args.jobs) as pool:
-            tallies = pool.map(run_range, work)
+        tallies = _in_workers(work, args.seed)
+        if tallies is None:
+            return 1
     total = Tally()
     for t in tallies:
         total.counts.update(t.counts)
@@ -701,6 +755,7 @@ def main(argv: list[str] | None = None) -> int:
     c = total.counts
     print(f"cases {args.start}..{args.start + args.cases - 1}  ok {c['ok']}  "
           f"rejected {c['rejected']}  crashes {c['crash']}  "
+          f"(with levers {c['with levers']})  "
           f"({seconds:.0f} s, {args.jobs} jobs, slowest case {total.slowest[1]}: "
           f"{total.slowest[0]:.2f} s)")
     for reason, n in total.reasons.most_common(15):
@@ -710,6 +765,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.results:
         _write_results(args, names, total, seconds)
     return 1 if total.crashes else 0
+
+
+def _in_workers(work: list[tuple], seed: int) -> list[Tally] | None:
+    """``run_range`` of each chunk in its own process; None (after naming the cases then
+    running) when a worker dies: a native crash, which no ``try`` in the worker catches."""
+    ctx = mp.get_context("fork")
+    running, slots = ctx.Array("q", [-1] * len(work), lock=False), ctx.Queue()
+    for j in range(len(work)):
+        slots.put(j)
+    with cf.ProcessPoolExecutor(len(work), mp_context=ctx, initializer=_share_running,
+                                initargs=(running, slots)) as pool:
+        try:
+            return list(pool.map(run_range, work))
+        except cf.process.BrokenProcessPool:
+            cases = [int(i) for i in running if i >= 0]
+            print(f"CRASH: a worker process died (native crash) while running one of the "
+                  f"cases {cases}; replay each with --seed {seed} --only N", file=sys.stderr)
+            return None
 
 
 def _write_results(args, names: list[str], total: Tally, seconds: float) -> None:

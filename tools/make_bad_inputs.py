@@ -229,6 +229,60 @@ def custom_and_unknown_ops() -> bytes:
     return serialize_model(m)
 
 
+def foreign_options() -> bytes:
+    """Both ADDs carry MulOptions with a fused RELU (another op's table, as spliced opcodes
+    leave it): the runtimes' parsers read no options for them, hence no RELU."""
+    m = _base()
+    for op in _ops(m):
+        if op.opcodeIndex == _opcode(m, OP.ADD):
+            opts = schema.MulOptionsT()
+            opts.fusedActivationFunction = schema.ActivationFunctionType.RELU
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.MulOptions, opts
+    return serialize_model(m)
+
+
+def if_without_options() -> bytes:
+    """Two nested IFs, the outer one stored without IfOptions: the runtimes' parsers then
+    call subgraph 0 (zeroed indices) for both branches, from subgraph 0."""
+    m = load_model(nested_ifs(2)).model
+    _ops(m)[0].builtinOptionsType, _ops(m)[0].builtinOptions = schema.BuiltinOptions.NONE, None
+    return serialize_model(m)
+
+
+def uncalled_subgraph() -> bytes:
+    """A copy of subgraph 0 appended as subgraph 1, which nothing calls: TFLM prepares its
+    MEAN without planning it and segfaults (LiteRT runs the model)."""
+    m = _base()
+    m.subgraphs.append(copy.deepcopy(m.subgraphs[0]))
+    return serialize_model(m)
+
+
+def unscaled_add_operand() -> bytes:
+    """The first int8 ADD adds an INT32 constant [16] (no quantisation) to its second
+    operand: TFLM's int8 kernel derives a multiplier from a scale of 0 and aborts."""
+    m = _base()
+    t = schema.TensorT()
+    t.name, t.type, t.shape = "int32_operand", schema.TensorType.INT32, np.array([16], np.int32)
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(np.arange(16, dtype="<i4").tobytes(), np.uint8).copy()
+    m.buffers.append(buf)
+    t.buffer = len(m.buffers) - 1
+    m.subgraphs[0].tensors.append(t)
+    add = next(op for op in _ops(m) if op.opcodeIndex == _opcode(m, OP.ADD))
+    add.inputs = np.array([len(m.subgraphs[0].tensors) - 1, int(add.inputs[1])], np.int32)
+    return serialize_model(m)
+
+
+def conv_1d_input() -> bytes:
+    """The first CONV_2D's inputs rotated: its data input is the [16] bias, the model's
+    input its bias. LiteRT refuses it; TFLM prepares it and divides by zero in Invoke."""
+    m = _base("inplace_squeeze_expand_dims_float32")
+    op = _ops(m)[0]
+    x, w, b = (int(i) for i in op.inputs)
+    op.inputs = np.array([b, w, x], np.int32)
+    return serialize_model(m)
+
+
 def _constant(m: schema.ModelT, t: schema.TensorT) -> bool:
     buf = m.buffers[t.buffer] if 0 < t.buffer < len(m.buffers) else None
     return buf is not None and buf.data is not None and len(buf.data) > 0
@@ -414,6 +468,11 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "fill_int64_negative.tflite": fill_int64([-5, 2**40]),
     "nested_if_shared30.tflite": lambda: nested_ifs(30, shared=True),
     "huge_stored_shape.tflite": huge_stored_shape,
+    "foreign_options.tflite": foreign_options,
+    "if_without_options.tflite": if_without_options,
+    "uncalled_subgraph.tflite": uncalled_subgraph,
+    "unscaled_add_operand.tflite": unscaled_add_operand,
+    "conv_1d_input.tflite": conv_1d_input,
 }
 
 

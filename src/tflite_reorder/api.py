@@ -531,7 +531,7 @@ def _arena_of(data: bytes, planned: int | None, use_tflm: bool) -> dict:
         try:
             a = tflm.measure_arena(data)
             return {"head": a.head, "tail": a.tail, "total": a.total, "source": "tflm"}
-        except tflm.TflmError:
+        except (tflm.TflmError, ModelError):  # ModelError: the preflight refuses TFLM
             pass
     head = planned if planned is not None else stored_peak(shapes.true_graph(
         load_model(data).model))

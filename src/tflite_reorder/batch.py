@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cluster import NoWorkers
 from .flatbuffer_io import ModelError
 from .pool import run_pool
 from .results import EXIT_OK, KIND_EXIT, VerificationError, classify
@@ -154,7 +155,9 @@ def remote_one(item: tuple[Task, bytes]) -> tuple[dict, bytes | None]:
 # --- local pool or cluster ---------------------------------------------------------------
 
 
-def _crashed(task: Task, _exc: BaseException | None = None) -> dict:
+def _crashed(task: Task, exc: BaseException | None = None) -> dict:
+    if isinstance(exc, NoWorkers):
+        return _error(task, "internal", f"{task.src}: {exc}")
     return _error(task, "internal", f"{task.src}: worker process crashed while optimising "
                                     f"this model")
 
@@ -187,7 +190,7 @@ def run_batch_cluster(tasks: Sequence[Task], cluster) -> Iterator[dict]:
                 yield _failed(task, exc)
         by_src = {task.src: task for task, _ in items}
         for row, data in dask_cluster.map_rows(
-                client, remote_one, items, lambda item, exc: (_crashed(item[0]), None)):
+                client, remote_one, items, lambda item, exc: (_crashed(item[0], exc), None)):
             yield write_result(by_src[row["input"]], row, data)
 
 

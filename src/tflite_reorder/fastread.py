@@ -31,6 +31,7 @@ from .flatbuffer_io import (
     check_table_counts,
     check_vector_entries,
 )
+from .options import drop_foreign_options
 from .searchcore import unavailable as compiled_off
 
 try:  # the same field reads in C (None when a read fails: _read then raises the error)
@@ -207,6 +208,11 @@ class LiteOperator:
             if self._options_pos is not None and self.builtinOptionsType:
                 self._options = _options(self._raw, self._options_pos, self.builtinOptionsType)
         return self._options
+
+    @builtinOptions.setter
+    def builtinOptions(self, value) -> None:  # noqa: N802
+        """Set by ``options.drop_foreign_options`` (to None): the table is not read."""
+        self._options, self._table = value, False
 
     @property
     def options_unpacked(self) -> bool:
@@ -468,4 +474,6 @@ def read_lite(raw: bytes, source: str = "<bytes>", checked: bool = False) -> Lit
     if not checked:
         check_vector_entries(model, source)
         check_model(model, raw, source)
+    else:  # what check_model ends with, which is how the runtimes read options
+        drop_foreign_options(model)
     return model

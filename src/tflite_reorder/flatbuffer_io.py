@@ -28,6 +28,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .dtypes import BUFFER_ALIGNMENT, FIXED_SIZE, align
+from .options import drop_foreign_options
 from .tensors import text
 
 FILE_IDENTIFIER = b"TFL3"
@@ -155,7 +156,9 @@ def check_header(raw: bytes, source: str) -> None:
 
 def check_model(model, raw: bytes, source: str) -> None:
     """The checks every reader of a model runs (``parse_model`` and ``fastread``): schema
-    version, indices inside their tables, external data inside the file, constant sizes.
+    version, indices inside their tables, external data inside the file, constant sizes;
+    then an operator's options table of another operator's type is cleared, as the
+    runtimes read it (``options.drop_foreign_options``).
 
     ``model`` is a ``ModelT`` or anything with its attribute names (``fastread.LiteModel``).
 
@@ -173,6 +176,7 @@ def check_model(model, raw: bytes, source: str) -> None:
         if _is_external(buf) and buf.offset + buf.size > len(raw):
             raise ModelError(f"{source}: buffer {i} points past the end of the file")
     _check_constant_sizes(model, source)
+    drop_foreign_options(model)
 
 
 def parse_model(raw: bytes, source: str = "<bytes>") -> LoadedModel:

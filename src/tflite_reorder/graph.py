@@ -16,6 +16,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from .dtypes import TYPE_NAMES, align, tensor_bytes
 from .flatbuffer_io import ModelError
+from .options import builtin_code
 from .tensors import ints, is_constant, stored_shape, text
 
 BUILTIN_NAMES: dict[int, str] = {
@@ -119,7 +120,7 @@ def opcode_name(model: schema.ModelT, opcode_index: int) -> str:
     if not 0 <= opcode_index < len(codes):
         raise ModelError(f"operator code index {opcode_index} out of range ({len(codes)} codes)")
     code = codes[opcode_index]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    builtin = builtin_code(code)
     name = BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
     if name == "CUSTOM":
         custom = text(code.customCode)
@@ -150,13 +151,13 @@ def _tensor_info(
 
 
 def _calls(op: schema.OperatorT, opcode: str) -> tuple[int, ...]:
+    """The subgraphs a control-flow op calls. Without options (none stored, or another
+    op's, which the reader clears: ``options.drop_foreign_options``) the runtimes' parsers
+    keep zeroed parameters: every branch is subgraph 0."""
     fields = CONTROL_FLOW.get(opcode)
-    if not fields or op.builtinOptions is None:
+    if not fields:
         return ()
-    found = [getattr(op.builtinOptions, f, None) for f in fields]
-    if None in found:  # e.g. an IF whose options table is some other op's
-        raise ModelError(f"{opcode} has {type(op.builtinOptions).__name__[:-1]}, not its own")
-    return tuple(int(c) for c in found)
+    return tuple(int(getattr(op.builtinOptions, f, 0)) for f in fields)
 
 
 def stateful_opcode(opcode: str) -> bool:
@@ -210,10 +211,7 @@ def build_subgraph(
         outs = check(op.outputs, what)
         if -1 in outs:
             raise ModelError(f"{where}: operator {i} ({name}) has an output index -1")
-        try:
-            calls = _calls(op, name)
-        except ModelError as exc:
-            raise ModelError(f"{where}: operator {i}: {exc}") from None
+        calls = _calls(op, name)
         for c in calls:
             if not 0 <= c < n_sub:
                 raise ModelError(f"{where}: operator {i} ({name}) calls missing subgraph {c}")

@@ -5,6 +5,10 @@ native code instead of returning an error, which no ``try`` can catch:
 
 * a quantisation scale that is 0, negative, infinite or NaN: LiteRT and TFLM ``abort()``
   while preparing the kernels;
+* a quantised (int8/int16) ADD, SUB or MUL with an operand or output that has no
+  quantisation scale (an int32 constant wired into an int8 ADD, an int8 tensor stored
+  without parameters): the kernels derive their multipliers from a scale of 0 and TFLM
+  ``abort()``s (LiteRT refuses operands of differing types, and aborts on a missing scale);
 * an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
   segfaults;
@@ -13,6 +17,12 @@ native code instead of returning an error, which no ``try`` can catch:
   otherwise; tiny logit scales come from random weights (Keras DenseNet121 untrained);
 * nested control flow whose lifetime marking walks more subgraph visits than anyone can
   wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits);
+* TFLM only: a subgraph with operators that nothing reachable from subgraph 0 calls (a
+  duplicated or spliced subgraph). TFLM prepares every subgraph's kernels but plans only
+  the ones its lifetime marking reaches: a MEAN there (its kernel requests a scratch
+  buffer) segfaults or corrupts the heap (measured on every builtin of ``models/``; only
+  MEAN killed it, but other kernels request scratch too). ``tflm_hazard`` names it and
+  TFLM is not run on such a model (LiteRT is: it runs only subgraph 0's calls);
 * LiteRT only: an integer SVDF whose weights_time or state tensor is int8 (TFLM's own
   ``keyword_scrambled_8bit`` model). LiteRT's kernel treats both as int16, writes past the
   state buffer and the process dies of heap corruption; TFLM runs it correctly.
@@ -36,8 +46,10 @@ from functools import lru_cache
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from .dtypes import TYPE_NAMES
 from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
-from .graph import build_graph, marking_visits, opcode_name
+from .graph import build_graph, marking_visits, opcode_name, post_order
+from .options import builtin_code
 from .tensors import text
 
 # The int8 reference SOFTMAX scales input differences by beta × scale × 2^(31 - 5) (5
@@ -47,6 +59,10 @@ SOFTMAX_CHECKED_TYPES = (schema.TensorType.INT8, schema.TensorType.UINT8)
 # ... and, for an 8-bit output, checks that the sum of exponentials (Q12) has at most 8
 # integer bits: 512 classes near the maximum abort it (measured: 511 run, 512 abort).
 SOFTMAX_MAX_SAFE_DEPTH = 511
+
+# Quantised kernels that compute multipliers from every operand's scale (and the output's).
+SCALED_ARITHMETIC = frozenset({"ADD", "SUB", "MUL"})
+QUANTISED_TYPES = (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16)
 
 # Subgraph visits of TFLM's lifetime marking beyond which its initialisation is refused.
 MAX_MARKING_VISITS = 100_000
@@ -60,6 +76,7 @@ def check(model_bytes: bytes) -> None:
 
 def _check_model(model: schema.ModelT) -> None:
     _check_quantization(model)
+    _check_scaled_arithmetic(model)
     _check_offline_plan(model)
     _check_softmax(model)
     visits = marking_visits(build_graph(model))
@@ -68,6 +85,24 @@ def _check_model(model: schema.ModelT) -> None:
             f"TFLM's lifetime marking would visit {visits} subgraphs (nested "
             f"control flow sharing subgraphs); refusing to run it (limit "
             f"{MAX_MARKING_VISITS})")
+
+
+def tflm_hazard(model_bytes: bytes) -> str:
+    """Why TFLM must not be run on ``model_bytes`` although ``check`` passed ("" when
+    nothing is known): see the module docstring. ``check`` must have passed."""
+    return derived(model_bytes, "preflight.tflm_hazard",
+                   lambda raw: _unreached_operators(read_only(raw)))
+
+
+def _unreached_operators(model: schema.ModelT) -> str:
+    graph = build_graph(model)
+    reached = set(post_order(graph, [0]))
+    for s, sg in enumerate(graph.subgraphs):
+        if s not in reached and sg.ops:
+            return (f"subgraph {s} has operators but nothing reachable from subgraph 0 "
+                    f"calls it: TFLM prepares its kernels without planning them and can "
+                    f"crash (a MEAN there segfaults it)")
+    return ""
 
 
 def check_litert(model_bytes: bytes) -> None:
@@ -85,8 +120,7 @@ def _litert_checked(model_bytes: bytes) -> None:
     _check_model(model)
     for s, sg in enumerate(model.subgraphs):
         for v, op in enumerate(sg.operators or []):
-            code = model.operatorCodes[op.opcodeIndex]
-            builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+            builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
             if builtin != schema.BuiltinOperator.SVDF or len(op.inputs) < 5:
                 continue
             types = [None if i < 0 else int(sg.tensors[i].type) for i in op.inputs]
@@ -116,6 +150,26 @@ def _check_quantization(model: schema.ModelT) -> None:
                     f"be positive and finite (LiteRT and TFLM abort on it)")
 
 
+def _check_scaled_arithmetic(model: schema.ModelT) -> None:
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            outs = [] if op.outputs is None else [int(t) for t in op.outputs]
+            if not outs or sg.tensors[outs[0]].type not in QUANTISED_TYPES:
+                continue
+            name = opcode_name(model, op.opcodeIndex)
+            if name not in SCALED_ARITHMETIC:
+                continue
+            ins = [] if op.inputs is None else [int(t) for t in op.inputs if t >= 0]
+            for t in (*ins, outs[0]):
+                q = sg.tensors[t].quantization
+                if q is None or q.scale is None or len(q.scale) == 0:
+                    tensor = sg.tensors[t]
+                    raise ModelError(
+                        f"subgraph {s} operator {i} ({name}) has a quantised output but its "
+                        f"tensor {t} ({TYPE_NAMES.get(tensor.type, tensor.type)}) has no "
+                        f"quantization scale (TFLM aborts on it; LiteRT refuses it)")
+
+
 def _check_offline_plan(model: schema.ModelT) -> None:
     n_tensors = sum(len(sg.tensors) for sg in model.subgraphs)
     for entry in model.metadata or []:
@@ -139,9 +193,7 @@ def _check_offline_plan(model: schema.ModelT) -> None:
 def _check_softmax(model: schema.ModelT) -> None:
     for s, sg in enumerate(model.subgraphs):
         for i, op in enumerate(sg.operators or []):
-            # options of another op's type (a corrupt or spliced model) are no beta: as
-            # with none, the runtimes use their default
-            beta = getattr(op.builtinOptions, "beta", None)
+            beta = getattr(op.builtinOptions, "beta", None)  # None: no options stored
             if (opcode_name(model, op.opcodeIndex) != "SOFTMAX" or beta is None
                     or op.inputs is None or len(op.inputs) == 0 or op.inputs[0] < 0):
                 continue

@@ -195,8 +195,7 @@ def row_slice(ed: Editor, op: schema.OperatorT) -> tuple[int, int] | None:
     o = op.builtinOptions
     if len(sh) != 4 or sh[0] != 1 or begin is None or end is None or strides is None:
         return None
-    if o is not None and not isinstance(o, schema.StridedSliceOptionsT):
-        return None  # another op's options (a corrupt or spliced model): not a row slice
+    # no options: the runtimes' zeroed masks
     if o is not None and (o.beginMask or o.endMask or o.ellipsisMask or o.newAxisMask
                           or o.shrinkAxisMask or getattr(o, "offset", False)):
         return None
@@ -218,9 +217,7 @@ def concat_along_h(ed: Editor, op: schema.OperatorT) -> bool:
     shapes = [ed.shape(t) for t in (*ed.inputs(op), *ed.outputs(op))]
     if any(len(sh) != 4 or sh[0] != 1 for sh in shapes):
         return False
-    # another op's options (a corrupt or spliced model) are no axis
-    return isinstance(o, schema.ConcatenationOptionsT) and o.axis in (1, -3) \
-        and not o.fusedActivationFunction
+    return o is not None and o.axis in (1, -3) and not o.fusedActivationFunction
 
 
 @dataclass(frozen=True)

@@ -75,14 +75,29 @@ def abort_risks(data: bytes) -> tuple[str, ...]:
     return tuple(preflight.abort_risks(data))
 
 
+@lru_cache(maxsize=4)
+def litert_refusal(data: bytes) -> str:
+    """Why LiteRT's reference kernels refuse to prepare ``data`` ("" when they prepare it).
+
+    LiteRT checks operands in ``Prepare`` that TFLM's kernels take on trust (a CONV_2D
+    whose data input is 1-D: LiteRT refuses it, TFLM divides by zero in ``Invoke``), so
+    ``tflm`` runs a model LiteRT refuses in a child process."""
+    try:
+        litert(data)
+    except Exception as exc:  # noqa: BLE001 - any refusal (ModelError: the preflight's)
+        return " ".join(f"{exc}".split())[:300] or type(exc).__name__
+    return ""
+
+
 def run_isolated(
-    module: str, data: bytes, cases: Sequence[Sequence[np.ndarray]], options: dict
+    module: str, data: bytes, cases: Sequence[Sequence[np.ndarray]], options: dict,
+    why: str = "",
 ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """``module``'s ``_isolated_child`` on ``cases`` in a child process: (outputs, probes).
 
     Model, inputs and results go through a temporary directory. A child killed by a
-    signal raises RuntimeError naming the signal and why the model may abort; a child
-    that failed raises RuntimeError with its last line.
+    signal raises RuntimeError naming the signal and why the model may abort (``why``, or
+    ``abort_risks``); a child that failed raises RuntimeError with its last line.
     """
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -97,7 +112,7 @@ def run_isolated(
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
             raise RuntimeError(f"the runtime was killed by {name}: "
-                               f"{'; '.join(abort_risks(bytes(data)))}")
+                               f"{why or '; '.join(abort_risks(bytes(data)))}")
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines() or ["failed"]
             raise RuntimeError(lines[-1])

@@ -123,6 +123,9 @@ def _interpreter(model_bytes: bytes, arena_size: int):
     """A TFLM interpreter; it plans and allocates the arena right here."""
     _require()
     preflight.check(model_bytes)
+    hazard = preflight.tflm_hazard(model_bytes)
+    if hazard:
+        raise TflmError(f"not run in TFLM: {hazard}")
     return _guarded(
         lambda: _runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=arena_size)
     )
@@ -159,6 +162,26 @@ def _open(model_bytes: bytes, arena_size: int | None):
     return _interpreter(model_bytes, size)
 
 
+_ISOLATED = False  # set in the child process of an isolated run: TFLM runs right there
+
+
+def _risk(model_bytes: bytes) -> str:
+    """Why TFLM is run on ``model_bytes`` in a child process only ("" when in-process is
+    safe as far as known): it may abort on some inputs (``runtimes.abort_risks``), or
+    LiteRT refuses to prepare it (``runtimes.litert_refusal``), whose checks TFLM's kernels
+    lack (they crash instead). The answer is the reason an abort is reported with.
+    Raises ``ModelError`` as ``preflight.check``."""
+    if _ISOLATED:
+        return ""
+    data = bytes(model_bytes)
+    preflight.check(data)  # what neither runtime survives: ModelError, as _interpreter
+    risks = runtimes.abort_risks(data)
+    if risks:
+        return "; ".join(risks)
+    refused = runtimes.litert_refusal(data)
+    return f"LiteRT refuses it ({refused}), and TFLM checks less" if refused else ""
+
+
 def run_tflm(
     model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None = None
 ) -> list[np.ndarray]:
@@ -168,11 +191,12 @@ def run_tflm(
     log, also when tflite-micro is not installed; ``ValueError`` for inputs of the wrong
     type or shape.
     """
-    if runtimes.abort_risks(bytes(model_bytes)):  # may abort: in a child process
+    why = _risk(model_bytes)
+    if why:  # may abort: in a child process
         _require()
         try:
             outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, [inputs],
-                                            {"arena_size": arena_size})
+                                            {"arena_size": arena_size}, why)
         except RuntimeError as exc:
             raise TflmError(str(exc)) from None
         return outs[0]
@@ -184,11 +208,12 @@ def run_tflm_cases(
 ) -> list[list[np.ndarray]]:
     """``run_tflm`` for each case in turn on one interpreter (state, as in SVDF, carries
     from case to case, as it does in LiteRT's ``run_litert_cases``); raises as it does."""
-    if runtimes.abort_risks(bytes(model_bytes)):
+    why = _risk(model_bytes)
+    if why:
         _require()
         try:
             outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, cases,
-                                            {"arena_size": None})
+                                            {"arena_size": None}, why)
         except RuntimeError as exc:
             raise TflmError(str(exc)) from None
         return outs
@@ -196,9 +221,17 @@ def run_tflm_cases(
 
 
 def _isolated_child(tmp: str) -> None:
-    """Child side of an isolated ``run_tflm`` (``runtimes.run_isolated``)."""
-    runtimes.isolated_child_io(tmp, lambda data, cases, o: (
-        _run_here_cases(data, cases, o["arena_size"]), []))
+    """Child side of an isolated ``run_tflm`` or ``measure_arena``
+    (``runtimes.run_isolated``)."""
+    global _ISOLATED
+    _ISOLATED = True
+
+    def run(data: bytes, cases, o: dict) -> tuple[list, list]:
+        if o.get("measure"):
+            a = measure_arena(data, o["arena_size"])
+            return [[np.array([a.total, a.head, a.tail], np.int64)]], []
+        return _run_here_cases(data, cases, o["arena_size"]), []
+    runtimes.isolated_child_io(tmp, run)
 
 
 def _run_here(
@@ -240,8 +273,19 @@ def _parse(text: str) -> TflmArena:
 def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmArena:
     """TFLM's own account of the arena after planning the model.
 
-    Raises ``TflmError`` as ``run_tflm`` does.
+    Raises ``TflmError`` as ``run_tflm`` does (a model TFLM may crash on is measured in
+    a child process, as ``run_tflm`` runs it).
     """
+    why = _risk(model_bytes)
+    if why:
+        _require()
+        try:
+            outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, [[]],
+                                            {"arena_size": arena_size, "measure": True}, why)
+        except RuntimeError as exc:
+            raise TflmError(str(exc)) from None
+        total, head, tail = (int(v) for v in outs[0][0])
+        return TflmArena(total, head, tail)
     interp = _open(model_bytes, arena_size)
     with captured() as log:
         interp.print_allocations()

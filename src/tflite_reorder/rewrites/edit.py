@@ -102,6 +102,17 @@ class Editor:
         return np.array_equal(qa.scale, qb.scale) and np.array_equal(qa.zero_point,
                                                                      qb.zero_point)
 
+    def options(self, op: schema.OperatorT,
+                error: type[Exception] = NotApplicable):  # -> the op's *OptionsT
+        """``op``'s options table, which the reader left only when it is of the type the
+        op reads (``options.drop_foreign_options``); raises ``error`` when it has none: the
+        runtimes then run the op with zeroed parameters (stride 0, ...), which no rewrite
+        or tile reproduces."""
+        found = op.builtinOptions
+        if found is None:
+            raise error(f"{self.opcode(op)} has no options table")
+        return found
+
     def constant(self, i: int) -> np.ndarray | None:
         """The data of a constant tensor, typed and shaped, or None when it has none."""
         return None if i < 0 else constant_data(self.model, self.t(i))

@@ -109,12 +109,13 @@ def channel_concat(ed: Editor, op: schema.OperatorT) -> Branches:
         raise NotApplicable("not a CONCATENATION")
     out = ed.outputs(op)[0]
     rank = len(ed.shape(out))
-    axis = op.builtinOptions.axis % max(rank, 1)
+    o = ed.options(op)
+    axis = o.axis % max(rank, 1)
     if axis != rank - 1 and not (rank == 4 and axis in (1, 2)) and not (rank == 3
                                                                          and axis == 1):
         raise NotApplicable("concatenation is not along the channel, H or W axis of a "
                             "feature map, nor along the rows of a [1, rows, values] tensor")
-    if op.builtinOptions.fusedActivationFunction:
+    if o.fusedActivationFunction:
         raise NotApplicable("concatenation has a fused activation")
     if ed.dtype(out) not in SUPPORTED_TYPES:
         raise NotApplicable(f"{ed.dtype(out)} concatenation")
@@ -377,7 +378,7 @@ def _flatten(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
     out = ed.outputs(e)[0]
     rank = len(ed.shape(out))
     want = rank - 1 if br.axis == -1 else br.axis
-    if rank != len(ed.shape(t)) or e.builtinOptions.axis % rank != want:
+    if rank != len(ed.shape(t)) or ed.options(e).axis % rank != want:
         raise NotApplicable("outer concatenation is along another axis")
     if len(ed.inputs(e)) - 1 + len(br.tensors) > MAX_CONCAT_INPUTS:
         raise NotApplicable(f"merged concatenation would exceed {MAX_CONCAT_INPUTS} inputs")
@@ -428,13 +429,14 @@ def _along(ed: Editor, e: schema.OperatorT, t: int, br: Branches) -> Apply:
     elif rank != 4:
         raise NotApplicable(f"consumer {code} cannot be split along the rows")
     elif code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        o = e.builtinOptions
+        o = ed.options(e)
         if ed.shape(ins[1])[1:3] != (1, 1) or (o.strideH, o.strideW) != (1, 1):
             raise NotApplicable(f"{code} is not 1x1 stride 1: it reads across the seam")
     elif code in SPATIAL_POOLS:
-        o = e.builtinOptions
+        o = ed.options(e)
         k, st = ((o.filterHeight, o.strideH) if br.axis == 1 else (o.filterWidth, o.strideW))
-        if o.padding != schema.Padding.VALID or k != st or any(w % st for w in br.widths):
+        if o.padding != schema.Padding.VALID or k != st or st < 1 or any(
+                w % st for w in br.widths):
             raise NotApplicable(f"{code} windows cross the seam (window not equal to a "
                                 "stride dividing every piece)")
         scale = st
@@ -466,6 +468,7 @@ def _contraction(
 ) -> Apply:
     code = ed.opcode(e)
     ins = ed.inputs(e)
+    o = ed.options(e)  # the partial products copy it and set their activation
     if ins[0] != t or t in ins[1:]:
         raise NotApplicable(f"{code} reads the concatenation as weights")
     w = ed.constant(ins[1])
@@ -474,7 +477,7 @@ def _contraction(
         raise NotApplicable(f"{code} weights or bias are not constant")
     if w.shape[-1] != br.channels:
         raise NotApplicable(f"{code} weights do not match the concatenation's channels")
-    if code == "FULLY_CONNECTED" and (w.ndim != 2 or e.builtinOptions.weightsFormat != 0):
+    if code == "FULLY_CONNECTED" and (w.ndim != 2 or o.weightsFormat != 0):
         raise NotApplicable("FULLY_CONNECTED with packed weights")
     out = ed.outputs(e)[0]
     types = {ed.dtype(t), ed.dtype(ins[1]), ed.dtype(out)}

@@ -30,7 +30,7 @@ def _check(ed: Editor, conv: schema.OperatorT) -> schema.OperatorT:
     """The pool after ``conv``, or NotApplicable with the reason."""
     if ed.opcode(conv) != "CONV_2D":
         raise NotApplicable("not a CONV_2D")
-    o = conv.builtinOptions
+    o = ed.options(conv)
     ins, outs = ed.inputs(conv), ed.outputs(conv)
     w = ed.shape(ins[1])
     if len(w) != 4 or w[1:3] != (1, 1) or (o.strideH, o.strideW) != (1, 1):
@@ -44,7 +44,7 @@ def _check(ed: Editor, conv: schema.OperatorT) -> schema.OperatorT:
     if len(consumers) != 1 or ed.opcode(consumers[0]) != "AVERAGE_POOL_2D":
         raise NotApplicable("the convolution's only consumer is not an AVERAGE_POOL_2D")
     pool = consumers[0]
-    if pool.builtinOptions.fusedActivationFunction:
+    if ed.options(pool).fusedActivationFunction:
         raise NotApplicable("the pool has a fused activation")
     return pool
 

@@ -26,19 +26,19 @@ def candidates(ed: Editor) -> list[int]:
 
 def _is_1x1_strided(ed: Editor, op: schema.OperatorT) -> bool:
     code, o = ed.opcode(op), op.builtinOptions
-    if code in POOLS:
+    if code in POOLS and o is not None:
         kernel = (o.filterHeight, o.filterWidth) == (1, 1)
-    elif code == "CONV_2D":
+    elif code == "CONV_2D" and o is not None:
         w = ed.shape(ed.inputs(op)[1])
         kernel = len(w) == 4 and w[1:3] == (1, 1)
-    else:
+    else:  # not strided, or no options (the runtimes' zeroed parameters: stride 0)
         return False
     return kernel and max(o.strideH, o.strideW) > 1
 
 
 def _slice_params(ed: Editor, op: schema.OperatorT, shape) -> list[int]:
     """Per-axis begin of a unit-stride STRIDED_SLICE that keeps batch and channels whole."""
-    o = op.builtinOptions
+    o = ed.options(op)
     if o.ellipsisMask or o.newAxisMask or o.shrinkAxisMask or getattr(o, "offset", False):
         raise NotApplicable("STRIDED_SLICE with ellipsis/new-axis/shrink/offset masks")
     ins = ed.inputs(op)
@@ -95,7 +95,7 @@ def _chain(ed: Editor, c: schema.OperatorT):
 def fold(ed: Editor, c: schema.OperatorT) -> None:
     """Rewrite the chain ending at ``c``; NotApplicable (model unchanged) if it cannot."""
     x, removed, offset, padded = _chain(ed, c)
-    o = c.builtinOptions
+    o = ed.options(c)
     out = ed.outputs(c)[0]
     xs, os_ = ed.shape(x), ed.shape(out)
     begin, end, strides, pads = [0, 0, 0, 0], list(xs), [1, 1, 1, 1], [[0, 0]] * 4

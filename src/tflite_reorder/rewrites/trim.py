@@ -16,7 +16,8 @@ from ai_edge_litert import schema_py_generated as schema
 from .edit import Editor, NotApplicable
 from .partition import Step
 
-WINDOWED = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
+CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+WINDOWED = frozenset({*CONVS, "MAX_POOL_2D", "AVERAGE_POOL_2D"})
 
 
 def candidates(ed: Editor) -> list[int]:
@@ -26,9 +27,9 @@ def candidates(ed: Editor) -> list[int]:
 
 def _reach(ed: Editor, e: schema.OperatorT, axis: int) -> int:
     """How many leading rows (axis 1) or columns (axis 2) of its input ``e`` reads."""
-    o = e.builtinOptions
+    o = ed.options(e)
     code = ed.opcode(e)
-    if code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    if code in CONVS:
         k = ed.shape(ed.inputs(e)[1])[axis]
         dil = o.dilationHFactor if axis == 1 else o.dilationWFactor
     else:
@@ -53,7 +54,10 @@ def _trimmed(ed: Editor, pad: schema.OperatorT) -> np.ndarray:
     for e in consumers:
         if ed.opcode(e) not in WINDOWED or ed.inputs(e)[0] != out or out in ed.inputs(e)[1:]:
             raise NotApplicable(f"consumer {ed.opcode(e)} is not a windowed op on the data")
-        if e.builtinOptions.padding != schema.Padding.VALID:
+        if len(ed.shape(ed.outputs(e)[0])) != 4 or (ed.opcode(e) in CONVS and (
+                len(ed.inputs(e)) < 2 or len(ed.shape(ed.inputs(e)[1])) != 4)):
+            raise NotApplicable(f"consumer {ed.opcode(e)} is not 4-D (weights or output)")
+        if ed.options(e).padding != schema.Padding.VALID:
             raise NotApplicable("a consumer pads again (SAME): it reads every row")
     new = pads.astype(np.int64).copy()
     for axis in (1, 2):

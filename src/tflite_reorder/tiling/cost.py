@@ -28,33 +28,33 @@ from .spatial import is_constant
 
 
 def per_pixel_macs(ed: Editor, op: schema.OperatorT) -> int:
-    """MACs per output pixel (per output row for FULLY_CONNECTED); 0 for other ops."""
+    """MACs per output pixel (per output row for FULLY_CONNECTED); 0 for other ops, and
+    for an op whose weights are absent or of another rank (a malformed model)."""
     code = ed.opcode(op)
     ins = ed.inputs(op)
-    if code == "CONV_2D":
-        w = ed.shape(ins[1])
+    w = ed.shape(ins[1]) if len(ins) > 1 and ins[1] >= 0 else ()
+    if code in ("CONV_2D", "TRANSPOSE_CONV") and len(w) == 4:
         return w[0] * w[1] * w[2] * w[3]
-    if code == "DEPTHWISE_CONV_2D":
-        w = ed.shape(ins[1])
+    if code == "DEPTHWISE_CONV_2D" and len(w) == 4:
         return w[1] * w[2] * w[3]
-    if code == "FULLY_CONNECTED":
-        w = ed.shape(ins[1])
-        return w[0] * w[1] if len(w) == 2 else 0
-    if code == "TRANSPOSE_CONV":
-        w = ed.shape(ins[1])
-        return w[0] * w[1] * w[2] * w[3] if len(w) == 4 else 0
+    if code == "FULLY_CONNECTED" and len(w) == 2:
+        return w[0] * w[1]
     return 0
 
 
 def _pixels(ed: Editor, op: schema.OperatorT) -> int:
-    sh = ed.shape(ed.outputs(op)[0])
+    outs = ed.outputs(op)
+    if not outs or outs[0] < 0:
+        return 0
+    sh = ed.shape(outs[0])
     if ed.opcode(op) == "FULLY_CONNECTED":
         n = 1
         for d in sh[:-1]:
             n *= d
         return n
     if ed.opcode(op) == "TRANSPOSE_CONV":  # MACs follow the input pixels
-        sh = ed.shape(ed.inputs(op)[2])
+        ins = ed.inputs(op)
+        sh = ed.shape(ins[2]) if len(ins) > 2 and ins[2] >= 0 else ()
     return sh[0] * sh[1] * sh[2] if len(sh) == 4 else 0
 
 

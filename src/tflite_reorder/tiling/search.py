@@ -284,9 +284,11 @@ def best_of(choices: list[Choice], macs0: int, max_overhead: float, ram_budget: 
             return min(fitting, key=lambda c: (c.macs, c.total))
         return min(choices, key=lambda c: (c.total, c.macs))
     cap = macs0 * (1 + max_overhead)
+    # the first whatever the cap (a model with a negative dim counts negative MACs)
+    allowed = [choices[0], *(c for c in choices[1:] if c.macs <= cap)]
     if objective == "head":
-        return min((c for c in choices if c.macs <= cap), key=lambda c: (c.head, c.total))
-    return min((c for c in choices if c.macs <= cap), key=lambda c: (c.total, c.macs))
+        return min(allowed, key=lambda c: (c.head, c.total))
+    return min(allowed, key=lambda c: (c.total, c.macs))
 
 
 # The plan's height (the top of the bytes live there) at each op of a tiled model, in its

@@ -85,18 +85,18 @@ def _window(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
     x = _feature_map(ed, ins[0])
     if not all(is_constant(ed, t) for t in ins[1:]):
         raise NotTileable(f"{code} has non-constant weights")
-    o = op.builtinOptions
-    want = {"CONV_2D": schema.Conv2DOptionsT,
-            "DEPTHWISE_CONV_2D": schema.DepthwiseConv2DOptionsT}.get(code, schema.Pool2DOptionsT)
-    if not isinstance(o, want):
-        raise NotTileable(f"{code} has no options of its own type")
+    o = ed.options(op, NotTileable)
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        w = ed.shape(ins[1])
+        w = ed.shape(ins[1]) if len(ins) > 1 and ins[1] >= 0 else ()
+        if len(w) != 4:
+            raise NotTileable(f"{code} weights are not 4-D")
         kernel = (w[1], w[2])
         dilation = (o.dilationHFactor or 1, o.dilationWFactor or 1)
     else:
         kernel, dilation = (o.filterHeight, o.filterWidth), (1, 1)
     stride = (o.strideH or 1, o.strideW or 1)
+    if min(*kernel, *stride, *dilation) < 1:
+        raise NotTileable(f"{code} has a kernel, stride or dilation below 1")
     same = o.padding == schema.Padding.SAME
     axes = []
     for a in range(2):
@@ -125,9 +125,7 @@ def _pad(ed: Editor, ins: list[int], out: int, code: str) -> SpatialOp:
 
 
 def _pointwise(ed: Editor, op, code: str, ins: list[int], out) -> SpatialOp:
-    if code == "CONCATENATION" and not (isinstance(op.builtinOptions,
-                                                   schema.ConcatenationOptionsT)
-                                        and op.builtinOptions.axis in (3, -1)):
+    if code == "CONCATENATION" and ed.options(op, NotTileable).axis not in (3, -1):
         raise NotTileable("CONCATENATION along a spatial axis")
     spatial = []
     for pos, t in enumerate(ins):
