@@ -95,6 +95,13 @@ BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
 SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
 ROOT_CLOSURE_AFTER = 0
+# Segments of LNS_MIN_OPS ops or more (RandWire stages of 64 nodes and up) also get lns.py:
+# in the time their beams leave, and for 1 - WINDOW_SHARE of the last phase; when every
+# open segment is that large the second pass gets LARGE_SEARCH_SHARE (at 80-128 nodes it
+# raised no bound and found no better order with 0.75).
+LNS_MIN_OPS = 120
+WINDOW_SHARE = 0.3
+LARGE_SEARCH_SHARE = 0.4
 PAIR_CANDIDATES = 24  # ops (largest closure bounds) whose pairs and sets are bounded
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
@@ -1018,15 +1025,21 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
         goal &= ~_trailing(pr.ctx, start, goal)
         order, worst = beam_improve(pr.ctx, start, goal, mem, r.order, r.worst, floor,
                                     until, _mstep if pr.ctx.source else _step)
+        if _ops(pr, i) >= LNS_MIN_OPS:  # the time the widest beam that fits leaves
+            order, worst = lns_order(pr.ctx, start, mem, order, worst, floor, until, search,
+                                     _step)
         if worst < r.worst:
             r.order, r.worst = order, worst
 
     def improve(pr: _Prep, i: int, until: float) -> None:
         start, goal, mem, _, _ = pr.seg_data[i]
         r = pr.results[i]
+        split = until
+        if _ops(pr, i) >= LNS_MIN_OPS:
+            split = time.monotonic() + WINDOW_SHARE * max(0.0, until - time.monotonic())
         r.order, r.worst = improve_order(pr.ctx, start, goal, mem, r.order, r.worst, floor,
-                                         until, search, _step)
-        # the time the window re-solves leave (they stop once every window failed): lns.py
+                                         split, search, _step)
+        # the rest, and what the window re-solves leave (they stop once all failed): lns.py
         r.order, r.worst = lns_order(pr.ctx, start, mem, r.order, r.worst, floor, until,
                                      search, _step)
 
@@ -1041,8 +1054,10 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
             if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS:
                 floor = max(floor, _pair_floor(pr, floor, until))
     split_time(BEAM_SHARE, beam)
-    states, stopped, floor = _search_pass(work, floor, deadline, SEARCH_SHARE, max_states,
-                                          progress)
+    large = all(_ops(pr, i) >= LNS_MIN_OPS for pr, i in _open(work, floor))
+    states, stopped, floor = _search_pass(work, floor, deadline,
+                                          LARGE_SEARCH_SHARE if large else SEARCH_SHARE,
+                                          max_states, progress)
     split_time(1.0, improve)
     return floor, states, stopped
 
