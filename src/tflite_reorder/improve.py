@@ -116,7 +116,7 @@ def improve_order(ctx, start: int, goal: int, mem: int, order: list[int], worst:
     cut_short: list[tuple[int, int]] = []  # windows whose search stopped on its budget
     w = window
     while worst > floor and time.monotonic() < deadline:
-        states, costs = _trace(ctx, start, mem, order, step)
+        states, costs = trace(ctx, start, mem, order, step)
         n = len(order)
         peaks = [i for i, c in enumerate(costs) if c == worst]
         done = False
@@ -174,7 +174,7 @@ def _resolve(ctx, order, states, costs, a: int, b: int, floor: int, deadline: fl
     return None, part_worst, r.exact
 
 
-def _trace(ctx, start: int, mem: int, order: list[int], step: Callable):
+def trace(ctx, start: int, mem: int, order: list[int], step: Callable):
     """(state, resident bytes) before each position (and after the last), and each step."""
     S, M = start, mem
     states, costs = [], []

@@ -54,6 +54,7 @@ from .bounds import (
 )
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import beam_improve, improve_order
+from .lns import lns_order
 from .memory import Problem, initial_live, peak, resident_after_inputs
 from .reductions import (
     SourceMacros,
@@ -451,6 +452,7 @@ def search(
     deadline: float,
     max_states: int,
     progress: Progress | None = None,
+    state_bounds: bool = True,
 ) -> _Result:
     """Best-first bottleneck search from downset ``start`` to ``goal``.
 
@@ -459,6 +461,8 @@ def search(
     once evaluated at its first pop, the per-state closure bound (A*: the bound depends on
     S only and never exceeds the peak of a completion from S, so the first goal taken off
     the heap is still optimal, and a free move under the raised key is still free).
+    ``state_bounds=False``: no per-state bounds (lns.py's many small window searches, whose
+    budgets of a few thousand states the flows would eat).
     """
     entered = time.monotonic()
     best_order, best_worst = incumbent
@@ -516,7 +520,7 @@ def search(
     closure_after = CLOSURE_AFTER
     seg = goal & ~start
     cands: list[int] = []
-    if _ortools_flow is not None and ctx.p.n_ops <= CLOSURE_MAX_OPS:
+    if state_bounds and _ortools_flow is not None and ctx.p.n_ops <= CLOSURE_MAX_OPS:
         rank = ctx.static_lb if ctx.root_closure is None else ctx.root_closure
         cands = sorted((v for v in range(ctx.p.n_ops) if (seg >> v) & 1),
                        key=lambda v: -int(rank[v]))[:CLOSURE_CANDIDATES]
@@ -957,6 +961,9 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
         r = pr.results[i]
         r.order, r.worst = improve_order(pr.ctx, start, goal, mem, r.order, r.worst, floor,
                                          until, search, _step)
+        # the time the window re-solves leave (they stop once every window failed): lns.py
+        r.order, r.worst = lns_order(pr.ctx, start, mem, r.order, r.worst, floor, until,
+                                     search, _step)
 
     if _ortools_flow is not None:  # bounds first: every later phase runs under them
         until = time.monotonic() + ROOT_SHARE * max(0.0, deadline - time.monotonic())
