@@ -174,7 +174,7 @@ def test_corpus_is_up_to_date():
     """The committed files are what the generator builds (and stay small)."""
     assert mb.main(["--check"]) == 0
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
-    assert total < 150_000
+    assert total < 200_000  # 44 kB of it: the one control-flow entry (while_float32)
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED))
