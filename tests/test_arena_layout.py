@@ -123,6 +123,7 @@ def test_concatenation_tree_stays_within_tflm_inputs():
 @pytest.mark.tflm
 def test_row_plan_is_bit_exact_in_tflm_and_its_head_is_measured(planned):
     plan = planned.plan
+    assert not plan.clock_cut
     assert plan.refined is not None and plan.refined.inside > 0 and plan.refined.cut > 0
     assert planned.report.verification["ok"]
     assert tflm.measure_arena(planned.data).head == plan.head == planned.report.tflm_head

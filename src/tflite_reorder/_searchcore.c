@@ -260,6 +260,41 @@ static inline void newly_ready(const Tables *T, const u64 *goal, int v, const u6
     }
 }
 
+/* Free moves under key from (S, R, *M) until none is left (decision.free_moves): S, R and
+ * *M are updated in place, the macros run are written to moved; returns their number.
+ * check: the ready macros that may be free; r, S2, nw: scratch bitsets of W words. */
+static int free_moves(const Tables *T, const u64 *goal, u64 *S, u64 *R, int64_t *M,
+                      int64_t key, const u64 *check, u64 *r, u64 *S2, u64 *nw,
+                      int32_t *moved) {
+    const int W = T->W;
+    const u64 *can_free = T->can_free;
+    int nmoved = 0, from = 0;
+    for (int w = 0; w < W; w++)
+        r[w] = check[w] & can_free[w] & R[w];
+    for (;;) {
+        int v = lowest(r, W, &from);
+        if (v < 0)
+            break;
+        clrbit(r, v);
+        int64_t up, delta;
+        step(T, S, v, S2, &up, &delta);
+        if (delta <= 0 && *M + up <= key) {
+            memcpy(S, S2, (size_t)W * 8);
+            *M += delta;
+            moved[nmoved++] = v;
+            newly_ready(T, goal, v, S, nw);
+            clrbit(R, v);
+            const u64 *sh = T->shares + (size_t)v * W;
+            for (int w = 0; w < W; w++) {
+                R[w] |= nw[w];
+                r[w] = (delta < 0 ? R[w] : (r[w] | nw[w] | (sh[w] & R[w]))) & can_free[w];
+            }
+            from = 0;
+        }
+    }
+    return nmoved;
+}
+
 /* Grow the array at *p to n elements of the given size (0), or leave it as it was (-1). */
 static int grow(void **p, size_t n, size_t size) {
     void *q = realloc(*p, n * size);
@@ -1081,7 +1116,6 @@ static PyObject *search(PyObject *self, PyObject *args) {
     recs_ok = 1;
     const int have_bound = use_flows || bound_cb != Py_None;
     const int have_progress = progress_cb != Py_None;
-    const u64 *can_free = T->can_free;
 
     int32_t i0 = table_add(&tab, start, hash_bits(start, W));
     if (i0 < 0)
@@ -1209,31 +1243,8 @@ static PyObject *search(PyObject *self, PyObject *args) {
         memcpy(S3, S, (size_t)W * 8);
         memcpy(R3, ready, (size_t)W * 8);
         int64_t M3 = M;
-        int nmoved = 0;
-        for (int w = 0; w < W; w++)
-            r[w] = check[w] & can_free[w] & R3[w];
+        int nmoved = free_moves(T, goal, S3, R3, &M3, key, check, r, S2, nw, moved);
         int from = 0;
-        for (;;) {
-            int v = lowest(r, W, &from);
-            if (v < 0)
-                break;
-            clrbit(r, v);
-            int64_t up, delta;
-            step(T, S3, v, S2, &up, &delta);
-            if (delta <= 0 && M3 + up <= key) {
-                memcpy(S3, S2, (size_t)W * 8);
-                M3 += delta;
-                moved[nmoved++] = v;
-                newly_ready(T, goal, v, S3, nw);
-                clrbit(R3, v);
-                const u64 *sh = T->shares + (size_t)v * W;
-                for (int w = 0; w < W; w++) {
-                    R3[w] |= nw[w];
-                    r[w] = (delta < 0 ? R3[w] : (r[w] | nw[w] | (sh[w] & R3[w]))) & can_free[w];
-                }
-                from = 0;
-            }
-        }
         int32_t s3i = si;
         if (nmoved) {
             u64 h3 = hash_bits(S3, W);
@@ -1364,6 +1375,274 @@ done:
         heap_free(&heap);
     free(buf);
     free(moved);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* The decision search (decision.decide), state for state                                 */
+
+/* The visited set: states in one array, open addressing on their hashes (recomputed when
+ * the slots grow, so a state costs W words and two slots). */
+typedef struct {
+    int W;
+    u64 *st;
+    size_t len, cap;
+    int32_t *slot;
+    size_t nslot;
+} Seen;
+
+static int seen_init(Seen *s, int W) {
+    memset(s, 0, sizeof(*s));
+    s->W = W;
+    s->cap = 1024;
+    s->nslot = 2048;
+    s->st = malloc(s->cap * (size_t)W * 8);
+    s->slot = malloc(s->nslot * sizeof(int32_t));
+    if (!s->st || !s->slot)
+        return -1;
+    memset(s->slot, 0xff, s->nslot * sizeof(int32_t));
+    return 0;
+}
+
+static void seen_free(Seen *s) {
+    free(s->st); free(s->slot);
+}
+
+static int seen_has(const Seen *s, const u64 *S) {
+    size_t mask = s->nslot - 1, j = (size_t)hash_bits(S, s->W) & mask;
+    for (;;) {
+        int32_t i = s->slot[j];
+        if (i < 0)
+            return 0;
+        if (equal_bits(s->st + (size_t)i * s->W, S, s->W))
+            return 1;
+        j = (j + 1) & mask;
+    }
+}
+
+/* Add S (not in the set): 0, or -1 when out of memory. */
+static int seen_add(Seen *s, const u64 *S) {
+    const int W = s->W;
+    if (s->len >= (size_t)INT32_MAX - 1)
+        return -1;
+    if (s->len == s->cap) {
+        if (grow((void **)&s->st, s->cap * 2, (size_t)W * 8) < 0)
+            return -1;
+        s->cap *= 2;
+    }
+    if (2 * (s->len + 1) > s->nslot) {
+        size_t ns = s->nslot * 2;
+        int32_t *sl = malloc(ns * sizeof(int32_t));
+        if (!sl)
+            return -1;
+        memset(sl, 0xff, ns * sizeof(int32_t));
+        for (size_t i = 0; i < s->len; i++) {
+            size_t j = (size_t)hash_bits(s->st + i * W, W) & (ns - 1);
+            while (sl[j] >= 0)
+                j = (j + 1) & (ns - 1);
+            sl[j] = (int32_t)i;
+        }
+        free(s->slot);
+        s->slot = sl;
+        s->nslot = ns;
+    }
+    memcpy(s->st + s->len * W, S, (size_t)W * 8);
+    size_t mask = s->nslot - 1, j = (size_t)hash_bits(S, W) & mask;
+    while (s->slot[j] >= 0)
+        j = (j + 1) & mask;
+    s->slot[j] = (int32_t)s->len++;
+    return 0;
+}
+
+/* A frame of the depth-first search: its state and ready macros (2W words in the frame
+ * pool), resident bytes, the macros its free moves ran and its children (int32 pools). */
+typedef struct {
+    int64_t M;
+    size_t moved, nmoved, kids, nkids, next;
+} Frame;
+
+typedef struct {
+    int64_t delta;
+    int32_t v;
+} Kid;
+
+/* Pools that grow by doubling; *cap counts elements. */
+static int reserve(void **p, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 64;
+    while (nc < need)
+        nc *= 2;
+    if (grow(p, nc, size) < 0)
+        return -1;
+    *cap = nc;
+    return 0;
+}
+
+static const char decide_doc[] =
+    "decide(tables, start, goal, ready0, mem, K, seconds, max_states)\n"
+    "-> (heads or None, states, stopped, over)\n\n"
+    "decision.decide's depth-first search under K (states as W*8 little-endian bytes):\n"
+    "the macros of an order whose every step is at most K, or None; the states explored;\n"
+    "why it stopped (\"\", \"time limit\", \"state limit\": max_states or the memory budget);\n"
+    "the least step above K seen (1 << 62: none).";
+
+static PyObject *decide(PyObject *self, PyObject *args) {
+    PyObject *cap, *ostart, *ogoal, *oready0;
+    long long mem, K, max_states;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "OOOOLLdL", &cap, &ostart, &ogoal, &oready0, &mem, &K,
+                          &seconds, &max_states))
+        return NULL;
+    Tables *T = PyCapsule_GetPointer(cap, "searchcore.Tables");
+    if (!T)
+        return NULL;
+    const int W = T->W;
+    const double deadline = now() + seconds;
+    PyObject *result = NULL;
+    Seen seen;
+    int seen_ok = seen_init(&seen, W) == 0;
+    u64 *buf = malloc((size_t)W * 8 * 8);
+    Frame *fr = NULL;
+    u64 *fbits = NULL;     /* per frame: state, ready */
+    int32_t *mv = NULL;    /* macros run by free moves, frame after frame */
+    Kid *kids = NULL;      /* children, frame after frame */
+    size_t capfr = 0, capfb = 0, capmv = 0, capkid = 0, nmv = 0, nkid = 0, depth = 0;
+    if (!seen_ok || !buf)
+        FAIL_NOMEM;
+    u64 *goal = buf, *S = buf + W, *R = buf + 2 * W, *S2 = buf + 3 * W, *nw = buf + 4 * W;
+    u64 *r = buf + 5 * W, *ready0 = buf + 6 * W;
+    if (bytes_to_bits(ostart, S, W, "start") < 0 || bytes_to_bits(ogoal, goal, W, "goal") < 0
+        || bytes_to_bits(oready0, ready0, W, "ready0") < 0)
+        goto done;
+    memcpy(R, ready0, (size_t)W * 8);
+    int64_t M = mem;
+    const char *stopped = "";
+    int found = 0, first = 1;
+    int64_t over = (int64_t)1 << 62;  /* decision.OVER_NONE */
+    for (;;) {
+        /* enter (S, M, R): free moves under K, then the visited test (decision.enter) */
+        if (!first) {
+            if (depth == 0)
+                break;  /* the start failed: proved */
+            Frame *top = &fr[depth - 1];
+            u64 *tS = fbits + (depth - 1) * 2 * W;
+            if (equal_bits(tS, goal, W)) {
+                found = 1;
+                break;
+            }
+            if (top->next == top->nkids) {
+                nmv = top->moved;
+                nkid = top->kids;
+                depth--;
+                continue;
+            }
+            Kid k = kids[top->kids + top->next++];
+            int64_t up, delta;
+            step(T, tS, k.v, S, &up, &delta);
+            if (seen_has(&seen, S))
+                continue;
+            newly_ready(T, goal, k.v, S, nw);
+            for (int w = 0; w < W; w++)
+                R[w] = tS[W + w] | nw[w];
+            clrbit(R, k.v);
+            M = top->M + k.delta;
+        }
+        size_t moved0 = nmv;
+        if (reserve((void **)&mv, &capmv, nmv + (size_t)T->n + 1, sizeof(int32_t)) < 0)
+            FAIL_NOMEM;
+        nmv += (size_t)free_moves(T, goal, S, R, &M, K, R, r, S2, nw, mv + nmv);
+        int from = 0;
+        first = 0;
+        if (seen_has(&seen, S)) {
+            nmv = moved0;
+            continue;
+        }
+        if (seen_add(&seen, S) < 0)
+            FAIL_NOMEM;
+        if (reserve((void **)&fr, &capfr, depth + 1, sizeof(Frame)) < 0 ||
+            reserve((void **)&fbits, &capfb, (depth + 1) * 2 * W, 8) < 0)
+            FAIL_NOMEM;
+        Frame *f = &fr[depth];
+        f->M = M;
+        f->moved = moved0;
+        f->nmoved = nmv - moved0;
+        f->kids = nkid;
+        f->next = 0;
+        memcpy(fbits + depth * 2 * W, S, (size_t)W * 8);
+        memcpy(fbits + depth * 2 * W + W, R, (size_t)W * 8);
+        from = 0;
+        memcpy(r, R, (size_t)W * 8);
+        for (;;) {  /* children within K, by (resident change, op): insertion sort */
+            int v = lowest(r, W, &from);
+            if (v < 0)
+                break;
+            clrbit(r, v);
+            int64_t up, delta;
+            step(T, S, v, S2, &up, &delta);
+            if (M + up > K) {
+                if (M + up < over)
+                    over = M + up;
+                continue;
+            }
+            if (reserve((void **)&kids, &capkid, nkid + 1, sizeof(Kid)) < 0)
+                FAIL_NOMEM;
+            size_t j = nkid++;
+            while (j > f->kids && kids[j - 1].delta > delta) {
+                kids[j] = kids[j - 1];
+                j--;
+            }
+            kids[j].delta = delta;
+            kids[j].v = v;
+        }
+        f->nkids = nkid - f->kids;
+        depth++;
+        if ((seen.len & 15) == 0) {
+            if (now() > deadline)
+                stopped = "time limit";
+            else if ((long long)seen.len > max_states ||
+                     seen.cap * (size_t)W * 8 + seen.nslot * 4 > SEARCH_BYTES_LIMIT)
+                stopped = "state limit";
+            if (*stopped)
+                break;
+            if (PyErr_CheckSignals() < 0)
+                goto done;
+        }
+    }
+    PyObject *heads = Py_None;
+    Py_INCREF(heads);
+    if (found) {
+        Py_DECREF(heads);
+        heads = PyList_New(0);
+        if (!heads)
+            goto done;
+        for (size_t d = 0; d < depth; d++) {
+            const Frame *f = &fr[d];
+            for (size_t i = 0; i < f->nmoved; i++) {
+                PyObject *x = PyLong_FromLong(mv[f->moved + i]);
+                if (!x || PyList_Append(heads, x) < 0) {
+                    Py_XDECREF(x);
+                    Py_DECREF(heads);
+                    goto done;
+                }
+                Py_DECREF(x);
+            }
+            if (d + 1 < depth) {
+                PyObject *x = PyLong_FromLong(kids[f->kids + f->next - 1].v);
+                if (!x || PyList_Append(heads, x) < 0) {
+                    Py_XDECREF(x);
+                    Py_DECREF(heads);
+                    goto done;
+                }
+                Py_DECREF(x);
+            }
+        }
+    }
+    result = Py_BuildValue("(NLsL)", heads, (long long)seen.len, stopped, (long long)over);
+done:
+    if (seen_ok)
+        seen_free(&seen);
+    free(buf); free(fr); free(fbits); free(mv); free(kids);
     return result;
 }
 
@@ -1567,6 +1846,7 @@ static PyMethodDef methods[] = {
      "            in_size, in_cptr, cons, al_ptr, al_size, al_cptr, al_c) -> capsule"},
     {"search", search, METH_VARARGS, search_doc},
     {"beam", beam, METH_VARARGS, beam_doc},
+    {"decide", decide, METH_VARARGS, decide_doc},
     {"make_flow", make_flow, METH_VARARGS,
      "make_flow(n_nodes, tails, heads, caps, forcing_arcs, forcing_ops, out_arcs, big, base,"
      " gain)\n"

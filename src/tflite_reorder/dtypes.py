@@ -47,12 +47,18 @@ def type_name(code: int) -> str:
     return TYPE_NAMES.get(code, "")
 
 
+# The little-endian numpy dtype of each of those type names (made once: constants are read
+# for every candidate's shape inference).
+LITTLE_ENDIAN: dict[str, np.dtype] = {
+    name: np.dtype(t).newbyteorder("<") for name, t in NUMPY_TYPES.items()}
+
+
 def numpy_type(code: int) -> np.dtype:
     """The little-endian numpy dtype of a tensor type code.
 
     Raises ``KeyError`` for types without one (strings, resources, packed INT4).
     """
-    return np.dtype(NUMPY_TYPES[TYPE_NAMES[code]]).newbyteorder("<")
+    return LITTLE_ENDIAN[TYPE_NAMES[code]]
 
 
 def tensor_bytes(shape: Iterable[int], dtype: str) -> int:

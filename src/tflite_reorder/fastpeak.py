@@ -165,13 +165,15 @@ def _python_pass(raw: bytes) -> tuple[bytes, bytes, bytes] | str:
         # the general path infers again after the repair, and a second walk reads such
         # an operator's options from the full unpack, maybe otherwise than the first
         return "options unpacked in full"
-    return (*_repair_edits(model, plan), array("q", resized).tobytes())
+    return (*_repair_edits(model, plan), array("q", resized).tobytes() if resized else b"")
 
 
 def _repair_edits(model, plan) -> tuple[bytes, bytes]:
     """``fast_peak``'s edits for the repairs: per repair a PAD of its input into a new
     activation tensor (its constant paddings take no arena: left out, as -1), and the
     S2B's new inputs (``PadRepair.s2b_inputs``, its all-zero paddings left out too)."""
+    if not plan:
+        return b"", b""
     sg = model.subgraphs[0]
     nt = len(sg.tensors)
     records: list[int] = []

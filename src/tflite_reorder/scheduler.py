@@ -18,20 +18,24 @@ lattice of downsets. We search it best-first and make the lattice small:
   first (``decompose``), so no work before the deadline is quadratic.
 * **Per-state bounds.** A long search keys states also by an op's minimum-cut bound with
   the executed set forced in (``bounds.StateClosure``, A*).
-* **Anytime, never worse.** Starting orders: the stored order (canonical form), a
-  step-greedy order and a depth-first post-order. A first search pass (a share of the time,
-  ``QUICK_STATES``) settles most problems. Segments it leaves open get, each in a share of
-  the time by its size (not first come, first served): beam starts (``improve``), every
-  op's closure bound (which then ranks the per-state bounds), a second search pass under
-  the better incumbents, pair bounds at the root (``bounds.pair_bounds``) and window
-  re-solves of the best order (``improve``). The answer carries the proven lower bound (the
-  largest of the floor, the searches' smallest open keys and the pair bounds) and the gap.
-  Its peak is never above the stored order's.
+* **Decisions.** Before any best-first search, each segment is asked "an order within
+  the floor?" (cheap probes, ``PROBE_STATES``) and then "an order better than the
+  incumbent?" until the answer is no (``decision``: a depth-first search under a fixed
+  bound, free moves under that bound, one visited set): a no proves the incumbent optimal.
+* **Anytime, never worse.** Starting orders: the stored order (canonical form), a step-
+  greedy order and a depth-first post-order. A first search pass (a share of the time,
+  ``QUICK_STATES``) settles most problems the decisions left open. Segments it leaves open
+  get, each in a share of the time by its size (not first come, first served): beam starts
+  (``improve``), every op's closure bound (which then ranks the per-state bounds), a second
+  search pass under the better incumbents, pair bounds at the root (``bounds.pair_bounds``)
+  and window re-solves of the best order (``improve``). The answer carries the proven lower
+  bound (the largest of the floor, the searches' smallest open keys and the pair bounds) and
+  the gap. Its peak is never above the stored order's.
 
 Why one module of ~1,000 lines: the search, its starting orders and the assembly of pieces all
 work on one per-problem ``Context`` (bitmask-encoded predecessors, step-cost tables, source
 macros) in the hot loop; what stands apart from it already lives apart (``bounds``,
-``decompose``, ``reductions``, ``improve``).
+``decompose``, ``reductions``, ``improve``, ``decision``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ from .bounds import (
     pair_bounds,
     static_bounds,
 )
+from .decision import decide, ready_at
+from .decision import free_moves as _free_moves
+from .decision import newly_ready as _newly_ready
 from .decompose import Piece, cut_positions, is_order, split, topological
 from .improve import beam_improve, improve_order
 from .lns import lns_order
@@ -75,7 +82,10 @@ SPLIT_OPS = 1000  # larger problems are split into sub-problems first (decompose
 CLOSURE_AFTER = 20_000  # states expanded before per-state closure bounds are used
 CLOSURE_CANDIDATES = 3  # ops tried per state (largest static bounds first)
 CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too much
-QUICK_SHARE = 0.5  # of the time left after bounds: the first exact search pass ...
+DECIDE_SHARE = 0.1  # of the time left after bounds: "is there a better order?" (decision),
+DECIDE_STATES = 400_000  # ... up to this many states per segment (the 56-node proof: 373k)
+PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this many states
+QUICK_SHARE = 0.5  # of the time left then (decisions included): the first exact search pass
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
 ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
@@ -468,45 +478,16 @@ def search(
     best_order, best_worst = incumbent
     ub = max(best_worst, floor)
     goal &= ~_trailing(ctx, start, goal)
-    pred_mask, succs, can_free = ctx.mpred, ctx.msuccs, ctx.can_free
     shares = ctx.shares if not ctx.source else ctx.mshares
     step = _mstep if ctx.source else _step
 
     def newly_ready(v: int, S: int) -> int:
-        r = 0
-        for w in succs[v]:
-            if (goal >> w) & 1 and pred_mask[w] & ~S == 0 and not (S >> w) & 1:
-                r |= 1 << w
-        return r
+        return _newly_ready(ctx, goal, v, S)
 
     def free_moves(S: int, M: int, key: int, ready: int, check: int):
-        """Apply free moves until none is left; ``check`` = the ready ops that may be free.
+        return _free_moves(ctx, step, goal, S, M, key, ready, check)
 
-        An op that was not free stays not free unless the key rose, resident bytes fell,
-        it just became ready, or an input it shares with the op just run may now die.
-        """
-        moved: tuple[int, ...] = ()
-        r = check & can_free & ready
-        while r:
-            low = r & -r
-            v = low.bit_length() - 1
-            r ^= low
-            up, delta, S2, _ = step(ctx, S, v)
-            if delta <= 0 and M + up <= key:
-                S, M = S2, M + delta
-                moved += (v,)
-                new = newly_ready(v, S)
-                ready = (ready ^ low) | new
-                r = (ready if delta < 0 else (r | new | (shares[v] & ready))) & can_free
-        return S, M, ready, moved
-
-    ready0 = 0
-    rest = goal & ~start & ~ctx.source
-    while rest:
-        low = rest & -rest
-        if pred_mask[low.bit_length() - 1] & ~start == 0:
-            ready0 |= low
-        rest ^= low
+    ready0 = ready_at(ctx, start, goal)
     parent: dict[int, tuple[int, tuple[int, ...]]] = {}
     best_key: dict[int, int] = {start: floor}
     closed: set[int] = set()
@@ -731,6 +712,7 @@ class _Prep:
     seg_data: list[tuple[int, int, int, list[int], int]]  # start, goal, mem, order, worst
     floor: int  # proven lower bound on the piece's peak (hence on the whole problem's)
     results: dict[int, _Result] = field(default_factory=dict)
+    decided: dict[int, _Result] = field(default_factory=dict)  # open after the decisions
 
 
 def _prepare(ctx: Context, stored: Sequence[int] | None) -> _Prep:
@@ -848,13 +830,24 @@ def schedule(
             pr.results[i] = _Result([], 0, 0, True, 0)
         elif worst <= floor:
             pr.results[i] = _Result(order, worst, floor, True, 0)
+    # Pass 0: "is there an order better than the incumbent?" (decision.decide) until no:
+    # the incumbent is then optimal. Its time comes out of pass 1's share, so the phases
+    # after pass 1 keep the time they had without it.
+    before = time.monotonic()
+    quick_until = before + QUICK_SHARE * max(0.0, deadline - before)
+    states, floor = _decide_pass(work, floor, deadline, DECIDE_SHARE,
+                                 min(max_states, DECIDE_STATES))
     # Pass 1: the exact search on every open segment, a share of the time each (by size),
-    # up to QUICK_STATES states: most problems end here.
-    states, stopped, floor = _search_pass(work, floor, deadline, QUICK_SHARE,
+    # up to QUICK_STATES states.
+    now = time.monotonic()
+    quick = max(0.0, quick_until - now) / max(1e-9, deadline - now)
+    more, stopped, floor = _search_pass(work, floor, deadline, quick,
                                           min(max_states, QUICK_STATES), progress)
+    states += more
     if any(not pr.results[i].exact for pr, i in work):
         floor, more, stopped = _anytime(work, floor, deadline, max_states, progress)
         states += more
+    _merge_decided(work)
     full_order: list[int] = []
     for piece, pr in zip(pieces, preps, strict=True):
         if pr is None:
@@ -893,6 +886,78 @@ def _open_ops(pr: _Prep) -> int:
 def _ops(pr: _Prep, i: int) -> int:
     start, goal = pr.segments[i]
     return (goal & ~start).bit_count()
+
+
+def _decide_pass(work, floor: int, deadline: float, share: float,
+                 max_states: int) -> tuple[int, int]:
+    """Every segment without a result, hardest first, in a share of ``share`` of the time
+    left by its size, answered with ``decision.decide`` (``_decide_segment``). Returns the
+    states explored and the (possibly raised) proven floor."""
+    until = time.monotonic() + share * max(0.0, deadline - time.monotonic())
+    todo = [(pr, i) for pr, i in work if i not in pr.results]
+    states = 0
+    for k, (pr, i) in enumerate(todo):
+        size = sum(_ops(q, j) for q, j in todo[k:])
+        left = max(0.0, until - time.monotonic())
+        r = _decide_segment(pr, i, floor, time.monotonic() + left * _ops(pr, i) / max(1, size),
+                            max_states)
+        if r.exact:
+            pr.results[i] = r
+        else:  # kept aside: the later phases start from the starting orders, as without
+            pr.decided[i] = r  # decisions (their local searches are path-dependent)
+        states += r.states
+        floor = max(floor, r.bound)  # a proven lower bound on the whole problem
+    return states, floor
+
+
+def _merge_decided(work) -> None:
+    """Per segment, the better of the final order and the decisions' order, and the larger
+    of their bounds (the decisions' is already in the floor)."""
+    for pr, i in work:
+        d, r = pr.decided.pop(i, None), pr.results.get(i)
+        if d is None or r is None:
+            continue
+        r.bound = max(r.bound, d.bound)
+        if d.worst < r.worst:
+            r.order, r.worst = d.order, d.worst
+
+
+def _decide_segment(pr: _Prep, i: int, floor: int, until: float, max_states: int) -> _Result:
+    """Segment i by decisions. First from below: "an order within the floor?" (found: it
+    is optimal; proved: the least step above the floor that the search saw is a lower
+    bound, the new floor), while these probes stay within ``PROBE_STATES`` states; then
+    from above: "an order better than the incumbent?" (K = its peak minus one byte), again
+    after every better order found, until it is proved that none exists (the incumbent is
+    optimal) or a limit stops it (the better incumbent is kept, not exact); at most
+    ``max_states`` states in all."""
+    ctx = pr.ctx
+    start, goal, mem, order, worst = pr.seg_data[i]
+    goal &= ~_trailing(ctx, start, goal)
+    step = _mstep if ctx.source else _step
+    low, probes, n, stopped = floor, 0, 0, ""
+    while worst > low and not stopped:
+        below = probes < PROBE_STATES
+        if n >= max_states:
+            stopped = "state limit"
+            break
+        d = decide(ctx, start, goal, mem, low if below else worst - 1, until,
+                   min(max_states - n, PROBE_STATES - probes) if below else max_states - n,
+                   step, COMPILED_SEARCH)
+        n += d.states
+        if below:
+            probes += d.states
+        if d.heads is not None:
+            order = _expand(ctx, start, d.heads)
+            worst = _worst(ctx, start, mem, order)
+        elif d.proved:
+            low = d.over if below else worst  # proved: no order within K
+        elif not below or time.monotonic() > until:
+            stopped = d.stopped
+        else:
+            probes = PROBE_STATES  # the probe from below stopped: from above now
+    if worst <= low:
+        return _Result(order, worst, max(floor, worst), True, n)
+    return _Result(order, worst, low, False, n, stopped)
 
 
 def _search_pass(work, floor: int, deadline: float, share: float, max_states: int,

@@ -32,13 +32,14 @@ from .reductions import bits
 
 try:
     from ._searchcore import beam as _beam
+    from ._searchcore import decide as _decide
     from ._searchcore import flow_bound as _flow_bound
     from ._searchcore import flow_value as _flow_value
     from ._searchcore import make_flow as _make_flow
     from ._searchcore import make_tables as _make_tables
     from ._searchcore import search as _search
 except ImportError as exc:  # not built (no compiler at install time) or a foreign platform
-    _make_tables = _search = _make_flow = _flow_bound = _flow_value = _beam = None
+    _make_tables = _search = _make_flow = _flow_bound = _flow_value = _beam = _decide = None
     _IMPORT_ERROR = f"the compiled search core is not built ({exc})"
 else:
     _IMPORT_ERROR = ""
@@ -192,6 +193,17 @@ def beam(ctx, start: int, goal: int, ready0: int, mem: int, width: int,
     W = max(1, (ctx.p.n_ops + 63) // 64)
     return _beam(compiled(ctx).tables, _words(start, W), _words(goal, W), _words(ready0, W),
                  mem, width, max(0.0, deadline - time.monotonic()))
+
+
+def compiled_decide(ctx, start: int, goal: int, ready0: int, mem: int, K: int,
+                    deadline: float, max_states: int) -> tuple[list[int] | None, int, str, int]:
+    """``decision.decide``'s depth-first loop in C: (the macros of an order within K, in
+    order, or None; states explored; why it stopped; the least step above K seen), the
+    same as the Python loop's.
+    Raises MemoryError when out of memory."""
+    W = max(1, (ctx.p.n_ops + 63) // 64)
+    return _decide(compiled(ctx).tables, _words(start, W), _words(goal, W), _words(ready0, W),
+                   mem, K, max(0.0, deadline - time.monotonic()), max_states)
 
 
 def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,

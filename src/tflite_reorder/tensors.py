@@ -12,7 +12,7 @@ import math
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from .dtypes import NUMPY_TYPES, type_name
+from .dtypes import LITTLE_ENDIAN, type_name
 
 
 def text(raw: object) -> str:
@@ -61,13 +61,14 @@ def constant_data(model: schema.ModelT, t: schema.TensorT) -> np.ndarray | None:
     not fill the stored shape (sparse tensors).
     """
     buffers = model.buffers or []
-    if not 0 < t.buffer < len(buffers) or buffers[t.buffer].data is None:
+    data = buffers[t.buffer].data if 0 < t.buffer < len(buffers) else None
+    if data is None:
         return None
-    raw = np.asarray(buffers[t.buffer].data, np.uint8)
-    np_type = NUMPY_TYPES.get(type_name(t.type))
-    if raw.size == 0 or np_type is None or raw.size % np.dtype(np_type).itemsize:
+    raw = np.asarray(data, np.uint8)
+    dtype = LITTLE_ENDIAN.get(type_name(t.type))
+    if raw.size == 0 or dtype is None or raw.size % dtype.itemsize:
         return None
-    values = raw.view(np.dtype(np_type).newbyteorder("<"))
+    values = raw.view(dtype)
     shape = stored_shape(t)
     if values.size != math.prod(shape):
         return None

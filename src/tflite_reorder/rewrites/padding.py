@@ -22,7 +22,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from ..dtypes import tensor_bytes, type_name
 from ..flatbuffer_io import remove_offline_plan
-from ..graph import opcode_name, opcode_namer
+from ..graph import opcode_name
 from ..shapes import Shape, infer_subgraph, int_value
 from .edit import Editor
 
@@ -69,7 +69,7 @@ class PadRepair:
 
     op: int
     x: int
-    full: np.ndarray  # [rank of x, 2] int32: the S2B's paddings on its spatial axes
+    full: tuple[tuple[int, int], ...]  # per axis of x (int32): the S2B's spatial paddings
     grown: Shape
     pads_shape: Shape
 
@@ -87,10 +87,11 @@ def plan_repairs(model, s: int, shapes: list[Shape] | None = None) -> list[PadRe
     ``infer_subgraph`` raises.
     """
     sg = model.subgraphs[s]
-    name = opcode_namer(model)
+    codes = {i for i in range(len(model.operatorCodes or []))
+             if opcode_name(model, i) == "SPACE_TO_BATCH_ND"}
     found = [(i, op, pads) for i, op in enumerate(sg.operators or [])
-             if name(op.opcodeIndex) == "SPACE_TO_BATCH_ND"
-             and (pads := _s2b_paddings(model, sg, op)) is not None]
+             if op.opcodeIndex in codes
+             and (pads := _s2b_paddings(model, sg, op)) is not None] if codes else []
     if not found:
         return []
     shapes = infer_subgraph(model, s) if shapes is None else shapes
@@ -99,9 +100,9 @@ def plan_repairs(model, s: int, shapes: list[Shape] | None = None) -> list[PadRe
         x = int(op.inputs[0])
         shape = shapes[x]
         if len(pads) < len(shape) and min(shape) >= 0:
-            full = np.zeros((len(shape), 2), np.int32)
-            full[1:1 + len(pads)] = pads
-            grown = tuple(d + a + b for d, (a, b) in zip(shape, full.tolist(), strict=True))
+            rows = [tuple(_int32(v) for v in row) for row in pads.tolist()]
+            full = ((0, 0), *rows, *[(0, 0)] * (len(shape) - 1 - len(rows)))
+            grown = tuple(d + a + b for d, (a, b) in zip(shape, full, strict=True))
             out.append(PadRepair(i, x, full, grown, pads.shape))
     return out
 
@@ -134,6 +135,11 @@ def _repair_subgraph(model_t: schema.ModelT, s: int) -> list[dict]:
     return repairs
 
 
+def _int32(v: int) -> int:
+    """``v`` stored as int32 (the PAD's paddings constant), wrapping as numpy casts."""
+    return (v + 2**31) % 2**32 - 2**31
+
+
 def _s2b_paddings(model_t: schema.ModelT, sg: schema.SubGraphT, op) -> np.ndarray | None:
     """The [M, 2] paddings of a SPACE_TO_BATCH_ND that pads and can be repaired, else None."""
     if opcode_name(model_t, op.opcodeIndex) != "SPACE_TO_BATCH_ND" or len(op.inputs) < 3:
@@ -142,6 +148,9 @@ def _s2b_paddings(model_t: schema.ModelT, sg: schema.SubGraphT, op) -> np.ndarra
     if x < 0 or p < 0 or type_name(sg.tensors[x].type) not in REPAIRABLE_DTYPES:
         return None
     pads = int_value(model_t, sg.tensors[p])
-    if pads is None or pads.ndim != 2 or pads.shape[1] != 2 or not pads.any() or (pads < 0).any():
+    if pads is None or pads.ndim != 2 or pads.shape[1] != 2:
+        return None
+    values = pads.ravel().tolist()
+    if not any(values) or min(values) < 0:
         return None
     return pads
