@@ -248,3 +248,25 @@ def test_tflm_runs_what_litert_refuses_in_a_child(tmp_path):
     with pytest.raises(tflm.TflmError, match="killed by SIGFPE: LiteRT refuses it"):
         tflm.run_tflm(data, structured_inputs(data))
     assert tflm.measure_arena(data).head == 8192  # planning alone survives
+
+
+def test_tflm_runs_a_variable_subgraph_input_in_a_child():
+    """Fuzz seed 2033, case 1291: a WHILE body's int32 loop input marked variable. TFLM
+    runs the model as stored, but segfaults on it with our offline plan (which leaves the
+    variable at -1): TFLM runs such models in a child process, so the crash is an error
+    here, never a signal (the plan's fault itself is not fixed)."""
+    from tflite_reorder import api
+
+    m = load_model(ROOT / "models" / "while_float32.tflite").model
+    m.subgraphs[4].tensors[1].isVariable = True
+    data = serialize_model(m)
+    assert preflight.tflm_risks(data) == [
+        "subgraph 4 tensor 1 is a variable tensor and a subgraph input or output (TFLM can "
+        "crash on it)"]
+    assert preflight.tflm_risks((ROOT / "models" / "while_float32.tflite").read_bytes()) == []
+    if not tflm.available():
+        return
+    assert tflm.measure_arena(data).head > 0  # in a child: runs
+    out = api.optimize(data, verify=False, time_limit=0.2).data
+    with pytest.raises(tflm.TflmError, match="killed by SIGSEGV"):
+        tflm.measure_arena(out)

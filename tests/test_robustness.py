@@ -50,6 +50,9 @@ REJECTED = {
     "cycle.tflite": "operator graph has a cycle",
     "produced_twice.tflite": "is produced by operators 0 and 1",
     "recursive_control_flow.tflite": "control flow calls subgraph 0 recursively",
+    "unwritten_while_cond.tflite": "subgraph 3: output tensor 4 (while/Less) is written by no "
+                                   "operator",
+    "huge_input.tflite": "the model's inputs take 268960000 bytes per run, more than the",
     # no IfOptions: the runtimes' parsers call subgraph 0 for both branches
     "if_without_options.tflite": "control flow calls subgraph 0 recursively",
     "constant_size_mismatch.tflite": "tensor 6 needs 64 bytes of constant data for shape [16]",
@@ -85,6 +88,7 @@ ACCEPTED_NO_VERIFY = [
     "large_custom_options.tflite", "junk_constant_m1m1.tflite", "junk_constant_m2m3.tflite",
     "fill_int64_negative.tflite", "huge_stored_shape.tflite", "foreign_options.tflite",
     "uncalled_subgraph.tflite", "unscaled_add_operand.tflite", "conv_1d_input.tflite",
+    "huge_input.tflite",
 ]
 
 
@@ -170,7 +174,7 @@ def test_corpus_is_up_to_date():
     """The committed files are what the generator builds (and stay small)."""
     assert mb.main(["--check"]) == 0
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
-    assert total < 150_000
+    assert total < 200_000  # 44 kB of it: the one control-flow entry (while_float32)
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED))
@@ -269,6 +273,7 @@ PREFLIGHT = {
                      "nested_if_shared30.tflite", "unscaled_add_operand.tflite"), (0, 2, 2)),
     "large_custom_options.tflite": (0, 1, 0), "fill_int64_negative.tflite": (0, 1, 0),
     "fill_int64_huge.tflite": (2, 1, 2),
+    "huge_input.tflite": (0, 2, 0),  # check runs the runtimes; arena measures TFLM alone
     "junk_constant_m1m1.tflite": (0, 0, 0), "junk_constant_m2m3.tflite": (0, 0, 0),
     # as stored, TFLM would need a 34 GB arena: check and arena refuse it in one line;
     # inspect and the main command use the repaired shape

@@ -9,8 +9,7 @@ another model, ...) and runs the whole in-process pipeline on the bytes:
 ``api.optimize(data, verify=False, time_limit=…)`` (reader → graph → scheduler → arena
 plan → writer → re-read check) and ``api.peak_memory``; on a share of the cases
 (``--lever-share``, chosen by ``(seed, case index)`` too) also with the graph levers:
-``rewrite=True``, ``tile=True`` or both (the output re-read and preflighted; a rewrite
-alone must not need more arena than the input).
+``rewrite=True``, ``tile=True`` or both (the output re-read and preflighted).
 
 Outcomes: ``ok`` (both calls succeed; the written model is re-read and has the same
 operators), ``rejected`` (a clean ``ModelError``), ``crash`` (any other exception, or a
@@ -592,13 +591,14 @@ def run_case(data: bytes, time_limit: float,
 
 def _run_levers(data: bytes, time_limit: float, levers: dict[str, bool]) -> None:
     """``optimize`` with the levers: the output re-reads and passes (or is refused by) the
-    preflight; a rewrite alone never needs more arena than the input."""
+    preflight."""
     result = api.optimize(data, verify=False, time_limit=time_limit, **levers)
     parse_model(result.data, "<output>")
     _preflight(result.data)
-    rep = result.report
-    if not levers.get("tile") and rep.peak_after > rep.peak_before:
-        raise AssertionError(f"rewrite made it worse: {rep.peak_before} -> {rep.peak_after}")
+    # No "never worse" check here: on hostile models the report's figures are not the
+    # same quantity (peak_before counts a stored order that need not be topological,
+    # peak_without_rewrites leaves out repairs and kernel scratch); never worse is
+    # tested on valid models (tests/test_rewrites.py, tests/test_models.py).
 
 
 def _preflight(data: bytes) -> None:

@@ -283,6 +283,23 @@ def conv_1d_input() -> bytes:
     return serialize_model(m)
 
 
+def unwritten_while_cond() -> bytes:
+    """The WHILE condition subgraph of ``while_float32`` without its LESS: its output is
+    never written, and TFLM loops for ever on the arena's garbage."""
+    m = _base("while_float32")
+    m.subgraphs[3].operators = []
+    return serialize_model(m)
+
+
+def huge_input() -> bytes:
+    """The model input stored as [1, 4100, 4100, 16] int8 (257 MiB, of which the error
+    measurement would make 28 sets): the runtimes are not run on it."""
+    m = _base()
+    sg = m.subgraphs[0]
+    sg.tensors[int(sg.inputs[0])].shape = np.array([1, 4100, 4100, 16], np.int32)
+    return serialize_model(m)
+
+
 def _constant(m: schema.ModelT, t: schema.TensorT) -> bool:
     buf = m.buffers[t.buffer] if 0 < t.buffer < len(m.buffers) else None
     return buf is not None and buf.data is not None and len(buf.data) > 0
@@ -473,6 +490,8 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "uncalled_subgraph.tflite": uncalled_subgraph,
     "unscaled_add_operand.tflite": unscaled_add_operand,
     "conv_1d_input.tflite": conv_1d_input,
+    "unwritten_while_cond.tflite": unwritten_while_cond,
+    "huge_input.tflite": huge_input,
 }
 
 

@@ -269,6 +269,16 @@ def build_subgraph(
                     f"subgraph input nor a constant (uninitialized memory)"
                 )
 
+    for t in io_out:
+        if t not in producer and t not in io_in and tensors[t].in_arena \
+                and not getattr(raw_tensors[t], "externalBuffer", 0):
+            # the caller (or the user) reads whatever the arena held; a WHILE whose
+            # condition is such a tensor may never stop
+            raise ModelError(
+                f"{where}: output tensor {t} ({tensors[t].name}) is written by no "
+                f"operator and is neither a subgraph input nor a constant (uninitialized "
+                f"memory)")
+
     preds: list[set[int]] = [set() for _ in ops]
     for op in ops:
         for t in op.inputs:

@@ -50,7 +50,7 @@ from .dtypes import TYPE_NAMES
 from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
 from .graph import build_graph, marking_visits, opcode_name, post_order
 from .options import builtin_code
-from .tensors import text
+from .tensors import ints, text
 
 # The int8 reference SOFTMAX scales input differences by beta × scale × 2^(31 - 5) (5
 # integer bits) and checks that this multiplier exceeds 1 (``PreprocessSoftmaxScaling``).
@@ -103,6 +103,22 @@ def _unreached_operators(model: schema.ModelT) -> str:
                     f"calls it: TFLM prepares its kernels without planning them and can "
                     f"crash (a MEAN there segfaults it)")
     return ""
+
+
+def tflm_risks(model_bytes: bytes) -> list[str]:
+    """Why TFLM may crash on ``model_bytes`` though it may also run it (``tflm`` runs such
+    a model in a child process): a variable tensor that is an input or output of a called
+    subgraph. Measured (fuzzing): a WHILE body whose int32 loop input is marked variable
+    runs in TFLM as stored, but with an offline plan TFLM segfaults; why is not known."""
+    model = read_only(model_bytes)
+    risks = []
+    for s, sg in enumerate(model.subgraphs[1:], start=1):
+        for t in (*ints(sg.inputs), *ints(sg.outputs)):
+            if 0 <= t < len(sg.tensors) and sg.tensors[t].isVariable:
+                risks.append(f"subgraph {s} tensor {t} is a variable tensor and a subgraph "
+                             f"input or output (TFLM can crash on it)")
+                break
+    return risks
 
 
 def check_litert(model_bytes: bytes) -> None:

@@ -18,7 +18,9 @@ sized). Two input generators, for two purposes:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -32,8 +34,13 @@ import numpy as np
 
 from . import preflight
 from .dtypes import numpy_type, type_name
-from .flatbuffer_io import read_only
+from .flatbuffer_io import ModelError, read_only
 from .tensors import text
+
+# Bytes of one set of model inputs that verification and the rewrites' error measurement
+# generate (they run up to 28 sets): a corrupt stored shape can ask for gigabytes.
+MAX_INPUT_BYTES = 256 << 20
+ISOLATED_TIMEOUT = 600.0  # seconds a runtime's child process may take (``run_isolated``)
 
 
 def litert(data: bytes, preserve: bool = False):
@@ -107,8 +114,12 @@ def run_isolated(
         (d / "options.json").write_text(json.dumps({**options, "cases": len(cases)}))
         code = f"import sys; from {module} import _isolated_child; _isolated_child(sys.argv[1])"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True,
-                              text=True, env=env)
+        try:
+            proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True,
+                                  text=True, env=env, timeout=ISOLATED_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the runtime did not finish within {ISOLATED_TIMEOUT:g} s "
+                               f"(a loop that never ends?)") from None
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
             raise RuntimeError(f"the runtime was killed by {name}: "
@@ -179,9 +190,10 @@ def run_litert(data: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 def input_details(data: bytes) -> list[dict]:
     """Per input of subgraph 0, from the flatbuffer: ``name``, ``shape``, ``dtype`` and
     ``quantization`` (scale, zero point; (0.0, 0) when none), as LiteRT's
-    ``get_input_details`` gives them. Raises ``ValueError`` for a type numpy lacks."""
+    ``get_input_details`` gives them. Raises ``ValueError`` for a type numpy lacks and
+    ``ModelError`` for inputs past ``MAX_INPUT_BYTES`` (every input generator asks here)."""
     sg = read_only(data).subgraphs[0]
-    out = []
+    out, total = [], 0
     for t in sg.inputs if sg.inputs is not None else ():
         tensor = sg.tensors[int(t)]
         try:
@@ -196,6 +208,11 @@ def input_details(data: bytes) -> list[dict]:
                                                     else ())),
                     "dtype": dtype, "quantization": (float(scale[0]), int(zps[0]) if len(
                         zps) else 0) if len(scale) == 1 else (0.0, 0)})
+        total += np.dtype(dtype).itemsize * max(0, math.prod(out[-1]["shape"]))
+    if total > MAX_INPUT_BYTES:
+        raise ModelError(f"the model's inputs take {total} bytes per run, more than the "
+                         f"{MAX_INPUT_BYTES} the runtimes are run with (no verification or "
+                         f"error measurement: --no-verify, without --rewrite)")
     return out
 
 
@@ -228,8 +245,11 @@ def random_inputs(data: bytes, cases: int, seed: int = 0) -> list[list[np.ndarra
 def structured_inputs(data: bytes, seed: int = 0) -> list[np.ndarray]:
     """Values for every input of subgraph 0, in the model's dtypes and shapes (see above).
 
-    Raises ``TypeError`` for an input type numpy has no dtype for (strings, resources).
+    Raises ``TypeError`` for an input type numpy has no dtype for (strings, resources),
+    ``ModelError`` as ``input_details`` for inputs too large.
     """
+    with contextlib.suppress(ValueError):  # the type: raised below as TypeError
+        input_details(data)
     model = read_only(data)
     sg = model.subgraphs[0]
     rng = np.random.default_rng(seed)

@@ -176,7 +176,8 @@ _ISOLATED = False  # set in the child process of an isolated run: TFLM runs righ
 
 def _risk(model_bytes: bytes) -> str:
     """Why TFLM is run on ``model_bytes`` in a child process only ("" when in-process is
-    safe as far as known): it may abort on some inputs (``runtimes.abort_risks``), or
+    safe as far as known): it may abort on some inputs (``runtimes.abort_risks``), crash
+    (``preflight.tflm_risks``), or
     LiteRT refuses to prepare it (``runtimes.litert_refusal``), whose checks TFLM's kernels
     lack (they crash instead). The answer is the reason an abort is reported with.
     Raises ``ModelError`` as ``preflight.check``."""
@@ -184,7 +185,7 @@ def _risk(model_bytes: bytes) -> str:
         return ""
     data = bytes(model_bytes)
     preflight.check(data)  # what neither runtime survives: ModelError, as _interpreter
-    risks = runtimes.abort_risks(data)
+    risks = [*runtimes.abort_risks(data), *preflight.tflm_risks(data)]
     if risks:
         return "; ".join(risks)
     refused = runtimes.litert_refusal(data)
