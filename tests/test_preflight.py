@@ -270,3 +270,26 @@ def test_tflm_runs_a_variable_subgraph_input_in_a_child():
     out = api.optimize(data, verify=False, time_limit=0.2).data
     with pytest.raises(tflm.TflmError, match="killed by SIGSEGV"):
         tflm.measure_arena(out)
+
+
+def test_per_channel_add_operand_is_refused_where_litert_aborts(tmp_path):
+    """An int8 ADD reading a per-channel-quantised tensor (fuzz seed 4245 case 153: a conv
+    weight wired into the ADD of ``inplace_add_int8``): LiteRT reads one per-tensor scale,
+    0 for such a tensor, and aborts; the preflight refuses it. The model as converted,
+    whose ADD operands are per-tensor, passes."""
+    raw = (Path(__file__).resolve().parent.parent / "models" / "inplace_add_int8.tflite"
+           ).read_bytes()
+    m = load_model(raw).model
+    sg = m.subgraphs[0]
+    add = sg.operators[3]
+    int8 = sg.tensors[int(add.inputs[0])].type
+    weight = next(t for t, x in enumerate(sg.tensors)
+                  if x.type == int8 and x.quantization is not None
+                  and x.quantization.scale is not None and len(x.quantization.scale) > 1)
+    add.inputs = [int(add.inputs[0]), weight]
+    data = serialize_model(m)
+    code = raw_runtime_code("litert", data, tmp_path)
+    assert code < 0 or code == 134, code  # SIGABRT
+    with pytest.raises(ModelError, match=r"operator 3 \(ADD\).*per-channel scales"):
+        preflight.check(data)
+    preflight.check(raw)

@@ -8,7 +8,8 @@ native code instead of returning an error, which no ``try`` can catch:
 * a quantised (int8/int16) ADD, SUB or MUL with an operand or output that has no
   quantisation scale (an int32 constant wired into an int8 ADD, an int8 tensor stored
   without parameters): the kernels derive their multipliers from a scale of 0 and TFLM
-  ``abort()``s (LiteRT refuses operands of differing types, and aborts on a missing scale);
+  ``abort()``s (LiteRT refuses operands of differing types, and aborts on a missing scale,
+  and on per-channel scales: its kernels read one per-tensor scale, 0 for those);
 * an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
   segfaults;
@@ -184,6 +185,11 @@ def _check_scaled_arithmetic(model: schema.ModelT) -> None:
                         f"subgraph {s} operator {i} ({name}) has a quantised output but its "
                         f"tensor {t} ({TYPE_NAMES.get(tensor.type, tensor.type)}) has no "
                         f"quantization scale (TFLM aborts on it; LiteRT refuses it)")
+                if len(q.scale) != 1:
+                    raise ModelError(
+                        f"subgraph {s} operator {i} ({name}) has a quantised output but its "
+                        f"tensor {t} has {len(q.scale)} per-channel scales, not one (LiteRT "
+                        f"gives such a tensor a scale of 0 and aborts on it)")
 
 
 def _check_offline_plan(model: schema.ModelT) -> None:
