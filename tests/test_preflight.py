@@ -293,3 +293,20 @@ def test_per_channel_add_operand_is_refused_where_litert_aborts(tmp_path):
     with pytest.raises(ModelError, match=r"operator 3 \(ADD\).*per-channel scales"):
         preflight.check(data)
     preflight.check(raw)
+
+
+def test_strided_slice_without_strides_is_refused(tmp_path):
+    """A STRIDED_SLICE whose strides index is -1 (fuzz seed 4246 case 6351): LiteRT
+    segfaults in allocate_tensors; the preflight refuses it."""
+    raw = (Path(__file__).resolve().parent.parent / "models" / "multi_output_int8.tflite"
+           ).read_bytes()
+    m = load_model(raw).model
+    op = next(o for o in m.subgraphs[0].operators
+              if m.operatorCodes[o.opcodeIndex].builtinCode == 45)  # STRIDED_SLICE
+    op.inputs = [*(int(t) for t in op.inputs[:3]), -1]
+    data = serialize_model(m)
+    code = raw_runtime_code("litert", data, tmp_path)
+    assert code < 0 or code == 139, code  # SIGSEGV
+    with pytest.raises(ModelError, match=r"\(STRIDED_SLICE\) needs 4 inputs"):
+        preflight.check(data)
+    preflight.check(raw)

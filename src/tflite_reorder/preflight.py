@@ -80,6 +80,7 @@ def _check_model(model: schema.ModelT) -> None:
     _check_scaled_arithmetic(model)
     _check_offline_plan(model)
     _check_softmax(model)
+    _check_required_inputs(model)
     visits = marking_visits(build_graph(model))
     if visits > MAX_MARKING_VISITS:
         raise ModelError(
@@ -190,6 +191,26 @@ def _check_scaled_arithmetic(model: schema.ModelT) -> None:
                         f"subgraph {s} operator {i} ({name}) has a quantised output but its "
                         f"tensor {t} has {len(q.scale)} per-channel scales, not one (LiteRT "
                         f"gives such a tensor a scale of 0 and aborts on it)")
+
+
+# Inputs a kernel reads without checking that they are present (an index of -1 or a
+# shorter list makes it dereference null: fuzz seed 4246 case 6351, LiteRT segfaulted on a
+# STRIDED_SLICE whose strides index was -1).
+REQUIRED_INPUTS = {"STRIDED_SLICE": 4}
+
+
+def _check_required_inputs(model: schema.ModelT) -> None:
+    for s, sg in enumerate(model.subgraphs):
+        for i, op in enumerate(sg.operators or []):
+            name = opcode_name(model, op.opcodeIndex)
+            need = REQUIRED_INPUTS.get(name)
+            if need is None:
+                continue
+            ins = [] if op.inputs is None else [int(t) for t in op.inputs]
+            if len(ins) < need or any(t < 0 for t in ins[:need]):
+                raise ModelError(
+                    f"subgraph {s} operator {i} ({name}) needs {need} inputs but has "
+                    f"{ins} (the runtimes read every one: an absent one crashes them)")
 
 
 def _check_offline_plan(model: schema.ModelT) -> None:
