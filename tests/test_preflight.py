@@ -272,41 +272,46 @@ def test_tflm_runs_a_variable_subgraph_input_in_a_child():
         tflm.measure_arena(out)
 
 
+def _refused_where_litert_dies(tmp_path, name: str, mutate, signal: int, match: str) -> None:
+    """``mutate`` applied to ``models/<name>.tflite`` kills raw LiteRT with ``signal``
+    (SIGABRT 134, SIGSEGV 139); the preflight refuses it with ``match``, and the model as
+    shipped passes."""
+    raw = (Path(__file__).resolve().parent.parent / "models" / f"{name}.tflite").read_bytes()
+    m = load_model(raw).model
+    mutate(m)
+    data = serialize_model(m)
+    code = raw_runtime_code("litert", data, tmp_path)
+    assert code < 0 or code == signal, code
+    with pytest.raises(ModelError, match=match):
+        preflight.check(data)
+    preflight.check(raw)
+
+
 def test_per_channel_add_operand_is_refused_where_litert_aborts(tmp_path):
     """An int8 ADD reading a per-channel-quantised tensor (fuzz seed 4245 case 153: a conv
     weight wired into the ADD of ``inplace_add_int8``): LiteRT reads one per-tensor scale,
     0 for such a tensor, and aborts; the preflight refuses it. The model as converted,
     whose ADD operands are per-tensor, passes."""
-    raw = (Path(__file__).resolve().parent.parent / "models" / "inplace_add_int8.tflite"
-           ).read_bytes()
-    m = load_model(raw).model
-    sg = m.subgraphs[0]
-    add = sg.operators[3]
-    int8 = sg.tensors[int(add.inputs[0])].type
-    weight = next(t for t, x in enumerate(sg.tensors)
-                  if x.type == int8 and x.quantization is not None
-                  and x.quantization.scale is not None and len(x.quantization.scale) > 1)
-    add.inputs = [int(add.inputs[0]), weight]
-    data = serialize_model(m)
-    code = raw_runtime_code("litert", data, tmp_path)
-    assert code < 0 or code == 134, code  # SIGABRT
-    with pytest.raises(ModelError, match=r"operator 3 \(ADD\).*per-channel scales"):
-        preflight.check(data)
-    preflight.check(raw)
+    def wire_weight(m) -> None:
+        sg = m.subgraphs[0]
+        add = sg.operators[3]
+        int8 = sg.tensors[int(add.inputs[0])].type
+        weight = next(t for t, x in enumerate(sg.tensors)
+                      if x.type == int8 and x.quantization is not None
+                      and x.quantization.scale is not None and len(x.quantization.scale) > 1)
+        add.inputs = [int(add.inputs[0]), weight]
+
+    _refused_where_litert_dies(tmp_path, "inplace_add_int8", wire_weight, 134,
+                               r"operator 3 \(ADD\).*per-channel scales")
 
 
 def test_strided_slice_without_strides_is_refused(tmp_path):
     """A STRIDED_SLICE whose strides index is -1 (fuzz seed 4246 case 6351): LiteRT
     segfaults in allocate_tensors; the preflight refuses it."""
-    raw = (Path(__file__).resolve().parent.parent / "models" / "multi_output_int8.tflite"
-           ).read_bytes()
-    m = load_model(raw).model
-    op = next(o for o in m.subgraphs[0].operators
-              if m.operatorCodes[o.opcodeIndex].builtinCode == 45)  # STRIDED_SLICE
-    op.inputs = [*(int(t) for t in op.inputs[:3]), -1]
-    data = serialize_model(m)
-    code = raw_runtime_code("litert", data, tmp_path)
-    assert code < 0 or code == 139, code  # SIGSEGV
-    with pytest.raises(ModelError, match=r"\(STRIDED_SLICE\) needs 4 inputs"):
-        preflight.check(data)
-    preflight.check(raw)
+    def drop_strides(m) -> None:
+        op = next(o for o in m.subgraphs[0].operators
+                  if m.operatorCodes[o.opcodeIndex].builtinCode == 45)  # STRIDED_SLICE
+        op.inputs = [*(int(t) for t in op.inputs[:3]), -1]
+
+    _refused_where_litert_dies(tmp_path, "multi_output_int8", drop_strides, 139,
+                               r"\(STRIDED_SLICE\) needs 4 inputs")
