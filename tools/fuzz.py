@@ -45,6 +45,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from tflite_reorder import api, preflight
+from tflite_reorder.dtypes import tensor_bytes, type_name
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -515,22 +516,26 @@ def _junk_constant(rng, m, _s) -> str:
 
 
 def _constant_output(rng, m, _s) -> str:
-    """An operator's output given a buffer of data (its own, or a weight's): the runtimes
-    would write into the model's bytes."""
+    """An operator's output given a buffer of data (a weight's of its size, or a new one,
+    mostly of its size): the runtimes would write into the model's bytes."""
     sg, i = _pick_op(rng, m)
     outs = _vec(sg.operators[i].outputs)
     if not outs or not 0 <= outs[0] < len(sg.tensors or []):
         raise _Skip
     t = sg.tensors[outs[0]]
-    weights = [k for k, b in enumerate(m.buffers or []) if b.data is not None and len(b.data)]
+    shape = tuple(_vec(t.shape))
+    size = tensor_bytes(shape, type_name(t.type)) if all(d >= 0 for d in shape) else 0
+    weights = [k for k, b in enumerate(m.buffers or [])
+               if b.data is not None and len(b.data) == size > 0]
     if weights and rng.random() < 0.5:
         t.buffer = rng.choice(weights)
         return f"op {i} output {outs[0]} given weight buffer {t.buffer}"
     buf = schema.BufferT()
-    buf.data = np.full(rng.choice((1, 4, 64, 1024)), 3, np.uint8)
+    n = size if 0 < size <= 1 << 20 and rng.random() < 0.8 else rng.choice((1, 4, 64))
+    buf.data = np.full(n, 3, np.uint8)
     m.buffers = [*(m.buffers or [schema.BufferT()]), buf]
     t.buffer = len(m.buffers) - 1
-    return f"op {i} output {outs[0]} given a new buffer of {len(buf.data)} bytes"
+    return f"op {i} output {outs[0]} given a new buffer of {n} bytes"
 
 
 def _read_before_write(rng, m, _s) -> str:
