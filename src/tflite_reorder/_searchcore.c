@@ -1066,10 +1066,10 @@ static PyObject *search(PyObject *self, PyObject *args) {
     PyObject *cap, *ostart, *ogoal, *oready0, *ocands, *flow_of, *bound_cb, *progress_cb;
     long long mem, floor_, ub, max_states, closure_after;
     double seconds;
-    int n_frontier;
-    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOOOi", &cap, &ostart, &ogoal, &oready0, &mem,
+    int n_frontier, dominance;
+    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOOOip", &cap, &ostart, &ogoal, &oready0, &mem,
                           &floor_, &ub, &seconds, &max_states, &closure_after, &ocands, &flow_of,
-                          &bound_cb, &progress_cb, &n_frontier))
+                          &bound_cb, &progress_cb, &n_frontier, &dominance))
         return NULL;
     Tables *T = PyCapsule_GetPointer(cap, "searchcore.Tables");
     if (!T)
@@ -1084,9 +1084,10 @@ static PyObject *search(PyObject *self, PyObject *args) {
     Table tab;
     Heap heap;
     int tab_ok = table_init(&tab, W) == 0, heap_ok = heap_init(&heap, W, &tab) == 0;
-    u64 *buf = malloc((size_t)W * 8 * 16);
+    u64 *buf = malloc((size_t)W * 8 * 21);
     int32_t *moved = malloc(((size_t)T->n + 1) * sizeof(int32_t));
-    if (!tab_ok || !heap_ok || !buf || !moved) {
+    int32_t *dmv = malloc(((size_t)T->n + 1) * sizeof(int32_t));  /* dominance: moves */
+    if (!tab_ok || !heap_ok || !buf || !moved || !dmv) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1094,6 +1095,8 @@ static PyObject *search(PyObject *self, PyObject *args) {
     u64 *ready = buf + 4 * W, *check = buf + 5 * W, *S3 = buf + 6 * W, *R3 = buf + 7 * W;
     u64 *r = buf + 8 * W, *S2 = buf + 9 * W, *nw = buf + 10 * W, *R2 = buf + 11 * W;
     u64 *chk = buf + 12 * W, *Sf = buf + 13 * W;
+    u64 *dS = buf + 16 * W, *dR = buf + 17 * W, *dr = buf + 18 * W, *dS2 = buf + 19 * W;
+    u64 *dnw = buf + 20 * W;
     if (bytes_to_bits(ostart, start, W, "start") < 0 || bytes_to_bits(ogoal, goal, W, "goal") < 0
         || bytes_to_bits(oready0, ready0, W, "ready0") < 0)
         goto done;
@@ -1265,6 +1268,36 @@ static PyObject *search(PyObject *self, PyObject *args) {
             memcpy(Sf, S3, (size_t)W * 8);
             break;
         }
+        if (dominance) {  /* scheduler.dominated */
+            int dom = 0, dfrom = 0;
+            for (int w = 0; w < W; w++)
+                dr[w] = R3[w] & T->can_free[w];
+            for (;;) {
+                int v = lowest(dr, W, &dfrom);
+                if (v < 0)
+                    break;
+                clrbit(dr, v);
+                int64_t up, delta;
+                step(T, S3, v, dS, &up, &delta);
+                if (delta > 0)
+                    continue;
+                newly_ready(T, goal, v, dS, dnw);
+                for (int w = 0; w < W; w++)
+                    dR[w] = R3[w] | dnw[w];
+                clrbit(dR, v);
+                int64_t dM = M3 + delta;
+                free_moves(T, goal, dS, dR, &dM, key, dR, S2, dS2, dnw, dmv);
+                int32_t ti = table_find(&tab, dS, hash_bits(dS, W));
+                if (ti >= 0 && tab.e[ti].closed) {
+                    dom = 1;
+                    break;
+                }
+            }
+            if (dom) {
+                tab.e[s3i].closed = 1;
+                continue;
+            }
+        }
         tab.e[s3i].closed = 1;
         expanded++;
         work += popcount(R3, W);
@@ -1375,6 +1408,7 @@ done:
         heap_free(&heap);
     free(buf);
     free(moved);
+    free(dmv);
     return result;
 }
 
