@@ -470,6 +470,7 @@ def search(
     max_states: int,
     progress: Progress | None = None,
     state_bounds: bool = True,
+    dominance: bool = True,
 ) -> _Result:
     """Best-first bottleneck search from downset ``start`` to ``goal``.
 
@@ -479,7 +480,8 @@ def search(
     S only and never exceeds the peak of a completion from S, so the first goal taken off
     the heap is still optimal, and a free move under the raised key is still free).
     ``state_bounds=False``: no per-state bounds (lns.py's many small window searches, whose
-    budgets of a few thousand states the flows would eat).
+    budgets of a few thousand states the flows would eat). ``dominance``: a state dominated
+    by a closed one (``dominated``) is closed without being expanded.
     """
     entered = time.monotonic()
     best_order, best_worst = incumbent
@@ -522,7 +524,7 @@ def search(
         closure_of = (lambda v: _state_closure(ctx, v)) if COMPILED_BOUNDS else None
         found, expanded, stopped, heap, parent = compiled_search(
             ctx, start, goal, ready0, mem, floor, ub, deadline, max_states, closure_after,
-            cands, closure_of, bound_cb, progress)
+            cands, closure_of, bound_cb, progress, dominance)
     while heap and not compiled:
         item = heapq.heappop(heap)
         key, negdepth, M, S, ready, check = item
@@ -551,6 +553,9 @@ def search(
         if S3 == goal:
             found = key
             break
+        if dominance and dominated(ctx, step, goal, S3, M3, key, ready3, closed):
+            closed.add(S3)  # a closed state does all it can at no higher key
+            continue
         closed.add(S3)
         expanded += 1
         # Checked after every 16 expansions or 2,000 step evaluations, whichever comes
@@ -593,6 +598,41 @@ def search(
             ctx, heap, parent, start, goal, mem, (best_order, best_worst), until
         )
     return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
+
+
+def dominated(ctx: Context, step, goal: int, S: int, M: int, key: int, ready: int,
+              closed) -> bool:
+    """Whether state S (resident M bytes, free moves under ``key`` applied) is dominated: a
+    ready macro v whose kept outputs are no larger than the inputs dying at it (its step
+    is above ``key``, else it would have been a free move) leads, with the free moves under
+    ``key`` after it, to a state in ``closed``.
+
+    Why S can then be closed unexpanded (best-first and the decisions alike):
+    running v first never raises a step of any completion. Take a completion C of S; for
+    an op w before v in C, with X the state before w, v's change of resident bytes in X is
+    at most its change in S (more of v's inputs die once more of their readers ran), so
+    M(X + v) <= M(X) + delta(v|S) <= M(X), and w's own step above resident bytes (its
+    outputs less those placed in a dying input) is no larger in X + v, where more inputs
+    die; after v the states are the same. So C without v, from S + v, has every step at
+    most C's; free moves under the key keep that (``decision.free_moves``). A closed state
+    T was taken off the heap at a key no higher than S's (keys come off in order) and its
+    completions include everything S + v can do, hence everything S can do: an optimal
+    order through S has one through T at no higher key, and T was expanded (or is itself
+    dominated by a larger closed state: the chain ends). The same lemma holds for macros
+    (``reductions``): a macro's step and change of resident bytes only fall as S grows.
+    Brute-force checked in ``tests/test_scheduler.py``.
+    """
+    r = ready & ctx.can_free
+    while r:
+        low = r & -r
+        v = low.bit_length() - 1
+        r ^= low
+        _, delta, T, _ = step(ctx, S, v)
+        if delta <= 0:
+            ready_t = (ready ^ low) | _newly_ready(ctx, goal, v, T)
+            if _free_moves(ctx, step, goal, T, M + delta, key, ready_t, ready_t)[0] in closed:
+                return True
+    return False
 
 
 def _state_bound(ctx: Context, cands: Sequence[int], S: int, key: int) -> int:
