@@ -25,7 +25,8 @@ def test_identical_models_verify_bit_for_bit():
     result = verify(data, data, use_tflm=False)
     (c,) = result.comparisons
     assert result.ok and c.identical and c.max_abs_diff == 0.0 and c.cases == 3
-    assert result.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller"}]
+    assert result.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller",
+                                          "timed_out": False}]
 
 
 def test_a_different_output_fails_unless_within_tolerance():
@@ -74,7 +75,8 @@ def test_runtimes_not_run_are_listed_with_the_reason(monkeypatch):
     data = model_path("inception_int8").read_bytes()
     ver = verify(data, data, use_tflm=False)
     assert ver.ok and [c.runtime for c in ver.comparisons] == ["litert"]
-    assert ver.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller"}]
+    assert ver.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller",
+                                          "timed_out": False}]
     monkeypatch.setattr(tflm, "available", lambda: False)
     (_, t) = runnability(data)
     assert (t.runtime, t.runs, t.why) == ("tflm", False, "tflite-micro is not installed")
