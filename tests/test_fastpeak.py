@@ -29,7 +29,6 @@ needs_core = pytest.mark.skipif(bool(fastpeak.unavailable()),
                                 reason=f"compiled path: {fastpeak.unavailable()}")
 # Shipped models the compiled path declines, and why (the general path answers them).
 DECLINED = {
-    "while_float32": "not one subgraph",
     "mobilenet_deep_fp16w": "state limit",  # 357 ops behind DEQUANTIZE sources
 }
 # Shipped models whose padding the compiled path repairs and whose stored shapes it corrects
@@ -230,7 +229,8 @@ def _mutations(raw: bytes, n: int, seed: int):
 
 @needs_core
 @pytest.mark.parametrize("name", ["add_tree_int8", "tiny3_int8", "hconcat_int8",
-                                  "unknown_op", "audio_custom", "dilated_int8"])
+                                  "unknown_op", "audio_custom", "dilated_int8",
+                                  "while_float32"])
 def test_mutated_bytes(name: str, monkeypatch) -> None:
     """Corrupt bytes (shapes, indices, offsets, truncation): the compiled path declines or
     answers as the general path does; ``peak_memory`` gives the general path's answer or
@@ -392,3 +392,161 @@ def test_malformed_edits_raise() -> None:
     assert isinstance(peak(*args, array("q", [9, 0, 0, 0, -1]).tobytes(), b"", b""), str)
     assert isinstance(peak(*args, b"", array("q", [300, 1]).tobytes(), b""), str)
     assert isinstance(peak(*args, b"", b"", array("q", [10**6, 1]).tobytes()), str)
+
+
+def test_control_flow_callees_are_the_first_slots_of_their_options() -> None:
+    """The compiled reader reads a control-flow op's callees from slots 0.. of its options
+    table, in ``graph.CONTROL_FLOW``'s order: the generated code must put them there."""
+    import flatbuffers
+
+    from tflite_reorder.graph import CONTROL_FLOW
+    for name, fields in CONTROL_FLOW.items():
+        table = getattr(schema, {"IF": "IfOptionsT", "WHILE": "WhileOptionsT",
+                                 "CALL_ONCE": "CallOnceOptionsT"}[name])()
+        for k, field in enumerate(fields):
+            setattr(table, field, 7 + k)
+        b = flatbuffers.Builder(0)
+        b.Finish(table.Pack(b))
+        raw = bytes(b.Output())
+        tab = flatbuffers.table.Table(raw, flatbuffers.encode.Get(flatbuffers.packer.uoffset,
+                                                                  raw, 0))
+        for k in range(len(fields)):
+            off = tab.Offset(4 + 2 * k)
+            assert off and tab.Get(flatbuffers.number_types.Int32Flags, tab.Pos + off) == 7 + k
+
+
+class _FlowBuilder:
+    """Models of several subgraphs: plain ops without a shape rule (their stored shapes
+    stand), IF / WHILE / CALL_ONCE whose callees' inputs and outputs match the op's (so
+    inference changes nothing), each callee new (a tree of calls) unless ``share``."""
+
+    PLAIN = ["GATHER_ND", "ATAN2", "RANK", "CONV_3D"]
+
+    def __init__(self, rng: random.Random, budget: int, share: float = 0.0) -> None:
+        self.rng, self.budget, self.share = rng, budget, share
+        self.m = m = schema.ModelT()
+        m.version, m.buffers, m.operatorCodes, m.subgraphs = 3, [schema.BufferT()], [], []
+        self.codes: dict[str, int] = {}
+        self.subgraph([], [], 0)  # subgraph 0 first: its callees are numbered after it
+
+    def code(self, name: str) -> int:
+        if name not in self.codes:
+            c = schema.OperatorCodeT()
+            c.builtinCode = getattr(schema.BuiltinOperator, name)
+            c.deprecatedBuiltinCode = min(c.builtinCode, 127)
+            self.codes[name] = len(self.m.operatorCodes)
+            self.m.operatorCodes.append(c)
+        return self.codes[name]
+
+    def tensor(self, sg, shape, type_=schema.TensorType.INT8, const=False) -> int:
+        t = schema.TensorT()
+        t.name, t.type, t.shape = f"t{len(sg.tensors)}", type_, np.array(shape, np.int32)
+        t.buffer = 0
+        if const:
+            b = schema.BufferT()
+            b.data = np.zeros(int(np.prod(shape)) * (1 if type_ != 0 else 4), np.uint8)
+            self.m.buffers.append(b)
+            t.buffer = len(self.m.buffers) - 1
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    def op(self, sg, name, ins, outs, options=None) -> None:
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs = self.code(name), np.array(ins, np.int32)
+        op.outputs = np.array(outs, np.int32)
+        if options is not None:
+            op.builtinOptionsType = getattr(schema.BuiltinOptions, type(options).__name__[:-1])
+            op.builtinOptions = options
+        sg.operators.append(op)
+
+    def shape_of(self, sg, t):
+        return list(sg.tensors[t].shape), sg.tensors[t].type
+
+    def callee(self, sigs_in, sigs_out, depth) -> int:
+        if self.share and len(self.m.subgraphs) > 1 and self.rng.random() < self.share:
+            return self.rng.randrange(1, len(self.m.subgraphs))  # shared (or mismatched)
+        return self.subgraph(sigs_in, sigs_out, depth)
+
+    def subgraph(self, sigs_in, sigs_out, depth) -> int:
+        rng = self.rng
+        sg = schema.SubGraphT()
+        sg.tensors, sg.operators = [], []
+        s = len(self.m.subgraphs)
+        self.m.subgraphs.append(sg)
+        widths = [4, 8, 16, 40, 64, 100]
+        if depth == 0:
+            sigs_in = [([1, rng.choice(widths)], schema.TensorType.INT8)
+                       for _ in range(rng.randint(1, 2))]
+        ins = [self.tensor(sg, shape, type_) for shape, type_ in sigs_in]
+        avail = list(ins) or [self.tensor(sg, [8], const=True)]
+        for _ in range(rng.randint(1, 5)):
+            pick = list(dict.fromkeys(rng.sample(avail[-3:], min(len(avail[-3:]),
+                                                                   rng.randint(1, 2)))))
+            kind = rng.random()
+            if depth < 3 and self.budget > 0 and kind < 0.45:
+                flow = rng.choice(["IF", "WHILE", "WHILE", "CALL_ONCE"])
+                sig = [self.shape_of(sg, t) for t in pick]
+                if flow == "IF":
+                    self.budget -= 2
+                    cond = self.tensor(sg, [], schema.TensorType.BOOL)
+                    self.op(sg, "GATHER_ND", [pick[0]], [cond])
+                    outs_sig = [([1, rng.choice(widths)], schema.TensorType.INT8)
+                                for _ in range(rng.randint(1, 2))]
+                    outs = [self.tensor(sg, sh, ty) for sh, ty in outs_sig]
+                    opts = schema.IfOptionsT()
+                    opts.thenSubgraphIndex = self.callee(sig, outs_sig, depth + 1)
+                    opts.elseSubgraphIndex = self.callee(sig, outs_sig, depth + 1)
+                    self.op(sg, "IF", [cond, *pick], outs, opts)
+                elif flow == "WHILE":
+                    self.budget -= 2
+                    outs = [self.tensor(sg, sh, ty) for sh, ty in sig]
+                    opts = schema.WhileOptionsT()
+                    opts.condSubgraphIndex = self.callee(sig, [([], schema.TensorType.BOOL)],
+                                                         depth + 1)
+                    opts.bodySubgraphIndex = self.callee(sig, sig, depth + 1)
+                    self.op(sg, "WHILE", pick, outs, opts)
+                else:
+                    self.budget -= 1
+                    opts = schema.CallOnceOptionsT()
+                    opts.initSubgraphIndex = self.callee([], [], depth + 1)
+                    self.op(sg, "CALL_ONCE", [], [], opts)
+                    continue
+            else:
+                outs = [self.tensor(sg, [1, rng.choice(widths)])
+                        for _ in range(rng.choice([1, 1, 2]))]
+                self.op(sg, rng.choice(self.PLAIN), pick, outs)
+            avail.extend(outs)
+        if depth == 0:
+            sigs_out = [self.shape_of(sg, avail[-1])]
+            outs = [avail[-1]]
+        else:
+            outs = []
+            for shape, type_ in sigs_out:
+                t = self.tensor(sg, shape, type_)
+                self.op(sg, rng.choice(self.PLAIN), [rng.choice(avail)], [t])
+                outs.append(t)
+        sg.inputs, sg.outputs = np.array(ins, np.int32), np.array(outs, np.int32)
+        return s
+
+
+@needs_core
+def test_random_control_flow_models(monkeypatch) -> None:
+    """Trees of IF / WHILE / CALL_ONCE calls: the compiled path answers what the general
+    path (``memory._NestedPeaks`` and the replay) answers; callees shared or calling back
+    (not a tree) are declined, and ``peak_memory`` gives the general path's answer."""
+    rng = random.Random(1616)
+    answered = declined_shared = 0
+    for case in range(160):
+        share = 0.5 if case % 4 == 3 else 0.0
+        m = _FlowBuilder(rng, rng.randint(1, 8), share).m
+        raw = serialize_model(m)
+        got = fastpeak.answer(raw, 10.0)
+        ref = _general(raw, monkeypatch)
+        if isinstance(got, str):
+            assert _outcome(raw) == ref
+            declined_shared += bool(share)
+            continue
+        answered += 1
+        assert (got[0], got[1], got[1], True) == ref, (case, got, ref)
+    assert answered > 90
+    assert declined_shared > 10

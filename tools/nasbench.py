@@ -280,14 +280,23 @@ def markdown(rows: list[dict], seconds: float, time_limit: float, header: str) -
         "and its shapes inferred by the general path's reader and inference; the C call "
         "then counts the inferred sizes where stored shapes are wrong, and adds the PAD "
         "operators and tensors of the SPACE_TO_BATCH_ND padding repair the general path "
-        "makes (planned by `rewrites.padding.plan_repairs`, the repair's one home). The "
-        "compiled path answers only with a proven minimum, so its answer is the general "
-        "path's; it declines (and the general path answers, or raises the same one-line "
-        "error) for several subgraphs or control flow, external data, dynamic dimensions, "
-        "anything malformed, and searches past its state limit (150,000 states) or half "
-        "the time limit. `tests/test_fastpeak.py` compares it with the general path on "
-        "every shipped model, random graphs (SPACE_TO_BATCH_ND chains and wrong stored "
-        "shapes among them), mutated bytes and the bad-input corpus.",
+        "makes (planned by `rewrites.padding.plan_repairs`, the repair's one home). "
+        "Control flow (IF, WHILE, CALL_ONCE) is answered in the same call when its calls "
+        "form a tree (subgraph 0 calls the others, each called by one operator, once): "
+        "each subgraph is searched after the subgraphs it nests, each control-flow "
+        "operator carrying the largest peak of its callees (what `memory._NestedPeaks` "
+        "composes when no callee is placed again elsewhere), the stored peak their "
+        "stored orders' peaks; such a model is answered when inference changes no stored "
+        "shape and nothing needs the padding repair. The compiled path answers only with "
+        "a proven minimum, so its answer is the general path's; it declines (and the "
+        "general path answers, or raises the same one-line error) for control flow that "
+        "shares or skips subgraphs, several subgraphs with shapes to correct or padding "
+        "to repair, external data, dynamic dimensions, anything malformed, and searches "
+        "past its state limit (150,000 states per subgraph) or half the time limit. "
+        "`tests/test_fastpeak.py` compares it with the general path on every shipped "
+        "model, random graphs (SPACE_TO_BATCH_ND chains, wrong stored shapes and trees "
+        "of IF / WHILE / CALL_ONCE among them, shared callees too), mutated bytes and the "
+        "bad-input corpus.",
         "",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 /*
  * peak_memory's compiled path (fastpeak.py), the function fast_peak of the _searchcore
  * extension (this file is its second translation unit), and fastread's field reads in C
- * (lite_tables, at the end). fast_peak: a one-subgraph .tflite read straight from its
+ * (lite_tables, at the end). fast_peak: a .tflite read straight from its
  * flatbuffer tables into flat arrays, its operator graph built on them, the stored order's
  * peak and the minimum peak found by an exact best-first search, all without one Python
  * object per tensor or operator.
@@ -10,7 +10,7 @@
  * + scheduling.peak_of_graph) does, and says why not otherwise (a short reason string): the
  * caller then runs the general path, which also gives the errors for bad input. So every
  * check here is an acceptance test, stricter than the general reader's: anything unusual
- * (several subgraphs, control flow, external data, dynamic dimensions, an index
+ * (control flow other than a tree of calls, external data, dynamic dimensions, an index
  * out of range, a tensor written twice, reads of memory nothing writes, a stored order that
  * is not topological, ...) is declined, never reported.
  *
@@ -148,13 +148,17 @@ typedef struct {
     const int32_t *type_size;   /* [256] bytes per element (0: not an arena type) */
     const int32_t *fixed_size;  /* [256] constant-size check's element bytes (0: unchecked) */
     const uint8_t *type_state;  /* [256] 1: tensors of this type order their ops */
-    const uint8_t *op_flags;    /* per builtin code: 1 stateful, 2 decline */
+    const uint8_t *op_flags;    /* per builtin code: 1 stateful, 2 decline, 4 shape rule,
+                                 * 8 control flow (nests subgraphs) */
+    const uint8_t *call_info;   /* per builtin code: the options type naming its callees,
+                                 * how many (graph.CONTROL_FLOW; slots 0.. of that table) */
     int64_t n_op_flags;         /* codes beyond: stateful (unknown builtins) */
     int64_t version, align, max_arena;
     int64_t max_tensors, max_ops, max_buffers, max_entries;
 } Rules;
 
-enum { OPF_STATEFUL = 1, OPF_DECLINE = 2, OPF_SHAPE_RULE = 4 };
+enum { OPF_STATEFUL = 1, OPF_DECLINE = 2, OPF_SHAPE_RULE = 4, OPF_CALLS = 8 };
+#define MAX_SUBGRAPHS 1024 /* the compiled path declines more */
 static const char NEEDS_SHAPES[] = "shape inference needed";
 
 typedef struct {
@@ -168,7 +172,23 @@ typedef struct {
     int n_io_in;
     int64_t unplaced;  /* largest arena tensor no op or subgraph list refers to */
     int shape_rules;   /* some op has a shape rule: inference might change a shape */
+    int32_t *call_ptr, *calls; /* CSR per op: the subgraphs it nests, in marking order */
 } Graph;
+
+/* What every subgraph's read shares: the model's tables and the reader's running totals
+ * (its limits are for all subgraphs together, as flatbuffer_io counts them). */
+typedef struct {
+    int64_t n_codes, codes0, n_sub, sub0, n_buf, buf0;
+    int64_t *held;        /* per buffer: inline data bytes */
+    uint8_t *code_flags;  /* per operator code: its builtin's flags */
+    int32_t *code_builtin;
+    int64_t tensors, ops, entries, arena;
+} ModelTabs;
+
+static void model_free(ModelTabs *m) {
+    free(m->held); free(m->code_flags); free(m->code_builtin);
+    memset(m, 0, sizeof *m);
+}
 
 /* Operators a repair adds (fastpeak.py builds them from rewrites.padding's plan): each is
  * run just before stored op `before`, whose inputs become `repl` (n_repl < 0: unchanged).
@@ -237,14 +257,15 @@ static inline int64_t io_at(const IoList *l, int64_t i) {
 static void graph_free(Graph *g) {
     free(g->nbytes); free(g->in_arena); free(g->is_input); free(g->pinned); free(g->state);
     free(g->producer); free(g->in_ptr); free(g->ins); free(g->out_ptr); free(g->outs);
-    free(g->io_in);
+    free(g->io_in); free(g->call_ptr); free(g->calls);
 }
 
 static int64_t align_up(int64_t n, int64_t a) { return (n + a - 1) / a * a; }
 
-/* Read the model into g; 0 (with fb->why) when declined. */
-static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
-    memset(g, 0, sizeof *g);
+/* The model's own tables into m (header, version, buffers, operator codes); 0 (with
+ * fb->why) when declined. */
+static int read_model(Fb *fb, const Rules *R, ModelTabs *m) {
+    memset(m, 0, sizeof *m);
     if (fb->n < 8 || memcmp(fb->b + 4, "TFL3", 4) != 0) DECLINE(fb, "not a TFLite flatbuffer");
     int64_t root_pos = u32at(fb, 0);
     if (root_pos < 8 || root_pos + 4 > fb->n) DECLINE(fb, "corrupt flatbuffer");
@@ -252,30 +273,95 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
     uint64_t version;
     if (!fb_table(fb, root_pos, &root) || !fb_scalar(fb, &root, 0, 4, 0, &version)) return 0;
     if ((int64_t)version != R->version) DECLINE(fb, "schema version");
-    int64_t n_codes, codes0, n_sub, sub0, n_buf, buf0, n_md, md0;
-    if (!fb_field_vector(fb, &root, 1, 4, &n_codes, &codes0) ||
-        !fb_field_vector(fb, &root, 2, 4, &n_sub, &sub0) ||
-        !fb_field_vector(fb, &root, 4, 4, &n_buf, &buf0) ||
+    int64_t n_md, md0;
+    if (!fb_field_vector(fb, &root, 1, 4, &m->n_codes, &m->codes0) ||
+        !fb_field_vector(fb, &root, 2, 4, &m->n_sub, &m->sub0) ||
+        !fb_field_vector(fb, &root, 4, 4, &m->n_buf, &m->buf0) ||
         !fb_field_vector(fb, &root, 6, 4, &n_md, &md0))
         return 0;
-    if (n_sub != 1) DECLINE(fb, "not one subgraph");
-    if (n_buf > R->max_buffers) DECLINE(fb, "too many buffers");
+    if (m->n_sub < 1) DECLINE(fb, "no subgraphs");
+    if (m->n_sub > MAX_SUBGRAPHS) DECLINE(fb, "too many subgraphs");
+    if (m->n_buf > R->max_buffers) DECLINE(fb, "too many buffers");
     for (int64_t k = 0; k < n_md; k++) { /* metadata buffers in range (flatbuffer_io) */
         Tab md;
         uint64_t b;
         if (!fb_elem_table(fb, md0, k, &md) || !fb_scalar(fb, &md, 1, 4, 0, &b) ||
             !fb_string(fb, &md, 0))
             return 0;
-        if ((int64_t)b >= n_buf) DECLINE(fb, "index out of range");
+        if ((int64_t)b >= m->n_buf) DECLINE(fb, "index out of range");
     }
+    /* buffers: which hold data (inline only: data kept after the flatbuffer declines) */
+    m->held = calloc(m->n_buf > 0 ? m->n_buf : 1, sizeof *m->held);
+    m->code_flags = calloc(m->n_codes > 0 ? m->n_codes : 1, 1);
+    m->code_builtin = calloc(m->n_codes > 0 ? m->n_codes : 1, sizeof *m->code_builtin);
+    if (!m->held || !m->code_flags || !m->code_builtin) { model_free(m); DECLINE(fb, "out of memory"); }
+    for (int64_t k = 0; k < m->n_buf; k++) {
+        Tab bt;
+        int64_t len, first;
+        uint64_t off, bsize;
+        if (!fb_elem_table(fb, m->buf0, k, &bt) ||
+            !fb_field_vector(fb, &bt, 0, 1, &len, &first) ||
+            !fb_scalar(fb, &bt, 1, 8, 0, &off) || !fb_scalar(fb, &bt, 2, 8, 0, &bsize))
+            { model_free(m); return 0; }
+        if (off > 1) { model_free(m); DECLINE(fb, "external buffer data"); }
+        m->held[k] = len;
+    }
+    /* operator codes -> flags */
+    for (int64_t k = 0; k < m->n_codes; k++) {
+        Tab ct;
+        uint64_t dep, builtin, cver;
+        if (!fb_elem_table(fb, m->codes0, k, &ct) || !fb_scalar(fb, &ct, 0, 1, 0, &dep) ||
+            !fb_scalar(fb, &ct, 3, 4, 0, &builtin) || !fb_scalar(fb, &ct, 2, 4, 1, &cver) ||
+            !fb_string(fb, &ct, 1))
+            { model_free(m); return 0; }
+        int64_t b = (int32_t)(uint32_t)builtin, d = (int8_t)(uint8_t)dep;
+        int64_t code = b > d ? b : d;
+        int known = code >= 0 && code < R->n_op_flags;
+        m->code_flags[k] = known ? R->op_flags[code] : OPF_STATEFUL;
+        m->code_builtin[k] = known ? (int32_t)code : -1;
+    }
+    return 1;
+}
+
+/* The subgraphs control-flow op `ot` (builtin `code`) nests: its options' index fields if
+ * the table is of the type its parser reads, else zeros (as the runtimes' parsers keep
+ * zeroed parameters: graph._calls). n entries into out; 0 when the table is corrupt. */
+static int read_calls(Fb *fb, const Rules *R, const Tab *ot, int32_t code, int n,
+                      int32_t *out) {
+    uint64_t otype;
+    int64_t opt;
+    if (!fb_scalar(fb, ot, 3, 1, 0, &otype) || !fb_target(fb, ot, 4, &opt)) return 0;
+    for (int i = 0; i < n; i++) out[i] = 0;
+    if (otype == 0 || otype != R->call_info[2 * code] || opt < 0) return 1;
+    Tab o;
+    if (!fb_table(fb, opt, &o)) return 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t x;
+        if (!fb_scalar(fb, &o, i, 4, 0, &x)) return 0;
+        out[i] = (int32_t)(uint32_t)x;
+    }
+    return 1;
+}
+
+/* Subgraph s of the model into g (E: the Python pass's edits, subgraph 0's); 0 (with
+ * fb->why) when declined. */
+static int read_graph(Fb *fb, const Rules *R, const Edits *E, ModelTabs *mt, int64_t s,
+                      Graph *g) {
+    memset(g, 0, sizeof *g);
+    const int64_t n_codes = mt->n_codes, n_buf = mt->n_buf, n_sub = mt->n_sub;
+    const int64_t *held = mt->held;
+    const uint8_t *code_flags = mt->code_flags;
     Tab sg;
     int64_t nt, t0, n_in, in0, n_out, out0, n, op0;
-    if (!fb_elem_table(fb, sub0, 0, &sg) || !fb_field_vector(fb, &sg, 0, 4, &nt, &t0) ||
+    if (!fb_elem_table(fb, mt->sub0, s, &sg) || !fb_field_vector(fb, &sg, 0, 4, &nt, &t0) ||
         !fb_field_vector(fb, &sg, 1, 4, &n_in, &in0) ||
         !fb_field_vector(fb, &sg, 2, 4, &n_out, &out0) ||
         !fb_field_vector(fb, &sg, 3, 4, &n, &op0) || !fb_string(fb, &sg, 4))
         return 0;
-    if (nt > R->max_tensors || n > R->max_ops) DECLINE(fb, "too many tensors or operators");
+    mt->tensors += nt;
+    mt->ops += n;
+    if (mt->tensors > R->max_tensors || mt->ops > R->max_ops)
+        DECLINE(fb, "too many tensors or operators");
     if (n == 0) DECLINE(fb, "no operators");
     int64_t nt_st = nt, n_st = n; /* stored tensors and ops; the edits' come after */
     if (E->n && E->e[E->n - 1].before >= n_st) DECLINE(fb, "edit out of range");
@@ -284,35 +370,6 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
     g->nt = (int)nt;
     g->n = (int)n;
     g->W = (int)((n + 63) / 64);
-
-    /* buffers: which hold data (inline only: data kept after the flatbuffer declines) */
-    int64_t *held = calloc(n_buf > 0 ? n_buf : 1, sizeof *held);
-    if (!held) DECLINE(fb, "out of memory");
-    for (int64_t k = 0; k < n_buf; k++) {
-        Tab bt;
-        int64_t len, first;
-        uint64_t off, bsize;
-        if (!fb_elem_table(fb, buf0, k, &bt) || !fb_field_vector(fb, &bt, 0, 1, &len, &first) ||
-            !fb_scalar(fb, &bt, 1, 8, 0, &off) || !fb_scalar(fb, &bt, 2, 8, 0, &bsize))
-            { free(held); return 0; }
-        if (off > 1) { free(held); DECLINE(fb, "external buffer data"); }
-        held[k] = len;
-    }
-
-    /* operator codes -> flags */
-    uint8_t *code_flags = calloc(n_codes > 0 ? n_codes : 1, 1);
-    if (!code_flags) { free(held); DECLINE(fb, "out of memory"); }
-    for (int64_t k = 0; k < n_codes; k++) {
-        Tab ct;
-        uint64_t dep, builtin, cver;
-        if (!fb_elem_table(fb, codes0, k, &ct) || !fb_scalar(fb, &ct, 0, 1, 0, &dep) ||
-            !fb_scalar(fb, &ct, 3, 4, 0, &builtin) || !fb_scalar(fb, &ct, 2, 4, 1, &cver) ||
-            !fb_string(fb, &ct, 1))
-            { free(held); free(code_flags); return 0; }
-        int64_t b = (int32_t)(uint32_t)builtin, d = (int8_t)(uint8_t)dep;
-        int64_t code = b > d ? b : d;
-        code_flags[k] = (code >= 0 && code < R->n_op_flags) ? R->op_flags[code] : OPF_STATEFUL;
-    }
 
     g->nbytes = calloc(nt + 1, sizeof *g->nbytes);
     g->in_arena = calloc(nt + 1, 1);
@@ -396,21 +453,25 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
         seen[t] = -1;
         if (g->in_arena[t]) arena_total += align_up(g->nbytes[t], R->align);
     }
-    if (arena_total > R->max_arena) { fb->why = "arena past 32 bits"; goto fail; }
+    mt->arena += arena_total;
+    if (mt->arena > R->max_arena) { fb->why = "arena past 32 bits"; goto fail; }
 
     /* operators: the first pass sizes the CSR lists */
-    int64_t n_ins = 0, n_outs = 0;
+    int64_t n_ins = 0, n_outs = 0, n_calls = 0;
     for (int64_t k = 0; k < E->n; k++)
         n_ins += E->e[k].n_ins + (E->e[k].n_repl > 0 ? E->e[k].n_repl : 0),
         n_outs += E->e[k].n_outs;
     for (int64_t v = 0; v < n_st; v++) {
         Tab ot;
         int64_t a, a0, b, b0, c, c0, opt;
-        uint64_t otype;
+        uint64_t otype, opcode;
         if (!fb_elem_table(fb, op0, v, &ot) || !fb_field_vector(fb, &ot, 1, 4, &a, &a0) ||
             !fb_field_vector(fb, &ot, 2, 4, &b, &b0) || !fb_field_vector(fb, &ot, 8, 4, &c, &c0) ||
-            !fb_scalar(fb, &ot, 3, 1, 0, &otype) || !fb_target(fb, &ot, 4, &opt))
+            !fb_scalar(fb, &ot, 3, 1, 0, &otype) || !fb_target(fb, &ot, 4, &opt) ||
+            !fb_scalar(fb, &ot, 0, 4, 0, &opcode))
             goto fail;
+        if ((int64_t)opcode < n_codes && (code_flags[opcode] & OPF_CALLS))
+            n_calls += R->call_info[2 * mt->code_builtin[opcode] + 1];
         n_ins += repl[v] >= 0 && E->e[repl[v]].n_repl >= 0 ? 0 : a;
         n_outs += b;
         entries += a + b + c;
@@ -419,11 +480,16 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
             if (x < -1 || x >= nt_st) { fb->why = "index out of range"; goto fail; }
         }
     }
-    if (entries > R->max_entries) { fb->why = "too many vector entries"; goto fail; }
+    mt->entries += entries;
+    if (mt->entries > R->max_entries) { fb->why = "too many vector entries"; goto fail; }
     g->ins = malloc((n_ins + 1) * sizeof *g->ins);
     g->outs = malloc((n_outs + 1) * sizeof *g->outs);
+    g->call_ptr = calloc(n + 1, sizeof *g->call_ptr);
+    g->calls = malloc((n_calls + 1) * sizeof *g->calls);
     uint8_t *stateful = calloc(n + 1, 1);
-    if (!g->ins || !g->outs || !stateful) { free(stateful); fb->why = "out of memory"; goto fail; }
+    if (!g->ins || !g->outs || !g->call_ptr || !g->calls || !stateful) {
+        free(stateful); fb->why = "out of memory"; goto fail;
+    }
     for (int64_t v = 0; v < n; v++) {
         IoList in = {fb, 0, NULL, 0, nt_st}, out = {fb, 0, NULL, 0, nt_st};
         uint8_t flags;
@@ -437,12 +503,27 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
                 { free(stateful); goto fail; }
             if ((int64_t)opcode >= n_codes) { free(stateful); fb->why = "index out of range"; goto fail; }
             flags = code_flags[opcode];
+            if (flags & OPF_CALLS) {
+                int32_t code = mt->code_builtin[opcode], *to = g->calls + g->call_ptr[v];
+                int nc = R->call_info[2 * code + 1];
+                if (!read_calls(fb, R, &ot, code, nc, to)) { free(stateful); goto fail; }
+                for (int i = 0; i < nc; i++)
+                    if (to[i] <= 0 || to[i] >= n_sub) { /* 0: the root (recursion) */
+                        free(stateful); fb->why = "control flow the general path refuses";
+                        goto fail;
+                    }
+                g->call_ptr[v + 1] = g->call_ptr[v] + nc;
+            } else {
+                g->call_ptr[v + 1] = g->call_ptr[v];
+            }
             const Edit *e = repl[j] >= 0 ? &E->e[repl[j]] : NULL;
             if (e && e->n_repl >= 0) { in.arr = e->repl; in.len = e->n_repl; in.bound = nt; }
         } else {
             const Edit *e = &E->e[-1 - src[v]];
             if (e->code < 0 || e->code >= R->n_op_flags) { free(stateful); fb->why = "bad edit"; goto fail; }
             flags = R->op_flags[e->code];
+            g->call_ptr[v + 1] = g->call_ptr[v];
+            if (flags & OPF_CALLS) { free(stateful); fb->why = "bad edit"; goto fail; }
             in.arr = e->ins; in.len = e->n_ins; in.bound = nt;
             out.arr = e->outs; out.len = e->n_outs; out.bound = nt;
         }
@@ -516,8 +597,6 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
      * kept in g->state reused as per-op flags through the caller */
     free(g->state);
     g->state = stateful;
-    free(held);
-    free(code_flags);
     free(referenced);
     free(seen);
     free(src);
@@ -525,8 +604,6 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, Graph *g) {
     free(elems_of);
     return 1;
 fail:
-    free(held);
-    free(code_flags);
     free(referenced);
     free(seen);
     free(src);
@@ -581,7 +658,9 @@ static void or_closures(u64 *acc, const u64 *set, const u64 *clo, int W) {
 }
 static inline int getb(const u64 *s, int i) { return (int)((s[i >> 6] >> (i & 63)) & 1); }
 
-static int build_prob(const Graph *g, int64_t align, Prob *p) {
+/* extra (NULL: none): bytes live only while op v runs, as memory.Problem.extra (the peaks
+ * of the subgraphs a control-flow op nests), counted in its step as its outputs are. */
+static int build_prob(const Graph *g, int64_t align, const int64_t *extra, Prob *p) {
     int n = g->n, W = g->W, nt = g->nt;
     memset(p, 0, sizeof *p);
     p->n = n;
@@ -624,6 +703,7 @@ static int build_prob(const Graph *g, int64_t align, Prob *p) {
             p->out_total[v] += size[t];
             if (ncons[t] || g->pinned[t]) p->kept[v] += size[t];
         }
+        if (extra) p->out_total[v] += extra[v];
     }
     p->in_size = malloc((n_arena_in + 1) * sizeof(int64_t));
     p->in_cons = malloc((size_t)(n_arena_in + 1) * W * sizeof(u64));
@@ -773,6 +853,22 @@ static int64_t stored_peak(const Prob *p, const u64 *start, const u64 *goal, int
         if (*M + up > worst) worst = *M + up;
         cost[v] = *M + up;
         *M += delta;
+        setb(S, v);
+    }
+    return worst;
+}
+
+/* The stored order's peak over the whole problem when op v's extra bytes are
+ * adj[v] more than the problem counts (scheduling.stored_peak's order, with the callees'
+ * stored-order peaks where the problem has their minima). */
+static int64_t stored_whole(const Prob *p, const int64_t *adj, u64 *S) {
+    memset(S, 0, p->W * sizeof(u64));
+    int64_t M = p->resident0, worst = p->live0;
+    for (int v = 0; v < p->n; v++) {
+        int64_t up, delta;
+        step(p, S, v, &up, &delta);
+        if (M + up + adj[v] > worst) worst = M + up + adj[v];
+        M += delta;
         setb(S, v);
     }
     return worst;
@@ -1261,6 +1357,102 @@ out:
     return ok;
 }
 
+/* Per op of g: extra[v], the largest best peak (pk) of the subgraphs v nests, and adj[v],
+ * how much more their largest stored-order peak (pk_stored) is; extra. */
+static int64_t *extra_of(const Graph *g, const int64_t *pk, const int64_t *pk_stored,
+                         int64_t *extra, int64_t *adj) {
+    for (int v = 0; v < g->n; v++) {
+        int64_t b = 0, st = 0;
+        for (int32_t i = g->call_ptr[v]; i < g->call_ptr[v + 1]; i++) {
+            int32_t c = g->calls[i];
+            if (pk[c] > b) b = pk[c];
+            if (pk_stored[c] > st) st = pk_stored[c];
+        }
+        extra[v] = b;
+        adj[v] = st - b;
+    }
+    return extra;
+}
+
+/* The model's (stored, minimum) peaks (1), or 0 with *why. With control flow only a tree
+ * of calls is answered: subgraph 0 calls the others, each called by exactly one op, once
+ * (so each is marked once, and the composed nested peaks of memory._NestedPeaks are, per
+ * control-flow op, the largest of its callees' peaks: no callee is placed later
+ * elsewhere). Subgraphs are solved callees first (scheduling.schedule_model), each op's
+ * extra bytes the largest peak of the subgraphs it nests under their best orders; the
+ * stored peak takes their stored orders' peaks. Subgraph 0's minimum is then the model's
+ * (scheduling.certificate's condition holds: every subgraph proven, each marked once). */
+static int answer_model(Fb *fb, const Rules *R, const Edits *E, int shapes_true,
+                        double deadline, int64_t max_states, int64_t *stored, int64_t *best,
+                        const char **why) {
+    ModelTabs mt;
+    if (!read_model(fb, R, &mt)) { *why = fb->why; return 0; }
+    int64_t ns = mt.n_sub, nread = 0, unplaced = 0;
+    Edits none = {NULL, 0, NULL, 0, NULL, 0};
+    int ok = 0;
+    Graph *gs = calloc(ns, sizeof *gs);
+    int64_t *pk = calloc(2 * ns, sizeof *pk), *pk_stored = pk + ns; /* per subgraph */
+    int32_t *order = malloc(3 * ns * sizeof *order), *stk = order + ns, *at = order + 2 * ns;
+    int32_t *ncalled = calloc(ns, sizeof *ncalled);
+    if (!gs || !pk || !order || !ncalled) { *why = "out of memory"; goto out; }
+    if (ns > 1 && (E->n || E->n_resized)) { *why = "edits with several subgraphs"; goto out; }
+    for (int64_t s = 0; s < ns; s++, nread++)
+        if (!read_graph(fb, R, s ? &none : E, &mt, s, &gs[s])) { *why = fb->why; goto out; }
+    for (int64_t s = 0; s < ns; s++)
+        if (gs[s].shape_rules && !shapes_true) { *why = NEEDS_SHAPES; goto out; }
+    for (int64_t s = 0; s < ns; s++)
+        for (int32_t i = 0; i < gs[s].call_ptr[gs[s].n]; i++) ncalled[gs[s].calls[i]]++;
+    for (int64_t s = 1; s < ns; s++)
+        if (ncalled[s] != 1) { *why = "control flow other than a tree of calls"; goto out; }
+    int top = 0, no = 0; /* callees first: post-order from subgraph 0 */
+    stk[0] = 0;
+    at[0] = 0;
+    while (top >= 0) {
+        const Graph *g = &gs[stk[top]];
+        if (at[top] < g->call_ptr[g->n]) {
+            int32_t c = g->calls[at[top]++];
+            if (top + 1 >= ns) { *why = "control flow other than a tree of calls"; goto out; }
+            stk[++top] = c;
+            at[top] = 0;
+        } else {
+            order[no++] = stk[top--];
+        }
+    }
+    if (no != ns) { *why = "control flow other than a tree of calls"; goto out; }
+    for (int k = 0; k < ns; k++) {
+        int32_t s = order[k];
+        const Graph *g = &gs[s];
+        int64_t *extra = malloc(2 * ((size_t)g->n + 1) * sizeof *extra), *adj = extra + g->n + 1;
+        u64 *S = malloc(((size_t)g->W + 1) * sizeof *S);
+        Prob p;
+        if (!extra || !S || !build_prob(g, R->align, extra_of(g, pk, pk_stored, extra, adj),
+                                        &p)) {
+            free(extra); free(S); *why = "out of memory"; goto out;
+        }
+        int64_t st, bs;
+        int solved = solve(&p, deadline, max_states, &st, &bs, why);
+        if (solved && ns > 1) st = stored_whole(&p, adj, S);
+        prob_free(&p);
+        free(extra);
+        free(S);
+        if (!solved) goto out;
+        pk[s] = bs;
+        pk_stored[s] = st;
+        if (g->unplaced > unplaced) unplaced = g->unplaced;
+    }
+    /* memory.simulate counts unreferenced arena tensors, unplaced: the general path's
+     * certificate then differs; it answers */
+    if (unplaced > pk[0]) { *why = "unplaced arena tensor"; goto out; }
+    *stored = pk_stored[0] > unplaced ? pk_stored[0] : unplaced;
+    *best = pk[0];
+    ok = 1;
+out:
+    for (int64_t s = 0; s < nread; s++) graph_free(&gs[s]);
+    free(gs); free(pk); free(order); free(ncalled);
+    model_free(&mt);
+    return ok;
+}
+
 /* ------------------------------------------------------------------------------------- */
 
 static int table_arg(PyObject *obj, Py_buffer *view, Py_ssize_t want, const char *name) {
@@ -1297,7 +1489,7 @@ PyObject *fast_peak(PyObject *self, PyObject *args) {
     got++;
     if (!table_arg(o_tstate, &tstate, 256, "type_state")) goto release;
     got++;
-    if (!table_arg(o_opf, &opf, R.n_op_flags, "op_flags")) goto release;
+    if (!table_arg(o_opf, &opf, 3 * R.n_op_flags, "op_flags")) goto release;
     got++;
     if (!table_arg(o_ed, &ed, -1, "edits")) goto release;
     got++;
@@ -1319,30 +1511,13 @@ PyObject *fast_peak(PyObject *self, PyObject *args) {
     R.fixed_size = tfixed.buf;
     R.type_state = tstate.buf;
     R.op_flags = opf.buf;
+    R.call_info = (const uint8_t *)opf.buf + R.n_op_flags;
     Fb fb = {raw.buf, raw.len, NULL};
-    Graph g;
-    Prob p;
     const char *why = NULL;
     int64_t stored = 0, best = 0;
-    int found = 0;
+    int found;
     Py_BEGIN_ALLOW_THREADS
-    if (read_graph(&fb, &R, &E, &g)) {
-        if (g.shape_rules && !shapes_true) {
-            why = NEEDS_SHAPES;
-        } else if (!build_prob(&g, R.align, &p)) {
-            why = "out of memory";
-        } else {
-            found = solve(&p, deadline, max_states, &stored, &best, &why);
-            /* memory.simulate counts unreferenced arena tensors, unplaced: the general
-             * path's certificate then differs; it answers */
-            if (found && g.unplaced > best) { found = 0; why = "unplaced arena tensor"; }
-            if (g.unplaced > stored) stored = g.unplaced;
-            prob_free(&p);
-        }
-        graph_free(&g);
-    } else {
-        why = fb.why;
-    }
+    found = answer_model(&fb, &R, &E, shapes_true, deadline, max_states, &stored, &best, &why);
     Py_END_ALLOW_THREADS
     free(E.e);
     if (found)

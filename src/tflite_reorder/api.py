@@ -83,7 +83,7 @@ def peak_memory(
     (``candidate.GraphSpec`` or its dict form) or a ``ModelGraph`` from ``read_graph``
     (reused as is: a loop asking several questions of one candidate reads it once). Bytes
     and paths are read straight from the flatbuffer tables, weights untouched; with
-    ``inplace=False`` a one-subgraph model is answered by the compiled path (``fastpeak``:
+    ``inplace=False`` the model is answered by the compiled path (``fastpeak``:
     the same answer, or it declines and this general path gives it).
     ``inplace=True`` counts the sharing an offline plan from ``optimize`` would add. The
     figures are ``optimize``'s (its ``peak_before`` and ``peak_after``): the model made safe

@@ -1,4 +1,4 @@
-"""``peak_memory``'s compiled path: one-subgraph ``.tflite`` bytes answered in C.
+"""``peak_memory``'s compiled path: ``.tflite`` bytes answered in C.
 
 A NAS loop calls ``peak_memory`` on thousands of candidates. The general path reads the
 model into Python objects (``fastread``), infers shapes, builds the graph and runs the
@@ -11,13 +11,23 @@ a segment needs more than a few states; none of its other reductions), in one ca
 
 It answers only what the general path would answer the same: a proven minimum, for a model
 it accepts. Anything else it declines, and ``api.peak_memory`` runs the general path, which
-also gives the one-line errors for bad input. Declined: several subgraphs or control flow;
-external or mis-sized constant data (sparse constants are not size-checked, as by
+also gives the one-line errors for bad input. Declined: control flow other than a tree of
+calls (below), several subgraphs with a shape to correct or padding to repair; external
+or mis-sized constant data (sparse constants are not size-checked, as by
 ``flatbuffer_io``); dynamic (negative) dimensions; any index out of range, tensor written
 twice, read of memory nothing writes, or stored order that is not topological; an arena
 tensor no operator refers to that is larger than the answer; a search past ``MAX_STATES``
 states or ``TIME_SHARE`` of the time limit (the general path then has the rest).
 ``inplace=True`` is always asked of the general path.
+
+Control flow (IF, WHILE, CALL_ONCE): answered when the calls form a tree, subgraph 0 calling
+the others, each called by exactly one operator, once. Each subgraph is then marked once
+(``memory._Marker``), so the composed peak of a control-flow operator's callees
+(``memory._NestedPeaks``) is the largest of their peaks, no callee being placed later
+elsewhere; C searches the subgraphs callees first (``scheduling.schedule_model``), each
+control-flow op's extra bytes the largest minimum peak of its callees, the stored peak
+taking their stored orders' peaks, and subgraph 0's minimum is the model's (the
+certificate holds: every subgraph proven, each marked once). ``MAX_STATES`` is per subgraph.
 
 The Python pass (``_python_pass``): a model none of whose ops has a shape rule
 (``shapes.CHECKED_OPS``: custom ops, say) or is repaired (``candidate.REPAIRED_OPS``) is
@@ -58,10 +68,11 @@ from .dtypes import ARENA_ALIGNMENT, FIXED_SIZE, TYPE_NAMES, TYPE_SIZES
 from .fastread import read_lite
 from .flatbuffer_io import ModelError
 from .graph import BUILTIN_NAMES, CONTROL_FLOW, MAX_ARENA, STATE_TYPES, stateful_opcode
+from .options import EXPECTED
 from .results import PeakMemory
 from .rewrites.padding import plan_repairs
 from .searchcore import unavailable as _switched_off
-from .shapes import CHECKED_OPS, infer_subgraph
+from .shapes import CHECKED_OPS, infer_subgraph, true_shapes
 from .shapes.rules import prod64
 from .tensors import stored_shape
 
@@ -77,7 +88,7 @@ ENABLED = True  # tests switch it off to ask the general path
 MAX_STATES = 150_000  # search states before declining (randwire_ws_int8 needs 50,000)
 TIME_SHARE = 0.5  # of peak_memory's time limit, before declining
 
-_STATEFUL, _DECLINE, _SHAPE_RULE = 1, 2, 4  # _SHAPE_RULE: the Python pass must run
+_STATEFUL, _DECLINE, _SHAPE_RULE, _CALLS = 1, 2, 4, 8  # _SHAPE_RULE: the Python pass runs
 NEEDS_SHAPES = "shape inference needed"  # fast_peak's reason (_fastpeak.c)
 _PAD = next(code for code, name in BUILTIN_NAMES.items() if name == "PAD")
 _NO_EDITS = (b"", b"", b"")
@@ -94,23 +105,28 @@ def _type_tables() -> tuple[bytes, bytes, bytes]:
 
 
 def _op_flags() -> bytes:
-    """Per builtin code: stateful (keeps its stored relative order), declined."""
-    out = bytearray()
-    for code in range(max(BUILTIN_NAMES) + 1):
+    """Per builtin code: stateful (keeps its stored relative order), has a shape rule,
+    nests subgraphs; then per code two bytes: the options type whose table names the
+    subgraphs it nests (``options.EXPECTED``) and how many it names (``graph.CONTROL_FLOW``'s
+    fields, slots 0.. of that table: ``tests/test_fastpeak.py`` checks the slots)."""
+    n = max(BUILTIN_NAMES) + 1
+    out, calls = bytearray(), bytearray(2 * n)
+    for code in range(n):
         name = BUILTIN_NAMES.get(code, f"BUILTIN_{code}")
         flags = _STATEFUL if stateful_opcode(name) else 0
         if name in CONTROL_FLOW:
-            flags |= _DECLINE
+            flags |= _CALLS
+            calls[2 * code: 2 * code + 2] = bytes((EXPECTED[code], len(CONTROL_FLOW[name])))
         if name in CHECKED_OPS or name in REPAIRED_OPS:  # inferred, repaired in Python
             flags |= _SHAPE_RULE
         out.append(flags)
-    return bytes(out)
+    return bytes(out + calls)
 
 
 _TYPES = _type_tables()
 _OPS = _op_flags()
 _LIMITS = (fio.SUPPORTED_SCHEMA_VERSION, ARENA_ALIGNMENT, MAX_ARENA, fio.MAX_TENSORS,
-           fio.MAX_OPERATORS, fio.MAX_BUFFERS, fio.MAX_VECTOR_ENTRIES, len(_OPS))
+           fio.MAX_OPERATORS, fio.MAX_BUFFERS, fio.MAX_VECTOR_ENTRIES, len(_OPS) // 3)
 
 
 def unavailable() -> str:
@@ -148,6 +164,8 @@ def _python_pass(raw: bytes) -> tuple[bytes, bytes, bytes] | str:
         model = read_lite(raw, checked=True)
     except ModelError as exc:  # the general path says it again
         return f"unreadable: {exc}"
+    if len(model.subgraphs) > 1:
+        return _control_flow_pass(model)
     tensors = model.subgraphs[0].tensors
     try:
         shapes = infer_subgraph(model, 0)
@@ -166,6 +184,20 @@ def _python_pass(raw: bytes) -> tuple[bytes, bytes, bytes] | str:
         # an operator's options from the full unpack, maybe otherwise than the first
         return "options unpacked in full"
     return (*_repair_edits(model, plan), array("q", resized).tobytes() if resized else b"")
+
+
+def _control_flow_pass(model) -> tuple[bytes, bytes, bytes] | str:
+    """A model of several subgraphs is answered when its stored shapes are all true
+    (``shapes.true_shapes``, as ``shapes.true_graph`` infers them over every subgraph) and
+    nothing in it is repaired (``candidate.read_safe_graph`` then reads it as it is)."""
+    names = [BUILTIN_NAMES.get(max(c.builtinCode, c.deprecatedBuiltinCode))
+             for c in model.operatorCodes]
+    if any(names[op.opcodeIndex] in REPAIRED_OPS
+           for sg in model.subgraphs for op in sg.operators):
+        return "padding repair with several subgraphs"
+    if true_shapes(model):
+        return "inferred shapes differ (several subgraphs)"
+    return _NO_EDITS
 
 
 def _repair_edits(model, plan) -> tuple[bytes, bytes]:
