@@ -197,3 +197,39 @@ def test_order_bound_above_is_exact_above_the_cutoff():
                 assert got <= above
                 cut += got != exact
     assert cut > 10
+
+
+def test_order_bound_with_pair_table_is_the_same_bound():
+    """``order_bound(lower=PairTable.lower)`` skips flows only where the cheap bound shows
+    they cannot lower the result: with the unconstrained closure bounds as the table's
+    root it gives exactly the bound without it (with and without ``above``), with the
+    scheduler's root bounds (closure or static, the larger) never more than the
+    brute-force optimum, and ``pair_bounds`` with it stays at most the optimum too."""
+    from tflite_reorder import bounds
+    from tflite_reorder.scheduler import _state_closure
+
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(85)
+    raised = 0
+    for case, (_, p) in enumerate(random_problems(rng, 200, (3, 10), source_share=0.2)):
+        ctx = _context(p)
+        best = optimum(p)
+        closure = functools.partial(_state_closure, ctx)
+        plain = [closure_bound(ctx, v) for v in range(p.n_ops)]
+        table = bounds.PairTable(ctx, closure, plain)
+        mixed = [max(b, int(s)) for b, s in zip(plain, ctx.static_lb, strict=True)]
+        loose = bounds.PairTable(ctx, closure, mixed)
+        for _ in range(3):
+            ops = rng.sample(range(p.n_ops), min(rng.randint(2, 6), p.n_ops))
+            exact = bounds.order_bound(ctx, ops, closure)
+            assert bounds.order_bound(ctx, ops, closure, lower=table.lower) == exact, case
+            above = exact - max(1, exact // 8)
+            got = bounds.order_bound(ctx, ops, closure, above, lower=table.lower)
+            assert got == exact if exact > above else got <= above
+            assert bounds.order_bound(ctx, ops, closure, lower=loose.lower) <= best, case
+        got = bounds.pair_bounds(ctx, list(range(p.n_ops)), max(mixed), float("inf"),
+                                 closure, width=3, max_ops=5, lower=loose.lower)
+        assert got <= best, case
+        raised += got > max(mixed)
+    assert raised > 10

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ALL_MODELS, ROOT
 
+from tflite_reorder import fastread
 from tflite_reorder.candidate import read_graph, read_safe_graph
 from tflite_reorder.fastread import read_lite
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
@@ -185,3 +186,38 @@ def test_compiled_field_reads_equal_the_struct_reads(monkeypatch) -> None:
         got = _fields(raw)
         monkeypatch.setattr(fr, "COMPILED", False)
         assert got == _fields(raw)
+
+
+def _option_values(raw: bytes) -> list:
+    """Every operator's every options field as ``LiteOperator.option`` reads it (None
+    where the bytes are refused)."""
+    from ai_edge_litert import schema_py_generated as schema
+    try:
+        model = read_lite(raw)
+    except ModelError:
+        return []
+    out = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            cls = fastread._accessor_class(op.builtinOptionsType)
+            unpacked = getattr(schema, cls.__name__ + "T", None) if cls is not None else None
+            for name in sorted(vars(unpacked()) if unpacked is not None else ()):
+                value = op.option(name)
+                out.append((name, value.tolist() if hasattr(value, "tolist") else value))
+    return out
+
+
+@pytest.mark.parametrize("name", ["while_float32", "tile_mbv2_float32", "dilated_int8",
+                                  "concat_conv_int8"])
+def test_scalar_options_read_as_their_accessors_read_them(name: str, monkeypatch) -> None:
+    """``option`` reads a scalar field straight from the bytes (``_scalar_plan``, found by
+    running the generated accessor on stand-ins): the same values as the accessors, on
+    shipped and mutated models, every field of every operator's options."""
+    raw = (ROOT / "models" / f"{name}.tflite").read_bytes()
+    cases = [raw, *_mutations(raw, 60, seed=len(name) + 1)]
+    monkeypatch.setattr(fastread, "_SCALARS", {})
+    direct = [_option_values(r) for r in cases]
+    assert any(plan is not None for plan in fastread._SCALARS.values())
+    monkeypatch.setattr(fastread, "_SCALARS", {})
+    monkeypatch.setattr(fastread, "_scalar_plan", lambda kind, read: None)
+    assert [_option_values(r) for r in cases] == direct

@@ -1060,16 +1060,48 @@ static const char search_doc[] =
     "frontier: the n_frontier smallest open items as (key, -depth, M, S, ready, check);\n"
     "parents: {S: (prev, heads)} along the paths to the goal or the frontier states.";
 
+/* scheduler.dominated: whether a ready macro of S (resident M bytes, ready R) whose change
+ * of resident bytes is <= 0 leads, with the free moves under key after it, to a closed
+ * state. scratch: 6 W words; moved: room for n + 1 macros. */
+static int dominated(const Tables *T, const Table *tab, const u64 *goal, const u64 *S,
+                     const u64 *R, int64_t M, int64_t key, u64 *scratch, int32_t *moved) {
+    const int W = T->W;
+    u64 *D = scratch, *DR = scratch + W, *left = scratch + 2 * W, *r = scratch + 3 * W;
+    u64 *S2 = scratch + 4 * W, *nw = scratch + 5 * W;
+    int from = 0;
+    for (int w = 0; w < W; w++)
+        left[w] = R[w] & T->can_free[w];
+    for (;;) {
+        int v = lowest(left, W, &from);
+        if (v < 0)
+            return 0;
+        clrbit(left, v);
+        int64_t up, delta;
+        step(T, S, v, D, &up, &delta);
+        if (delta > 0)
+            continue;
+        newly_ready(T, goal, v, D, nw);
+        for (int w = 0; w < W; w++)
+            DR[w] = R[w] | nw[w];
+        clrbit(DR, v);
+        int64_t MD = M + delta;
+        free_moves(T, goal, D, DR, &MD, key, DR, r, S2, nw, moved);
+        int32_t i = table_find(tab, D, hash_bits(D, W));
+        if (i >= 0 && tab->e[i].closed)
+            return 1;
+    }
+}
+
 #define FAIL_NOMEM do { PyErr_NoMemory(); goto done; } while (0)
 
 static PyObject *search(PyObject *self, PyObject *args) {
     PyObject *cap, *ostart, *ogoal, *oready0, *ocands, *flow_of, *bound_cb, *progress_cb;
     long long mem, floor_, ub, max_states, closure_after;
     double seconds;
-    int n_frontier;
-    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOOOi", &cap, &ostart, &ogoal, &oready0, &mem,
+    int n_frontier, dominance;
+    if (!PyArg_ParseTuple(args, "OOOOLLLdLLOOOOip", &cap, &ostart, &ogoal, &oready0, &mem,
                           &floor_, &ub, &seconds, &max_states, &closure_after, &ocands, &flow_of,
-                          &bound_cb, &progress_cb, &n_frontier))
+                          &bound_cb, &progress_cb, &n_frontier, &dominance))
         return NULL;
     Tables *T = PyCapsule_GetPointer(cap, "searchcore.Tables");
     if (!T)
@@ -1084,16 +1116,17 @@ static PyObject *search(PyObject *self, PyObject *args) {
     Table tab;
     Heap heap;
     int tab_ok = table_init(&tab, W) == 0, heap_ok = heap_init(&heap, W, &tab) == 0;
-    u64 *buf = malloc((size_t)W * 8 * 16);
+    u64 *buf = malloc((size_t)W * 8 * 22);
     int32_t *moved = malloc(((size_t)T->n + 1) * sizeof(int32_t));
-    if (!tab_ok || !heap_ok || !buf || !moved) {
+    int32_t *dmv = malloc(((size_t)T->n + 1) * sizeof(int32_t));  /* dominance: moves */
+    if (!tab_ok || !heap_ok || !buf || !moved || !dmv) {
         PyErr_NoMemory();
         goto done;
     }
     u64 *start = buf, *goal = buf + W, *ready0 = buf + 2 * W, *S = buf + 3 * W;
     u64 *ready = buf + 4 * W, *check = buf + 5 * W, *S3 = buf + 6 * W, *R3 = buf + 7 * W;
     u64 *r = buf + 8 * W, *S2 = buf + 9 * W, *nw = buf + 10 * W, *R2 = buf + 11 * W;
-    u64 *chk = buf + 12 * W, *Sf = buf + 13 * W;
+    u64 *chk = buf + 12 * W, *Sf = buf + 13 * W;  /* buf + 16 W .. 22 W: dominated() */
     if (bytes_to_bits(ostart, start, W, "start") < 0 || bytes_to_bits(ogoal, goal, W, "goal") < 0
         || bytes_to_bits(oready0, ready0, W, "ready0") < 0)
         goto done;
@@ -1265,6 +1298,10 @@ static PyObject *search(PyObject *self, PyObject *args) {
             memcpy(Sf, S3, (size_t)W * 8);
             break;
         }
+        if (dominance && dominated(T, &tab, goal, S3, R3, M3, key, buf + 16 * W, dmv)) {
+            tab.e[s3i].closed = 1;  /* a closed state does all it can at no higher key */
+            continue;
+        }
         tab.e[s3i].closed = 1;
         expanded++;
         work += popcount(R3, W);
@@ -1375,6 +1412,7 @@ done:
         heap_free(&heap);
     free(buf);
     free(moved);
+    free(dmv);
     return result;
 }
 

@@ -74,7 +74,7 @@ from .rewrites.padding import plan_repairs
 from .searchcore import unavailable as _switched_off
 from .shapes import CHECKED_OPS, infer_subgraph, true_shapes
 from .shapes.rules import prod64
-from .tensors import stored_shape
+from .tensors import stored_shapes
 
 try:
     from ._searchcore import fast_peak as _peak
@@ -172,9 +172,10 @@ def _python_pass(raw: bytes) -> tuple[bytes, bytes, bytes] | str:
     except Exception:  # noqa: BLE001 -- true_shapes keeps the stored shapes then
         shapes = None
     resized: list[int] = []
-    for t, shape in enumerate(shapes or ()):
-        if shape != stored_shape(tensors[t]):
-            resized += [t, prod64(shape)]
+    if shapes:
+        for t, (shape, stored) in enumerate(zip(shapes, stored_shapes(tensors), strict=True)):
+            if shape != stored:
+                resized += [t, prod64(shape)]
     try:  # infers when shapes is None: raises as the general path's repair does
         plan = plan_repairs(model, 0, shapes)
     except Exception:  # noqa: BLE001 -- the general path answers (or raises) then

@@ -11,7 +11,9 @@ reader's own checks (``flatbuffer_io.check_model``) run on them unchanged: one g
 builder, one shape inference, one set of input checks, two readers.
 
 Builtin options tables are unpacked only when something reads ``op.builtinOptions`` (shape
-rules, control flow); buffer bytes are a zero-copy view taken only when read. Where the
+rules, control flow); ``LiteOperator.option`` reads one field, a scalar straight from the
+bytes as its generated accessor reads it (``_scalar_plan``); buffer bytes are a zero-copy
+view taken only when read. Where the
 extension is built the field reads run in C (``_searchcore.lite_tables``: the same fields,
 bounds and types; on a read that fails it returns None and the struct reads here raise).
 """
@@ -194,12 +196,13 @@ class LiteOperator:
     """An operator; ``builtinOptions`` is unpacked by the generated code on first read."""
 
     __slots__ = ("opcodeIndex", "inputs", "outputs", "intermediates", "builtinOptionsType",
-                 "_raw", "_options_pos", "_options", "_table")
+                 "_raw", "_options_pos", "_options", "_table", "_vt")
 
     def __init__(self, opcode, inputs, outputs, intermediates, options_type, raw, pos) -> None:
         self.opcodeIndex, self.inputs, self.outputs = opcode, inputs, outputs
         self.intermediates, self.builtinOptionsType = intermediates, options_type
         self._raw, self._options_pos, self._options, self._table = raw, pos, False, False
+        self._vt = False
 
     @property
     def builtinOptions(self):  # noqa: N802 (the object API's name)
@@ -230,9 +233,24 @@ class LiteOperator:
         if self._options is not False or self._options_pos is None:
             return getattr(self.builtinOptions, name, None)
         kind = self.builtinOptionsType
-        read = _FIELDS.get((kind, name), False)
-        if read is False:
+        plan = _SCALARS.get((kind, name), False)
+        if plan is False:
             read = _FIELDS[(kind, name)] = _field_reader(kind, name)
+            plan = _SCALARS[(kind, name)] = _scalar_plan(kind, read)
+        if plan is not None:  # a scalar: the accessor's one read, straight from the bytes
+            vt = self._vt
+            if vt is False:
+                vt = self._vt = _vtable(self._raw, self._options_pos)
+            if vt is not None:
+                slot, unpack, py_type, default = plan
+                off = vt[slot] if slot < len(vt) else 0
+                if not off:
+                    return default
+                try:
+                    return py_type(unpack(self._raw, self._options_pos + off)[0])
+                except struct.error:  # past the end: as the accessor, the full unpack
+                    return getattr(self.builtinOptions, name, None)
+        read = _FIELDS[(kind, name)]
         table = self._table
         if table is False:
             table = self._table = _accessor(self._raw, self._options_pos, kind)
@@ -272,6 +290,8 @@ class _FastTable(flatbuffers.table.Table):
 
 
 _PLAIN = (int, float, bytes, str, np.ndarray, type(None))  # values option() returns as read
+# (code, field) -> how its generated accessor reads a scalar (_scalar_plan), or None
+_SCALARS: dict[tuple[int, str], tuple | None] = {}
 _ACCESSORS: dict[int, type | None] = {}  # BuiltinOptions code -> generated table class
 _FIELDS: dict[tuple[int, str], object] = {}  # (code, field) -> _field_reader's answer
 
@@ -300,6 +320,67 @@ def _field_reader(kind: int, name: str):
     if unpacked is not None and name not in vars(unpacked()):
         return lambda table: None  # the object API has no such attribute: None, unpacked or not
     return getattr(cls, field, None)
+
+
+class _Probe:
+    """A stand-in for an accessor's table that records how it reads (``_scalar_plan``)."""
+
+    __slots__ = ("present", "offsets", "gets", "Pos")
+
+    def __init__(self, present: bool) -> None:
+        self.present, self.offsets, self.gets, self.Pos = present, [], [], 1000
+
+    def Offset(self, vtable_offset):  # noqa: N802 (flatbuffers' name)
+        self.offsets.append(vtable_offset)
+        return 8 if self.present else 0
+
+    def Get(self, flags, off):  # noqa: N802
+        self.gets.append((flags, off))
+        return flags.py_type(1)
+
+
+def _scalar_plan(kind: int, read) -> tuple | None:
+    """How the generated accessor ``read`` of options ``kind`` reads its field, when it is
+    a plain scalar read: one ``Offset`` of a vtable slot, then its default when absent or
+    one ``Get`` of a number at the table's position plus that offset. Found by running
+    the accessor on stand-in tables; (slot, unpack, type, default), or None for any
+    other accessor (``option`` then calls it as it is)."""
+    cls = _accessor_class(kind)
+    if cls is None or read is None or getattr(read, "__name__", "") == "<lambda>":
+        return None
+    try:
+        absent, present = cls(), cls()
+        absent._tab, present._tab = _Probe(False), _Probe(True)
+        default, value = read(absent), read(present)
+    except Exception:  # noqa: BLE001 -- not a plain scalar accessor
+        return None
+    probe, got = absent._tab, present._tab
+    if len(probe.offsets) != 1 or probe.gets or got.offsets != probe.offsets \
+            or len(got.gets) != 1 or not isinstance(default, int | float):
+        return None
+    flags, off = got.gets[0]
+    packer = getattr(flags, "packer_type", None)
+    want = flags.py_type(1) if packer is not None else None
+    vt_off = probe.offsets[0]
+    if off != 1008 or packer is None or value != want or type(value) is not type(want) \
+            or vt_off < 4 or vt_off % 2:
+        return None
+    return (vt_off - 4) // 2, packer.unpack_from, flags.py_type, default
+
+
+def _vtable(raw: bytes, pos: int) -> tuple[int, ...] | None:
+    """The field offsets of the table at ``pos`` as ``_FastTable.Offset`` reads them one by
+    one, or None where it would raise or a vtable is odd (then the accessors read)."""
+    try:
+        vt = pos - _I32(raw, pos)[0] if pos >= 0 else -1
+        if vt < 0:
+            return None
+        size = _U16(raw, vt)[0]
+        if size < 4 or size % 2:
+            return None
+        return struct.unpack_from(f"<{(size - 4) // 2}H", raw, vt + 4)
+    except struct.error:
+        return None
 
 
 def _accessor(raw: bytes, pos: int, kind: int):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bounds import (
+    PairTable,
     SharedClosure,
     StateClosure,
     _ortools_flow,
@@ -90,7 +92,7 @@ QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 5
 ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
 SET_WIDTH = 8  # ... growing the best 8 sets of k ops by one op ...
-SET_MAX_OPS = 8  # ... up to 8 ops (2^8 orders of them, memoised)
+SET_MAX_OPS = 16  # ... up to 16 ops (memoised over the placed sets; the time stops it first)
 BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
 SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
@@ -102,7 +104,13 @@ ROOT_CLOSURE_AFTER = 0
 LNS_MIN_OPS = 120
 WINDOW_SHARE = 0.3
 LARGE_SEARCH_SHARE = 0.4
-PAIR_CANDIDATES = 24  # ops (largest closure bounds) whose pairs and sets are bounded
+# When every segment left after the starting orders is that large, pass 0 and pass 1 get
+# LARGE_QUICK_SHARE of the time (at 64-128 nodes they proved nothing and found no better
+# order with 0.5) and the set bounds LARGE_PAIR_SHARE of what the root closures leave.
+LARGE_QUICK_SHARE = 0.2
+LARGE_PAIR_SHARE = 0.5
+PAIR_WORK = 600_000  # candidates of the set bounds: the most ops (largest closure bounds)
+PAIR_MIN_CANDIDATES = 24  # whose pairs times the problem's ops stay within PAIR_WORK
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
@@ -470,6 +478,7 @@ def search(
     max_states: int,
     progress: Progress | None = None,
     state_bounds: bool = True,
+    dominance: bool = True,
 ) -> _Result:
     """Best-first bottleneck search from downset ``start`` to ``goal``.
 
@@ -479,7 +488,8 @@ def search(
     S only and never exceeds the peak of a completion from S, so the first goal taken off
     the heap is still optimal, and a free move under the raised key is still free).
     ``state_bounds=False``: no per-state bounds (lns.py's many small window searches, whose
-    budgets of a few thousand states the flows would eat).
+    budgets of a few thousand states the flows would eat). ``dominance``: a state dominated
+    by a closed one (``dominated``) is closed without being expanded.
     """
     entered = time.monotonic()
     best_order, best_worst = incumbent
@@ -522,7 +532,7 @@ def search(
         closure_of = (lambda v: _state_closure(ctx, v)) if COMPILED_BOUNDS else None
         found, expanded, stopped, heap, parent = compiled_search(
             ctx, start, goal, ready0, mem, floor, ub, deadline, max_states, closure_after,
-            cands, closure_of, bound_cb, progress)
+            cands, closure_of, bound_cb, progress, dominance)
     while heap and not compiled:
         item = heapq.heappop(heap)
         key, negdepth, M, S, ready, check = item
@@ -551,6 +561,9 @@ def search(
         if S3 == goal:
             found = key
             break
+        if dominance and dominated(ctx, step, goal, S3, M3, key, ready3, closed):
+            closed.add(S3)  # a closed state does all it can at no higher key
+            continue
         closed.add(S3)
         expanded += 1
         # Checked after every 16 expansions or 2,000 step evaluations, whichever comes
@@ -593,6 +606,41 @@ def search(
             ctx, heap, parent, start, goal, mem, (best_order, best_worst), until
         )
     return _Result(best_order, best_worst, bound, not stopped, expanded, stopped)
+
+
+def dominated(ctx: Context, step, goal: int, S: int, M: int, key: int, ready: int,
+              closed) -> bool:
+    """Whether state S (resident M bytes, free moves under ``key`` applied) is dominated: a
+    ready macro v whose kept outputs are no larger than the inputs dying at it (its step
+    is above ``key``, else it would have been a free move) leads, with the free moves under
+    ``key`` after it, to a state in ``closed``.
+
+    Why S can then be closed unexpanded (best-first and the decisions alike):
+    running v first never raises a step of any completion. Take a completion C of S; for
+    an op w before v in C, with X the state before w, v's change of resident bytes in X is
+    at most its change in S (more of v's inputs die once more of their readers ran), so
+    M(X + v) <= M(X) + delta(v|S) <= M(X), and w's own step above resident bytes (its
+    outputs less those placed in a dying input) is no larger in X + v, where more inputs
+    die; after v the states are the same. So C without v, from S + v, has every step at
+    most C's; free moves under the key keep that (``decision.free_moves``). A closed state
+    T was taken off the heap at a key no higher than S's (keys come off in order) and its
+    completions include everything S + v can do, hence everything S can do: an optimal
+    order through S has one through T at no higher key, and T was expanded (or is itself
+    dominated by a larger closed state: the chain ends). The same lemma holds for macros
+    (``reductions``): a macro's step and change of resident bytes only fall as S grows.
+    Brute-force checked in ``tests/test_scheduler.py``.
+    """
+    r = ready & ctx.can_free
+    while r:
+        low = r & -r
+        v = low.bit_length() - 1
+        r ^= low
+        _, delta, T, _ = step(ctx, S, v)
+        if delta <= 0:
+            ready_t = (ready ^ low) | _newly_ready(ctx, goal, v, T)
+            if _free_moves(ctx, step, goal, T, M + delta, key, ready_t, ready_t)[0] in closed:
+                return True
+    return False
 
 
 def _state_bound(ctx: Context, cands: Sequence[int], S: int, key: int) -> int:
@@ -841,7 +889,10 @@ def schedule(
     # the incumbent is then optimal. Its time comes out of pass 1's share, so the phases
     # after pass 1 keep the time they had without it.
     before = time.monotonic()
-    quick_until = before + QUICK_SHARE * max(0.0, deadline - before)
+    todo = [(pr, i) for pr, i in work if i not in pr.results]
+    large = bool(todo) and all(_ops(pr, i) >= LNS_MIN_OPS for pr, i in todo)
+    quick_until = before + (LARGE_QUICK_SHARE if large else QUICK_SHARE) * max(
+        0.0, deadline - before)
     states, floor = _decide_pass(work, floor, deadline, DECIDE_SHARE,
                                  min(max_states, DECIDE_STATES))
     # Pass 1: the exact search on every open segment, a share of the time each (by size),
@@ -1049,7 +1100,9 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
             if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS and _root_closure(pr, until):
                 floor = max([floor] + [pr.ctx.root_closure[v]
                                        for v in bits(_open_ops(pr) & ~pr.ctx.source)])
-        until = time.monotonic() + PAIR_SHARE * max(0.0, deadline - time.monotonic())
+        large = all(_ops(pr, i) >= LNS_MIN_OPS for pr, i in _open(work, floor))
+        until = time.monotonic() + (LARGE_PAIR_SHARE if large else PAIR_SHARE) * max(
+            0.0, deadline - time.monotonic())
         for pr in {id(pr): pr for pr, _ in _open(work, floor)}.values():
             if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS:
                 floor = max(floor, _pair_floor(pr, floor, until))
@@ -1083,7 +1136,10 @@ def _root_closure(pr: _Prep, until: float) -> bool:
 def _pair_floor(pr: _Prep, floor: int, until: float) -> int:
     """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments,
     on their own networks (smaller than the shared one: their ancestors merged with the
-    source, their descendants left out), compiled where the core is built."""
+    source, their descendants left out), compiled where the core is built, with the cheap
+    bounds of a ``bounds.PairTable``. As many candidates as keep (pairs x ops) within
+    ``PAIR_WORK``: the best sets of RandWire stages hold ops whose own closure bounds rank
+    30th-80th (80 nodes, 4 s: 24 candidates 24 tensors, 80 candidates 27)."""
     ctx = pr.ctx
     if ctx.root_closure is None:
         return floor
@@ -1092,8 +1148,10 @@ def _pair_floor(pr: _Prep, floor: int, until: float) -> int:
     closure = functools.partial(_state_closure, ctx)
     if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
         closure = functools.partial(flow_closure, ctx, closure)
-    return pair_bounds(ctx, ops[:PAIR_CANDIDATES], floor, until, closure,
-                       width=SET_WIDTH, max_ops=SET_MAX_OPS)
+    n_cands = max(PAIR_MIN_CANDIDATES, math.isqrt(2 * PAIR_WORK // max(1, ctx.p.n_ops)))
+    table = PairTable(ctx, closure, ctx.root_closure)
+    return pair_bounds(ctx, ops[:n_cands], floor, until, closure,
+                       width=SET_WIDTH, max_ops=SET_MAX_OPS, lower=table.lower)
 
 
 def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):

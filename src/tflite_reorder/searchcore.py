@@ -209,14 +209,15 @@ def compiled_decide(ctx, start: int, goal: int, ready0: int, mem: int, K: int,
 def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,
         deadline: float, max_states: int, closure_after: int, cands: Sequence[int],
         closure_of: Callable | None, state_bound: Callable[[int, int], int] | None,
-        progress: Callable | None):
+        progress: Callable | None, dominance: bool = True):
     """The search loop in C: (found key or None, states expanded, stopped, the smallest open
     items as the Python loop's heap tuples, {state: (previous state, macros run)} along the
     paths to the goal or to those open states). Raises MemoryError when out of memory.
 
     Per-state bounds: with ``closure_of(v)`` (v's ``bounds.StateClosure``) the C loop runs
     ``scheduler._state_bound`` on compiled flows of those closures, made when first needed;
-    otherwise it calls ``state_bound(S, key)`` (Python) for them.
+    otherwise it calls ``state_bound(S, key)`` (Python) for them. ``dominance``: states
+    that ``scheduler.dominated`` finds dominated are closed unexpanded, as in Python.
     """
     W = max(1, (ctx.p.n_ops + 63) // 64)
     comp = compiled(ctx)
@@ -233,4 +234,5 @@ def run(ctx, start: int, goal: int, ready0: int, mem: int, floor: int, ub: int,
     return _search(
         comp.tables, _words(start, W), _words(goal, W), _words(ready0, W), mem, floor, ub,
         max(0.0, deadline - time.monotonic()), max_states, closure_after, array("i", cands),
-        flow_of if closure_of is not None else None, state_bound, progress, FRONTIER)
+        flow_of if closure_of is not None else None, state_bound, progress, FRONTIER,
+        dominance)

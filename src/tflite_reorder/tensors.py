@@ -40,6 +40,12 @@ def stored_shape(t: schema.TensorT) -> tuple[int, ...]:
     return ints(t.shape)
 
 
+def stored_shapes(tensors) -> list[tuple[int, ...]]:
+    """``[stored_shape(t) for t in tensors]``, tuples (``fastread``'s) taken as they are:
+    shape inference starts from them for every candidate."""
+    return [s if type(s := t.shape) is tuple else ints(s) for t in tensors]
+
+
 def is_constant(model: schema.ModelT, buffer_index: int) -> bool:
     """The buffer holds data (inline, or outside the flatbuffer): TFLM does not plan it."""
     buffers = model.buffers or []

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from ..dtypes import type_name
+from ..dtypes import TYPE_NAMES
 from ..graph import ModelGraph, build_graph, opcode_namer
-from ..tensors import stored_shape
+from ..tensors import stored_shape, stored_shapes
 from .rules import SHAPE_RULES, Env, Key, Shape, Unknown, option
 from .values import MAX_VALUE_ELEMENTS, VALUE_DTYPES, VALUE_RULES, int_value
 
@@ -26,17 +26,18 @@ def _valid(shape: Shape | None) -> bool:
 
 def _apply(env: Env, op: schema.OperatorT, opcode: str) -> None:
     """Infer one operator's output shapes (and values), keeping stored ones it cannot."""
-    outs = list(op.outputs) if op.outputs is not None else []
+    outs = op.outputs if op.outputs is not None else ()
     rule = _if_outputs if opcode == "IF" else SHAPE_RULES.get(opcode)
     if rule is not None:
         try:
-            inferred = list(rule(env, op))
+            inferred = rule(env, op)  # a list: one shape (or None) per output
         except (Unknown, ValueError, IndexError, ZeroDivisionError):
-            inferred = []
+            inferred = ()
         if len(inferred) == len(outs):
+            shapes = env.shapes
             for t, shape in zip(outs, inferred, strict=True):
-                if t >= 0 and _valid(shape):
-                    env.shapes[t] = tuple(map(int, shape))
+                if t >= 0 and shape is not None and min(shape, default=0) >= 0:  # _valid
+                    shapes[t] = tuple(map(int, shape))
     if opcode in VALUE_RULES:
         _apply_values(env, op, opcode, outs)
 
@@ -80,13 +81,17 @@ def _then_branches(model: schema.ModelT, s: int, name: Callable[[int], str]) -> 
     return out
 
 
+# Type codes of VALUE_DTYPES (constants whose values rules may read).
+_VALUE_TYPES = frozenset(code for code, n in TYPE_NAMES.items() if n in VALUE_DTYPES)
+
 # Operators whose output shapes inference re-derives (the others keep their stored shapes,
 # unchecked: ``hazards`` reports them).
 CHECKED_OPS = frozenset(SHAPE_RULES) | {"IF"}
 
 
 def infer_subgraph(model: schema.ModelT, s: int,
-                   known: dict[int, list[Shape]] | None = None) -> list[Shape]:
+                   known: dict[int, list[Shape]] | None = None,
+                   name: Callable[[int], str] | None = None) -> list[Shape]:
     """Every tensor's shape in subgraph ``s`` (true where a rule knows, else stored).
 
     The then-branches of IFs (and theirs) are inferred first, each once, callees before
@@ -94,14 +99,17 @@ def infer_subgraph(model: schema.ModelT, s: int,
     its caller, since inference starts from the subgraph inputs' stored shapes. ``known``
     (kept by the caller across calls on one model) holds the subgraphs already inferred.
     An IF whose branch calls back into a subgraph still being inferred keeps its stored
-    shapes.
+    shapes. ``name`` (``graph.opcode_namer(model)``, kept by a caller walking every
+    subgraph) saves naming the operator codes again.
     """
     known = {} if known is None else known
     if s in known:
         return known[s]
-    name = opcode_namer(model)
+    name = name or opcode_namer(model)
     on_path = {s}
-    stack = [(s, iter(_then_branches(model, s, name)))]
+    # one subgraph: an IF's branches are the subgraph itself, on the path (stored shapes)
+    several = len(model.subgraphs) > 1
+    stack = [(s, iter(_then_branches(model, s, name) if several else ()))]
     while stack:
         top, callees = stack[-1]
         nxt = next(callees, None)
@@ -119,9 +127,9 @@ def _infer_one(model: schema.ModelT, s: int, branches: dict[int, list[Shape]],
                name: Callable[[int], str]) -> list[Shape]:
     sg = model.subgraphs[s]
     tensors = sg.tensors or []
-    env = Env(model, sg, [stored_shape(t) for t in tensors], branches=branches)
+    env = Env(model, sg, stored_shapes(tensors), branches=branches)
     for i, t in enumerate(tensors):
-        if t.buffer and type_name(t.type) in VALUE_DTYPES:  # else int_value is None
+        if t.buffer and t.type in _VALUE_TYPES:  # else int_value is None
             env.constants[i] = functools.partial(int_value, model, t)
     for op in sg.operators or []:
         _apply(env, op, name(op.opcodeIndex))
@@ -136,9 +144,12 @@ def infer_shapes(model_t: schema.ModelT) -> dict[Key, Shape]:
     """
     result: dict[Key, Shape] = {}
     known: dict[int, list[Shape]] = {}
+    name = opcode_namer(model_t)
     for s, sg in enumerate(model_t.subgraphs):
-        for t, shape in enumerate(infer_subgraph(model_t, s, known)):
-            if shape != stored_shape(sg.tensors[t]):
+        inferred = infer_subgraph(model_t, s, known, name)
+        for t, (shape, stored) in enumerate(zip(inferred, stored_shapes(sg.tensors or []),
+                                                strict=True)):
+            if shape != stored:
                 result[(s, t)] = shape
     return result
 
