@@ -58,6 +58,12 @@ REJECTED = {
     "constant_size_mismatch.tflite": "tensor 6 needs 64 bytes of constant data for shape [16]",
     "uninitialized_read.tflite": "operator 4 (ADD) reads tensor 14 (never_written), which no "
                                  "operator writes",
+    # LiteRT and TFLM both run it, writing the MEAN's output into the model's own bytes
+    "constant_output.tflite": "subgraph 0: operator 2 (MEAN) writes tensor 10 (Mean), which "
+                              "holds constant data (buffer 17)",
+    # both run the stored order and read garbage (their outputs differ from each other's)
+    "read_before_write.tflite": "subgraph 0: operator 3 (ADD) reads tensor 11 (add_2) before "
+                                "operator 4 (ADD) writes it",
     # We can reorder these, but neither LiteRT nor TFLM runs them, so verification cannot
     # check the result: refused unless --no-verify (then accepted, see ACCEPTED_NO_VERIFY).
     "dynamic_stored_dim.tflite": "cannot verify: no runtime runs this model",
@@ -174,7 +180,7 @@ def test_corpus_is_up_to_date():
     """The committed files are what the generator builds (and stay small)."""
     assert mb.main(["--check"]) == 0
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
-    assert total < 200_000  # 44 kB of it: the one control-flow entry (while_float32)
+    assert total < 250_000  # 44 kB of it: the one control-flow entry (while_float32)
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED))

@@ -152,6 +152,28 @@ def uninitialized_read() -> bytes:
     return serialize_model(m)
 
 
+def constant_output() -> bytes:
+    """The MEAN's output tensor given a buffer of data: an operator writes a constant (both
+    runtimes write into the model's bytes)."""
+    m = _base()
+    mean = next(op for op in _ops(m) if m.operatorCodes[op.opcodeIndex].builtinCode == OP.MEAN)
+    t = m.subgraphs[0].tensors[int(mean.outputs[0])]
+    buf = schema.BufferT()
+    buf.data = np.full(int(np.prod(t.shape)), 7, np.uint8)
+    m.buffers.append(buf)
+    t.buffer = len(m.buffers) - 1
+    return serialize_model(m)
+
+
+def read_before_write() -> bytes:
+    """The two ADDs swapped: the first one stored reads the other's output (the runtimes
+    run the stored order, so it reads whatever the arena held)."""
+    m = _base()
+    ops = _ops(m)
+    ops[3], ops[4] = ops[4], ops[3]
+    return serialize_model(m)
+
+
 def recursive_control_flow() -> bytes:
     """A WHILE appended to subgraph 0 whose cond and body are subgraph 0: TFLM would recurse
     forever (so would any lifetime analysis)."""
@@ -517,6 +539,8 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "recursive_control_flow.tflite": recursive_control_flow,
     "constant_size_mismatch.tflite": constant_size_mismatch,
     "uninitialized_read.tflite": uninitialized_read,
+    "constant_output.tflite": constant_output,
+    "read_before_write.tflite": read_before_write,
     "dynamic_shapes.tflite": dynamic_shapes,
     "dynamic_stored_dim.tflite": dynamic_stored_dim,
     "zero_sized_tensor.tflite": zero_sized_tensor,

@@ -28,6 +28,7 @@ from .flatbuffer_io import (
     serialize_model,
     set_offline_plan,
     shared_reads,
+    unallocated_variables,
 )
 from .gcpause import fewer_collections
 from .graph import ModelGraph, build_graph
@@ -613,13 +614,21 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
     (``online``: the arena use TFLM plans without an offline plan; ``levers``: the graph
     and row facts for the row-granular layouts, ``_row_levers``).
 
-    With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
-    no plan is written: TFLM plans the arena online, and the report says so.
+    No plan is written with more buffer pairs alive together than the planner holds
+    (``TooManyConflicts``), nor when TFLM would leave a called subgraph's variable tensor
+    without memory (``flatbuffer_io.unallocated_variables``: the plan places the tensor
+    whose entry TFLM reads for it, and every plan of ours places it): TFLM plans the arena
+    online (``tflm_greedy_head``, the head ``arena`` reports), and the report says so.
     """
+    offsets = None
     try:
         rep.tflm_greedy_head = arena.greedy_head(online)
         the_plan = arena.plan_arena(use, time_limit / 10, *levers) if plan else None
-    except arena.TooManyConflicts as exc:
+        if the_plan is not None:
+            offsets = arena.offsets_for_model(graph, the_plan)
+            if unallocated := unallocated_variables(m, offsets):
+                raise _VariableClash(unallocated[0], offsets)
+    except (arena.TooManyConflicts, _VariableClash) as exc:
         rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")
         plan, the_plan = False, None
         if rep.inplace:  # in-place sharing needs the offline plan: it will not happen
@@ -633,11 +642,22 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
                 "removed the input's offline plan (it does not fit the new order)")
         return None
     # A tenth of the search's budget: the whole run stays within 1.1 x --time-limit.
-    set_offline_plan(m, arena.offsets_for_model(graph, the_plan))
+    set_offline_plan(m, offsets)
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
     rep.plan_clock_cut = the_plan.clock_cut
     return the_plan
+
+
+class _VariableClash(Exception):
+    """The plan places the tensor whose entry TFLM reads for a called subgraph's variable."""
+
+    def __init__(self, where: tuple[int, int], offsets: list[int]) -> None:
+        s, t = where
+        super().__init__(
+            f"TFLM looks up subgraph {s}'s variable tensor {t} at plan entry {t} (its index "
+            f"within its subgraph), another tensor's, planned at offset {offsets[t]}; it "
+            f"would leave the variable without memory")
 
 
 def _row_levers(m, graph: ModelGraph) -> tuple:
