@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tflite_reorder import api, preflight
+from tflite_reorder import api, preflight, runtimes
 from tflite_reorder.dtypes import tensor_bytes, type_name
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
 
@@ -63,6 +63,10 @@ DEFAULT_MODELS = (
 )
 LEVERS = ({"rewrite": True}, {"tile": True}, {"rewrite": True, "tile": True})
 LEVER_TIMEOUT = 3  # a case with levers may take this many times --case-timeout
+# Seconds one runtime run may take inside a case (--verify-timeout; the rewrites' error
+# measurement runs LiteRT and TFLM): a loop that never ends (a WHILE whose trip count is a
+# junk constant) is cut there and reported, so the case ends well within --case-timeout.
+RUN_TIMEOUT = 2.0
 INTERESTING_I32 = (0, 1, 2, 3, 4, 7, 8, 15, 16, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF,
                    -1, -2, -128, -0x80000000)
 
@@ -703,16 +707,19 @@ def run_range(args: tuple) -> Tally:
     """Worker: run the given case indices; returns the tally (crash details included).
 
     ``args``: (seed, indices, model names, time limit, case timeout, verbose[, lever
-    share]); without a share no case runs the levers."""
+    share[, runtime timeout]]); without a share no case runs the levers; every runtime
+    run may take the runtime timeout (``RUN_TIMEOUT`` by default)."""
     seed, indices, names, time_limit, case_timeout, verbose = args[:6]
     share = args[6] if len(args) > 6 else 0.0
+    bound = args[7] if len(args) > 7 else RUN_TIMEOUT
     seeds = Seeds.load(names)
     tally = Tally()
     use_alarm = hasattr(signal, "setitimer")
     previous = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
     try:
-        _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally,
-                   share)
+        with runtimes.run_budget(bound):
+            _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm,
+                       tally, share)
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, previous)
@@ -774,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=0.2, help="scheduler seconds per call")
     ap.add_argument("--case-timeout", type=float, default=20.0,
                     help="a slower case is a hang (x3 for a case with levers)")
+    ap.add_argument("--verify-timeout", type=float, default=RUN_TIMEOUT,
+                    help="seconds one LiteRT or TFLM run may take inside a case")
     ap.add_argument("--lever-share", type=float, default=0.1,
                     help="share of cases also run with rewrite/tile (0 for none)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
@@ -787,12 +796,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if args.only is not None:
         tally = run_range((args.seed, [args.only], names, args.time_limit, args.case_timeout,
-                           True, args.lever_share))
+                           True, args.lever_share, args.verify_timeout))
         return 1 if tally.crashes else 0
     indices = list(range(args.start, args.start + args.cases))
     chunks = [indices[j :: args.jobs] for j in range(args.jobs)]
     work = [(args.seed, c, names, args.time_limit, args.case_timeout, args.verbose,
-             args.lever_share) for c in chunks]
+             args.lever_share, args.verify_timeout) for c in chunks]
     if args.jobs == 1:
         tallies = [run_range(work[0])]
     else:

@@ -313,6 +313,53 @@ def unwritten_while_cond() -> bytes:
     return serialize_model(m)
 
 
+def endless_while(trips: int = 2**31 - 1) -> bytes:
+    """A WHILE whose trip count is a constant of its condition subgraph, ``trips`` (a junk
+    constant): ``i = 0; while i < trips: i += 1; y = relu(x)``. A legal model that LiteRT
+    and TFLM both run, for minutes to hours; every run of it is cut at the time bound
+    (``--verify-timeout``). Subgraphs: main (WHILE), cond (LESS), body (ADD, RELU)."""
+    m = schema.ModelT()
+    m.version, m.description = 3, "tflite-reorder endless WHILE"
+    m.operatorCodes, m.buffers, m.subgraphs = [], [schema.BufferT()], []
+    i32, f32 = schema.TensorType.INT32, schema.TensorType.FLOAT32
+
+    def subgraph(name, tensors, ops, inputs, outputs) -> None:
+        sg = schema.SubGraphT()
+        sg.name, sg.tensors, sg.operators = name, [], []
+        for tname, shape, dtype, value in tensors:
+            t = schema.TensorT()
+            t.name, t.shape, t.type, t.buffer = tname, np.array(shape, np.int32), dtype, 0
+            if value is not None:
+                buf = schema.BufferT()
+                buf.data = np.frombuffer(np.int32(value).tobytes(), np.uint8).copy()
+                m.buffers.append(buf)
+                t.buffer = len(m.buffers) - 1
+            sg.tensors.append(t)
+        for code, ins, outs, options in ops:
+            op = schema.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = (_opcode(m, code), np.array(ins, np.int32),
+                                                     np.array(outs, np.int32))
+            if options is not None:
+                op.builtinOptionsType, op.builtinOptions = options
+            sg.operators.append(op)
+        sg.inputs, sg.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+        m.subgraphs.append(sg)
+
+    loop = schema.WhileOptionsT()
+    loop.condSubgraphIndex, loop.bodySubgraphIndex = 1, 2
+    subgraph("main", [("x", [1, 4], f32, None), ("i0", [], i32, 0), ("i", [], i32, None),
+                      ("y", [1, 4], f32, None)],
+             [(OP.WHILE, [1, 0], [2, 3], (schema.BuiltinOptions.WhileOptions, loop))],
+             [0], [3])
+    subgraph("cond", [("i", [], i32, None), ("x", [1, 4], f32, None),
+                      ("trips", [], i32, trips), ("go", [], schema.TensorType.BOOL, None)],
+             [(OP.LESS, [0, 2], [3], None)], [0, 1], [3])
+    subgraph("body", [("i", [], i32, None), ("x", [1, 4], f32, None), ("one", [], i32, 1),
+                      ("i1", [], i32, None), ("y", [1, 4], f32, None)],
+             [(OP.ADD, [0, 2], [3], None), (OP.RELU, [1], [4], None)], [0, 1], [3, 4])
+    return serialize_model(m)
+
+
 def huge_input() -> bytes:
     """The model input stored as [1, 4100, 4100, 16] int8 (257 MiB, of which the error
     measurement would make 28 sets): the runtimes are not run on it."""
@@ -516,6 +563,7 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "conv_1d_input.tflite": conv_1d_input,
     "unwritten_while_cond.tflite": unwritten_while_cond,
     "huge_input.tflite": huge_input,
+    "endless_while.tflite": endless_while,
 }
 
 
