@@ -424,3 +424,26 @@ def test_neither_runtime_refuses_a_read_before_its_writer(runtime, tmp_path):
     proc = subprocess.run([sys.executable, "-c", WRITES_MODEL, runtime, str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_softmax_of_a_per_channel_tensor_is_refused_where_litert_aborts(tmp_path):
+    """Fuzz seed 5103 case 2127: ``inception_int8``'s SOFTMAX reading a per-channel
+    quantised conv weight. Raw LiteRT aborts preparing it (TFLM ran it); ``check_litert``
+    refuses it, so the in-process LiteRT of the rewrite search is never handed it."""
+    raw = (ROOT / "models" / "inception_int8.tflite").read_bytes()
+    m = load_model(raw).model
+    sg = m.subgraphs[0]
+    softmax = next(op for op in sg.operators if m.operatorCodes[op.opcodeIndex].builtinCode
+                   == 25)
+    weight = next(t for t, x in enumerate(sg.tensors)
+                  if x.quantization is not None and x.quantization.scale is not None
+                  and len(x.quantization.scale) > 1 and x.type == sg.tensors[
+                      int(softmax.inputs[0])].type)
+    softmax.inputs = [weight]
+    data = serialize_model(m)
+    code = raw_runtime_code("litert", data, tmp_path)
+    assert code < 0 or code == 134, code
+    with pytest.raises(ModelError, match=r"\(SOFTMAX\): its quantised input .* per-channel"):
+        preflight.check_litert(data)
+    preflight.check(data)  # TFLM runs it
+    preflight.check_litert(raw)

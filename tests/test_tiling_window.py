@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import model_path
 from oneop import one_op, structured_inputs
 
 from tflite_reorder import tflm
@@ -120,3 +121,21 @@ def test_average_pool_same_at_border_is_not_tileable():
         describe(ed, ed.sg.operators[0])
     prof = regions.profile(ed.model)
     assert regions.regions(prof) == []
+
+
+def test_an_op_touching_a_variable_tensor_is_not_tileable():
+    """A variable feature map is not in the arena (a cut ignores it) and outlives the run:
+    tiling the op that writes it crashed the tile emitter (fuzz seed 5102 case 2443, an
+    inception activation marked variable)."""
+    from tflite_reorder.tiling import tile_model
+
+    m = load_model(model_path("inception_int8")).model
+    ed = Editor(m, 0)
+    v, op = next((v, op) for v, op in enumerate(ed.sg.operators)
+                 if ed.opcode(op) == "CONV_2D")
+    ed.t(ed.outputs(op)[0]).isVariable = True
+    with pytest.raises(NotTileable, match="variable tensor"):
+        describe(ed, op)
+    prof = regions.profile(m)
+    assert all(not r.start <= v < r.end for r in regions.regions(prof))
+    tile_model(m)  # runs: no region holds it

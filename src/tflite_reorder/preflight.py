@@ -27,7 +27,8 @@ native code instead of returning an error, which no ``try`` can catch:
   TFLM is not run on such a model (LiteRT is: it runs only subgraph 0's calls);
 * LiteRT only: an integer SVDF whose weights_time or state tensor is int8 (TFLM's own
   ``keyword_scrambled_8bit`` model). LiteRT's kernel treats both as int16, writes past the
-  state buffer and the process dies of heap corruption; TFLM runs it correctly.
+  state buffer and the process dies of heap corruption; TFLM runs it correctly. And an
+  8-bit SOFTMAX whose input has per-channel scales: LiteRT ``abort()``s, TFLM runs it.
 
 ``check`` raises :class:`~.flatbuffer_io.ModelError` for all of them but the last, which
 ``check_litert`` adds; every constructor of a runtime interpreter calls them first, so the
@@ -148,6 +149,8 @@ def _litert_checked(model_bytes: bytes) -> None:
     for s, sg in enumerate(model.subgraphs):
         for v, op in enumerate(sg.operators or []):
             builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
+            if builtin == schema.BuiltinOperator.SOFTMAX:
+                _check_litert_softmax(sg, s, v, op)
             if builtin != schema.BuiltinOperator.SVDF or len(op.inputs) < 5:
                 continue
             types = [None if i < 0 else int(sg.tensors[i].type) for i in op.inputs]
@@ -158,6 +161,22 @@ def _litert_checked(model_bytes: bytes) -> None:
                     f"subgraph {s} operator {v} (SVDF): integer SVDF with an int8 "
                     f"weights_time or state tensor corrupts LiteRT's memory (it supports "
                     f"int16 only); LiteRT cannot run this model")
+
+
+def _check_litert_softmax(sg: schema.SubGraphT, s: int, v: int, op: schema.OperatorT) -> None:
+    """A quantised SOFTMAX whose input has per-channel scales (fuzz seed 5103 case 2127: a
+    conv weight wired into ``inception_int8``'s SOFTMAX): LiteRT gives such a tensor a
+    per-tensor scale of 0 and ``abort()``s preparing the kernel; TFLM ran it."""
+    if op.inputs is None or len(op.inputs) == 0 or op.inputs[0] < 0:
+        return
+    x = sg.tensors[int(op.inputs[0])]
+    q = x.quantization
+    if x.type in SOFTMAX_CHECKED_TYPES and q is not None and q.scale is not None \
+            and len(q.scale) > 1:
+        raise ModelError(
+            f"subgraph {s} operator {v} (SOFTMAX): its quantised input (tensor "
+            f"{int(op.inputs[0])}) has {len(q.scale)} per-channel scales, not one (LiteRT "
+            f"gives it a scale of 0 and aborts); LiteRT cannot run this model")
 
 
 def _check_quantization(model: schema.ModelT) -> None:

@@ -57,6 +57,8 @@ def is_constant(ed: Editor, t: int) -> bool:
 
 
 def _feature_map(ed: Editor, t: int) -> tuple[int, int, int, int]:
+    if ed.t(t).isVariable:  # not in the arena, and its value outlives the run
+        raise NotTileable(f"tensor {ed.name(t)!r} is a variable tensor")
     sh = ed.shape(t)
     if len(sh) != 4 or sh[0] != 1:
         raise NotTileable(f"tensor {ed.name(t)!r} is not a batch-1 NHWC feature map")
