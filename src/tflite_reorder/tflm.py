@@ -249,12 +249,6 @@ def _isolated_child(tmp: str) -> None:
     runtimes.isolated_child_io(tmp, run)
 
 
-def _run_here(
-    model_bytes: bytes, inputs: Sequence[np.ndarray], arena_size: int | None
-) -> list[np.ndarray]:
-    return _run_here_cases(model_bytes, [inputs], arena_size)[0]
-
-
 def _run_here_cases(
     model_bytes: bytes, cases: Sequence[Sequence[np.ndarray]], arena_size: int | None
 ) -> list[list[np.ndarray]]:
