@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+from pathlib import Path
 
 import pytest
 from conftest import model_path
@@ -12,6 +13,7 @@ from randgraphs import random_order
 from tflite_reorder import api, scheduling
 from tflite_reorder.flatbuffer_io import (
     LoadedModel,
+    ModelError,
     get_offline_plan,
     load_model,
     serialize_model,
@@ -173,3 +175,26 @@ def test_too_many_live_pairs_writes_no_plan(monkeypatch):
     assert get_offline_plan(parse_model(r.data).model) is None
     assert r.report.peak_after == r.report.peak_after_no_inplace
     assert r.report.lower_bound <= r.report.peak_after
+
+
+@pytest.mark.parametrize("name", ["read_before_write", "constant_output"])
+def test_every_entry_point_refuses_a_model_the_runtimes_run_wrongly(name):
+    """An operator reading a tensor before the stored order's writer of it (LiteRT and TFLM
+    run the stored order and read what the arena held: their outputs differed), or writing
+    a constant: one refusal, with the same message, from every API entry point (the compiled
+    ``peak_memory`` path declines such a model; the CLI's commands and ``batch`` are
+    tested on the same corpus entries in test_robustness.py and test_batch.py)."""
+    path = Path(__file__).resolve().parent / "bad_inputs" / f"{name}.tflite"
+    data = path.read_bytes()
+    calls = [lambda: api.optimize(data, verify=False, time_limit=0.5),
+             lambda: api.peak_memory(data, time_limit=0.5),
+             lambda: api.peak_memory(data, inplace=True, time_limit=0.5),
+             lambda: api.peak_memory(str(path), time_limit=0.5),
+             lambda: api.inspect_order(data),
+             lambda: api.read_graph(data)]
+    messages = set()
+    for call in calls:
+        with pytest.raises(ModelError) as exc:
+            call()
+        messages.add(str(exc.value).split("subgraph 0: ", 1)[1])
+    assert len(messages) == 1, messages

@@ -114,7 +114,8 @@ def test_a_crashing_worker_is_isolated(model_dir, tmp_path):
 
 HOSTILE = ["cycle.tflite", "quant_scale_nan.tflite", "offline_plan_buffer0.tflite",
            "nested_if_shared30.tflite", "fill_int64_huge.tflite",
-           "large_custom_options.tflite"]  # junk_constant_*: a runtime runs them (accepted)
+           "large_custom_options.tflite", "constant_output.tflite",
+           "read_before_write.tflite"]  # junk_constant_*: a runtime runs them (accepted)
 
 
 def test_hostile_models_are_input_errors_naming_their_file(tmp_path, capsys):

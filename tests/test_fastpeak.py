@@ -4,7 +4,9 @@ Where it answers, the answer must be the general path's (stored and optimal peak
 on every shipped model, on random one-subgraph models (multi-output ops, constants,
 variables, custom ops that keep their order, mid-graph and dead outputs, shuffled stored
 orders), on models whose SPACE_TO_BATCH_ND padding the general path repairs or whose
-stored shapes inference corrects (random ones too), and on mutated bytes. Where it
+stored shapes inference corrects (random ones too), on random trees of IF / WHILE /
+CALL_ONCE calls (and models whose callees are shared, which it declines), and on mutated
+bytes. Where it
 declines, ``peak_memory`` gives the general path's answer or error (the bad-input corpus).
 """
 

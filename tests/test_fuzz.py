@@ -39,3 +39,21 @@ def test_fuzz_levers_sample_has_no_crash():
     assert tally.counts["with levers"] == 12
     assert {tuple(sorted(fuzz.levers_of(SEED, i, 1.0))) for i in range(12)} == {
         ("rewrite",), ("tile",), ("rewrite", "tile")}
+
+
+def test_a_loop_that_does_not_end_ends_the_case_in_time():
+    """Seed 2035 case 3557 (a junk constant becomes a WHILE's trip count) ran TFLM for
+    600 s before every runtime run was bounded (``fuzz.RUN_TIMEOUT``); the corpus's
+    endless WHILE with every lever: each ends well within the case timeout, not a crash."""
+    import time
+
+    from tflite_reorder.runtimes import run_budget
+    from tools.make_bad_inputs import endless_while
+
+    tally = fuzz.run_range((2035, [3557], list(fuzz.DEFAULT_MODELS), 0.2, 20.0, False, 0.2))
+    assert not tally.crashes and tally.counts["with levers"] == 1
+    t0 = time.monotonic()
+    with run_budget(fuzz.RUN_TIMEOUT):
+        outcome, detail = fuzz.run_case(endless_while(), 0.1, {"rewrite": True, "tile": True})
+    assert (outcome, detail) == ("ok", "")
+    assert time.monotonic() - t0 < fuzz.LEVER_TIMEOUT * 20.0

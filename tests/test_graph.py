@@ -3,6 +3,8 @@ order, and the structural errors the reader's object tree can still hold."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
@@ -75,6 +77,49 @@ def test_reading_uninitialized_memory_is_refused():
     m = diamond()
     m.subgraphs[0].operators = m.subgraphs[0].operators[1:]  # nothing writes a any more
     with pytest.raises(ModelError, match="uninitialized memory"):
+        build_graph(m)
+
+
+def test_a_read_before_its_writer_in_the_stored_order_is_refused():
+    """ADD stored before the RELU that writes its second input: a valid order exists, but
+    the runtimes run the stored one (LiteRT and TFLM both ran such a model, each reading
+    what its arena held: ``tests/test_robustness.py``'s corpus entry)."""
+    m = diamond()
+    ops = m.subgraphs[0].operators
+    ops[1], ops[2] = ops[2], ops[1]
+    with pytest.raises(ModelError, match=r"subgraph 0: operator 1 \(ADD\) reads tensor 2 "
+                                         r"\(b\) before operator 2 \(RELU\) writes it"):
+        build_graph(m)
+
+
+def test_a_variable_read_before_its_writer_keeps_the_stored_order():
+    """A variable read before the op that writes it holds the last run's value (it is not
+    in the arena): accepted, and the reader stays first (it was refused as a cycle)."""
+    m = chain(2)
+    sg = m.subgraphs[0]
+    sg.tensors[2].isVariable = True  # t2 = RELU(t1), the variable
+    sg.operators.insert(0, copy.deepcopy(sg.operators[0]))  # t1 = RELU(x) twice ...
+    first = sg.operators[0]
+    first.inputs = np.array([2], np.int32)
+    first.outputs = np.array([3], np.int32)  # ... the first one reads t2 into a new tensor
+    extra = copy.deepcopy(sg.tensors[1])
+    extra.name = "from_state"
+    sg.tensors.append(extra)
+    sg.outputs = np.array([3], np.int32)
+    g = build_graph(m).subgraphs[0]
+    assert g.preds == [(), (), (0, 1)]  # the state edge 0 -> 2, no data edge 2 -> 0
+    assert g.is_topological([0, 1, 2]) and not g.is_topological([1, 2, 0])
+
+
+def test_an_operator_writing_a_constant_is_refused():
+    """Both runtimes would write into the model's bytes (``make_bad_inputs.constant_output``
+    has the measurement)."""
+    m = model_t({"x": (1, 3)}, [("RELU", ["x"], "y", (1, 3))], ["y"],
+                constants={"k": np.ones((1, 3), np.float32)})
+    sg = m.subgraphs[0]
+    sg.tensors[2].buffer = sg.tensors[1].buffer  # y now holds k's data
+    with pytest.raises(ModelError, match=r"operator 0 \(RELU\) writes tensor 2 \(y\), "
+                                         r"which holds constant data"):
         build_graph(m)
 
 

@@ -252,9 +252,10 @@ def test_tflm_runs_what_litert_refuses_in_a_child(tmp_path):
 
 def test_tflm_runs_a_variable_subgraph_input_in_a_child():
     """Fuzz seed 2033, case 1291: a WHILE body's int32 loop input marked variable. TFLM
-    runs the model as stored, but segfaults on it with our offline plan (which leaves the
-    variable at -1): TFLM runs such models in a child process, so the crash is an error
-    here, never a signal (the plan's fault itself is not fixed)."""
+    runs the model as stored (in a child process, as for every variable subgraph input or
+    output). It segfaulted on it with our offline plan, which placed subgraph 0's tensor
+    1, the entry TFLM reads for that variable (``flatbuffer_io.unallocated_variables``):
+    now no plan is written, and TFLM runs the output with the head we claim for it."""
     from tflite_reorder import api
 
     m = load_model(ROOT / "models" / "while_float32.tflite").model
@@ -264,12 +265,60 @@ def test_tflm_runs_a_variable_subgraph_input_in_a_child():
         "subgraph 4 tensor 1 is a variable tensor and a subgraph input or output (TFLM can "
         "crash on it)"]
     assert preflight.tflm_risks((ROOT / "models" / "while_float32.tflite").read_bytes()) == []
+    r = api.optimize(data, verify=False, time_limit=0.2)
+    assert r.plan is None
+    assert any("TFLM looks up subgraph 4's variable tensor 1 at plan entry 1" in w
+               for w in r.report.warnings)
     if not tflm.available():
         return
     assert tflm.measure_arena(data).head > 0  # in a child: runs
-    out = api.optimize(data, verify=False, time_limit=0.2).data
-    with pytest.raises(tflm.TflmError, match="killed by SIGSEGV"):
-        tflm.measure_arena(out)
+    assert tflm.measure_arena(r.data).head == r.report.tflm_greedy_head
+
+
+def with_raw_plan(data: bytes, offsets: list[int]) -> bytes:
+    """``data`` with ``offsets`` written as its offline plan as is (no check of ours)."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = load_model(data).model
+    buf = schema.BufferT()
+    words = [1, len(m.subgraphs), len(offsets), *offsets]
+    buf.data = np.asarray(words, "<i4").view(np.uint8).copy()
+    m.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = "OfflineMemoryAllocation", len(m.buffers) - 1
+    m.metadata = [*(m.metadata or []), entry]
+    return serialize_model(m)
+
+
+def test_plan_leaving_a_called_subgraphs_variable_without_memory_is_refused(tmp_path):
+    """The WHILE body's variable tensor 16 (``tools/make_variable_models.py``, pad 3) with
+    its own plan entry -1 and entry 16 (subgraph 0's tensor 16) planned at 0: raw TFLM
+    segfaults (``AllocateVariables`` reads entry 16 and skips the variable, the planner
+    reads its own -1 and skips it too); the preflight refuses it in one line; our writer
+    refuses to write it. The same plan with entry 16 at -1 passes."""
+    from tflite_reorder.flatbuffer_io import set_offline_plan
+    from tools.make_variable_models import while_with_variable
+
+    base = while_with_variable(3)
+    n = sum(len(sg.tensors) for sg in load_model(base).model.subgraphs)
+    offsets = [-1] * n
+    offsets[16] = 0
+    bad = with_raw_plan(base, offsets)
+    if tflm.available():
+        path = tmp_path / "bad.tflite"
+        path.write_bytes(bad)
+        child = ("import sys; from tflite_micro import runtime; runtime.Interpreter"
+                 ".from_bytes(open(sys.argv[1], 'rb').read(), arena_size=1 << 20)")
+        code = subprocess.run([sys.executable, "-c", child, str(path)],
+                              capture_output=True, timeout=120).returncode
+        assert code in (-11, 139), code
+    with pytest.raises(ModelError, match="leaves subgraph 4's variable tensor 16 without "
+                                         "memory in TFLM"):
+        preflight.check(bad)
+    with pytest.raises(ValueError, match="variable tensor 16"):
+        set_offline_plan(load_model(base).model, offsets)
+    preflight.check(with_raw_plan(base, [-1] * n))
 
 
 def _refused_where_litert_dies(tmp_path, name: str, mutate, signal: int, match: str) -> None:
@@ -315,3 +364,63 @@ def test_strided_slice_without_strides_is_refused(tmp_path):
 
     _refused_where_litert_dies(tmp_path, "multi_output_int8", drop_strides, 139,
                                r"\(STRIDED_SLICE\) needs 4 inputs")
+
+
+WRITES_MODEL = """
+import sys, numpy as np
+path = sys.argv[2]
+data = open(path, "rb").read()
+if sys.argv[1] == "litert":
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_content=data,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    d = it.get_input_details()[0]
+    it.set_tensor(d["index"], np.ones(d["shape"], d["dtype"]))
+    it.invoke()
+else:
+    from tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
+    it.set_input(np.ones((1, 8, 8, 16), np.int8), 0)
+    it.invoke()
+print("changed" if data != open(path, "rb").read() else "same")
+"""
+
+
+@pytest.mark.parametrize("runtime", ["litert", "tflm"])
+def test_an_operator_writing_a_constant_is_refused_at_input(runtime, tmp_path):
+    """``make_bad_inputs.constant_output``: the MEAN's output tensor has a buffer of data.
+    Measured: LiteRT (reference kernels) and TFLM both load and run it without a word, and
+    the kernel writes its output into the model's own bytes: the immutable ``bytes`` object
+    handed to them has changed after the run (on a microcontroller those bytes are flash).
+    ``graph.build_subgraph`` refuses it for every entry point (the preflight, which runs
+    only before a runtime is called, would miss ``--no-verify``); ``test_robustness.py``
+    checks the main command's one line, exit 2 and the untouched input."""
+    if runtime == "tflm" and not tflm.available():
+        pytest.skip("tflite-micro is not installed")
+    path = tmp_path / "constant_output.tflite"
+    path.write_bytes((ROOT / "tests" / "bad_inputs" / "constant_output.tflite").read_bytes())
+    proc = subprocess.run([sys.executable, "-c", WRITES_MODEL, runtime, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == "changed", proc.stderr
+    from tflite_reorder.graph import build_graph
+    with pytest.raises(ModelError, match=r"operator 2 \(MEAN\) writes tensor 10 \(Mean\)"):
+        build_graph(load_model(path).model)
+
+
+@pytest.mark.parametrize("runtime", ["litert", "tflm"])
+def test_neither_runtime_refuses_a_read_before_its_writer(runtime, tmp_path):
+    """``make_bad_inputs.read_before_write`` (the two ADDs of ``inplace_add_int8``
+    swapped): LiteRT and TFLM both run it in the stored order without a word (this test),
+    the first ADD reading what its arena held. Measured once on all-ones input: LiteRT gave
+    [2 -4 -14 -3 ...], TFLM [-6 33 -9 34 ...], the valid order [2 -4 -11 -1 ...]; the main
+    command's verification failed on it (exit 1). It is bad input: ``graph`` refuses it
+    (one line naming operator and tensor, exit 2) for every entry point, so ``peak_before``
+    is always a valid order's peak."""
+    if runtime == "tflm" and not tflm.available():
+        pytest.skip("tflite-micro is not installed")
+    path = tmp_path / "read_before_write.tflite"
+    path.write_bytes((ROOT / "tests" / "bad_inputs" / "read_before_write.tflite").read_bytes())
+    proc = subprocess.run([sys.executable, "-c", WRITES_MODEL, runtime, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -118,3 +118,59 @@ def test_tail_estimate_is_within_fifteen_percent(name):
     data = model_path(name).read_bytes()
     measured = tflm.measure_arena(data).tail
     assert abs(tflm.estimate_tail(data) - measured) <= 0.15 * measured
+
+
+# ---------------------------------------------------------------------------------------------
+# A variable tensor in a called subgraph: TFLM looks up its plan entry by its index within
+# its own subgraph (``flatbuffer_io.unallocated_variables``)
+
+
+def _optimized_and_run(pad: int):
+    from tflite_reorder import api, preflight
+    from tools.make_variable_models import BODY, while_with_variable
+
+    data = while_with_variable(pad)
+    var = next(i for i, t in enumerate(load_model(data).model.subgraphs[BODY].tensors)
+               if t.isVariable)
+    r = api.optimize(data, time_limit=2.0)
+    assert r.report.verification["ok"] and "tflm" in r.report.verification["ran"]
+    # in this process, not a child: TFLM's own interpreter on the written model
+    assert not preflight.tflm_risks(r.data) and not tflm.runtimes.abort_risks(r.data)
+    for seed in (0, 1):
+        inputs = structured_inputs(data, seed)
+        want, got = tflm.run_tflm(data, inputs), tflm.run_tflm(r.data, inputs)
+        assert len(want) == len(got) > 0
+        assert all(same_bits(w, g) for w, g in zip(want, got, strict=True)), seed
+    return data, r, var
+
+
+def test_variable_whose_plan_entry_is_a_constant_gets_a_plan() -> None:
+    """The body's variable is tensor 13 of its subgraph; TFLM's ``AllocateVariables`` reads
+    entry 13, subgraph 0's tensor 13, a constant (-1 in every plan): the variable gets its
+    persistent buffer, the plan is written and TFLM reports exactly its head."""
+    from tflite_reorder.flatbuffer_io import get_offline_plan
+
+    data, r, var = _optimized_and_run(pad=0)
+    assert var == 13 and not build_graph(load_model(data).model).subgraphs[0].tensors[13].in_arena
+    plan = get_offline_plan(load_model(r.data).model)
+    assert plan is not None and plan[var] == -1
+    assert r.plan is not None and tflm.measure_arena(r.data).head == r.report.arena_planned
+
+
+def test_variable_whose_plan_entry_is_an_activation_gets_no_plan() -> None:
+    """Three constants more put the variable at index 16, whose entry (subgraph 0's tensor
+    16, an activation) every plan places: under such a plan TFLM allocates the variable
+    neither online nor offline and segfaulted (the main command died of it, exit 139).
+    No plan is written and the report says why; the head claimed (``arena``'s, TFLM's own
+    planner on our order) is what TFLM reports."""
+    from tflite_reorder import api
+    from tflite_reorder.flatbuffer_io import get_offline_plan
+
+    data, r, var = _optimized_and_run(pad=3)
+    assert var == 16 and build_graph(load_model(data).model).subgraphs[0].tensors[16].in_arena
+    assert r.plan is None and get_offline_plan(load_model(r.data).model) is None
+    assert any("no offline plan written: TFLM looks up subgraph 4's variable tensor 16" in w
+               for w in r.report.warnings)
+    figures = api.arena_figures(data, r)
+    assert figures["head_source"] == "TFLM's planner (no plan)"
+    assert figures["head"] == r.report.tflm_greedy_head == figures["tflm_head"]

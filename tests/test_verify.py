@@ -25,7 +25,8 @@ def test_identical_models_verify_bit_for_bit():
     result = verify(data, data, use_tflm=False)
     (c,) = result.comparisons
     assert result.ok and c.identical and c.max_abs_diff == 0.0 and c.cases == 3
-    assert result.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller"}]
+    assert result.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller",
+                                          "timed_out": False}]
 
 
 def test_a_different_output_fails_unless_within_tolerance():
@@ -74,7 +75,8 @@ def test_runtimes_not_run_are_listed_with_the_reason(monkeypatch):
     data = model_path("inception_int8").read_bytes()
     ver = verify(data, data, use_tflm=False)
     assert ver.ok and [c.runtime for c in ver.comparisons] == ["litert"]
-    assert ver.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller"}]
+    assert ver.to_dict()["not_run"] == [{"runtime": "tflm", "why": "disabled by the caller",
+                                          "timed_out": False}]
     monkeypatch.setattr(tflm, "available", lambda: False)
     (_, t) = runnability(data)
     assert (t.runtime, t.runs, t.why) == ("tflm", False, "tflite-micro is not installed")
@@ -136,3 +138,44 @@ def test_shared_reads_remember_a_refusal_and_forget_at_the_end():
     with pytest.raises(ModelError):
         fio.derived(b"x", "refuse", refuse)  # outside: computed again
     assert calls == [b"x", b"x"]
+
+
+# ---------------------------------------------------------------------------------------------
+# A run cut at the time bound is a check not run, never a pass
+
+
+def test_a_written_model_that_does_not_end_is_not_verified():
+    """The input's loop ends, the written one's does not: each runtime is killed at the
+    bound on the written model, listed as not run and timed out; the result is not ok.
+    (3 s: the input's short loop, a child process's start-up included, ends well within.)"""
+    from tflite_reorder.runtimes import run_budget
+    from tools.make_bad_inputs import endless_while
+
+    runs = [Runnability("litert", True), Runnability("tflm", True)]
+    with run_budget(3.0):
+        ver = verify(endless_while(5), endless_while(), runtimes=runs, cases=1)
+    assert not ver.ok and not ver.comparisons
+    assert [r.runtime for r in ver.timed_out] == ["litert", "tflm"]
+    d = ver.to_dict()
+    assert d["ok"] is False and d["ran"] == [] and d["timed_out"] == ["litert", "tflm"]
+    assert all(n["timed_out"] and n["why"] == "timed out after 3 s (--verify-timeout) "
+               "running the written model" for n in d["not_run"])
+
+
+def test_a_timeout_spoils_an_otherwise_passing_verification():
+    """One runtime compared and agreed, the other timed out: not ok."""
+    ver = Verification([Comparison("litert", "input", 3, True, 0.0)],
+                       [Runnability("tflm", False, "timed out after 1 s", timed_out=True)])
+    assert not ver.ok and ver.to_dict()["timed_out"] == ["tflm"]
+    assert Verification([Comparison("litert", "input", 3, True, 0.0)],
+                        [Runnability("tflm", False, "not installed")]).ok
+
+
+def test_runnability_says_which_runtime_timed_out():
+    from tflite_reorder.runtimes import run_budget
+    from tools.make_bad_inputs import endless_while
+
+    with run_budget(1.0):
+        found = runnability(endless_while())
+    assert [(r.runtime, r.runs, r.timed_out) for r in found] == [
+        ("litert", False, True), ("tflm", False, True)]

@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from tflite_reorder import api, preflight
+from tflite_reorder import api, preflight, runtimes
+from tflite_reorder.dtypes import tensor_bytes, type_name
 from tflite_reorder.flatbuffer_io import ModelError, parse_model, serialize_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,10 @@ DEFAULT_MODELS = (
 )
 LEVERS = ({"rewrite": True}, {"tile": True}, {"rewrite": True, "tile": True})
 LEVER_TIMEOUT = 3  # a case with levers may take this many times --case-timeout
+# Seconds one runtime run may take inside a case (--verify-timeout; the rewrites' error
+# measurement runs LiteRT and TFLM): a loop that never ends (a WHILE whose trip count is a
+# junk constant) is cut there and reported, so the case ends well within --case-timeout.
+RUN_TIMEOUT = 2.0
 INTERESTING_I32 = (0, 1, 2, 3, 4, 7, 8, 15, 16, 255, 256, 0x7FFF, 0xFFFF, 0x7FFFFFFF,
                    -1, -2, -128, -0x80000000)
 
@@ -514,8 +519,49 @@ def _junk_constant(rng, m, _s) -> str:
     return f"junk constant {list(t.shape)} {values} ({where})"
 
 
+def _constant_output(rng, m, _s) -> str:
+    """An operator's output given a buffer of data (a weight's of its size, or a new one,
+    mostly of its size): the runtimes would write into the model's bytes."""
+    sg, i = _pick_op(rng, m)
+    outs = _vec(sg.operators[i].outputs)
+    if not outs or not 0 <= outs[0] < len(sg.tensors or []):
+        raise _Skip
+    t = sg.tensors[outs[0]]
+    shape = tuple(_vec(t.shape))
+    size = tensor_bytes(shape, type_name(t.type)) if all(d >= 0 for d in shape) else 0
+    weights = [k for k, b in enumerate(m.buffers or [])
+               if b.data is not None and len(b.data) == size > 0]
+    if weights and rng.random() < 0.5:
+        t.buffer = rng.choice(weights)
+        return f"op {i} output {outs[0]} given weight buffer {t.buffer}"
+    buf = schema.BufferT()
+    n = size if 0 < size <= 1 << 20 and rng.random() < 0.8 else rng.choice((1, 4, 64))
+    buf.data = np.full(n, 3, np.uint8)
+    m.buffers = [*(m.buffers or [schema.BufferT()]), buf]
+    t.buffer = len(m.buffers) - 1
+    return f"op {i} output {outs[0]} given a new buffer of {n} bytes"
+
+
+def _read_before_write(rng, m, _s) -> str:
+    """An operator moved in the stored order to just before one of its producers (or a
+    producer moved after one of its readers): the stored order reads before it writes."""
+    sg = _pick_sg(rng, m)
+    ops = sg.operators or []
+    writer = {t: k for k, op in enumerate(ops) for t in _vec(op.outputs)}
+    pairs = [(writer[t], k) for k, op in enumerate(ops) for t in _vec(op.inputs)
+             if writer.get(t, k) < k]
+    if not pairs:
+        raise _Skip
+    p, c = rng.choice(pairs)
+    if rng.random() < 0.5:
+        ops.insert(p, ops.pop(c))
+        return f"op {c} moved before its producer {p}"
+    ops.insert(c, ops.pop(p))
+    return f"op {p} moved after its reader {c}"
+
+
 STRUCT_MUTATIONS += [_quant_scales, _plan_buffer, _shared_data, _large_custom,
-                     _junk_constant, _junk_constant]
+                     _junk_constant, _junk_constant, _constant_output, _read_before_write]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,7 +616,7 @@ def run_case(data: bytes, time_limit: float,
     try:
         result = api.optimize(data, verify=False, time_limit=time_limit)
         _check_output(data, result)
-        api.peak_memory(data, time_limit=time_limit)
+        _check_figures(result, api.peak_memory(data, time_limit=time_limit))
         _preflight(data)
         _preflight(result.data)
         if levers:
@@ -595,10 +641,22 @@ def _run_levers(data: bytes, time_limit: float, levers: dict[str, bool]) -> None
     result = api.optimize(data, verify=False, time_limit=time_limit, **levers)
     parse_model(result.data, "<output>")
     _preflight(result.data)
-    # No "never worse" check here: on hostile models the report's figures are not the
-    # same quantity (peak_before counts a stored order that need not be topological,
-    # peak_without_rewrites leaves out repairs and kernel scratch); never worse is
-    # tested on valid models (tests/test_rewrites.py, tests/test_models.py).
+    # No "never worse" check here: with the levers the report's figures are not the same
+    # quantity (peak_without_rewrites leaves out repairs and kernel scratch); never worse
+    # is tested on valid models (tests/test_rewrites.py, tests/test_models.py) and, for
+    # the plain pipeline, on every fuzz case (``_check_figures``).
+
+
+def _check_figures(result: api.Optimized, pm) -> None:
+    """Never worse and bounds below what they bound, for ``optimize`` and ``peak_memory``
+    (a stored order that reads before it writes is refused, so ``peak_before`` is a valid
+    order's peak)."""
+    r = result.report
+    if not r.lower_bound <= r.peak_after <= r.peak_before:
+        raise AssertionError(f"optimize: lower bound {r.lower_bound}, after {r.peak_after}, "
+                             f"before {r.peak_before}")
+    if not pm.lower_bound <= pm.optimal <= pm.stored:
+        raise AssertionError(f"peak_memory: {pm}")
 
 
 def _preflight(data: bytes) -> None:
@@ -649,16 +707,19 @@ def run_range(args: tuple) -> Tally:
     """Worker: run the given case indices; returns the tally (crash details included).
 
     ``args``: (seed, indices, model names, time limit, case timeout, verbose[, lever
-    share]); without a share no case runs the levers."""
+    share[, runtime timeout]]); without a share no case runs the levers; every runtime
+    run may take the runtime timeout (``RUN_TIMEOUT`` by default)."""
     seed, indices, names, time_limit, case_timeout, verbose = args[:6]
     share = args[6] if len(args) > 6 else 0.0
+    bound = args[7] if len(args) > 7 else RUN_TIMEOUT
     seeds = Seeds.load(names)
     tally = Tally()
     use_alarm = hasattr(signal, "setitimer")
     previous = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
     try:
-        _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm, tally,
-                   share)
+        with runtimes.run_budget(bound):
+            _run_cases(seed, indices, seeds, time_limit, case_timeout, verbose, use_alarm,
+                       tally, share)
     finally:
         if use_alarm:
             signal.signal(signal.SIGALRM, previous)
@@ -720,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=0.2, help="scheduler seconds per call")
     ap.add_argument("--case-timeout", type=float, default=20.0,
                     help="a slower case is a hang (x3 for a case with levers)")
+    ap.add_argument("--verify-timeout", type=float, default=RUN_TIMEOUT,
+                    help="seconds one LiteRT or TFLM run may take inside a case")
     ap.add_argument("--lever-share", type=float, default=0.1,
                     help="share of cases also run with rewrite/tile (0 for none)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
@@ -733,12 +796,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if args.only is not None:
         tally = run_range((args.seed, [args.only], names, args.time_limit, args.case_timeout,
-                           True, args.lever_share))
+                           True, args.lever_share, args.verify_timeout))
         return 1 if tally.crashes else 0
     indices = list(range(args.start, args.start + args.cases))
     chunks = [indices[j :: args.jobs] for j in range(args.jobs)]
     work = [(args.seed, c, names, args.time_limit, args.case_timeout, args.verbose,
-             args.lever_share) for c in chunks]
+             args.lever_share, args.verify_timeout) for c in chunks]
     if args.jobs == 1:
         tallies = [run_range(work[0])]
     else:

@@ -152,6 +152,28 @@ def uninitialized_read() -> bytes:
     return serialize_model(m)
 
 
+def constant_output() -> bytes:
+    """The MEAN's output tensor given a buffer of data: an operator writes a constant (both
+    runtimes write into the model's bytes)."""
+    m = _base()
+    mean = next(op for op in _ops(m) if m.operatorCodes[op.opcodeIndex].builtinCode == OP.MEAN)
+    t = m.subgraphs[0].tensors[int(mean.outputs[0])]
+    buf = schema.BufferT()
+    buf.data = np.full(int(np.prod(t.shape)), 7, np.uint8)
+    m.buffers.append(buf)
+    t.buffer = len(m.buffers) - 1
+    return serialize_model(m)
+
+
+def read_before_write() -> bytes:
+    """The two ADDs swapped: the first one stored reads the other's output (the runtimes
+    run the stored order, so it reads whatever the arena held)."""
+    m = _base()
+    ops = _ops(m)
+    ops[3], ops[4] = ops[4], ops[3]
+    return serialize_model(m)
+
+
 def recursive_control_flow() -> bytes:
     """A WHILE appended to subgraph 0 whose cond and body are subgraph 0: TFLM would recurse
     forever (so would any lifetime analysis)."""
@@ -288,6 +310,53 @@ def unwritten_while_cond() -> bytes:
     never written, and TFLM loops for ever on the arena's garbage."""
     m = _base("while_float32")
     m.subgraphs[3].operators = []
+    return serialize_model(m)
+
+
+def endless_while(trips: int = 2**31 - 1) -> bytes:
+    """A WHILE whose trip count is a constant of its condition subgraph, ``trips`` (a junk
+    constant): ``i = 0; while i < trips: i += 1; y = relu(x)``. A legal model that LiteRT
+    and TFLM both run, for minutes to hours; every run of it is cut at the time bound
+    (``--verify-timeout``). Subgraphs: main (WHILE), cond (LESS), body (ADD, RELU)."""
+    m = schema.ModelT()
+    m.version, m.description = 3, "tflite-reorder endless WHILE"
+    m.operatorCodes, m.buffers, m.subgraphs = [], [schema.BufferT()], []
+    i32, f32 = schema.TensorType.INT32, schema.TensorType.FLOAT32
+
+    def subgraph(name, tensors, ops, inputs, outputs) -> None:
+        sg = schema.SubGraphT()
+        sg.name, sg.tensors, sg.operators = name, [], []
+        for tname, shape, dtype, value in tensors:
+            t = schema.TensorT()
+            t.name, t.shape, t.type, t.buffer = tname, np.array(shape, np.int32), dtype, 0
+            if value is not None:
+                buf = schema.BufferT()
+                buf.data = np.frombuffer(np.int32(value).tobytes(), np.uint8).copy()
+                m.buffers.append(buf)
+                t.buffer = len(m.buffers) - 1
+            sg.tensors.append(t)
+        for code, ins, outs, options in ops:
+            op = schema.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = (_opcode(m, code), np.array(ins, np.int32),
+                                                     np.array(outs, np.int32))
+            if options is not None:
+                op.builtinOptionsType, op.builtinOptions = options
+            sg.operators.append(op)
+        sg.inputs, sg.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+        m.subgraphs.append(sg)
+
+    loop = schema.WhileOptionsT()
+    loop.condSubgraphIndex, loop.bodySubgraphIndex = 1, 2
+    subgraph("main", [("x", [1, 4], f32, None), ("i0", [], i32, 0), ("i", [], i32, None),
+                      ("y", [1, 4], f32, None)],
+             [(OP.WHILE, [1, 0], [2, 3], (schema.BuiltinOptions.WhileOptions, loop))],
+             [0], [3])
+    subgraph("cond", [("i", [], i32, None), ("x", [1, 4], f32, None),
+                      ("trips", [], i32, trips), ("go", [], schema.TensorType.BOOL, None)],
+             [(OP.LESS, [0, 2], [3], None)], [0, 1], [3])
+    subgraph("body", [("i", [], i32, None), ("x", [1, 4], f32, None), ("one", [], i32, 1),
+                      ("i1", [], i32, None), ("y", [1, 4], f32, None)],
+             [(OP.ADD, [0, 2], [3], None), (OP.RELU, [1], [4], None)], [0, 1], [3, 4])
     return serialize_model(m)
 
 
@@ -470,6 +539,8 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "recursive_control_flow.tflite": recursive_control_flow,
     "constant_size_mismatch.tflite": constant_size_mismatch,
     "uninitialized_read.tflite": uninitialized_read,
+    "constant_output.tflite": constant_output,
+    "read_before_write.tflite": read_before_write,
     "dynamic_shapes.tflite": dynamic_shapes,
     "dynamic_stored_dim.tflite": dynamic_stored_dim,
     "zero_sized_tensor.tflite": zero_sized_tensor,
@@ -492,6 +563,7 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "conv_1d_input.tflite": conv_1d_input,
     "unwritten_while_cond.tflite": unwritten_while_cond,
     "huge_input.tflite": huge_input,
+    "endless_while.tflite": endless_while,
 }
 
 

@@ -11,8 +11,8 @@
  * caller then runs the general path, which also gives the errors for bad input. So every
  * check here is an acceptance test, stricter than the general reader's: anything unusual
  * (control flow other than a tree of calls, external data, dynamic dimensions, an index
- * out of range, a tensor written twice, reads of memory nothing writes, a stored order that
- * is not topological, ...) is declined, never reported.
+ * out of range, a tensor written twice or written holding constant data, reads of memory
+ * nothing writes, a stored order that is not topological, ...) is declined, never reported.
  *
  * No rule of the package lives here. What depends on one arrives as a table computed by the
  * rule's Python home (fastpeak.py): bytes per element per type code (dtypes.TYPE_SIZES), the
@@ -164,7 +164,7 @@ static const char NEEDS_SHAPES[] = "shape inference needed";
 typedef struct {
     int nt, n, W;
     int64_t *nbytes;   /* per tensor */
-    uint8_t *in_arena, *is_input, *pinned, *state; /* per tensor */
+    uint8_t *in_arena, *is_input, *pinned, *state, *constant; /* per tensor */
     int32_t *producer; /* per tensor, -1 none */
     int32_t *in_ptr, *ins;   /* CSR per op: inputs, -1 removed, first occurrence kept */
     int32_t *out_ptr, *outs; /* CSR per op: outputs, duplicates removed */
@@ -256,6 +256,7 @@ static inline int64_t io_at(const IoList *l, int64_t i) {
 
 static void graph_free(Graph *g) {
     free(g->nbytes); free(g->in_arena); free(g->is_input); free(g->pinned); free(g->state);
+    free(g->constant);
     free(g->producer); free(g->in_ptr); free(g->ins); free(g->out_ptr); free(g->outs);
     free(g->io_in); free(g->call_ptr); free(g->calls);
 }
@@ -376,6 +377,7 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, ModelTabs *mt, int
     g->is_input = calloc(nt + 1, 1);
     g->pinned = calloc(nt + 1, 1);
     g->state = calloc(nt + 1, 1);
+    g->constant = calloc(nt + 1, 1);
     g->producer = malloc((nt + 1) * sizeof *g->producer);
     g->in_ptr = calloc(n + 1, sizeof *g->in_ptr);
     g->out_ptr = calloc(n + 1, sizeof *g->out_ptr);
@@ -385,7 +387,8 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, ModelTabs *mt, int
     int64_t *src = malloc((n + 1) * sizeof *src); /* per op: stored op j, or -1 - edit */
     int64_t *repl = malloc((n_st + 1) * sizeof *repl); /* per stored op: its edit or -1 */
     int64_t *elems_of = malloc((nt_st + 1) * sizeof *elems_of); /* resized: elements, or -1 */
-    int ok = g->nbytes && g->in_arena && g->is_input && g->pinned && g->state && g->producer &&
+    int ok = g->nbytes && g->in_arena && g->is_input && g->pinned && g->state && g->constant &&
+             g->producer &&
              g->in_ptr && g->out_ptr && g->io_in && referenced && seen && src && repl && elems_of;
     int64_t entries = 0, arena_total = 0;
     if (!ok) { fb->why = "out of memory"; goto fail; }
@@ -436,6 +439,7 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, ModelTabs *mt, int
         if (elems_of[t] >= 0) nbytes = elems_of[t] * R->type_size[type]; /* true shape */
         g->nbytes[t] = nbytes;
         g->in_arena[t] = data == 0 && !var && nbytes > 0;
+        g->constant[t] = data > 0;
         g->state[t] = R->type_state[type] || var;
         g->producer[t] = -1;
         seen[t] = -1;
@@ -549,6 +553,7 @@ static int read_graph(Fb *fb, const Rules *R, const Edits *E, ModelTabs *mt, int
             if (seen[x] == (int32_t)v) { free(stateful); fb->why = "op reads its own output"; goto fail; }
             seen[x] = (int32_t)v + (int32_t)n + 1;
             if (g->producer[x] >= 0) { free(stateful); fb->why = "tensor written twice"; goto fail; }
+            if (g->constant[x]) { free(stateful); fb->why = "an operator writes a constant"; goto fail; }
             g->producer[x] = (int32_t)v;
             g->outs[m++] = (int32_t)x;
             referenced[x] = 1;

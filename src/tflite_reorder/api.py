@@ -28,6 +28,7 @@ from .flatbuffer_io import (
     serialize_model,
     set_offline_plan,
     shared_reads,
+    unallocated_variables,
 )
 from .gcpause import fewer_collections
 from .graph import ModelGraph, build_graph
@@ -35,6 +36,7 @@ from .memory import ArenaUse, simulate
 from .results import (
     BudgetError,
     Inspection,
+    NotVerified,
     OpRow,
     Optimized,
     PeakMemory,
@@ -43,6 +45,7 @@ from .results import (
 )
 from .rewrites.padding import repair_model
 from .rows import row_facts
+from .runtimes import RuntimeTimeout, run_budget
 from .scheduler import Progress
 from .scheduling import (
     apply_orders,
@@ -133,6 +136,7 @@ def optimize(
     ram_budget: int | None = None,
     max_overhead: float = 0.3,
     tile_objective: str = "total",
+    verify_timeout: float | None = None,
 ) -> Optimized:
     """Reorder (and plan) a model for minimum TFLM arena; returns the new bytes and a report.
 
@@ -168,9 +172,14 @@ def optimize(
     fits, ``BudgetError`` says the best reached; ``tile_objective="head"`` asks for the
     smallest head within ``max_overhead`` instead of the smallest total. The search prices
     the plan's row levers (``arena.layout``) and confirms those estimates by planning.
+    Every runtime run (verification, rewrite error measurement, TFLM's figures) may take
+    ``verify_timeout`` seconds (None: ``runtimes.RUN_TIMEOUT``, or the enclosing
+    ``runtimes.run_budget``); a verification cut short raises ``NotVerified`` (a
+    ``ModelError``), a rewrite whose error measurement is cut short is rejected.
     """
     t0 = time.monotonic()
-    with fewer_collections():  # after t0: the time limit counts from the call
+    # after t0: the time limit counts from the call
+    with fewer_collections(), run_budget(verify_timeout):
         stage = on_stage or (lambda _s: None)
         loaded = load_model(model)
         if isinstance(model, LoadedModel):
@@ -286,10 +295,13 @@ def optimize(
                                      tflm_against_litert=bool(tflm_compat and reference is loaded))
                 rep.verification = ver.to_dict()
                 rep.seconds = time.monotonic() - t0
+                if ver.timed_out:
+                    raise NotVerified(f"{loaded.source}: cannot verify: " + "; ".join(
+                        f"{r.runtime} {r.why}" for r in ver.timed_out), rep)
                 if not ver.ok:
                     raise VerificationError(rep)
                 if the_plan is not None and target is None and "tflm" in rep.verification["ran"]:
-                    rep.tflm_head = tflm.measure_arena(data).head
+                    rep.tflm_head = _measured_head(data, loaded.source, rep)
                     if rep.tflm_head != the_plan.head:
                         raise VerificationError(
                             rep, f"TFLM's measured arena head {rep.tflm_head} B is not the "
@@ -306,14 +318,30 @@ def optimize(
         return Optimized(data, rep, orders, the_plan, use)
 
 
+def _measured_head(data: bytes, source: str, rep: Report) -> int:
+    """TFLM's measured head of the written ``data``; ``NotVerified`` when TFLM timed out
+    (the planned head is then not confirmed: ``rep.verification`` says so)."""
+    try:
+        return tflm.measure_arena(data).head
+    except RuntimeTimeout as exc:
+        rep.verification["arena_confirmed"] = False
+        raise NotVerified(f"{source}: cannot confirm the planned arena: TFLM {exc} "
+                          f"measuring the written model", rep) from None
+
+
 def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool, m=None,
               tflm_compat: bool = False) -> list[Runnability]:
-    """Which runtimes run the input, before any search; ``ModelError`` when none does.
+    """Which runtimes run the input, before any search; ``ModelError`` when none does,
+    ``NotVerified`` when one timed out (a loop that never ends: no search for nothing).
 
     With ``tflm_compat`` the output is made TFLM-runnable, so TFLM's refusal of the input
     is no warning (verification compares TFLM on the output with LiteRT on the input).
     """
     runs = runtimes.runnability(loaded.raw, use_tflm)
+    late = [r for r in runs if r.timed_out]
+    if late:
+        raise NotVerified(f"{loaded.source}: cannot verify: " + "; ".join(
+            f"{r.runtime} {r.why} running the input" for r in late))
     if not any(r.runs for r in runs):
         why = "; ".join(f"{r.runtime}: {r.why}" for r in runs)
         raise ModelError(f"{loaded.source}: cannot verify: no runtime runs this model ({why}); "
@@ -334,7 +362,7 @@ def _runnable(loaded: LoadedModel, rep: Report, use_tflm: bool, m=None,
 
 _ARGS = ("inplace", "plan", "fix_shapes", "time_limit", "verify", "use_tflm", "progress",
          "output_name", "on_stage", "tile", "ram_budget", "max_overhead", "calibration",
-         "tile_objective", "target", "max_error", "rewrite")
+         "tile_objective", "target", "max_error", "rewrite", "verify_timeout")
 
 
 def _again(model: Model, args: dict, **change) -> Optimized:
@@ -586,13 +614,21 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
     (``online``: the arena use TFLM plans without an offline plan; ``levers``: the graph
     and row facts for the row-granular layouts, ``_row_levers``).
 
-    With more buffer pairs alive together than the planner holds (``TooManyConflicts``)
-    no plan is written: TFLM plans the arena online, and the report says so.
+    No plan is written with more buffer pairs alive together than the planner holds
+    (``TooManyConflicts``), nor when TFLM would leave a called subgraph's variable tensor
+    without memory (``flatbuffer_io.unallocated_variables``: the plan places the tensor
+    whose entry TFLM reads for it, and every plan of ours places it): TFLM plans the arena
+    online (``tflm_greedy_head``, the head ``arena`` reports), and the report says so.
     """
+    offsets = None
     try:
         rep.tflm_greedy_head = arena.greedy_head(online)
         the_plan = arena.plan_arena(use, time_limit / 10, *levers) if plan else None
-    except arena.TooManyConflicts as exc:
+        if the_plan is not None:
+            offsets = arena.offsets_for_model(graph, the_plan)
+            if unallocated := unallocated_variables(m, offsets):
+                raise _VariableClash(unallocated[0], offsets)
+    except (arena.TooManyConflicts, _VariableClash) as exc:
         rep.warnings.append(f"no offline plan written: {exc} (TFLM plans it online)")
         plan, the_plan = False, None
         if rep.inplace:  # in-place sharing needs the offline plan: it will not happen
@@ -606,11 +642,22 @@ def _plan(m, graph: ModelGraph, orders, use: ArenaUse, rep: Report, plan: bool,
                 "removed the input's offline plan (it does not fit the new order)")
         return None
     # A tenth of the search's budget: the whole run stays within 1.1 x --time-limit.
-    set_offline_plan(m, arena.offsets_for_model(graph, the_plan))
+    set_offline_plan(m, offsets)
     rep.arena_planned = the_plan.head
     rep.plan_method, rep.plan_optimal = the_plan.method, the_plan.optimal
     rep.plan_clock_cut = the_plan.clock_cut
     return the_plan
+
+
+class _VariableClash(Exception):
+    """The plan places the tensor whose entry TFLM reads for a called subgraph's variable."""
+
+    def __init__(self, where: tuple[int, int], offsets: list[int]) -> None:
+        s, t = where
+        super().__init__(
+            f"TFLM looks up subgraph {s}'s variable tensor {t} at plan entry {t} (its index "
+            f"within its subgraph), another tensor's, planned at offset {offsets[t]}; it "
+            f"would leave the variable without memory")
 
 
 def _row_levers(m, graph: ModelGraph) -> tuple:
@@ -703,16 +750,24 @@ def op_rows(graph: ModelGraph, orders: list[list[int]], use: ArenaUse) -> list[O
     return rows
 
 
-def arena_figures(model: Model, result: Optimized, *, measure: bool = True) -> dict:
+def arena_figures(model: Model, result: Optimized, *, measure: bool = True,
+                  verify_timeout: float | None = None) -> dict:
     """Arena figures of ``result`` (optimised from ``model``), each saying what it is.
 
     ``head`` is the planned head (the offline plan's, or TFLM's own planner's without a
     plan); ``peak`` the written order's peak and ``lower_bound`` the proven bound (equal
     when ``optimal_order``). With ``measure`` and a TFLM that runs the model, TFLM's own
     figures and the bisected smallest arena are added and the tail is measured; otherwise
-    the tail is an estimate and ``tail_source`` says why. Raises ``TflmError`` when TFLM
-    runs the input but not ``result`` (our bug).
+    the tail is an estimate and ``tail_source`` says why. Each TFLM run may take
+    ``verify_timeout`` seconds (as ``optimize``): one cut short leaves TFLM's figures out,
+    ``tflm_timed_out`` says so and nothing is claimed as measured. Raises ``TflmError``
+    when TFLM runs the input but not ``result`` (our bug).
     """
+    with run_budget(verify_timeout):
+        return _arena_figures(model, result, measure)
+
+
+def _arena_figures(model: Model, result: Optimized, measure: bool) -> dict:
     loaded = load_model(model)
     r = result.report
     figures: dict = {
@@ -731,17 +786,25 @@ def arena_figures(model: Model, result: Optimized, *, measure: bool = True) -> d
         except tflm.TflmError as exc:  # float16 DEQUANTIZE, custom ops, ...: not our output's
             figures["tflm_cannot_run"] = " ".join(str(exc).split())[:400]
             why_not = "TFLM cannot run this model"
-    if before is None:
+            if isinstance(exc, RuntimeTimeout):
+                figures["tflm_timed_out"], why_not = True, f"TFLM {exc}"
+    measured = None
+    if before is not None:
+        try:
+            after = tflm.measure_arena(result.data)
+            measured = {
+                "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
+                "tflm_head_input": before.head, "tflm_total_input": before.total,
+                "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
+                "tail_source": "measured by TFLM",
+            }
+        except tflm.TflmTimeout as exc:  # the input was measured: only a timeout is excused
+            figures["tflm_timed_out"], why_not = True, f"TFLM {exc}"
+    if measured is None:
         figures["tail"] = tflm.estimate_tail(result.data)
         figures["tail_source"] = f"estimate ({why_not})"
     else:
-        after = tflm.measure_arena(result.data)
-        figures.update({
-            "tflm_head": after.head, "tflm_tail": after.tail, "tflm_total": after.total,
-            "tflm_head_input": before.head, "tflm_total_input": before.total,
-            "min_arena": tflm.min_arena_size(result.data), "tail": after.tail,
-            "tail_source": "measured by TFLM",
-        })
+        figures.update(measured)
     if r.target is not None:  # the target's own figures are what firmware must size for
         t = r.target
         figures["target"] = t
@@ -794,15 +857,18 @@ def find_hazards(model: Model) -> list[hazards.Hazard]:
     return hazards.find_hazards(load_model(model).model)
 
 
-def check_model(model: Model) -> list:
+def check_model(model: Model, verify_timeout: float | None = None) -> list:
     """``find_hazards`` plus whether this TFLM build runs the model (by running it once).
 
     Only a model with no entry is clean: every operator's shapes checked and TFLM able
-    to run it. Without tflite-micro that cannot be known, which is an entry too.
+    to run it. Without tflite-micro that cannot be known, which is an entry too; so is a
+    run past ``verify_timeout`` seconds (as ``optimize``: not known to run).
     """
     loaded = load_model(model)
     found = hazards.find_hazards(loaded.model)
-    tflm_run = next(r for r in runtimes.runnability(loaded.raw) if r.runtime == "tflm")
+    with run_budget(verify_timeout):
+        runs = runtimes.runnability(loaded.raw)
+    tflm_run = next(r for r in runs if r.runtime == "tflm")
     if not tflm_run.runs:
-        found.append(hazards.runtime_hazard(tflm_run.why, tflm.available()))
+        found.append(hazards.runtime_hazard(tflm_run.why, tflm.available(), tflm_run.timed_out))
     return found

@@ -17,7 +17,7 @@ from pathlib import Path
 from .cluster import NoWorkers
 from .flatbuffer_io import ModelError
 from .pool import run_pool
-from .results import EXIT_OK, KIND_EXIT, VerificationError, classify
+from .results import EXIT_OK, KIND_EXIT, NotVerified, VerificationError, classify
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Task:
     dst: str
     time_limit: float = 10.0
     verify: bool = True
+    verify_timeout: float | None = None  # seconds per runtime run (None: the default)
 
 
 Worker = Callable[[Task], dict]
@@ -70,7 +71,8 @@ def collect_inputs(specs: Iterable[str]) -> list[Path]:
 
 
 def make_tasks(
-    inputs: Sequence[Path], out_dir: Path, time_limit: float = 10.0, verify: bool = True
+    inputs: Sequence[Path], out_dir: Path, time_limit: float = 10.0, verify: bool = True,
+    verify_timeout: float | None = None,
 ) -> list[Task]:
     """``OUT/<stem>.tflite`` per input; refuses name clashes and overwriting an input."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -88,7 +90,7 @@ def make_tasks(
         if dst.resolve() in sources:
             raise ModelError(f"{dst}: output would overwrite an input model; choose another "
                              f"--out directory")
-        tasks.append(Task(str(src), str(dst), time_limit, verify))
+        tasks.append(Task(str(src), str(dst), time_limit, verify, verify_timeout))
     return tasks
 
 
@@ -105,7 +107,8 @@ def _error(task: Task, kind: str, message: str, report: dict | None = None) -> d
 def _failed(task: Task, exc: BaseException) -> dict:
     """The row of a failure; ``error_kind`` and ``exit_code`` from ``results.classify``."""
     failure = classify(exc)
-    report = exc.report.to_dict() if isinstance(exc, VerificationError) else None
+    report = exc.report.to_dict() if isinstance(exc, VerificationError | NotVerified) and \
+        exc.report is not None else None
     # Every line names its file: graph checks past reading (a cycle, ...) do not.
     where = "" if failure.message.startswith(task.src) else f"{task.src}: "
     return _error(task, failure.kind, where + failure.message, report)
@@ -120,7 +123,7 @@ def optimize_task(task: Task, data: bytes | None = None) -> tuple[dict, bytes | 
     try:
         model = task.src if data is None else parse_model(data, task.src)
         result = optimize(model, time_limit=task.time_limit, verify=task.verify,
-                          output_name=task.dst)
+                          output_name=task.dst, verify_timeout=task.verify_timeout)
     except Exception as exc:  # a bug of ours included: reported, never stops the batch
         return _failed(task, exc), None
     row = result.report.to_dict()
@@ -258,6 +261,7 @@ def run_command(
     jobs: int | None = None,
     time_limit: float = 10.0,
     verify: bool = True,
+    verify_timeout: float | None = None,
     json_out: bool = False,
     cluster=None,
     emit: Callable[[str], None] = print,
@@ -272,7 +276,7 @@ def run_command(
     """
     import json
 
-    tasks = make_tasks(collect_inputs(specs), out_dir, time_limit, verify)
+    tasks = make_tasks(collect_inputs(specs), out_dir, time_limit, verify, verify_timeout)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     with _progress(len(tasks), enabled=not json_out) as advance:

@@ -32,6 +32,7 @@ from .results import (
     EXIT_VERIFY,
     classify,
 )
+from .runtimes import RUN_TIMEOUT
 from .version import __version__
 
 # click's UsageError (typer vendors click in recent versions: found through its subclass).
@@ -157,6 +158,13 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _seconds(value: float) -> float:
+    """Option callback: a finite number of seconds above 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number of seconds above 0")
+    return value
+
+
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 TargetArch = Annotated[str | None, typer.Option(
     "--target", metavar="ARCH", help="Also plan for and run on TFLM built for this Cortex-M "
@@ -184,6 +192,10 @@ def _target(arch: str | None, kernels: str, tflm_src: Path | None):
         return Target(arch, kernels, tflm_src)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
+VerifyTimeout = Annotated[float, typer.Option(
+    "--verify-timeout", callback=_seconds, metavar="SECONDS",
+    help="Seconds one run of a model in LiteRT or TFLM may take (verification, rewrite error "
+    "measurement, TFLM's figures); a run cut short is a check not run, never a pass.")]
 TimeLimit = Annotated[float, typer.Option(
     "--time-limit", min=0.0, callback=_finite, help="Seconds for the exact search; then the "
     "best order found is used and the gap reported.")]
@@ -197,6 +209,7 @@ def optimize(
     time_limit: TimeLimit = 10.0,
     verify: Annotated[bool, typer.Option(help="Run the written model against the input "
                                          "(LiteRT reference kernels, and TFLM).")] = True,
+    verify_timeout: VerifyTimeout = RUN_TIMEOUT,
     inplace: Annotated[bool, typer.Option(help="Let outputs of elementwise/reshape ops take "
                                           "the buffer of an input that dies there.")] = True,
     plan: Annotated[bool, typer.Option(help="Write an offline arena plan "
@@ -254,11 +267,13 @@ def optimize(
                                   verify=verify, progress=progress, output_name=str(dst),
                                   tile=tile, ram_budget=ram_budget,
                                   tile_objective=tile_objective.value,
-                                  target=_target(target, kernels, tflm_src))
+                                  target=_target(target, kernels, tflm_src),
+                                  verify_timeout=verify_timeout)
+        figures = api.arena_figures(src, result, measure=True,
+                                    verify_timeout=verify_timeout) if header else None
         write_atomic(dst, result.data)
         r = result.report
         if header:
-            figures = api.arena_figures(src, result, measure=True)
             write_atomic(header, rep.c_header(str(dst), str(src), figures, margin).encode())
         if plot:
             api.plot_memory(plot, src, result)
@@ -309,6 +324,7 @@ def arena(
     time_limit: TimeLimit = 10.0,
     measure: Annotated[bool, typer.Option(help="Measure with TFLM when tflite-micro is "
                                           "installed (and bisect the smallest arena).")] = True,
+    verify_timeout: VerifyTimeout = RUN_TIMEOUT,
     target: TargetArch = None,
     kernels: Kernels = "cmsis_nn",
     tflm_src: TflmSrc = None,
@@ -322,7 +338,8 @@ def arena(
         _check_plot(plot)
         result = api.optimize(src, inplace=inplace, time_limit=time_limit, verify=False,
                               target=_target(target, kernels, tflm_src))
-        figures = api.arena_figures(src, result, measure=measure)
+        figures = api.arena_figures(src, result, measure=measure,
+                                    verify_timeout=verify_timeout)
         if header:
             write_atomic(header, rep.c_header(str(src), str(src), figures, margin).encode())
         if plot:
@@ -338,6 +355,7 @@ def arena(
 def check(
     src: Annotated[Path, typer.Argument(help="Input .tflite model.")],
     json_out: Json = False,
+    verify_timeout: VerifyTimeout = RUN_TIMEOUT,
     target: TargetArch = None,
     kernels: Kernels = "cmsis_nn",
     tflm_src: TflmSrc = None,
@@ -355,7 +373,7 @@ def check(
 
     with _errors(src):
         _check_paths(src, None)
-        hazards = check_model(src)
+        hazards = check_model(src, verify_timeout)
         build = _target(target, kernels, tflm_src)
         on_target = target_figures(src, build) if build else None
         if json_out:
@@ -384,6 +402,7 @@ def batch(
                                              "cores).")] = None,
     time_limit: TimeLimit = 10.0,
     verify: Annotated[bool, typer.Option(help="Verify every written model.")] = True,
+    verify_timeout: VerifyTimeout = RUN_TIMEOUT,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per model.")] = False,
     cluster: Annotated[str | None, typer.Option(
         "--cluster", metavar="ADDRESS", help="Run on a Dask cluster (scheduler address, e.g. "
@@ -394,7 +413,8 @@ def batch(
 
     with _errors():
         code = run_command(inputs, out_dir, jobs=jobs, time_limit=time_limit, verify=verify,
-                           json_out=json_out, cluster=cluster, console=out,
+                           verify_timeout=verify_timeout, json_out=json_out, cluster=cluster,
+                           console=out,
                            report_error=lambda m: err.print(f"tflite-reorder: error: {m}",
                                                             highlight=False, markup=False))
     if code:

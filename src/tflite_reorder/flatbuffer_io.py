@@ -954,6 +954,32 @@ def get_offline_plan(model: schema.ModelT) -> list[int] | None:
     return None
 
 
+def unallocated_variables(model: schema.ModelT, offsets: list[int]) -> list[tuple[int, int]]:
+    """The variable tensors TFLM would leave without memory under the plan ``offsets``, as
+    (subgraph, tensor index in it).
+
+    TFLM reads the plan two ways. ``AllocationInfoBuilder::InitializeAllocationInfo``
+    (micro_allocation_info.cc) walks every subgraph's tensors with one running index: a
+    tensor's entry is at its subgraph's start plus its index, and a variable whose entry is
+    -1 is left to ``MicroAllocator::AllocateVariables`` (micro_allocator.cc), which gives it
+    a persistent buffer, but only if ``offsets[i]`` is -1, ``i`` being the variable's index
+    *within its own subgraph*: subgraph 0's entries, whatever subgraph the variable is in.
+    A variable of a called subgraph whose own entry is -1 while entry ``i`` is planned is
+    allocated by neither, and its data pointer stays null (TFLM segfaults on it). Subgraph
+    0's variables read their own entry both times and are never listed.
+    """
+    found = []
+    start = 0
+    for s, sg in enumerate(model.subgraphs):
+        tensors = sg.tensors or []
+        if s > 0:
+            for i, t in enumerate(tensors):
+                if t.isVariable and offsets[start + i] == ONLINE and offsets[i] != ONLINE:
+                    found.append((s, i))
+        start += len(tensors)
+    return found
+
+
 def _referenced_elsewhere(model: schema.ModelT, index: int, entry: schema.MetadataT) -> bool:
     """True when buffer ``index`` is buffer 0 (TFLite's empty sentinel) or is named by a
     tensor or another metadata entry, or shares its data with another buffer: writing the
@@ -976,11 +1002,16 @@ def set_offline_plan(model: schema.ModelT, offsets: list[int]) -> None:
     A plan entry whose buffer something else also uses gets a buffer of its own: the other
     user's bytes are never overwritten.
 
-    Raises ``ValueError`` when ``offsets`` does not cover every tensor.
+    Raises ``ValueError`` when ``offsets`` does not cover every tensor, or leaves a variable
+    tensor without memory in TFLM (``unallocated_variables``: check that first).
     """
     n_tensors = sum(len(sg.tensors or []) for sg in model.subgraphs)
     if len(offsets) != n_tensors:
         raise ValueError(f"offline plan has {len(offsets)} offsets for {n_tensors} tensors")
+    if unallocated := unallocated_variables(model, offsets):
+        s, t = unallocated[0]
+        raise ValueError(f"offline plan leaves subgraph {s}'s variable tensor {t} without "
+                         f"memory in TFLM (entry {t} is planned)")
     words = [OFFLINE_PLAN_VERSION, len(model.subgraphs), n_tensors, *offsets]
     payload = np.asarray(words, dtype="<i4").view(np.uint8).copy()
     model.metadata = model.metadata or []

@@ -240,8 +240,9 @@ def build_subgraph(
 ) -> SubgraphGraph:
     """One subgraph's DAG (``true_shapes``: tensor index -> the shape kernels use).
 
-    Raises ``ModelError`` for bad indices, tensors written twice, reads of memory nothing
-    writes, and cycles.
+    Raises ``ModelError`` for bad indices, tensors written twice, operators writing a
+    constant, reads of memory nothing writes (also before its writer, in the stored order,
+    which is the order the runtimes run) and cycles.
     """
     sg = model.subgraphs[sg_index]
     raw_tensors = sg.tensors or []
@@ -256,6 +257,7 @@ def build_subgraph(
         raise ModelError(f"{where}: subgraph input/output index -1")
 
     producer = producers(ops, where, lambda t: tensors[t].name)
+    _check_writes_no_constant(model, sg, ops, producer, where)
     consumers: dict[int, list[int]] = {}
     for op in ops:
         for t in op.inputs:
@@ -280,11 +282,17 @@ def build_subgraph(
                 f"memory)")
 
     preds: list[set[int]] = [set() for _ in ops]
+    early_reads = []  # (op, tensor): an arena tensor read before its writer runs
     for op in ops:
         for t in op.inputs:
             p = producer.get(t)
-            if p is not None and p != op.index:
-                preds[op.index].add(p)
+            if p is None or p == op.index:
+                continue
+            if p > op.index:  # the runtimes run the stored order: the read comes first
+                if not tensors[t].in_arena:
+                    continue  # a variable's last value (the stateful order keeps it first)
+                early_reads.append((op, t))
+            preds[op.index].add(p)
     # Ops with state or side effects keep their stored relative order.
     last_stateful = None
     for op in ops:
@@ -299,7 +307,31 @@ def build_subgraph(
         preds=[tuple(sorted(p)) for p in preds],
     )
     _check_acyclic(graph, where)
+    if early_reads:  # a valid order exists, but not the one the runtimes run
+        op, t = early_reads[0]
+        p = producer[t]
+        raise ModelError(
+            f"{where}: operator {op.index} ({op.opcode}) reads tensor {t} "
+            f"({tensors[t].name}) before operator {p} ({ops[p].opcode}) writes it: LiteRT "
+            f"and TFLM run the stored order, so it reads uninitialized memory")
     return graph
+
+
+def _check_writes_no_constant(model: schema.ModelT, sg: schema.SubGraphT, ops: list[OpNode],
+                              producer: dict[int, int], where: str) -> None:
+    """``ModelError`` for an operator that writes a tensor holding constant data.
+
+    Both runtimes point such a tensor at the model's own bytes and the kernel writes its
+    output there (measured: LiteRT and TFLM ran one and the model bytes handed to them
+    changed); on a microcontroller those bytes are in flash. No order or plan of ours can
+    make that right, and the writer would find the weight changed."""
+    for t, p in producer.items():
+        tensor = sg.tensors[t]
+        if is_constant(model, tensor.buffer):
+            raise ModelError(
+                f"{where}: operator {ops[p].index} ({ops[p].opcode}) writes tensor {t} "
+                f"({text(tensor.name)}), which holds constant data (buffer {tensor.buffer}): "
+                f"the runtimes would write into the model's weights")
 
 
 def topological_order(preds: Sequence[Iterable[int]]) -> list[int]:

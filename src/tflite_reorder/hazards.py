@@ -64,6 +64,8 @@ KINDS = {
     "unchecked": "no shape rule for this operator: its output shapes were not checked",
     "tflm_cannot_run": "this TFLM build cannot run the model",
     "tflm_not_checked": "tflite-micro is not installed: whether TFLM runs the model is unknown",
+    "tflm_timed_out": "TFLM did not finish one run within --verify-timeout: whether it runs "
+                      "the model is unknown",
 }
 
 # TFLM's words for the operator it could not run: "Didn't find op for builtin opcode 'X'",
@@ -71,11 +73,13 @@ KINDS = {
 _TFLM_OP = re.compile(r"opcode '(\w+)'|Node (\w+) \(number (\d+)\)|from op code (\w+)")
 
 
-def runtime_hazard(why: str, tflm_installed: bool = True) -> Hazard:
+def runtime_hazard(why: str, tflm_installed: bool = True, timed_out: bool = False) -> Hazard:
     """A model-level entry for ``check``: TFLM refused the model (``why``, its own words),
-    or could not be asked. The operator is named when TFLM's message names it."""
-    if not tflm_installed:
-        return Hazard(-1, -1, "", -1, "", (), (), 0, "tflm_not_checked", why)
+    could not be asked, or was killed at the time bound (``timed_out``). The operator is
+    named when TFLM's message names it."""
+    if not tflm_installed or timed_out:
+        kind = "tflm_timed_out" if timed_out else "tflm_not_checked"
+        return Hazard(-1, -1, "", -1, "", (), (), 0, kind, why)
     m = _TFLM_OP.search(why)
     opcode = next((g for g in (m.groups() if m else ()) if g and not g.isdigit()), "")
     index = int(m.group(3)) if m and m.group(3) else -1

@@ -12,7 +12,8 @@ native code instead of returning an error, which no ``try`` can catch:
   and on per-channel scales: its kernels read one per-tensor scale, 0 for those);
 * an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
-  segfaults;
+  segfaults; or a plan under which TFLM leaves a called subgraph's variable tensor without
+  memory (``flatbuffer_io.unallocated_variables``): TFLM segfaults;
 * an int8 SOFTMAX whose input scale × beta is at most 2^-26: the reference kernels (LiteRT's
   and TFLM's) turn it into a fixed-point multiplier that must exceed 1 and ``abort()``
   otherwise; tiny logit scales come from random weights (Keras DenseNet121 untrained);
@@ -48,7 +49,13 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from .dtypes import TYPE_NAMES
-from .flatbuffer_io import OFFLINE_PLAN_NAME, ModelError, derived, read_only
+from .flatbuffer_io import (
+    OFFLINE_PLAN_NAME,
+    ModelError,
+    derived,
+    read_only,
+    unallocated_variables,
+)
 from .graph import build_graph, marking_visits, opcode_name, post_order
 from .options import builtin_code
 from .tensors import ints, text
@@ -111,7 +118,9 @@ def tflm_risks(model_bytes: bytes) -> list[str]:
     """Why TFLM may crash on ``model_bytes`` though it may also run it (``tflm`` runs such
     a model in a child process): a variable tensor that is an input or output of a called
     subgraph. Measured (fuzzing): a WHILE body whose int32 loop input is marked variable
-    runs in TFLM as stored, but with an offline plan TFLM segfaults; why is not known."""
+    runs in TFLM as stored, but with an offline plan TFLM segfaults. One cause found since
+    (``flatbuffer_io.unallocated_variables``) is refused by ``check`` and never written by
+    us; the risk stays, as others are not ruled out."""
     model = read_only(model_bytes)
     risks = []
     for s, sg in enumerate(model.subgraphs[1:], start=1):
@@ -231,6 +240,12 @@ def _check_offline_plan(model: schema.ModelT) -> None:
         if int(words[1]) != len(model.subgraphs) or (words[3:3 + n_tensors] < -1).any():
             raise ModelError(f"{where} is malformed (subgraph count {int(words[1])}, "
                              f"offsets below -1)")
+        if unallocated := unallocated_variables(model, words[3:3 + n_tensors].tolist()):
+            s, t = unallocated[0]
+            raise ModelError(
+                f"{where} leaves subgraph {s}'s variable tensor {t} without memory in TFLM: "
+                f"its own entry is -1, but TFLM looks it up at entry {t} (its index within "
+                f"its subgraph), which is planned (TFLM segfaults)")
 
 
 def _check_softmax(model: schema.ModelT) -> None:

@@ -19,13 +19,13 @@ if TYPE_CHECKING:  # annotations only: results stay importable without the plann
 # Exit codes of the command line (and the ``exit_code`` of batch rows).
 EXIT_OK = 0
 EXIT_VERIFY = 1  # verification failed (nothing written); ``check``: hazards found
-EXIT_INPUT = 2  # bad input or usage
+EXIT_INPUT = 2  # bad input or usage; a verification that could not run (``NotVerified``)
 EXIT_INTERNAL = 3  # a bug of ours
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15), handled like Ctrl-C
 KIND_EXIT = {"verification": EXIT_VERIFY, "input": EXIT_INPUT, "internal": EXIT_INTERNAL,
              "interrupted": EXIT_INTERRUPTED, "terminated": EXIT_TERMINATED,
-             "budget": EXIT_VERIFY}
+             "budget": EXIT_VERIFY, "timeout": EXIT_INPUT}
 
 
 @dataclass
@@ -174,6 +174,17 @@ class VerificationError(Exception):
         self.report = report
 
 
+class NotVerified(ModelError):
+    """A runtime did not finish within ``--verify-timeout`` (``runtimes.RuntimeTimeout``),
+    so the check it ran did not run and nothing is written: like "no runtime runs this
+    model", a verification that could not run (exit 2, kind ``"timeout"``). ``report``
+    (None before the search) holds ``verification``, its ``timed_out`` runtimes named."""
+
+    def __init__(self, message: str, report: Report | None = None) -> None:
+        super().__init__(f"{message}; raise --verify-timeout or use --no-verify")
+        self.report = report
+
+
 class BudgetError(Exception):
     """No tiling brings the TFLM arena (head + tail) within ``--ram-budget``."""
 
@@ -191,7 +202,7 @@ class Failure:
     ``message`` is one line without the file name of internal errors (callers add where).
     """
 
-    kind: str  # "input", "verification", "budget", "internal" or "interrupted"
+    kind: str  # "input", "timeout", "verification", "budget", "internal" or "interrupted"
     exit_code: int
     message: str
 
@@ -199,11 +210,14 @@ class Failure:
 def classify(exc: BaseException) -> Failure:
     """The documented exit code of an exception: the CLI's and batch mode's one mapping.
 
-    ``ModelError`` is bad input (2), ``VerificationError`` a failed check (1), so is
+    ``ModelError`` is bad input (2), and so is ``NotVerified`` (a runtime timed out: the
+    verification could not run), ``VerificationError`` a failed check (1), so is
     ``BudgetError`` (nothing fits ``--ram-budget``),
     ``KeyboardInterrupt`` 130 (SIGTERM 143), anything else (``MemoryError`` included) our bug (3).
     """
-    if isinstance(exc, ModelError):
+    if isinstance(exc, NotVerified):
+        kind, message = "timeout", f"{exc}; nothing written"
+    elif isinstance(exc, ModelError):
         kind, message = "input", str(exc)
     elif isinstance(exc, VerificationError):
         kind, message = "verification", f"{exc}; nothing written"

@@ -14,6 +14,12 @@ sized). Two input generators, for two purposes:
   bound, a gather index). The TFLM tests use it.
 - ``pattern_inputs``: named non-random inputs (constant images, ramps, a checkerboard);
   with ``random_inputs``, what rewrite error measurement runs on.
+
+Every runtime invocation is bounded in time (``run_timeout``, the user's
+``--verify-timeout``; docs/verification.md): a model that may not terminate (a WHILE loop,
+``may_not_end``) or may crash runs in a child process, which is killed at the bound and
+the run raises ``RuntimeTimeout``; every other model runs in this process, whose
+operators all end (a loop-free graph does a fixed amount of work).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,12 +42,61 @@ import numpy as np
 from . import preflight
 from .dtypes import numpy_type, type_name
 from .flatbuffer_io import ModelError, read_only
+from .graph import opcode_name
 from .tensors import text
 
 # Bytes of one set of model inputs that verification and the rewrites' error measurement
 # generate (they run up to 28 sets): a corrupt stored shape can ask for gigabytes.
 MAX_INPUT_BYTES = 256 << 20
-ISOLATED_TIMEOUT = 600.0  # seconds a runtime's child process may take (``run_isolated``)
+# Seconds one runtime invocation (one model on its cases, in LiteRT or TFLM) may take unless
+# the caller says otherwise (``run_budget``; the CLI's --verify-timeout): generous for the
+# reference kernels on a large model, short next to a loop that never ends.
+RUN_TIMEOUT = 60.0
+_TIMEOUT: ContextVar[float] = ContextVar("run_timeout", default=RUN_TIMEOUT)
+
+
+class RuntimeTimeout(RuntimeError):
+    """A runtime did not finish within ``run_timeout()`` seconds and was killed: the check
+    it served did not run (it is never reported as passed)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g} s (--verify-timeout)")
+        self.seconds = seconds
+
+
+def run_timeout() -> float:
+    """The seconds one runtime invocation may take here (``RUN_TIMEOUT`` by default)."""
+    return _TIMEOUT.get()
+
+
+@contextlib.contextmanager
+def run_budget(seconds: float | None) -> Iterator[None]:
+    """Inside the block each runtime invocation may take ``seconds`` (None: unchanged).
+
+    Raises ``ValueError`` unless ``seconds`` is a finite positive number."""
+    if seconds is None:
+        yield
+        return
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"verify_timeout must be a finite number of seconds > 0, "
+                         f"not {seconds!r}")
+    token = _TIMEOUT.set(float(seconds))
+    try:
+        yield
+    finally:
+        _TIMEOUT.reset(token)
+
+
+@lru_cache(maxsize=4)
+def may_not_end(data: bytes) -> str:
+    """Why a run of ``data`` may never end ("" when every operator does a fixed amount of
+    work): a WHILE loop, whose trip count is data (a junk constant can make it 10^9)."""
+    model = read_only(data)
+    for s, sg in enumerate(model.subgraphs or []):
+        for i, op in enumerate(sg.operators or []):
+            if opcode_name(model, op.opcodeIndex) == "WHILE":
+                return f"subgraph {s} operator {i} is a WHILE loop, which may not end"
+    return ""
 
 
 def litert(data: bytes, preserve: bool = False):
@@ -68,10 +124,11 @@ def run_litert_cases(
     """Outputs (and the ``probes`` tensors of subgraph 0) for every case; one interpreter.
 
     Raises what LiteRT raises for a model or inputs it cannot run; a model that may abort
-    on some inputs (``preflight.abort_risks``) runs in a child process, and an abort there
-    is a RuntimeError.
+    on some inputs (``preflight.abort_risks``) or loop for ever (``may_not_end``) runs in a
+    child process: an abort there is a RuntimeError, a run past ``run_timeout()`` a
+    ``RuntimeTimeout``.
     """
-    if abort_risks(bytes(data)):
+    if abort_risks(bytes(data)) or may_not_end(bytes(data)):
         return run_isolated("tflite_reorder.runtimes", data, cases, {"probes": list(probes)})
     return _litert_cases(data, cases, probes)
 
@@ -102,10 +159,13 @@ def run_isolated(
 ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]]]:
     """``module``'s ``_isolated_child`` on ``cases`` in a child process: (outputs, probes).
 
-    Model, inputs and results go through a temporary directory. A child killed by a
-    signal raises RuntimeError naming the signal and why the model may abort (``why``, or
-    ``abort_risks``); a child that failed raises RuntimeError with its last line.
+    Model, inputs and results go through a temporary directory (removed on every path).
+    A child still running after ``run_timeout()`` seconds is killed and ``RuntimeTimeout``
+    raised; one killed by a signal raises RuntimeError naming the signal and why the
+    model may abort (``why``, or ``abort_risks``); a child that failed raises
+    RuntimeError with its last line.
     """
+    timeout = run_timeout()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         (d / "model.tflite").write_bytes(bytes(data))
@@ -116,10 +176,9 @@ def run_isolated(
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
             proc = subprocess.run([sys.executable, "-c", code, tmp], capture_output=True,
-                                  text=True, env=env, timeout=ISOLATED_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"the runtime did not finish within {ISOLATED_TIMEOUT:g} s "
-                               f"(a loop that never ends?)") from None
+                                  text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:  # run() has killed and reaped the child
+            raise RuntimeTimeout(timeout) from None
         if proc.returncode < 0:
             name = signal.Signals(-proc.returncode).name
             raise RuntimeError(f"the runtime was killed by {name}: "

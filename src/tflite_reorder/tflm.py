@@ -59,6 +59,11 @@ class ArenaTooSmall(TflmError):
     """The arena cannot hold the model (TFLM logged an allocation failure, ``_TOO_SMALL``)."""
 
 
+class TflmTimeout(TflmError, runtimes.RuntimeTimeout):
+    """TFLM did not finish within ``runtimes.run_timeout()`` (its child was killed): what
+    catches ``TflmError`` reports TFLM as not run, and ``RuntimeTimeout`` says why."""
+
+
 @dataclass(frozen=True)
 class TflmArena:
     """``print_allocations``: total = head (planned buffers) + tail (persistent data)."""
@@ -197,37 +202,37 @@ def run_tflm(
 ) -> list[np.ndarray]:
     """Run one inference; returns every output of subgraph 0, in order.
 
-    Raises ``TflmError`` (``ArenaTooSmall`` for a too small ``arena_size``) with TFLM's
-    log, also when tflite-micro is not installed; ``ValueError`` for inputs of the wrong
-    type or shape.
+    Raises ``TflmError`` (``ArenaTooSmall`` for a too small ``arena_size``, ``TflmTimeout``
+    for a run past ``runtimes.run_timeout()``) with TFLM's log, also when tflite-micro is
+    not installed; ``ValueError`` for inputs of the wrong type or shape.
     """
-    why = _risk(model_bytes)
-    if why:  # may abort: in a child process
-        _require()
-        try:
-            outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, [inputs],
-                                            {"arena_size": arena_size}, why)
-        except RuntimeError as exc:
-            raise TflmError(str(exc)) from None
-        return outs[0]
-    return _run_here(model_bytes, inputs, arena_size)
+    return run_tflm_cases(model_bytes, [inputs], arena_size)[0]
 
 
 def run_tflm_cases(
-    model_bytes: bytes, cases: Sequence[Sequence[np.ndarray]]
+    model_bytes: bytes, cases: Sequence[Sequence[np.ndarray]], arena_size: int | None = None
 ) -> list[list[np.ndarray]]:
     """``run_tflm`` for each case in turn on one interpreter (state, as in SVDF, carries
-    from case to case, as it does in LiteRT's ``run_litert_cases``); raises as it does."""
+    from case to case, as it does in LiteRT's ``run_litert_cases``); raises as it does.
+
+    A model TFLM may crash on (``_risk``) or that may loop for ever
+    (``runtimes.may_not_end``) runs in a child process, killed at the time bound."""
     why = _risk(model_bytes)
-    if why:
-        _require()
-        try:
-            outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, cases,
-                                            {"arena_size": None}, why)
-        except RuntimeError as exc:
-            raise TflmError(str(exc)) from None
-        return outs
-    return _run_here_cases(model_bytes, cases, None)
+    if why or (not _ISOLATED and runtimes.may_not_end(bytes(model_bytes))):
+        return _in_child(model_bytes, cases, {"arena_size": arena_size}, why)
+    return _run_here_cases(model_bytes, cases, arena_size)
+
+
+def _in_child(model_bytes: bytes, cases, options: dict, why: str) -> list[list[np.ndarray]]:
+    """``runtimes.run_isolated`` of this module's child; its errors as ``TflmError``."""
+    _require()
+    try:
+        outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, cases, options, why)
+    except runtimes.RuntimeTimeout as exc:
+        raise TflmTimeout(exc.seconds) from None
+    except RuntimeError as exc:
+        raise TflmError(str(exc)) from None
+    return outs
 
 
 def _isolated_child(tmp: str) -> None:
@@ -284,16 +289,12 @@ def measure_arena(model_bytes: bytes, arena_size: int | None = None) -> TflmAren
     """TFLM's own account of the arena after planning the model.
 
     Raises ``TflmError`` as ``run_tflm`` does (a model TFLM may crash on is measured in
-    a child process, as ``run_tflm`` runs it).
+    a child process, as ``run_tflm`` runs it; planning alone runs no loop, so a model
+    with a WHILE is measured here).
     """
     why = _risk(model_bytes)
     if why:
-        _require()
-        try:
-            outs, _ = runtimes.run_isolated("tflite_reorder.tflm", model_bytes, [[]],
-                                            {"arena_size": arena_size, "measure": True}, why)
-        except RuntimeError as exc:
-            raise TflmError(str(exc)) from None
+        outs = _in_child(model_bytes, [[]], {"arena_size": arena_size, "measure": True}, why)
         total, head, tail = (int(v) for v in outs[0][0])
         return TflmArena(total, head, tail)
     interp = _open(model_bytes, arena_size)

@@ -5,6 +5,9 @@ match TFLM bit for bit) and, when ``tflite-micro`` is installed, under TFLM itse
 input model is unsafe in TFLM (stored shapes smaller than what the kernels write, so its
 outputs depend on the memory plan), the TFLM reference is the input with repaired shapes
 and stock planning: a hazard-free run of the same computation.
+
+Every run is bounded (``runtimes.run_timeout``): a runtime that did not finish is listed
+as not run with ``timed_out``, and a verification with a timeout is never ``ok``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 
 from . import tflm
 from .flatbuffer_io import LoadedModel, shared_reads
-from .runtimes import random_inputs, run_litert, structured_inputs
+from .runtimes import RuntimeTimeout, random_inputs, run_litert, structured_inputs
 
 
 @dataclass
@@ -36,29 +39,39 @@ class Runnability:
     runtime: str  # "litert" or "tflm"
     runs: bool
     why: str = ""  # the runtime's own words, one line; "" when it runs
+    timed_out: bool = False  # killed at ``runtimes.run_timeout()``: not known to run
 
 
 @dataclass
 class Verification:
     """Each runtime that ran both models (``comparisons``) and each that did not, and why.
 
-    ``ok`` needs at least one comparison and every comparison within tolerance: a
-    verification in which nothing ran proves nothing and is never ``ok``.
+    ``ok`` needs at least one comparison, every comparison within tolerance and no
+    runtime timed out: a verification in which nothing ran proves nothing, one cut short
+    proves less than it claims, and neither is ever ``ok``.
     """
 
     comparisons: list[Comparison] = field(default_factory=list)
     not_run: list[Runnability] = field(default_factory=list)
 
     @property
+    def timed_out(self) -> list[Runnability]:
+        """The runtimes killed at the time bound (listed in ``not_run`` too)."""
+        return [r for r in self.not_run if r.timed_out]
+
+    @property
     def ok(self) -> bool:
-        return bool(self.comparisons) and all(c.within_tolerance for c in self.comparisons)
+        return bool(self.comparisons) and not self.timed_out and all(
+            c.within_tolerance for c in self.comparisons)
 
     def to_dict(self) -> dict:
         return {
             "ok": self.ok,
             "ran": [c.runtime for c in self.comparisons],
             "comparisons": [asdict(c) for c in self.comparisons],
-            "not_run": [{"runtime": r.runtime, "why": r.why} for r in self.not_run],
+            "not_run": [{"runtime": r.runtime, "why": r.why, "timed_out": r.timed_out}
+                        for r in self.not_run],
+            "timed_out": [r.runtime for r in self.timed_out],
         }
 
 
@@ -71,13 +84,15 @@ def runnability(model_bytes: bytes, use_tflm: bool = True) -> list[Runnability]:
     """Which runtimes run the model, checked by running it once (LiteRT first, then TFLM).
 
     Cheap next to a search, so callers check it before searching: a model no runtime
-    can run cannot be verified, and one TFLM cannot run gets no TFLM-only promise.
+    can run cannot be verified, and one TFLM cannot run gets no TFLM-only promise. A run
+    past ``runtimes.run_timeout()`` is not run, ``timed_out``.
     """
     out = []
     try:
         run_litert(model_bytes, random_inputs(model_bytes, 1)[0])
     except Exception as exc:  # LiteRT's own refusal (custom op, bad tensor, ...)
-        out.append(Runnability("litert", False, _one_line(exc)))
+        out.append(Runnability("litert", False, _one_line(exc),
+                               isinstance(exc, RuntimeTimeout)))
     else:
         out.append(Runnability("litert", True))
     if not use_tflm:
@@ -88,7 +103,8 @@ def runnability(model_bytes: bytes, use_tflm: bool = True) -> list[Runnability]:
         try:
             tflm.run_tflm(model_bytes, structured_inputs(model_bytes))
         except (tflm.TflmError, ValueError, TypeError) as exc:
-            out.append(Runnability("tflm", False, _one_line(exc)))
+            out.append(Runnability("tflm", False, _one_line(exc),
+                                   isinstance(exc, RuntimeTimeout)))
         else:
             out.append(Runnability("tflm", True))
     return out
@@ -135,7 +151,9 @@ def verify(
     ``original`` as the TFLM reference (a hazard-free form of the input);
     ``tflm_against_litert`` compares TFLM's outputs on ``written`` with LiteRT's on
     ``original`` (an input TFLM cannot run, made runnable by ``--tflm-compat``). A runtime
-    that runs the input but fails on ``written`` raises: that is our bug, not the input's.
+    that runs the input but fails on ``written`` raises: that is our bug, not the input's;
+    one that runs past ``runtimes.run_timeout()`` on either model has no comparison and
+    is listed in ``not_run`` as ``timed_out`` (the result is then not ``ok``).
     """
     if runtimes is None:
         runtimes = runnability(original, use_tflm)
@@ -145,13 +163,20 @@ def verify(
         return result
     inputs = random_inputs(original, cases, seed) if runs["litert"].runs else \
         [structured_inputs(original, seed + i) for i in range(cases)]
+    ref = None
     if runs["litert"].runs:
-        ref = [run_litert(original, x) for x in inputs]
-        new = [run_litert(written, x) for x in inputs]
-        result.comparisons.append(_compare("litert", "input model (LiteRT reference kernels)",
-                                           ref, new, rtol))
+        try:
+            ref = _bounded("litert", "the input", lambda: [run_litert(original, x)
+                                                          for x in inputs])
+            new = _bounded("litert", "the written model", lambda: [run_litert(written, x)
+                                                                  for x in inputs])
+        except _TimedOut as t:
+            result.not_run.append(t.entry)
+        else:
+            result.comparisons.append(_compare("litert", "input model (LiteRT reference "
+                                               "kernels)", ref, new, rtol))
     # TFLM on the output against LiteRT on the input: for inputs only made TFLM-runnable.
-    against = tflm_against_litert and runs["litert"].runs and tflm.available() and \
+    against = tflm_against_litert and ref is not None and tflm.available() and \
         runs["tflm"].why != "disabled by the caller"
     if against:
         result.not_run = [r for r in result.not_run if r.runtime != "tflm"]
@@ -161,10 +186,33 @@ def verify(
                  else "input model (TFLM)")
         if against:
             label = "input model (LiteRT reference kernels; TFLM cannot run it)"
-        ref_t = ref if against else [tflm.run_tflm(base, x) for x in inputs]
-        new_t = [tflm.run_tflm(written, x) for x in inputs]
-        result.comparisons.append(_compare("tflm", label, ref_t, new_t, rtol))
+        try:
+            ref_t = ref if against else _bounded(
+                "tflm", "the input", lambda: [tflm.run_tflm(base, x) for x in inputs])
+            new_t = _bounded("tflm", "the written model",
+                             lambda: [tflm.run_tflm(written, x) for x in inputs])
+        except _TimedOut as t:
+            result.not_run.append(t.entry)
+        else:
+            result.comparisons.append(_compare("tflm", label, ref_t, new_t, rtol))
     return result
+
+
+class _TimedOut(Exception):
+    """A runtime's run inside ``verify`` timed out; ``entry`` says which and on what."""
+
+    def __init__(self, entry: Runnability) -> None:
+        super().__init__(entry.why)
+        self.entry = entry
+
+
+def _bounded(runtime: str, what: str, run):
+    """``run()``, with a ``RuntimeTimeout`` turned into ``_TimedOut`` naming ``what`` ran."""
+    try:
+        return run()
+    except RuntimeTimeout as exc:
+        raise _TimedOut(Runnability(runtime, False, f"{_one_line(exc)} running {what}",
+                                    True)) from None
 
 
 def verify_written(
