@@ -215,11 +215,15 @@ def test_int8_add_operand_without_quantisation_is_refused():
 
 def test_tflm_is_not_run_on_an_uncalled_subgraph_with_operators(tmp_path):
     """TFLM prepares an uncalled subgraph's MEAN without planning it and dies; LiteRT runs
-    the model. The hazard makes TFLM "not run" (a TflmError), never a signal."""
+    the model. The hazard makes TFLM "not run" (a TflmError), never a signal.
+
+    The raw crash reads unplanned memory, so whether it faults depends on what that memory
+    holds: alone it segfaulted 12 runs of 12, under the suite's load one run has exited 0.
+    Three tries must see at least one signal."""
     data = (CORPUS / "uncalled_subgraph.tflite").read_bytes()
     assert raw_runtime_code("litert", data, tmp_path) == 0
     if tflm.available():
-        assert raw_runtime_code("tflm", data, tmp_path) < 0
+        assert any(raw_runtime_code("tflm", data, tmp_path) < 0 for _ in range(3))
         with pytest.raises(tflm.TflmError, match="subgraph 1 has operators but nothing"):
             tflm.measure_arena(data)
     assert "subgraph 1" in preflight.tflm_hazard(data)
