@@ -33,23 +33,25 @@ def softmax_with_input_scale(scale: float) -> bytes:
     return serialize_model(m)
 
 
-CHILD = """
+RUN_MODEL = """
 import sys, numpy as np
-data = open(sys.argv[2], "rb").read()
+path = sys.argv[2]
+data = open(path, "rb").read()
 if sys.argv[1] == "litert":
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     it = Interpreter(model_content=data,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     it.allocate_tensors()
     d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.set_tensor(d["index"], np.FILL(d["shape"], d["dtype"]))
     it.invoke()
 else:
     from tflite_micro import runtime
     it = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
-    it.set_input(np.zeros((1, 8, 8, 16), np.int8), 0)
+    it.set_input(np.FILL((1, 8, 8, 16), np.int8), 0)
     it.invoke()
 """
+CHILD = RUN_MODEL.replace("FILL", "zeros")  # the runtime itself, nothing of ours
 
 
 def raw_runtime_code(runtime: str, data: bytes, tmp_path: Path) -> int:
@@ -214,16 +216,16 @@ def test_int8_add_operand_without_quantisation_is_refused():
 
 
 def test_tflm_is_not_run_on_an_uncalled_subgraph_with_operators(tmp_path):
-    """TFLM prepares an uncalled subgraph's MEAN without planning it and dies; LiteRT runs
-    the model. The hazard makes TFLM "not run" (a TflmError), never a signal.
+    """TFLM prepares an uncalled subgraph's MEAN without planning it, reading memory that
+    nothing allocated; LiteRT runs the model. The hazard makes TFLM "not run" (a
+    TflmError), never a signal.
 
-    The raw crash reads unplanned memory, so whether it faults depends on what that memory
-    holds: alone it segfaulted 12 runs of 12, under the suite's load one run has exited 0.
-    Three tries must see at least one signal."""
+    Whether raw TFLM faults on it depends on what that memory holds, which moves with the
+    child's command line: from a shell it segfaulted 12 runs of 12, from this test (a longer
+    temporary path) it exited 0 three times of three. So the raw crash is not asserted."""
     data = (CORPUS / "uncalled_subgraph.tflite").read_bytes()
     assert raw_runtime_code("litert", data, tmp_path) == 0
     if tflm.available():
-        assert any(raw_runtime_code("tflm", data, tmp_path) < 0 for _ in range(3))
         with pytest.raises(tflm.TflmError, match="subgraph 1 has operators but nothing"):
             tflm.measure_arena(data)
     assert "subgraph 1" in preflight.tflm_hazard(data)
@@ -370,25 +372,8 @@ def test_strided_slice_without_strides_is_refused(tmp_path):
                                r"\(STRIDED_SLICE\) needs 4 inputs")
 
 
-WRITES_MODEL = """
-import sys, numpy as np
-path = sys.argv[2]
-data = open(path, "rb").read()
-if sys.argv[1] == "litert":
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    it = Interpreter(model_content=data,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    d = it.get_input_details()[0]
-    it.set_tensor(d["index"], np.ones(d["shape"], d["dtype"]))
-    it.invoke()
-else:
-    from tflite_micro import runtime
-    it = runtime.Interpreter.from_bytes(data, arena_size=1 << 20)
-    it.set_input(np.ones((1, 8, 8, 16), np.int8), 0)
-    it.invoke()
-print("changed" if data != open(path, "rb").read() else "same")
-"""
+WRITES_MODEL = RUN_MODEL.replace("FILL", "ones") + (
+    'print("changed" if data != open(path, "rb").read() else "same")\n')
 
 
 @pytest.mark.parametrize("runtime", ["litert", "tflm"])

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .reductions import bits
+
 INF = 1 << 60
 
 
@@ -497,26 +499,26 @@ class PairTable:
         self.after: dict[tuple[int, int], int] = {}
 
     def lower(self, x: int, before: int, after: int) -> int:
-        ctx, best = self.ctx, self.root[x]
-        while before:
-            low = before & -before
-            before ^= low
-            j = low.bit_length() - 1
-            got = self.before.get((x, j))
-            if got is None:
-                b = self.closure(x).bound(ctx.anc[j] | low, 0)
-                got = self.before[(x, j)] = self.root[x] if b is None else b
-            best = max(best, got)
-        while after:
-            low = after & -after
-            after ^= low
-            j = low.bit_length() - 1
-            got = self.after.get((x, j))
-            if got is None:
-                b = self.closure(x).bound(0, ctx.desc[j] | low)
-                got = self.after[(x, j)] = self.root[x] if b is None else b
-            best = max(best, got)
+        """x's bound given the ops of mask ``before`` run before it and ``after`` after."""
+        best = self.root[x]
+        for j in bits(before):
+            best = max(best, self._forced(x, j, True))
+        for j in bits(after):
+            best = max(best, self._forced(x, j, False))
         return best
+
+    def _forced(self, x: int, j: int, first: bool) -> int:
+        """x's closure bound with op j forced before it (``first``) or after it, kept."""
+        table = self.before if first else self.after
+        got = table.get((x, j))
+        if got is None:
+            low = 1 << j
+            if first:
+                b = self.closure(x).bound(self.ctx.anc[j] | low, 0)
+            else:
+                b = self.closure(x).bound(0, self.ctx.desc[j] | low)
+            got = table[(x, j)] = self.root[x] if b is None else b
+        return got
 
 
 def pair_bounds(ctx, cands: Sequence[int], floor: int, deadline: float, closure,
