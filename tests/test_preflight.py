@@ -172,20 +172,6 @@ def test_cli_refuses_a_model_no_runtime_survives(tmp_path):
     assert not dst.exists()
 
 
-def test_softmax_with_another_ops_options_is_no_crash():
-    """Fuzz seed 2030 case 22231 (opcodes spliced from another model): a SOFTMAX whose
-    options table is ADD's has no beta; the check treats it as having no options (the
-    runtimes' default) instead of failing with AttributeError."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    m = load_model(ROOT / "models" / "inplace_softmax_int8.tflite").model
-    op = next(op for op in m.subgraphs[0].operators
-              if m.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.SOFTMAX)
-    op.builtinOptionsType = schema.BuiltinOptions.AddOptions
-    op.builtinOptions = schema.AddOptionsT()
-    preflight.check(serialize_model(m))  # no beta to check: nothing refused here
-
-
 # ---------------------------------------------------------------------------------------------
 # Found by fuzzing --rewrite and --tile (which run TFLM on the input even without --verify)
 
@@ -436,3 +422,59 @@ def test_softmax_of_a_per_channel_tensor_is_refused_where_litert_aborts(tmp_path
         preflight.check_litert(data)
     preflight.check(data)  # TFLM runs it
     preflight.check_litert(raw)
+
+
+@pytest.mark.parametrize("table", ["none", "add"])
+def test_softmax_without_its_options_is_refused_where_the_runtimes_abort(table, tmp_path):
+    """Fuzz seed 6001 case 2885 (a bit flip turned the SOFTMAX's options type into another
+    table's) and seed 2030 case 22231 (ADD's options table spliced in): the runtimes read
+    either as no SoftmaxOptions, their parser then leaves beta at 0, and the int8
+    reference softmax aborts. (Until this case the check took "no options" as safe.)"""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = load_model(SOFTMAX_MODEL.read_bytes()).model
+    op = next(o for o in m.subgraphs[0].operators
+              if m.operatorCodes[o.opcodeIndex].builtinCode == 25)
+    if table == "none":
+        op.builtinOptions, op.builtinOptionsType = None, 0
+    else:
+        op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+        op.builtinOptions = schema.AddOptionsT()
+    data = serialize_model(m)
+    runtimes = ["litert"] + (["tflm"] if tflm.available() else [])
+    codes = {r: raw_runtime_code(r, data, tmp_path) for r in runtimes}
+    assert all(c < 0 or c == 134 for c in codes.values()), codes  # SIGABRT
+    with pytest.raises(ModelError, match=r"beta 0 \(no SoftmaxOptions stored\)"):
+        preflight.check(data)
+    preflight.check(SOFTMAX_MODEL.read_bytes())
+
+
+def add_with_output_scale(scale: float) -> bytes:
+    """``inplace_add_int8`` with its last ADD's output scale set to ``scale``."""
+    m = load_model((ROOT / "models" / "inplace_add_int8.tflite").read_bytes()).model
+    sg = m.subgraphs[0]
+    op = [o for o in sg.operators if m.operatorCodes[o.opcodeIndex].builtinCode == 0][-1]
+    sg.tensors[int(op.outputs[0])].quantization.scale = [scale]
+    return serialize_model(m)
+
+
+def test_add_rescaling_refused_exactly_when_the_runtimes_abort(tmp_path):
+    """Fuzz seed 6001 case 11820 (an ADD output scale of 1e-45): the output multiplier
+    2·max(input scales) / (2^20 · output scale) must stay below 1. Just above the threshold
+    both runtimes run, just below it both abort, and the preflight agrees each time."""
+    m = load_model((ROOT / "models" / "inplace_add_int8.tflite").read_bytes()).model
+    sg = m.subgraphs[0]
+    op = [o for o in sg.operators if m.operatorCodes[o.opcodeIndex].builtinCode == 0][-1]
+    a, b = (float(sg.tensors[int(t)].quantization.scale[0]) for t in op.inputs[:2])
+    threshold = 2 * max(a, b) / (1 << 20)
+    runtimes = ["litert"] + (["tflm"] if tflm.available() else [])
+    for factor, dies in ((1.001, False), (0.999, True), (1e-38, True)):
+        data = add_with_output_scale(threshold * factor)
+        codes = {r: raw_runtime_code(r, data, tmp_path) for r in runtimes}
+        if dies:
+            assert all(c < 0 or c == 134 for c in codes.values()), (factor, codes)
+            with pytest.raises(ModelError, match=r"\(ADD\).*not below 1"):
+                preflight.check(data)
+        else:
+            assert set(codes.values()) == {0}, (factor, codes)
+            preflight.check(data)

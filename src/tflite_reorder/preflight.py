@@ -9,7 +9,9 @@ native code instead of returning an error, which no ``try`` can catch:
   quantisation scale (an int32 constant wired into an int8 ADD, an int8 tensor stored
   without parameters): the kernels derive their multipliers from a scale of 0 and TFLM
   ``abort()``s (LiteRT refuses operands of differing types, and aborts on a missing scale,
-  and on per-channel scales: its kernels read one per-tensor scale, 0 for those);
+  and on per-channel scales: its kernels read one per-tensor scale, 0 for those); or one
+  whose output scale is so small against its inputs' that its rescaling multiplier is not
+  below 1 (both runtimes ``abort()``);
 * an ``OfflineMemoryAllocation`` metadata entry whose buffer is buffer 0 (TFLite's empty
   sentinel) or holds fewer words than its header promises: TFLM reads past the data and
   segfaults; or a plan under which TFLM leaves a called subgraph's variable tensor without
@@ -17,6 +19,7 @@ native code instead of returning an error, which no ``try`` can catch:
 * an int8 SOFTMAX whose input scale × beta is at most 2^-26: the reference kernels (LiteRT's
   and TFLM's) turn it into a fixed-point multiplier that must exceed 1 and ``abort()``
   otherwise; tiny logit scales come from random weights (Keras DenseNet121 untrained);
+  without SoftmaxOptions the runtimes take beta as 0 (``softmax_beta``);
 * nested control flow whose lifetime marking walks more subgraph visits than anyone can
   wait for (TFLM marks every path: 30 nested IFs sharing one branch are 2^30 visits);
 * TFLM only: a subgraph with operators that nothing reachable from subgraph 0 calls (a
@@ -44,6 +47,7 @@ abort becomes an error ("LiteRT could not run it"), never a signal.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -219,6 +223,37 @@ def _check_scaled_arithmetic(model: schema.ModelT) -> None:
                         f"subgraph {s} operator {i} ({name}) has a quantised output but its "
                         f"tensor {t} has {len(q.scale)} per-channel scales, not one (LiteRT "
                         f"gives such a tensor a scale of 0 and aborts on it)")
+            if name in ("ADD", "SUB") and len(ins) >= 2:
+                _check_add_multipliers(sg, s, i, name, ins[0], ins[1], outs[0])
+
+
+def _check_add_multipliers(sg: schema.SubGraphT, s: int, i: int, name: str, a: int, b: int,
+                           out: int) -> None:
+    """A quantised ADD/SUB rescales both operands to twice the larger input scale and the
+    sum to the output scale over 2^20 (2^15 for int16), and the kernels (LiteRT's and TFLM's
+    ``QuantizeMultiplierSmallerThanOneExp``) ``abort()`` unless each of those multipliers
+    quantises to a fraction in (0, 1): an output scale at or below about 2^-20 times the
+    inputs' (fuzz seed 6001 case 11820: an output scale of 1e-45) kills the process."""
+    scale = [float(np.float32(sg.tensors[t].quantization.scale[0])) for t in (a, b, out)]
+    twice = 2.0 * max(scale[0], scale[1])
+    shift = 15 if sg.tensors[out].type == schema.TensorType.INT16 else 20
+    multipliers = (scale[0] / twice, scale[1] / twice, twice / ((1 << shift) * scale[2]))
+    if not all(_below_one(m) for m in multipliers):
+        raise ModelError(
+            f"subgraph {s} operator {i} ({name}): input scales {scale[0]:g} and "
+            f"{scale[1]:g} against output scale {scale[2]:g} need a rescaling multiplier of "
+            f"{multipliers[2]:g}, not below 1 (LiteRT and TFLM abort on it)")
+
+
+def _below_one(m: float) -> bool:
+    """``QuantizeMultiplierSmallerThanOneExp`` accepts ``m`` (no check fails): 0 < m < 1
+    and m, rounded to a Q31 fraction, keeps an exponent of at most 0."""
+    if not 0.0 < m < 1.0:
+        return False
+    fraction, exponent = math.frexp(m)
+    if math.floor(fraction * (1 << 31) + 0.5) == 1 << 31:  # std::round, half away from 0
+        exponent += 1
+    return exponent <= 0
 
 
 # Inputs a kernel reads without checking that they are present (an index of -1 or a
@@ -267,11 +302,18 @@ def _check_offline_plan(model: schema.ModelT) -> None:
                 f"its subgraph), which is planned (TFLM segfaults)")
 
 
+def softmax_beta(op: schema.OperatorT) -> float:
+    """The beta the runtimes use: with no SoftmaxOptions stored (or a table of another
+    type, cleared at read time) their shared parser leaves the value-initialised
+    parameters, beta 0 (``ParseSoftmax`` in ``flatbuffer_conversions.cc``), not the
+    schema's default of 1."""
+    return float(getattr(op.builtinOptions, "beta", 0.0))
+
+
 def _check_softmax(model: schema.ModelT) -> None:
     for s, sg in enumerate(model.subgraphs):
         for i, op in enumerate(sg.operators or []):
-            beta = getattr(op.builtinOptions, "beta", None)  # None: no options stored
-            if (opcode_name(model, op.opcodeIndex) != "SOFTMAX" or beta is None
+            if (opcode_name(model, op.opcodeIndex) != "SOFTMAX"
                     or op.inputs is None or len(op.inputs) == 0 or op.inputs[0] < 0):
                 continue
             x = sg.tensors[int(op.inputs[0])]
@@ -279,11 +321,12 @@ def _check_softmax(model: schema.ModelT) -> None:
             if x.type not in SOFTMAX_CHECKED_TYPES or q is None or q.scale is None or len(
                     q.scale) != 1:
                 continue
-            scaled = float(beta) * float(q.scale[0])
-            if not scaled > SOFTMAX_MIN_SCALED:
+            beta = softmax_beta(op)
+            if not beta * float(q.scale[0]) > SOFTMAX_MIN_SCALED:
+                stored = "" if op.builtinOptions is not None else " (no SoftmaxOptions stored)"
                 raise ModelError(
                     f"subgraph {s} operator {i} (SOFTMAX): input scale {float(q.scale[0]):g} "
-                    f"× beta {float(beta):g} is not above 2^-26; the int8 reference "
+                    f"× beta {beta:g}{stored} is not above 2^-26; the int8 reference "
                     f"softmax of LiteRT and TFLM aborts on it")
 
 
