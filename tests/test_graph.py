@@ -92,6 +92,17 @@ def test_a_read_before_its_writer_in_the_stored_order_is_refused():
         build_graph(m)
 
 
+def test_an_operator_reading_its_own_output_is_refused():
+    """Fuzz seed 6001 case 9335 (a RELU given its own output as a second input): the read
+    comes before the kernel writes anything, and the tiler crashed on the self-edge."""
+    m = diamond()
+    op = m.subgraphs[0].operators[1]
+    op.inputs = np.array([*op.inputs, op.outputs[0]], np.int32)
+    with pytest.raises(ModelError, match=r"operator 1 \(\w+\) reads its own output tensor "
+                                         r"2 \(b\)"):
+        build_graph(m)
+
+
 def test_a_variable_read_before_its_writer_keeps_the_stored_order():
     """A variable read before the op that writes it holds the last run's value (it is not
     in the arena): accepted, and the reader stays first (it was refused as a cycle)."""

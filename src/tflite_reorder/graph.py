@@ -286,7 +286,11 @@ def build_subgraph(
     for op in ops:
         for t in op.inputs:
             p = producer.get(t)
-            if p is None or p == op.index:
+            if p is None:
+                continue
+            if p == op.index:  # its own output: read before the kernel writes it
+                if tensors[t].in_arena:
+                    early_reads.append((op, t))
                 continue
             if p > op.index:  # the runtimes run the stored order: the read comes first
                 if not tensors[t].in_arena:
@@ -310,6 +314,11 @@ def build_subgraph(
     if early_reads:  # a valid order exists, but not the one the runtimes run
         op, t = early_reads[0]
         p = producer[t]
+        if p == op.index:
+            raise ModelError(
+                f"{where}: operator {op.index} ({op.opcode}) reads its own output tensor {t} "
+                f"({tensors[t].name}), which holds nothing before the operator writes it "
+                f"(uninitialized memory)")
         raise ModelError(
             f"{where}: operator {op.index} ({op.opcode}) reads tensor {t} "
             f"({tensors[t].name}) before operator {p} ({ops[p].opcode}) writes it: LiteRT "
