@@ -174,6 +174,33 @@ def read_before_write() -> bytes:
     return serialize_model(m)
 
 
+def reads_own_output() -> bytes:
+    """The last operator (a CONV_2D) given its own output as an extra input: it reads memory
+    before it writes it (fuzz seed 6001 case 9335 crashed the tiler on such a self-edge)."""
+    m = _base()
+    op = _ops(m)[-1]
+    op.inputs = np.array([*op.inputs, op.outputs[0]], np.int32)
+    return serialize_model(m)
+
+
+def softmax_without_options() -> bytes:
+    """An int8 SOFTMAX with its SoftmaxOptions dropped: the runtimes' parser leaves beta 0
+    and the reference softmax ``abort()``s (fuzz seed 6001 case 2885)."""
+    m = _base("inplace_softmax_int8")
+    op = next(o for o in _ops(m) if m.operatorCodes[o.opcodeIndex].builtinCode == OP.SOFTMAX)
+    op.builtinOptions, op.builtinOptionsType = None, 0
+    return serialize_model(m)
+
+
+def add_rescale_overflow() -> bytes:
+    """An int8 ADD whose output scale is 1e-45: its rescaling multiplier is far above 1 and
+    both runtimes ``abort()`` (fuzz seed 6001 case 11820)."""
+    m = _base()
+    op = [o for o in _ops(m) if m.operatorCodes[o.opcodeIndex].builtinCode == OP.ADD][-1]
+    m.subgraphs[0].tensors[int(op.outputs[0])].quantization.scale = [1e-45]
+    return serialize_model(m)
+
+
 def recursive_control_flow() -> bytes:
     """A WHILE appended to subgraph 0 whose cond and body are subgraph 0: TFLM would recurse
     forever (so would any lifetime analysis)."""
@@ -541,6 +568,9 @@ CORPUS: dict[str, Callable[[], bytes]] = {
     "uninitialized_read.tflite": uninitialized_read,
     "constant_output.tflite": constant_output,
     "read_before_write.tflite": read_before_write,
+    "reads_own_output.tflite": reads_own_output,
+    "softmax_without_options.tflite": softmax_without_options,
+    "add_rescale_overflow.tflite": add_rescale_overflow,
     "dynamic_shapes.tflite": dynamic_shapes,
     "dynamic_stored_dim.tflite": dynamic_stored_dim,
     "zero_sized_tensor.tflite": zero_sized_tensor,
