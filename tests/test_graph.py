@@ -103,6 +103,19 @@ def test_an_operator_reading_its_own_output_is_refused():
         build_graph(m)
 
 
+def test_an_empty_tensor_read_before_its_writer_is_refused_too():
+    """A zero-sized tensor is not in the arena, but its read still comes first: skipping
+    its edge hid a cycle and the self-check then failed on the order (fuzz seed 6001 case
+    47564, exit 3)."""
+    m = diamond()
+    ops = m.subgraphs[0].operators
+    ops[1], ops[2] = ops[2], ops[1]
+    b = m.subgraphs[0].tensors[2]
+    b.shape = np.array([*b.shape[:-1], 0], np.int32)
+    with pytest.raises(ModelError, match=r"reads tensor 2 \(b\) before operator 2"):
+        build_graph(m)
+
+
 def test_a_variable_read_before_its_writer_keeps_the_stored_order():
     """A variable read before the op that writes it holds the last run's value (it is not
     in the arena): accepted, and the reader stays first (it was refused as a cycle)."""

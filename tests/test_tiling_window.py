@@ -139,3 +139,19 @@ def test_an_op_touching_a_variable_tensor_is_not_tileable():
     prof = regions.profile(m)
     assert all(not r.start <= v < r.end for r in regions.regions(prof))
     tile_model(m)  # runs: no region holds it
+
+
+def test_an_op_touching_a_stored_negative_dimension_is_not_tileable():
+    """A feature map stored as [1, 16, 16, -1] (fuzz seed 6001 case 35901): shape inference
+    repairs the graph's view, but the emitter crops by the stored shape and crashed."""
+    from tflite_reorder.tiling import tile_model
+
+    m = load_model(model_path("inception_int8")).model
+    ed = Editor(m, 0)
+    v, op = next((v, op) for v, op in enumerate(ed.sg.operators)
+                 if ed.opcode(op) == "CONV_2D")
+    out = ed.t(ed.outputs(op)[0])
+    out.shape = np.array([*out.shape[:3], -1], np.int32)
+    with pytest.raises(NotTileable, match="stored dimension of -1"):
+        describe(ed, op)
+    tile_model(m)  # runs: no region holds it

@@ -288,13 +288,16 @@ def build_subgraph(
             p = producer.get(t)
             if p is None:
                 continue
+            variable = bool(raw_tensors[t].isVariable)  # holds the last run's value
             if p == op.index:  # its own output: read before the kernel writes it
-                if tensors[t].in_arena:
+                if not variable:
                     early_reads.append((op, t))
                 continue
             if p > op.index:  # the runtimes run the stored order: the read comes first
-                if not tensors[t].in_arena:
-                    continue  # a variable's last value (the stateful order keeps it first)
+                if variable:
+                    continue  # the stateful order keeps the reader first
+                # any other tensor, zero-sized ones too (fuzz seed 6001 case 47564: an
+                # edge skipped for an empty tensor hid a cycle from the check below)
                 early_reads.append((op, t))
             preds[op.index].add(p)
     # Ops with state or side effects keep their stored relative order.

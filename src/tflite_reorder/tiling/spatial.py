@@ -62,6 +62,8 @@ def _feature_map(ed: Editor, t: int) -> tuple[int, int, int, int]:
     sh = ed.shape(t)
     if len(sh) != 4 or sh[0] != 1:
         raise NotTileable(f"tensor {ed.name(t)!r} is not a batch-1 NHWC feature map")
+    if min(sh) <= 0:  # a stored -1 (fuzz seed 6001 case 35901 crashed the emitter on one)
+        raise NotTileable(f"tensor {ed.name(t)!r} has a stored dimension of {min(sh)}")
     if ed.dtype(t) not in DTYPES:
         raise NotTileable(f"tensor {ed.name(t)!r} is {ed.dtype(t)}, not int8/float32")
     return sh  # type: ignore[return-value]
