@@ -93,6 +93,7 @@ ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure 
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
 SET_WIDTH = 8  # ... growing the best 8 sets of k ops by one op ...
 SET_MAX_OPS = 16  # ... up to 16 ops (memoised over the placed sets; the time stops it first)
+SMALL_SET_MAX_OPS = 8  # ... 8 when a segment is below LNS_MIN_OPS (see _pair_floor)
 BEAM_SHARE = 0.3  # ... then beam starts (improve.py)
 BEAM_MAX_OPS = 2000  # larger segments get no beam start
 SEARCH_SHARE = 0.75  # ... then a second exact search pass; the rest: window re-solves
@@ -110,7 +111,8 @@ LARGE_SEARCH_SHARE = 0.4
 LARGE_QUICK_SHARE = 0.2
 LARGE_PAIR_SHARE = 0.5
 PAIR_WORK = 600_000  # candidates of the set bounds: the most ops (largest closure bounds)
-PAIR_MIN_CANDIDATES = 24  # whose pairs times the problem's ops stay within PAIR_WORK
+PAIR_MIN_CANDIDATES = 24  # whose pairs times the problem's ops stay within PAIR_WORK (only
+# when every open segment has LNS_MIN_OPS ops; smaller ones keep 24 candidates)
 COMPILED_SEARCH = True  # run search's loop in C where built (searchcore; tests switch it off)
 COMPILED_BOUNDS = True  # ... with its per-state closure bounds on compiled flows too
 Progress = Callable[[int, int, int], None]  # (states expanded, best peak, lower bound)
@@ -1105,7 +1107,7 @@ def _anytime(work, floor: int, deadline: float, max_states: int,
             0.0, deadline - time.monotonic())
         for pr in {id(pr): pr for pr, _ in _open(work, floor)}.values():
             if pr.ctx.p.n_ops <= CLOSURE_MAX_OPS:
-                floor = max(floor, _pair_floor(pr, floor, until))
+                floor = max(floor, _pair_floor(pr, floor, until, large))
     split_time(BEAM_SHARE, beam)
     large = all(_ops(pr, i) >= LNS_MIN_OPS for pr, i in _open(work, floor))
     states, stopped, floor = _search_pass(work, floor, deadline,
@@ -1133,13 +1135,16 @@ def _root_closure(pr: _Prep, until: float) -> bool:
     return True
 
 
-def _pair_floor(pr: _Prep, floor: int, until: float) -> int:
+def _pair_floor(pr: _Prep, floor: int, until: float, large: bool = True) -> int:
     """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments,
     on their own networks (smaller than the shared one: their ancestors merged with the
     source, their descendants left out), compiled where the core is built, with the cheap
     bounds of a ``bounds.PairTable``. As many candidates as keep (pairs x ops) within
     ``PAIR_WORK``: the best sets of RandWire stages hold ops whose own closure bounds rank
-    30th-80th (80 nodes, 4 s: 24 candidates 24 tensors, 80 candidates 27)."""
+    30th-80th (80 nodes, 4 s: 24 candidates 24 tensors, 80 candidates 27). Not ``large``
+    (a segment below ``LNS_MIN_OPS``): 24 candidates and sets of up to 8 ops, as before
+    those changes: the wider sets took the time that proves the two 48-node stages (6.4 s
+    with them narrow; open at 10 s with them wide)."""
     ctx = pr.ctx
     if ctx.root_closure is None:
         return floor
@@ -1148,10 +1153,12 @@ def _pair_floor(pr: _Prep, floor: int, until: float) -> int:
     closure = functools.partial(_state_closure, ctx)
     if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
         closure = functools.partial(flow_closure, ctx, closure)
-    n_cands = max(PAIR_MIN_CANDIDATES, math.isqrt(2 * PAIR_WORK // max(1, ctx.p.n_ops)))
+    n_cands = PAIR_MIN_CANDIDATES
+    if large:
+        n_cands = max(n_cands, math.isqrt(2 * PAIR_WORK // max(1, ctx.p.n_ops)))
     table = PairTable(ctx, closure, ctx.root_closure)
-    return pair_bounds(ctx, ops[:n_cands], floor, until, closure,
-                       width=SET_WIDTH, max_ops=SET_MAX_OPS, lower=table.lower)
+    return pair_bounds(ctx, ops[:n_cands], floor, until, closure, width=SET_WIDTH,
+                       max_ops=SET_MAX_OPS if large else SMALL_SET_MAX_OPS, lower=table.lower)
 
 
 def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):
