@@ -54,13 +54,17 @@ else:
 CHILD = RUN_MODEL.replace("FILL", "zeros")  # the runtime itself, nothing of ours
 
 
+def run_raw(script: str, runtime: str, data: bytes, path: Path) -> subprocess.CompletedProcess:
+    """Run ``script`` (``CHILD``, ``WRITES_MODEL``) on ``data``, written to ``path``, in a
+    runtime directly (no preflight), in a child process."""
+    path.write_bytes(data)
+    return subprocess.run([sys.executable, "-c", script, runtime, str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
 def raw_runtime_code(runtime: str, data: bytes, tmp_path: Path) -> int:
     """Exit code of running ``data`` in a runtime directly (no preflight), in a child."""
-    path = tmp_path / f"m_{runtime}.tflite"
-    path.write_bytes(data)
-    proc = subprocess.run([sys.executable, "-c", CHILD, runtime, str(path)],
-                          capture_output=True, timeout=120)
-    return proc.returncode
+    return run_raw(CHILD, runtime, data, tmp_path / f"m_{runtime}.tflite").returncode
 
 
 @pytest.mark.parametrize("factor", [0.5, 1.0, 1.05])
@@ -374,9 +378,7 @@ def test_an_operator_writing_a_constant_is_refused_at_input(runtime, tmp_path):
     if runtime == "tflm" and not tflm.available():
         pytest.skip("tflite-micro is not installed")
     path = tmp_path / "constant_output.tflite"
-    path.write_bytes((ROOT / "tests" / "bad_inputs" / "constant_output.tflite").read_bytes())
-    proc = subprocess.run([sys.executable, "-c", WRITES_MODEL, runtime, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_raw(WRITES_MODEL, runtime, (CORPUS / "constant_output.tflite").read_bytes(), path)
     assert proc.returncode == 0 and proc.stdout.split()[-1] == "changed", proc.stderr
     from tflite_reorder.graph import build_graph
     with pytest.raises(ModelError, match=r"operator 2 \(MEAN\) writes tensor 10 \(Mean\)"):
@@ -395,9 +397,7 @@ def test_neither_runtime_refuses_a_read_before_its_writer(runtime, tmp_path):
     if runtime == "tflm" and not tflm.available():
         pytest.skip("tflite-micro is not installed")
     path = tmp_path / "read_before_write.tflite"
-    path.write_bytes((ROOT / "tests" / "bad_inputs" / "read_before_write.tflite").read_bytes())
-    proc = subprocess.run([sys.executable, "-c", WRITES_MODEL, runtime, str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_raw(WRITES_MODEL, runtime, (CORPUS / "read_before_write.tflite").read_bytes(), path)
     assert proc.returncode == 0, proc.stderr
 
 
