@@ -136,7 +136,8 @@ def test_order_and_pair_bounds_never_exceed_the_optimum():
         single = max(closure_bound(ctx, v) for v in range(p.n_ops))
         ops = list(range(p.n_ops))
         closure = functools.partial(_state_closure, ctx)
-        got = bounds.pair_bounds(ctx, ops, 0, float("inf"), closure, width=3, max_ops=4)
+        got = bounds.pair_bounds(ctx, ops, 0, float("inf"), bounds.set_bound(ctx, closure),
+                                 width=3, max_ops=4)
         assert got <= best, case
         for _ in range(3):
             trio = rng.sample(ops, min(3, p.n_ops))
@@ -229,7 +230,8 @@ def test_order_bound_with_pair_table_is_the_same_bound():
             assert got == exact if exact > above else got <= above
             assert bounds.order_bound(ctx, ops, closure, lower=loose.lower) <= best, case
         got = bounds.pair_bounds(ctx, list(range(p.n_ops)), max(mixed), float("inf"),
-                                 closure, width=3, max_ops=5, lower=loose.lower)
+                                 bounds.set_bound(ctx, closure, loose.lower), width=3,
+                                 max_ops=5)
         assert got <= best, case
         raised += got > max(mixed)
     assert raised > 10

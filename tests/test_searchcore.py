@@ -260,6 +260,84 @@ def test_compiled_flow_with_ops_forced_out():
     assert checked > 1000 and 100 < infinite < checked // 2
 
 
+def _set_bound_pair(ctx, cands, closure_of, memo_bytes=searchcore.SetBounds.MEMO_BYTES):
+    """The Python set bound (``order_bound_work`` with a ``PairTable``, on ``closure_of``)
+    and the compiled one, for the same candidates and root bounds."""
+    shared = bounds.SharedClosure(ctx)
+    root = [max(int(s), 0 if (b := shared.bound(v)) is None else b)
+            for v, s in enumerate(ctx.static_lb)]
+    ref = bounds.set_bound(ctx, closure_of, bounds.PairTable(ctx, closure_of, root).lower)
+    return ref, searchcore.SetBounds(ctx, scheduler_closure(ctx), cands, root, memo_bytes)
+
+
+def scheduler_closure(ctx):
+    return lambda v: scheduler._state_closure(ctx, v)
+
+
+def _grown_sets(rng, ctx, cands, sizes):
+    """Sets as ``bounds.pair_bounds`` asks for them: a set, then it with one more op."""
+    for _ in range(sizes):
+        base = rng.sample(cands, min(len(cands), rng.randint(1, 5)))
+        for c in rng.sample(cands, min(len(cands), 6)):
+            for ops in (base, [*base, c]):
+                if len(set(ops)) >= 2:
+                    yield tuple(sorted(set(ops)))
+
+
+@needs_core
+def test_compiled_set_bounds_are_order_bound_work():
+    """``searchcore.SetBounds`` (``_setbound.c``) gives ``order_bound_work``'s bound and
+    count of placed sets (the same steps in the same order) with ``PairTable.lower``, on
+    OR-tools' closures, for sets grown one op at a time (so that bounds come from looser
+    keys), with and without ``above``, on random graphs, with a flow memo big enough and
+    one so small that it starts again at every growth."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(31)
+    checked = cut = 0
+    for case in range(40):
+        p = build_problem(random_subgraph(rng, rng.randint(4, 40), source_share=0.1),
+                          inplace=rng.random() < 0.5)
+        ctx = scheduler._context(p)
+        memo = searchcore.SetBounds.MEMO_BYTES if case % 2 else 1
+        ref, got = _set_bound_pair(ctx, list(range(p.n_ops)), scheduler_closure(ctx), memo)
+        for ops in _grown_sets(rng, ctx, list(range(p.n_ops)), 4):
+            exact = ref(ops, -1)
+            assert got(ops, -1) == exact, (case, ops)
+            above = exact[0] - rng.choice([0, 1, exact[0] // 4 + 1])
+            want = ref(ops, above)
+            assert got(ops, above) == want, (case, ops, above)
+            checked += 1
+            cut += want[1] < exact[1]
+    assert checked > 500 and cut > 50
+
+
+@needs_core
+def test_compiled_set_bounds_on_a_randwire_stage():
+    """The same on a 48-node RandWire stage (109 ops, two words per mask) with the grown
+    sets of the scheduler's set bounds, on compiled closures (``FlowClosure``): here most
+    constrained bounds come from looser keys. Sets outside the candidates or larger than
+    ``MAX_OPS`` are refused."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    rng = random.Random(32)
+    p = randwire_problem(48, seed=1)
+    ctx = scheduler._context(p)
+    cands = rng.sample(range(p.n_ops), 40)
+    closure = lambda v: searchcore.flow_closure(ctx, scheduler_closure(ctx), v)  # noqa: E731
+    ref, got = _set_bound_pair(ctx, cands, closure)
+    checked = 0
+    for ops in _grown_sets(rng, ctx, cands, 12):
+        assert got(ops, -1) == ref(ops, -1), ops
+        checked += 1
+    assert checked > 100
+    outside = next(v for v in range(p.n_ops) if v not in cands)
+    with pytest.raises(ValueError):
+        got((cands[0], outside), -1)
+    with pytest.raises(ValueError):
+        got(tuple(cands[:searchcore.SetBounds.MAX_OPS + 1]), -1)
+
+
 def _random_downset(rng, p, forced_in: int, forced_out: int) -> int:
     """A random downset that holds ``forced_in``'s ops and none of ``forced_out``'s."""
     S = 0

@@ -957,17 +957,6 @@ static Item heap_pop(Heap *h) {
     return top;
 }
 
-static inline u64 hash_bits(const u64 *s, int W) {
-    u64 h = 0x9E3779B97F4A7C15ull * (u64)(W + 1);
-    for (int x = 0; x < W; x++) { /* splitmix64's finaliser over each word */
-        u64 z = h ^ s[x];
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        h = z ^ (z >> 31);
-    }
-    return h;
-}
-
 static int states_init(States *st, int W) {
     memset(st, 0, sizeof *st);
     st->W = W;

@@ -177,17 +177,6 @@ static inline int equal_bits(const u64 *a, const u64 *b, int W) {
     return memcmp(a, b, (size_t)W * 8) == 0;
 }
 
-static inline u64 hash_bits(const u64 *s, int W) {
-    u64 h = 0x9E3779B97F4A7C15ull;
-    for (int w = 0; w < W; w++) {
-        u64 x = s[w] + 0x9E3779B97F4A7C15ull * (u64)(w + 1);
-        x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ull;
-        x ^= x >> 27; x *= 0x94D049BB133111EBull;
-        x ^= x >> 31;
-        h = (h ^ x) * 0x100000001B3ull;
-    }
-    return h ^ (h >> 29);
-}
 
 /* ------------------------------------------------------------------------------------- */
 /* Steps (scheduler._mstep / _step)                                                        */
@@ -893,7 +882,7 @@ static int64_t preflow(Flow *f) {
     return pushed;
 }
 
-static int64_t flow_value(Flow *f, const u64 *S, const u64 *out, int nbits) {
+int64_t flow_value(Flow *f, const u64 *S, const u64 *out, int nbits) {
     memcpy(f->cap, f->cap0, (size_t)f->na * 8);
     if (out)  /* forced out of the closure: its arc to the sink exceeds any cut */
         for (int k = 0; k < f->nf; k++)
@@ -1893,6 +1882,14 @@ static PyMethodDef methods[] = {
      "flow_bound(flow, state_bytes, W) -> StateClosure.bound(S) on the compiled flow"},
     {"flow_value", py_flow_value, METH_VARARGS,
      "flow_value(flow, state_bytes, out_bytes, W) -> max flow, S forced in, out forced out"},
+    {"make_set_bounds", make_set_bounds, METH_VARARGS,
+     "make_set_bounds(n, ops, down, up, root, W, memo_bytes) -> capsule: order_bound's n"
+     " candidates"},
+    {"set_bounds_flow", set_bounds_flow, METH_VARARGS,
+     "set_bounds_flow(set_bounds, candidate, flow): the candidate's compiled closure flow"},
+    {"set_bound", set_bound, METH_VARARGS,
+     "set_bound(set_bounds, indices, above) -> (bound, placed sets): order_bound_work with"
+     " PairTable.lower"},
     {"fast_peak", fast_peak, METH_VARARGS, FAST_PEAK_DOC},
     {"lite_tables", lite_tables, METH_VARARGS,
      "lite_tables(raw) -> fastread.read_lite's fields as tuples, or None when a read fails"},

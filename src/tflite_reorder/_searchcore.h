@@ -12,6 +12,19 @@
 
 typedef uint64_t u64;
 
+/* A hash of W words (the search's state table, the set bounds' flow memo). */
+static inline u64 hash_bits(const u64 *s, int W) {
+    u64 h = 0x9E3779B97F4A7C15ull;
+    for (int w = 0; w < W; w++) {
+        u64 x = s[w] + 0x9E3779B97F4A7C15ull * (u64)(w + 1);
+        x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ull;
+        x ^= x >> 27; x *= 0x94D049BB133111EBull;
+        x ^= x >> 31;
+        h = (h ^ x) * 0x100000001B3ull;
+    }
+    return h ^ (h >> 29);
+}
+
 /* The flow network of one bounds.StateClosure, as that class built it: node 0 = source,
  * node 1 = sink, forward arc i from tails[i] to heads[i] with capacity caps[i]; forcing an
  * op into the closure sets its forcing arc's capacity to ``big``. bound(S) = base - (gain -
@@ -38,6 +51,9 @@ enum { FLOW_OK = 0, FLOW_NO_MEMORY = 1, FLOW_BAD_ARC = 2 };
 int flow_arcs(Flow *f, int nn, int64_t m, const int32_t *tails, const int32_t *heads,
               const int64_t *caps);
 int64_t flow_max(Flow *f);
+/* The maximum flow with the ops of S forced in and those of ``out`` forced out (bits below
+ * nbits; ``out`` may be NULL): StateClosure.bound(S, out) before its arithmetic. */
+int64_t flow_value(Flow *f, const u64 *S, const u64 *out, int nbits);
 void flow_free(Flow *f);
 
 /* _fastpeak.c: the module function fast_peak (fastpeak.py) and its docstring. */
@@ -47,6 +63,11 @@ extern const char FAST_PEAK_DOC[];
 PyObject *lite_tables(PyObject *self, PyObject *args);
 /* full_tables(raw): every tensor and operator field parse_model unpacks, or None. */
 PyObject *full_tables(PyObject *self, PyObject *args);
+
+/* _setbound.c: bounds.order_bound_work with PairTable.lower over compiled flows. */
+PyObject *make_set_bounds(PyObject *self, PyObject *args);
+PyObject *set_bounds_flow(PyObject *self, PyObject *args);
+PyObject *set_bound(PyObject *self, PyObject *args);
 
 /* _fastwrite.c: TensorT.Pack / OperatorT.Pack on flatbuffer_io's builder, the same bytes. */
 PyObject *pack_tensor(PyObject *self, PyObject *args);

@@ -521,9 +521,17 @@ class PairTable:
         return got
 
 
-def pair_bounds(ctx, cands: Sequence[int], floor: int, deadline: float, closure,
-                width: int = 0, max_ops: int = 3,
-                lower: Callable[[int, int, int], int] | None = None) -> int:
+SetBound = Callable[[Sequence[int], int], tuple[int, int]]
+
+
+def set_bound(ctx, closure, lower: Callable[[int, int, int], int] | None = None) -> SetBound:
+    """``order_bound_work`` on ``closure`` (and ``lower``) as ``pair_bounds`` calls it:
+    (ops, above) -> (bound, placed sets); ``searchcore.SetBounds`` is the compiled one."""
+    return lambda ops, above: order_bound_work(ctx, ops, closure, above, lower)
+
+
+def pair_bounds(ctx, cands: Sequence[int], floor: int, deadline: float, bound: SetBound,
+                width: int = 0, max_ops: int = 3) -> int:
     """``floor`` raised by ``order_bound`` over incomparable pairs of ``cands``, then over
     ever larger sets: the ``width`` best sets of k ops, each with one more op of ``cands``,
     up to ``max_ops`` ops, until ``deadline`` (time.monotonic). Every value is a lower
@@ -532,7 +540,8 @@ def pair_bounds(ctx, cands: Sequence[int], floor: int, deadline: float, closure,
     is why growing the best sets pays; among sets of equal bound, those whose bound took
     more placed sets to settle are grown first (RandWire stage of 80 nodes, 80
     candidates: 27 tensors after 3.6 s ranked by bound alone, 28 after 6.5 s with the tie
-    broken so). ``lower``: ``order_bound``'s cheap bounds (``PairTable.lower``)."""
+    broken so). ``bound(ops, above)``: ``order_bound_work`` of a set (``set_bound``, or
+    the compiled ``searchcore.SetBounds``)."""
     best = floor
     scored: list[tuple[tuple[int, int], tuple[int, ...]]] = []
     for i, a in enumerate(cands):
@@ -541,7 +550,7 @@ def pair_bounds(ctx, cands: Sequence[int], floor: int, deadline: float, closure,
                 return best
             if (ctx.anc[a] >> b) & 1 or (ctx.desc[a] >> b) & 1:
                 continue  # comparable: the single-op bounds already cover it
-            val = order_bound_work(ctx, (a, b), closure, best - 1, lower)
+            val = bound((a, b), best - 1)
             scored.append((val, (a, b)))
             best = max(best, val[0])
     for _size in range(3, max_ops + 1):
@@ -556,7 +565,7 @@ def pair_bounds(ctx, cands: Sequence[int], floor: int, deadline: float, closure,
                 if c in ops or key in seen:
                     continue
                 seen.add(key)
-                val = order_bound_work(ctx, key, closure, best - 1, lower)
+                val = bound(key, best - 1)
                 grown.append((val, key))
                 best = max(best, val[0])
         scored = grown

@@ -56,6 +56,7 @@ from .bounds import (
     _ortools_flow,
     closure_bound,
     pair_bounds,
+    set_bound,
     static_bounds,
 )
 from .decision import decide, ready_at
@@ -76,7 +77,7 @@ from .reductions import (
     run_macro,
     source_macros,
 )
-from .searchcore import flow_closure, shared_flow
+from .searchcore import SetBounds, shared_flow
 from .searchcore import run as compiled_search
 from .searchcore import unavailable as compiled_unavailable
 
@@ -87,7 +88,10 @@ CLOSURE_MAX_OPS = 600  # larger pieces: one flow graph per candidate costs too m
 DECIDE_SHARE = 0.1  # of the time left after bounds: "is there a better order?" (decision),
 DECIDE_STATES = 400_000  # ... up to this many states per segment (the 56-node proof: 373k)
 PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this many states
-QUICK_SHARE = 0.5  # of the time left then (decisions included): the first exact search pass
+QUICK_SHARE = 0.3  # of the time left then (decisions included): the first exact search pass
+# (0.5 before: the two-stage 2 x 48 network's first pass proved nothing in it, and the beam
+# that finds its second stage's optimum then missed its widest width in 5 of 8 runs; 0.3:
+# proven in 4.6-4.9 s, 3 of 3; 52-60-node stages proven as fast as with 0.5)
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
 ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
@@ -1150,15 +1154,17 @@ def _pair_floor(pr: _Prep, floor: int, until: float, large: bool = True) -> int:
         return floor
     ops = sorted(bits(_open_ops(pr) & ~ctx.source), key=lambda v: -ctx.root_closure[v])
     floor = max([floor] + [ctx.root_closure[v] for v in ops[:1]])
-    closure = functools.partial(_state_closure, ctx)
-    if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
-        closure = functools.partial(flow_closure, ctx, closure)
     n_cands = PAIR_MIN_CANDIDATES
     if large:
         n_cands = max(n_cands, math.isqrt(2 * PAIR_WORK // max(1, ctx.p.n_ops)))
-    table = PairTable(ctx, closure, ctx.root_closure)
-    return pair_bounds(ctx, ops[:n_cands], floor, until, closure, width=SET_WIDTH,
-                       max_ops=SET_MAX_OPS if large else SMALL_SET_MAX_OPS, lower=table.lower)
+    cands = ops[:n_cands]
+    closure = functools.partial(_state_closure, ctx)
+    if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
+        bound = SetBounds(ctx, closure, cands, ctx.root_closure)
+    else:
+        bound = set_bound(ctx, closure, PairTable(ctx, closure, ctx.root_closure).lower)
+    return pair_bounds(ctx, cands, floor, until, bound, width=SET_WIDTH,
+                       max_ops=SET_MAX_OPS if large else SMALL_SET_MAX_OPS)
 
 
 def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):

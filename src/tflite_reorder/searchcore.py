@@ -36,10 +36,14 @@ try:
     from ._searchcore import flow_bound as _flow_bound
     from ._searchcore import flow_value as _flow_value
     from ._searchcore import make_flow as _make_flow
+    from ._searchcore import make_set_bounds as _make_set_bounds
     from ._searchcore import make_tables as _make_tables
     from ._searchcore import search as _search
+    from ._searchcore import set_bound as _set_bound
+    from ._searchcore import set_bounds_flow as _set_bounds_flow
 except ImportError as exc:  # not built (no compiler at install time) or a foreign platform
     _make_tables = _search = _make_flow = _flow_bound = _flow_value = _beam = _decide = None
+    _make_set_bounds = _set_bound = _set_bounds_flow = None
     _IMPORT_ERROR = f"the compiled search core is not built ({exc})"
 else:
     _IMPORT_ERROR = ""
@@ -183,6 +187,46 @@ def flow_closure(ctx, closure_of: Callable, v: int) -> FlowClosure:
             comp.flows[v] = flow(closure_of(v))
         got = comp.closures[v] = FlowClosure(closure_of(v), comp.flows[v], ctx.p.n_ops)
     return got
+
+
+class SetBounds:
+    """``bounds.order_bound_work(ctx, ops, closure, above, PairTable(ctx, closure,
+    root).lower)`` for sets of ``cands``, in C (``_setbound.c``): the same bound and the
+    same count of placed sets (the same steps in the same order), without the Python
+    around the flows. Every flow and cheap bound is remembered for all the sets asked,
+    as ``FlowClosure`` and ``PairTable`` do; ``closure_of(v)`` gives v's
+    ``bounds.StateClosure``, whose network is compiled when a set first holds v (once per
+    context, as ``flow_closure``'s: most sets stop at the first pairs on small models)."""
+
+    MAX_OPS = 24  # sets of more ops than this are refused (their placed sets: 2^k)
+    MEMO_BYTES = 256 << 20  # the remembered flows' most bytes (then they are forgotten)
+
+    def __init__(self, ctx, closure_of: Callable, cands: Sequence[int],
+                 root: Sequence[int], memo_bytes: int = MEMO_BYTES) -> None:
+        self.comp, self.closure_of = compiled(ctx), closure_of
+        W = max(1, (ctx.p.n_ops + 63) // 64)
+        self.index = {v: i for i, v in enumerate(cands)}
+        self.ready: set[int] = set()  # candidates whose flow the C object holds
+        self.capsule = _make_set_bounds(
+            len(cands), array("q", cands),
+            b"".join(_words(ctx.anc[v] | 1 << v, W) for v in cands),
+            b"".join(_words(ctx.desc[v] | 1 << v, W) for v in cands),
+            array("q", [root[v] for v in cands]), W, memo_bytes)
+
+    def __call__(self, ops: Sequence[int], above: int = -1) -> tuple[int, int]:
+        """(the bound, the placed sets it evaluated), as ``order_bound_work``; raises
+        ValueError for a set of more than ``MAX_OPS`` ops or an op not among ``cands``,
+        MemoryError when its tables do not fit."""
+        for v in ops:
+            if v not in self.ready:
+                if v not in self.index:
+                    raise ValueError("searchcore: an op that is not a candidate")
+                flows = self.comp.flows
+                if v not in flows:  # made when first needed, kept for the C search too
+                    flows[v] = flow(self.closure_of(v))
+                _set_bounds_flow(self.capsule, self.index[v], flows[v])
+                self.ready.add(v)
+        return _set_bound(self.capsule, array("i", [self.index[v] for v in ops]), above)
 
 
 def beam(ctx, start: int, goal: int, ready0: int, mem: int, width: int,
