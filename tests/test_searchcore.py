@@ -376,3 +376,20 @@ def test_closures_without_a_network_fall_back_to_python_bounds(monkeypatch):
         p = build_problem(random_subgraph(rng, rng.randint(8, 30)), inplace=True)
         ref, got = _both(monkeypatch, lambda p=p: scheduler.schedule(p, time_limit=60))
         _same(ref, got, case)
+
+
+@needs_core
+def test_set_search_variants_ask_for_the_same_sets():
+    """``scheduler.set_search`` in C and in Python (``tools/setbench.py``, the
+    ``--set-bounds`` benchmark): the same bound values, first reached at the same count of
+    sets, wherever both got that far in a second each."""
+    if bounds._ortools_flow is None:
+        pytest.skip("the optional solver extra (ortools) is not installed")
+    from tools import setbench
+
+    ref, got = (setbench.run(16, v, 1.0) for v in ("python", "C"))
+    common = min(len(ref["reached"]), len(got["reached"]))
+    assert common >= 2
+    assert [(v, k) for v, _, k in ref["reached"][:common]] == [
+        (v, k) for v, _, k in got["reached"][:common]]
+    assert ref["candidates"] == got["candidates"]

@@ -759,6 +759,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rewrites", type=Path, help="run the rewrite benchmark, write it here")
     ap.add_argument("--densenet121", type=Path,
                     help="with --rewrites: also Keras DenseNet121 (make_densenet_models.py)")
+    ap.add_argument("--set-bounds", type=Path, help="time the bounds over sets of ops "
+                    "(tools/setbench.py, Python against C) and write the table here")
+    ap.add_argument("--set-sizes", default="64,80,96,128", help="stages for --set-bounds")
+    ap.add_argument("--set-seconds", type=float, default=10.0,
+                    help="seconds per --set-bounds run")
     ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -789,6 +794,15 @@ def main(argv: list[str] | None = None) -> int:
         print(text_table(models, model_columns(models)), "\n", flush=True)
     if args.nas:
         bench_nas(args)
+    if args.set_bounds:
+        import setbench
+
+        print("set bounds:", file=sys.stderr)
+        command = (f"python tools/bench.py --no-models --set-bounds {args.set_bounds} "
+                   f"--set-sizes {args.set_sizes} --set-seconds {args.set_seconds:g}")
+        setbench.bench(args.set_bounds, [int(x) for x in args.set_sizes.split(",")],
+                       args.set_seconds, command)
+        print(args.set_bounds.read_text(), flush=True)
     scaling = None
     if args.scaling:
         args.load_before = os.getloadavg()[0]

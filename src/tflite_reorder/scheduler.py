@@ -51,6 +51,7 @@ import numpy as np
 
 from .bounds import (
     PairTable,
+    SetBound,
     SharedClosure,
     StateClosure,
     _ortools_flow,
@@ -77,7 +78,7 @@ from .reductions import (
     run_macro,
     source_macros,
 )
-from .searchcore import SetBounds, shared_flow
+from .searchcore import SetBounds, flow_closure, shared_flow
 from .searchcore import run as compiled_search
 from .searchcore import unavailable as compiled_unavailable
 
@@ -1140,31 +1141,42 @@ def _root_closure(pr: _Prep, until: float) -> bool:
 
 
 def _pair_floor(pr: _Prep, floor: int, until: float, large: bool = True) -> int:
-    """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments,
-    on their own networks (smaller than the shared one: their ancestors merged with the
-    source, their descendants left out), compiled where the core is built, with the cheap
-    bounds of a ``bounds.PairTable``. As many candidates as keep (pairs x ops) within
-    ``PAIR_WORK``: the best sets of RandWire stages hold ops whose own closure bounds rank
-    30th-80th (80 nodes, 4 s: 24 candidates 24 tensors, 80 candidates 27). Not ``large``
-    (a segment below ``LNS_MIN_OPS``): 24 candidates and sets of up to 8 ops, as before
-    those changes: the wider sets took the time that proves the two 48-node stages (6.4 s
-    with them narrow; open at 10 s with them wide)."""
+    """``bounds.pair_bounds`` over the ops of largest closure bound in the open segments
+    (``set_search``), with sets of up to ``SET_MAX_OPS`` ops (``SMALL_SET_MAX_OPS`` when
+    not ``large``, a segment below ``LNS_MIN_OPS``: the wider sets took the time that
+    proves the two 48-node stages, 6.4 s with them narrow, open at 10 s with them wide)."""
     ctx = pr.ctx
     if ctx.root_closure is None:
         return floor
+    cands, bound = set_search(pr, large)
+    floor = max([floor] + [ctx.root_closure[v] for v in cands[:1]])
+    return pair_bounds(ctx, cands, floor, until, bound, width=SET_WIDTH,
+                       max_ops=SET_MAX_OPS if large else SMALL_SET_MAX_OPS)
+
+
+def set_search(pr: _Prep, large: bool = True,
+               compiled: bool | None = None) -> tuple[list[int], SetBound]:
+    """The candidates of ``_pair_floor``'s set bounds (``ctx.root_closure`` must be set)
+    and the set bound on them: ``searchcore.SetBounds`` where the core is built (or
+    ``compiled``), else ``bounds.set_bound`` with a ``bounds.PairTable``, on OR-tools'
+    flows, or on compiled ones (``searchcore.FlowClosure``) when ``compiled`` is False
+    and the core is built. As many candidates as keep (pairs x ops) within ``PAIR_WORK``
+    when ``large`` (the best sets of RandWire stages hold ops whose own closure bounds
+    rank 30th-80th; 80 nodes, 4 s: 24 candidates 24 tensors, 80 candidates 27), else
+    ``PAIR_MIN_CANDIDATES``."""
+    ctx = pr.ctx
     ops = sorted(bits(_open_ops(pr) & ~ctx.source), key=lambda v: -ctx.root_closure[v])
-    floor = max([floor] + [ctx.root_closure[v] for v in ops[:1]])
     n_cands = PAIR_MIN_CANDIDATES
     if large:
         n_cands = max(n_cands, math.isqrt(2 * PAIR_WORK // max(1, ctx.p.n_ops)))
     cands = ops[:n_cands]
     closure = functools.partial(_state_closure, ctx)
-    if COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable():
-        bound = SetBounds(ctx, closure, cands, ctx.root_closure)
-    else:
-        bound = set_bound(ctx, closure, PairTable(ctx, closure, ctx.root_closure).lower)
-    return pair_bounds(ctx, cands, floor, until, bound, width=SET_WIDTH,
-                       max_ops=SET_MAX_OPS if large else SMALL_SET_MAX_OPS)
+    core = COMPILED_BOUNDS and COMPILED_SEARCH and not compiled_unavailable()
+    if core and compiled is not False:
+        return cands, SetBounds(ctx, closure, cands, ctx.root_closure)
+    if core:
+        closure = functools.partial(flow_closure, ctx, closure)
+    return cands, set_bound(ctx, closure, PairTable(ctx, closure, ctx.root_closure).lower)
 
 
 def _distribute(pieces: list[Piece], stored: list[int] | None, n: int):
