@@ -92,7 +92,7 @@ PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this m
 QUICK_SHARE = 0.3  # of the time left then (decisions included): the first exact search pass
 # (0.5 before: the two-stage 2 x 48 network's first pass proved nothing in it, and the beam
 # that finds its second stage's optimum then missed its widest width in 5 of 8 runs; 0.3:
-# proven in 4.6-4.9 s, 3 of 3; 52-60-node stages proven as fast as with 0.5)
+# proven in 4.4-4.9 s, 5 of 5; 52-60-node stages proven as fast as with 0.5)
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
 ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
@@ -1157,13 +1157,13 @@ def _pair_floor(pr: _Prep, floor: int, until: float, large: bool = True) -> int:
 def set_search(pr: _Prep, large: bool = True,
                compiled: bool | None = None) -> tuple[list[int], SetBound]:
     """The candidates of ``_pair_floor``'s set bounds (``ctx.root_closure`` must be set)
-    and the set bound on them: ``searchcore.SetBounds`` where the core is built (or
-    ``compiled``), else ``bounds.set_bound`` with a ``bounds.PairTable``, on OR-tools'
-    flows, or on compiled ones (``searchcore.FlowClosure``) when ``compiled`` is False
-    and the core is built. As many candidates as keep (pairs x ops) within ``PAIR_WORK``
-    when ``large`` (the best sets of RandWire stages hold ops whose own closure bounds
-    rank 30th-80th; 80 nodes, 4 s: 24 candidates 24 tensors, 80 candidates 27), else
-    ``PAIR_MIN_CANDIDATES``."""
+    and the set bound on them: ``searchcore.SetBounds`` where the core is built, unless
+    ``compiled`` is False; otherwise ``bounds.set_bound`` with a ``bounds.PairTable``, on
+    compiled flows (``searchcore.FlowClosure``) where the core is built, else on OR-tools'
+    (the same values either way; ``tools/setbench.py`` times the two). As many candidates
+    as keep (pairs x ops) within ``PAIR_WORK`` when ``large`` (the best sets of RandWire
+    stages hold ops whose own closure bounds rank 30th-80th; 80 nodes, 4 s: 24 candidates
+    24 tensors, 80 candidates 27), else ``PAIR_MIN_CANDIDATES``."""
     ctx = pr.ctx
     ops = sorted(bits(_open_ops(pr) & ~ctx.source), key=lambda v: -ctx.root_closure[v])
     n_cands = PAIR_MIN_CANDIDATES

@@ -193,12 +193,16 @@ class SetBounds:
     """``bounds.order_bound_work(ctx, ops, closure, above, PairTable(ctx, closure,
     root).lower)`` for sets of ``cands``, in C (``_setbound.c``): the same bound and the
     same count of placed sets (the same steps in the same order), without the Python
-    around the flows. Every flow and cheap bound is remembered for all the sets asked,
-    as ``FlowClosure`` and ``PairTable`` do; ``closure_of(v)`` gives v's
+    around the flows and without most flows: a constrained bound comes from a looser
+    key's (the same op without one other op's constraint) when one of that key's
+    minimising closures meets the constraint, and a step whose looser keys already reach
+    the best continuation is skipped (``docs/scheduling.md``). Every flow and cheap bound
+    is remembered for all the sets asked, as ``FlowClosure`` and ``PairTable`` do;
+    ``closure_of(v)`` gives v's
     ``bounds.StateClosure``, whose network is compiled when a set first holds v (once per
     context, as ``flow_closure``'s: most sets stop at the first pairs on small models)."""
 
-    MAX_OPS = 24  # sets of more ops than this are refused (their placed sets: 2^k)
+    MAX_OPS = 24  # _setbound.c's SB_MAX_OPS: larger sets are refused (placed sets: 2^k)
     MEMO_BYTES = 256 << 20  # the remembered flows' most bytes (then they are forgotten)
 
     def __init__(self, ctx, closure_of: Callable, cands: Sequence[int],
