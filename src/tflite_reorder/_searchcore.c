@@ -821,6 +821,8 @@ int64_t flow_max(Flow *f) {
         f->queue[qt++] = 0;
         while (qh < qt) {
             int a = f->queue[qh++];
+            if (f->level[1] >= 0 && f->level[a] >= f->level[1])
+                break;  /* no shortest path goes deeper than the sink: left unlevelled */
             for (int k = f->adj_ptr[a]; k < f->adj_ptr[a + 1]; k++) {
                 int e = f->adj[k];
                 if (f->cap[e] > 0 && f->level[f->head[e]] == -1) {
