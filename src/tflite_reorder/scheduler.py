@@ -92,7 +92,7 @@ PROBE_STATES = 5_000  # decisions from below (K = the floor) first, up to this m
 QUICK_SHARE = 0.3  # of the time left then (decisions included): the first exact search pass
 # (0.5 before: the two-stage 2 x 48 network's first pass proved nothing in it, and the beam
 # that finds its second stage's optimum then missed its widest width in 5 of 8 runs; 0.3:
-# proven in 4.4-4.9 s, 5 of 5; 52-60-node stages proven as fast as with 0.5)
+# proven in 4.2-4.9 s, 6 of 6; 52-60-node stages proven as fast as with 0.5)
 QUICK_STATES = 1_000_000  # ... up to this many states (randwire_ws_int8 needs 50,000)
 ROOT_SHARE = 0.1  # of what is left then, for open segments: every op's closure bound ...
 PAIR_SHARE = 0.4  # ... then bounds over sets of ops at the root (bounds.pair_bounds) ...
