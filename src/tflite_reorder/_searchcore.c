@@ -177,7 +177,6 @@ static inline int equal_bits(const u64 *a, const u64 *b, int W) {
     return memcmp(a, b, (size_t)W * 8) == 0;
 }
 
-
 /* ------------------------------------------------------------------------------------- */
 /* Steps (scheduler._mstep / _step)                                                        */
 

@@ -155,14 +155,19 @@ static int sb_feasible(const SetBounds *b, int c, const u64 *fin, const u64 *fou
     return 1;
 }
 
-/* The memo slot of (c, fin, fout) (free if not remembered); the key is left in scratch. */
-static size_t sb_find(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
+/* The memo key of (c, fin, fout), written to scratch (what sb_store remembers under). */
+static void sb_key(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
     const int W = b->W;
     u64 *key = b->scratch;
     key[0] = (u64)c + 1;
     memcpy(key + 1, fin, (size_t)W * 8);
     memcpy(key + 1 + W, fout, (size_t)W * 8);
-    return sb_slot(b, key);
+}
+
+/* The memo slot of (c, fin, fout) (free if not remembered); the key is left in scratch. */
+static size_t sb_find(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
+    sb_key(b, c, fin, fout);
+    return sb_slot(b, b->scratch);
 }
 
 /* Remembers value (and its least and largest minimising closures) for the key in scratch;
@@ -181,15 +186,10 @@ static int sb_store(SetBounds *b, int64_t value, const u64 *mins) {
     return 0;
 }
 
-/* searchcore.FlowClosure.bound(fin, fout) of candidate c: remembered, or one flow;
- * SB_UNKNOWN when out of memory. */
-static int64_t sb_bound(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
+/* c's bound under (fin, fout) by one flow (c can run there and the key is not
+ * remembered), then remembered; SB_UNKNOWN when out of memory. */
+static int64_t sb_flow(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
     const int W = b->W, K = 1 + 2 * W;
-    if (!sb_feasible(b, c, fin, fout))
-        return SB_INF;
-    size_t i = sb_find(b, c, fin, fout);
-    if (b->keys[i * K])
-        return b->vals[i];
     Flow *f = b->flow[c];
     int64_t value = flow_value(f, fin, fout, W * 64);
     int64_t got = value >= f->big ? SB_INF : f->base - (f->gain - value);
@@ -198,7 +198,18 @@ static int64_t sb_bound(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
         memset(mins, 0xFF, (size_t)W * 16);  /* no closure: a tighter key is INF as well */
     else
         sb_closures(b, c, f, fin, mins);
+    sb_key(b, c, fin, fout);
     return sb_store(b, got, mins) < 0 ? SB_UNKNOWN : got;
+}
+
+/* searchcore.FlowClosure.bound(fin, fout) of candidate c: remembered, or one flow;
+ * SB_UNKNOWN when out of memory. */
+static int64_t sb_bound(SetBounds *b, int c, const u64 *fin, const u64 *fout) {
+    const int K = 1 + 2 * b->W;
+    if (!sb_feasible(b, c, fin, fout))
+        return SB_INF;
+    size_t i = sb_find(b, c, fin, fout);
+    return b->keys[i * K] ? b->vals[i] : sb_flow(b, c, fin, fout);
 }
 
 /* c's bound under (fin, fout) from a remembered looser key, without a flow, or
@@ -321,13 +332,13 @@ static int64_t sb_bound_in_set(Call *s, int i, uint32_t placed, uint32_t after,
             : sb_from_looser(b, c, pfin, pfout, s->zero, mine, mins, &lower);
         if (got != SB_UNKNOWN) {
             s->last = j;
-            sb_find(b, c, fin, fout);  /* the key back in scratch */
+            sb_key(b, c, fin, fout);  /* the key back in scratch */
             return sb_store(b, got, mins) < 0 ? SB_UNKNOWN : got;
         }
     }
     if (lower >= best)
         return lower;  /* it cannot lower the caller's best: no flow (and not remembered) */
-    return sb_bound(b, c, fin, fout);
+    return sb_flow(b, c, fin, fout);
 }
 
 /* order_bound_work's value(placed). */
