@@ -5,7 +5,7 @@ alone (the same candidates, widths and set sizes as ``schedule`` gives it on seg
 ``scheduler.LNS_MIN_OPS`` ops or more), run for a fixed time per implementation:
 
 * ``python``: ``bounds.order_bound_work`` with ``bounds.PairTable.lower``, each flow compiled
-  (``searchcore.FlowClosure``): the set bounds before ``_setbound.c``;
+  (``searchcore.FlowClosure``): the loop ``_setbound.c`` transcribes, on today's flows;
 * ``C``: ``searchcore.SetBounds``.
 
 Per run: the seconds after which the bound first reached each value (in tensors of
@@ -71,8 +71,8 @@ def markdown(rows: list[dict], seconds: float, command: str) -> str:
     lines = ["# Bounds over sets of ops: how fast they rise", "", header, "",
              f"The set search of `scheduler._pair_floor` alone on RandWire stages (seed 1), "
              f"{seconds:g} s per run. *python* = `bounds.order_bound_work` with "
-             "`bounds.PairTable.lower` on compiled flows (`searchcore.FlowClosure`), the set "
-             "bounds before `_setbound.c`; *C* = `searchcore.SetBounds`. Each cell: the "
+             "`bounds.PairTable.lower` on today's compiled flows (`searchcore.FlowClosure`), "
+             "the loop `_setbound.c` transcribes; *C* = `searchcore.SetBounds`. Each cell: the "
              "seconds after which the bound first reached that many tensors (9216 B each), "
              "and the sets evaluated by then; both variants ask for the same sets in the "
              "same order.", ""]

@@ -12,7 +12,7 @@
  * least the best continuation found so far spares the flow of a step that cannot lower it.
  * 80-node RandWire stage, the set bounds of scheduler._pair_floor alone: the 28-tensor
  * bound after 7.9 s in Python, 5.7 s in C without looser keys, 3.0 s with them as equal
- * bounds, 2.2-2.4 s with them as lower bounds too (the same sets, 6,608 of them); 1.7 s
+ * bounds, 2.2-2.4 s with them as lower bounds too (the same sets, 6,608 of them); 1.5 s
  * with flow_max's shallower breadth-first searches (docs/set_bounds.md).
  *
  * One object per candidate list (scheduler._pair_floor): per candidate its compiled
